@@ -1,0 +1,251 @@
+#include "common/recipe.h"
+
+#include <cmath>
+
+#include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
+
+namespace quartet::common {
+namespace {
+
+using quartet::v1::TrainingRecipe;
+
+absl::Status Bad(absl::string_view field, absl::string_view what, double got) {
+  return absl::InvalidArgumentError(
+      absl::StrCat("recipe.", field, ": must be ", what, ", got ", got));
+}
+
+// Checks a finite double against [lo, hi] (or (lo, hi] when lo_open).
+absl::Status CheckRange(absl::string_view field, double v, double lo, double hi, bool lo_open,
+                        absl::string_view what) {
+  if (!std::isfinite(v) || v > hi || (lo_open ? v <= lo : v < lo)) return Bad(field, what, v);
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<Recipe> ResolveRecipe(const TrainingRecipe& p) {
+  Recipe r;
+  if (p.has_epochs()) {
+    if (p.epochs() < 1 || p.epochs() > 10000) return Bad("epochs", "in [1, 10000]", p.epochs());
+    r.epochs = p.epochs();
+  }
+  if (p.has_batch_size()) {
+    if (p.batch_size() < 2 || p.batch_size() > 65536) {
+      return Bad("batch_size", "in [2, 65536] (BatchNorm needs 2 samples)", p.batch_size());
+    }
+    r.batch_size = p.batch_size();
+  }
+  if (p.has_learning_rate()) {
+    QUARTET_RETURN_IF_ERROR(CheckRange("learning_rate", p.learning_rate(), 0, 10, true,
+                                       "a finite number in (0, 10]"));
+    r.learning_rate = p.learning_rate();
+  }
+  if (p.has_weight_decay()) {
+    QUARTET_RETURN_IF_ERROR(CheckRange("weight_decay", p.weight_decay(), 0, 1, false,
+                                       "a finite number in [0, 1]"));
+    r.weight_decay = p.weight_decay();
+  }
+  switch (p.optimizer()) {
+    case quartet::v1::OPTIMIZER_UNSPECIFIED:
+    case quartet::v1::OPTIMIZER_ADAMW:
+      r.optimizer = OptimizerKind::kAdamW;
+      break;
+    case quartet::v1::OPTIMIZER_SGD:
+      r.optimizer = OptimizerKind::kSgd;
+      break;
+    default:
+      return Bad("optimizer", "OPTIMIZER_ADAMW or OPTIMIZER_SGD", p.optimizer());
+  }
+  if (p.has_momentum()) {
+    QUARTET_RETURN_IF_ERROR(
+        CheckRange("momentum", p.momentum(), 0, 1, false, "a finite number in [0, 1)"));
+    if (p.momentum() >= 1) return Bad("momentum", "a finite number in [0, 1)", p.momentum());
+    r.momentum = p.momentum();
+  }
+  if (p.has_gate_lr_multiplier()) {
+    QUARTET_RETURN_IF_ERROR(CheckRange("gate_lr_multiplier", p.gate_lr_multiplier(), 0, 100,
+                                       false, "a finite number in [0, 100]"));
+    r.gate_lr_multiplier = p.gate_lr_multiplier();
+  }
+  if (p.has_gate_weight_decay_multiplier()) {
+    QUARTET_RETURN_IF_ERROR(CheckRange("gate_weight_decay_multiplier",
+                                       p.gate_weight_decay_multiplier(), 0, 100, false,
+                                       "a finite number in [0, 100]"));
+    r.gate_weight_decay_multiplier = p.gate_weight_decay_multiplier();
+  }
+  if (p.has_warmup_steps()) {
+    if (p.warmup_steps() < 0) return Bad("warmup_steps", ">= 0", p.warmup_steps());
+    r.warmup_steps = p.warmup_steps();
+  }
+  if (p.has_warmup_start_factor()) {
+    QUARTET_RETURN_IF_ERROR(CheckRange("warmup_start_factor", p.warmup_start_factor(), 0, 1,
+                                       true, "a finite number in (0, 1]"));
+    r.warmup_start_factor = p.warmup_start_factor();
+  }
+  if (p.has_eta_min()) {
+    QUARTET_RETURN_IF_ERROR(
+        CheckRange("eta_min", p.eta_min(), 0, 10, false, "a finite number in [0, 10]"));
+    r.eta_min = p.eta_min();
+  }
+  if (r.eta_min > r.learning_rate) {
+    return Bad("eta_min", absl::StrCat("<= learning_rate (", r.learning_rate, ")"), r.eta_min);
+  }
+  if (p.has_label_smoothing()) {
+    QUARTET_RETURN_IF_ERROR(CheckRange("label_smoothing", p.label_smoothing(), 0, 1, false,
+                                       "a finite number in [0, 1)"));
+    if (p.label_smoothing() >= 1) {
+      return Bad("label_smoothing", "a finite number in [0, 1)", p.label_smoothing());
+    }
+    r.label_smoothing = p.label_smoothing();
+  }
+  if (p.has_mixup_alpha()) {
+    QUARTET_RETURN_IF_ERROR(CheckRange("mixup_alpha", p.mixup_alpha(), 0, 100, false,
+                                       "a finite number in [0, 100] (0 turns mixup off)"));
+    r.mixup_alpha = p.mixup_alpha();
+  }
+  if (p.has_grad_clip_norm()) {
+    QUARTET_RETURN_IF_ERROR(CheckRange("grad_clip_norm", p.grad_clip_norm(), 0, 1e6, false,
+                                       "a finite number >= 0 (0 turns clipping off)"));
+    r.grad_clip_norm = p.grad_clip_norm();
+  }
+  if (p.has_dropout()) {
+    QUARTET_RETURN_IF_ERROR(
+        CheckRange("dropout", p.dropout(), 0, 1, false, "a finite number in [0, 1)"));
+    if (p.dropout() >= 1) return Bad("dropout", "a finite number in [0, 1)", p.dropout());
+    r.dropout = p.dropout();
+  }
+  switch (p.router()) {
+    case quartet::v1::ROUTER_UNSPECIFIED:
+    case quartet::v1::ROUTER_DENSE:
+      r.router = RouterKind::kDense;
+      break;
+    case quartet::v1::ROUTER_TOP_K:
+      r.router = RouterKind::kTopK;
+      break;
+    case quartet::v1::ROUTER_TOP_P:
+      r.router = RouterKind::kTopP;
+      break;
+    default:
+      return Bad("router", "ROUTER_DENSE, ROUTER_TOP_K or ROUTER_TOP_P", p.router());
+  }
+  if (p.has_top_k()) {
+    if (p.top_k() < 1 || p.top_k() > 8) return Bad("top_k", "in [1, 8]", p.top_k());
+    r.top_k = p.top_k();
+  }
+  if (p.has_top_p()) {
+    QUARTET_RETURN_IF_ERROR(
+        CheckRange("top_p", p.top_p(), 0, 1, true, "a finite number in (0, 1]"));
+    r.top_p = p.top_p();
+  }
+  if (p.has_max_active_experts()) {
+    if (p.max_active_experts() < 0 || p.max_active_experts() > 8) {
+      return Bad("max_active_experts", "in [0, 8] (0 means all)", p.max_active_experts());
+    }
+    r.max_active_experts = p.max_active_experts();
+  }
+  if (p.has_balance_loss_weight()) {
+    QUARTET_RETURN_IF_ERROR(CheckRange("balance_loss_weight", p.balance_loss_weight(), 0, 100,
+                                       false, "a finite number in [0, 100]"));
+    r.balance_loss_weight = p.balance_loss_weight();
+  }
+  if (p.has_input_size()) {
+    if (p.input_size() != 0 && (p.input_size() < 8 || p.input_size() > 1024)) {
+      return Bad("input_size", "0 (automatic) or in [8, 1024]", p.input_size());
+    }
+    r.input_size = p.input_size();
+  }
+  if (p.has_time_budget_seconds()) {
+    QUARTET_RETURN_IF_ERROR(CheckRange("time_budget_seconds", p.time_budget_seconds(), 0, 1e7,
+                                       false, "a finite number >= 0 (0 means none)"));
+    r.time_budget_seconds = p.time_budget_seconds();
+  }
+  if (p.has_seed()) {
+    r.seed = p.seed();
+    r.has_seed = true;
+  }
+  if (p.has_augment()) r.augment = p.augment();
+  if (p.has_amp()) r.amp = p.amp();
+  return r;
+}
+
+quartet::v1::TrainingRecipe RecipeToProto(const Recipe& r) {
+  TrainingRecipe p;
+  p.set_epochs(r.epochs);
+  p.set_batch_size(r.batch_size);
+  p.set_learning_rate(r.learning_rate);
+  p.set_weight_decay(r.weight_decay);
+  p.set_optimizer(r.optimizer == OptimizerKind::kSgd ? quartet::v1::OPTIMIZER_SGD
+                                                     : quartet::v1::OPTIMIZER_ADAMW);
+  p.set_momentum(r.momentum);
+  p.set_gate_lr_multiplier(r.gate_lr_multiplier);
+  p.set_gate_weight_decay_multiplier(r.gate_weight_decay_multiplier);
+  if (r.warmup_steps >= 0) p.set_warmup_steps(r.warmup_steps);
+  p.set_warmup_start_factor(r.warmup_start_factor);
+  p.set_eta_min(r.eta_min);
+  p.set_label_smoothing(r.label_smoothing);
+  p.set_mixup_alpha(r.mixup_alpha);
+  p.set_grad_clip_norm(r.grad_clip_norm);
+  p.set_dropout(r.dropout);
+  switch (r.router) {
+    case RouterKind::kDense:
+      p.set_router(quartet::v1::ROUTER_DENSE);
+      break;
+    case RouterKind::kTopK:
+      p.set_router(quartet::v1::ROUTER_TOP_K);
+      break;
+    case RouterKind::kTopP:
+      p.set_router(quartet::v1::ROUTER_TOP_P);
+      break;
+  }
+  p.set_top_k(r.top_k);
+  p.set_top_p(r.top_p);
+  p.set_max_active_experts(r.max_active_experts);
+  p.set_balance_loss_weight(r.balance_loss_weight);
+  p.set_input_size(r.input_size);
+  p.set_time_budget_seconds(r.time_budget_seconds);
+  if (r.has_seed) p.set_seed(r.seed);
+  p.set_augment(r.augment);
+  p.set_amp(r.amp);
+  return p;
+}
+
+absl::Status ValidateDataSpec(const quartet::v1::DataSpec& data) {
+  switch (data.dataset()) {
+    case quartet::v1::DATASET_CIFAR10:
+    case quartet::v1::DATASET_MNIST:
+    case quartet::v1::DATASET_FASHION_MNIST:
+    case quartet::v1::DATASET_SYNTHETIC:
+      break;
+    case quartet::v1::DATASET_UNSPECIFIED:
+      return absl::InvalidArgumentError(
+          "data.dataset: required (DATASET_CIFAR10, DATASET_MNIST, DATASET_FASHION_MNIST or "
+          "DATASET_SYNTHETIC)");
+    default:
+      return absl::InvalidArgumentError(
+          absl::StrCat("data.dataset: unknown value ", data.dataset()));
+  }
+  if (data.train_limit() < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("data.train_limit: must be >= 0 (0 means all), got ", data.train_limit()));
+  }
+  if (data.test_limit() < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("data.test_limit: must be >= 0 (0 means all), got ", data.test_limit()));
+  }
+  return absl::OkStatus();
+}
+
+const char* RouterName(RouterKind router) {
+  switch (router) {
+    case RouterKind::kDense:
+      return "dense";
+    case RouterKind::kTopK:
+      return "top-k";
+    case RouterKind::kTopP:
+      return "top-p";
+  }
+  return "?";
+}
+
+}  // namespace quartet::common

@@ -1,0 +1,68 @@
+// The training recipe with every default filled in, and its validation. The wire form
+// (quartet.v1.TrainingRecipe) leaves fields unset to mean "default"; everything downstream of
+// ResolveRecipe works with this complete, validated struct.
+#ifndef QUARTET_COMMON_RECIPE_H_
+#define QUARTET_COMMON_RECIPE_H_
+
+#include <cstdint>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "quartet/v1/spec.pb.h"
+
+namespace quartet::common {
+
+enum class RouterKind { kDense, kTopK, kTopP };
+enum class OptimizerKind { kAdamW, kSgd };
+
+// A complete recipe. Field meanings and defaults: proto/quartet/v1/spec.proto TrainingRecipe.
+struct Recipe {
+  int epochs = 1;
+  int batch_size = 32;
+  double learning_rate = 1e-3;
+  double weight_decay = 5e-4;
+  OptimizerKind optimizer = OptimizerKind::kAdamW;
+  double momentum = 0.9;
+  double gate_lr_multiplier = 2.0;
+  double gate_weight_decay_multiplier = 0.5;
+  // -1 means 5% of all steps (resolved by the trainer, which knows the step count).
+  int64_t warmup_steps = -1;
+  double warmup_start_factor = 0.1;
+  double eta_min = 1e-6;
+  double label_smoothing = 0.1;
+  double mixup_alpha = 0.2;
+  double grad_clip_norm = 1.0;
+  double dropout = 0.2;
+  RouterKind router = RouterKind::kDense;
+  int top_k = 2;
+  double top_p = 0.5;
+  // 0 means all experts.
+  int max_active_experts = 0;
+  double balance_loss_weight = 0.01;
+  // 0 means automatic (dataset native size raised to the families' minimum).
+  int input_size = 0;
+  double time_budget_seconds = 0;
+  // Only meaningful when has_seed.
+  uint64_t seed = 0;
+  bool has_seed = false;
+  bool augment = true;
+  bool amp = true;
+};
+
+// Fills defaults and validates. INVALID_ARGUMENT naming the field ("recipe.learning_rate: must be
+// a finite number > 0, got nan") for negative, zero-where-positive-is-required or non-finite values,
+// unknown enum values, and out-of-range probabilities.
+absl::StatusOr<Recipe> ResolveRecipe(const quartet::v1::TrainingRecipe& proto);
+
+// The complete wire form of a resolved recipe (every field set).
+quartet::v1::TrainingRecipe RecipeToProto(const Recipe& recipe);
+
+// Validates a data spec: dataset set, limits >= 0. INVALID_ARGUMENT naming the field.
+absl::Status ValidateDataSpec(const quartet::v1::DataSpec& data);
+
+// "ROUTER_DENSE" -> kDense etc. are the proto enum names; these give short names for display.
+const char* RouterName(RouterKind router);
+
+}  // namespace quartet::common
+
+#endif  // QUARTET_COMMON_RECIPE_H_

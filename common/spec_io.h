@@ -1,0 +1,34 @@
+// Reading protobuf messages (campaign configs, candidate specs) from JSON or YAML text and files,
+// using protobuf's JSON mapping (field names in snake_case or lowerCamelCase, enums by name).
+#ifndef QUARTET_COMMON_SPEC_IO_H_
+#define QUARTET_COMMON_SPEC_IO_H_
+
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "google/protobuf/message.h"
+
+namespace quartet::common {
+
+enum class TextFormat { kJson, kYaml };
+
+// Parses `text` into `message` (cleared first). INVALID_ARGUMENT with the parser's explanation
+// (unknown field, wrong type, bad enum name) prefixed by `source`.
+absl::Status ParseMessage(absl::string_view text, TextFormat format, absl::string_view source,
+                          google::protobuf::Message* message);
+
+// Reads a file: .json is JSON, .yaml/.yml is YAML, anything else is tried as JSON then YAML.
+// NOT_FOUND when the file cannot be read; INVALID_ARGUMENT when it does not parse.
+absl::Status ReadMessageFile(const std::string& path, google::protobuf::Message* message);
+
+// Compact or indented JSON of a message with every field printed (defaults included).
+std::string MessageToJson(const google::protobuf::Message& message, bool pretty = false);
+
+// Reads a whole file. NOT_FOUND naming the path when it cannot be opened.
+absl::StatusOr<std::string> ReadFile(const std::string& path);
+
+}  // namespace quartet::common
+
+#endif  // QUARTET_COMMON_SPEC_IO_H_

@@ -1,0 +1,16 @@
+# Generates a C++ source holding every migration file as a string, in file-name order, so the
+# coordinator binary carries its schema. Invoked at build time with -DOUT=... -DDIR=...
+file(GLOB files "${DIR}/*.sql")
+list(SORT files)
+set(body "// Generated from coordinator/storage/migrations/*.sql. Do not edit.\n")
+string(APPEND body "#include \"coordinator/storage/migrations.h\"\n\nnamespace quartet::coordinator {\n\n")
+string(APPEND body "const std::vector<Migration>& Migrations() {\n  static const auto* m = new std::vector<Migration>{\n")
+foreach(f ${files})
+  get_filename_component(name "${f}" NAME_WE)
+  string(REGEX MATCH "^[0-9]+" version "${name}")
+  file(READ "${f}" sql)
+  string(APPEND body "      {${version}, \"${name}\", R\"quartet_sql(${sql})quartet_sql\"},\n")
+endforeach()
+string(APPEND body "  };\n  return *m;\n}\n\n}  // namespace quartet::coordinator\n")
+file(WRITE "${OUT}.tmp" "${body}")
+execute_process(COMMAND ${CMAKE_COMMAND} -E copy_if_different "${OUT}.tmp" "${OUT}")

@@ -1,0 +1,418 @@
+#include "coordinator/storage/memory_store.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+
+namespace quartet::coordinator {
+namespace {
+
+std::vector<std::pair<std::string, std::string>> PairsOf(const std::vector<std::string>& f) {
+  std::vector<std::pair<std::string, std::string>> out;
+  for (size_t i = 0; i < f.size(); ++i) {
+    for (size_t j = i + 1; j < f.size(); ++j) out.emplace_back(f[i], f[j]);
+  }
+  return out;
+}
+
+}  // namespace
+
+absl::StatusOr<CampaignRecord> MemoryStore::CreateCampaign(const CampaignRecord& campaign,
+                                                           absl::Time now) {
+  if (campaign.config.pool_size() < 2) {
+    return absl::InvalidArgumentError("pool: a campaign needs at least 2 families");
+  }
+  absl::MutexLock lock(&mu_);
+  CampaignData data;
+  data.record = campaign;
+  data.record.id = next_campaign_id_++;
+  data.record.state = CampaignState::kRunning;
+  data.record.issued = 0;
+  data.record.counts = {};
+  data.record.best_accuracy = 0;
+  data.record.best_candidate_id = 0;
+  data.record.succeeded_seconds = 0;
+  data.record.created_at = data.record.updated_at = now;
+  data.record.finished_at = absl::InfinitePast();
+  const auto& pool = campaign.config.pool();
+  for (int i = 0; i < pool.size(); ++i) {
+    data.family[pool[i]] = {};
+    for (int j = i + 1; j < pool.size(); ++j) data.pair[{pool[i], pool[j]}] = {};
+  }
+  const int64_t id = data.record.id;
+  CampaignRecord out = data.record;
+  campaigns_.emplace(id, std::move(data));
+  return out;
+}
+
+absl::StatusOr<CampaignRecord> MemoryStore::GetCampaign(int64_t campaign_id) {
+  absl::MutexLock lock(&mu_);
+  auto it = campaigns_.find(campaign_id);
+  if (it == campaigns_.end()) {
+    return absl::NotFoundError(absl::StrCat("campaign ", campaign_id, " not found"));
+  }
+  return it->second.record;
+}
+
+absl::StatusOr<std::vector<CampaignRecord>> MemoryStore::ListCampaigns(
+    const std::vector<CampaignState>& states, int64_t limit) {
+  absl::MutexLock lock(&mu_);
+  std::vector<CampaignRecord> out;
+  for (auto it = campaigns_.rbegin(); it != campaigns_.rend(); ++it) {
+    const CampaignRecord& r = it->second.record;
+    if (!states.empty() && std::find(states.begin(), states.end(), r.state) == states.end()) {
+      continue;
+    }
+    out.push_back(r);
+    if (limit > 0 && static_cast<int64_t>(out.size()) >= limit) break;
+  }
+  return out;
+}
+
+void MemoryStore::Transition(CandidateRecord& c, CandidateState to, absl::Time now) {
+  CampaignData& camp = campaigns_.at(c.campaign_id);
+  const CandidateState from = c.state;
+  camp.record.counts.at(from)--;
+  camp.record.counts.at(to)++;
+  for (const std::string& f : c.families) {
+    camp.family[f].at(from)--;
+    camp.family[f].at(to)++;
+  }
+  for (const auto& p : PairsOf(c.families)) {
+    camp.pair[p].at(from)--;
+    camp.pair[p].at(to)++;
+  }
+  c.state = to;
+  camp.record.updated_at = now;
+  if (to == CandidateState::kPending) {
+    queue_.emplace(-camp.record.priority, c.id);
+  }
+  if (IsFinal(to)) c.finished_at = now;
+}
+
+void MemoryStore::MaybeFinish(CampaignData& c, absl::Time now) {
+  CampaignRecord& r = c.record;
+  if (IsFinal(r.state)) return;
+  if (r.issued == r.budget && r.counts.pending == 0 && r.counts.leased == 0) {
+    r.state = CampaignState::kDone;
+    r.finished_at = now;
+    r.updated_at = now;
+  }
+}
+
+absl::StatusOr<CampaignRecord> MemoryStore::CancelCampaign(int64_t campaign_id, absl::Time now) {
+  absl::MutexLock lock(&mu_);
+  auto it = campaigns_.find(campaign_id);
+  if (it == campaigns_.end()) {
+    return absl::NotFoundError(absl::StrCat("campaign ", campaign_id, " not found"));
+  }
+  CampaignRecord& r = it->second.record;
+  if (IsFinal(r.state)) {
+    return absl::FailedPreconditionError(absl::StrCat("campaign ", campaign_id, " is already ",
+                                                      CampaignStateName(r.state)));
+  }
+  for (auto& [id, c] : candidates_) {
+    if (c.campaign_id != campaign_id) continue;
+    if (c.state == CandidateState::kPending) {
+      queue_.erase({-r.priority, c.id});
+      Transition(c, CandidateState::kCancelled, now);
+    } else if (c.state == CandidateState::kLeased) {
+      c.cancel_requested = true;
+    }
+  }
+  r.state = CampaignState::kCancelled;
+  r.finished_at = now;
+  r.updated_at = now;
+  return r;
+}
+
+absl::Status MemoryStore::InsertCandidates(int64_t campaign_id,
+                                           const std::vector<NewCandidate>& candidates,
+                                           absl::Time now) {
+  absl::MutexLock lock(&mu_);
+  auto it = campaigns_.find(campaign_id);
+  if (it == campaigns_.end()) {
+    return absl::NotFoundError(absl::StrCat("campaign ", campaign_id, " not found"));
+  }
+  CampaignData& camp = it->second;
+  CampaignRecord& r = camp.record;
+  if (IsFinal(r.state)) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("campaign ", campaign_id, " is ", CampaignStateName(r.state)));
+  }
+  if (r.issued + static_cast<int64_t>(candidates.size()) > r.budget) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("campaign ", campaign_id, ": issuing ", candidates.size(),
+                     " more candidates would exceed the budget of ", r.budget, " (", r.issued,
+                     " issued)"));
+  }
+  std::set<std::pair<uint64_t, int>> batch;
+  for (const NewCandidate& nc : candidates) {
+    std::pair<uint64_t, int> key{nc.rank, nc.repeat};
+    if (camp.keys.count(key) || !batch.insert(key).second) {
+      return absl::AlreadyExistsError(absl::StrCat("campaign ", campaign_id, ": combination rank ",
+                                                   nc.rank, " repeat ", nc.repeat,
+                                                   " already issued"));
+    }
+    for (const std::string& f : nc.families) {
+      if (!camp.family.count(f)) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("families: '", f, "' is not in the pool of campaign ", campaign_id));
+      }
+    }
+  }
+  for (const NewCandidate& nc : candidates) {
+    CandidateRecord c;
+    c.id = next_candidate_id_++;
+    c.campaign_id = campaign_id;
+    c.rank = nc.rank;
+    c.repeat = nc.repeat;
+    c.families = nc.families;
+    c.state = CandidateState::kPending;
+    c.created_at = now;
+    camp.keys.insert({nc.rank, nc.repeat});
+    r.counts.pending++;
+    for (const std::string& f : c.families) camp.family[f].pending++;
+    for (const auto& p : PairsOf(c.families)) camp.pair[p].pending++;
+    for (size_t a = 0; a < c.families.size(); ++a) {
+      for (size_t b = a + 1; b < c.families.size(); ++b) {
+        for (size_t d = b + 1; d < c.families.size(); ++d) {
+          camp.triple[{c.families[a], c.families[b], c.families[d]}]++;
+        }
+      }
+    }
+    queue_.emplace(-r.priority, c.id);
+    candidates_.emplace(c.id, std::move(c));
+  }
+  r.issued += static_cast<int64_t>(candidates.size());
+  r.updated_at = now;
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::optional<LeaseGrant>> MemoryStore::LeaseNext(const std::string& worker_id,
+                                                                 absl::Time now,
+                                                                 absl::Duration lease) {
+  absl::MutexLock lock(&mu_);
+  auto w = workers_.find(worker_id);
+  if (w == workers_.end()) {
+    return absl::NotFoundError(
+        absl::StrCat("worker '", worker_id, "' is not registered; call RegisterWorker first"));
+  }
+  w->second.last_seen_at = now;
+  for (auto q = queue_.begin(); q != queue_.end(); ++q) {
+    CandidateRecord& c = candidates_.at(q->second);
+    CampaignData& camp = campaigns_.at(c.campaign_id);
+    if (camp.record.state != CampaignState::kRunning) continue;
+    queue_.erase(q);
+    Transition(c, CandidateState::kLeased, now);
+    c.attempt++;
+    c.lease_token = next_token_++;
+    c.worker_id = worker_id;
+    c.lease_deadline = now + lease;
+    c.cancel_requested = false;
+    if (c.started_at == absl::InfinitePast()) c.started_at = now;
+    return LeaseGrant{c, camp.record.config};
+  }
+  return std::optional<LeaseGrant>();
+}
+
+absl::StatusOr<CandidateRecord*> MemoryStore::CheckLease(int64_t candidate_id, int64_t token,
+                                                         const std::string& worker_id,
+                                                         absl::Time /*now*/,
+                                                         bool /*allow_expired*/) {
+  auto it = candidates_.find(candidate_id);
+  if (it == candidates_.end()) {
+    return absl::NotFoundError(absl::StrCat("candidate ", candidate_id, " not found"));
+  }
+  CandidateRecord& c = it->second;
+  if (c.state != CandidateState::kLeased || c.lease_token != token) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "lease token ", token, " of candidate ", candidate_id, " is stale: the candidate is ",
+        CandidateStateName(c.state), " (attempt ", c.attempt, ", current token ", c.lease_token,
+        ")"));
+  }
+  if (c.worker_id != worker_id) {
+    return absl::FailedPreconditionError(absl::StrCat("candidate ", candidate_id,
+                                                      " is leased to worker '", c.worker_id,
+                                                      "', not '", worker_id, "'"));
+  }
+  return &c;
+}
+
+absl::StatusOr<LeaseRenewal> MemoryStore::RenewLease(int64_t candidate_id, int64_t token,
+                                                     const std::string& worker_id, absl::Time now,
+                                                     absl::Duration lease) {
+  absl::MutexLock lock(&mu_);
+  auto c = CheckLease(candidate_id, token, worker_id, now, false);
+  if (!c.ok()) return c.status();
+  (*c)->lease_deadline = now + lease;
+  auto w = workers_.find(worker_id);
+  if (w != workers_.end()) w->second.last_seen_at = now;
+  const bool cancelled = campaigns_.at((*c)->campaign_id).record.state == CampaignState::kCancelled;
+  return LeaseRenewal{(*c)->lease_deadline, (*c)->cancel_requested || cancelled};
+}
+
+absl::StatusOr<int64_t> MemoryStore::AppendMetrics(int64_t candidate_id, int64_t token,
+                                                   const std::string& worker_id,
+                                                   const std::vector<MetricRecord>& points) {
+  absl::MutexLock lock(&mu_);
+  auto c = CheckLease(candidate_id, token, worker_id, absl::Now(), true);
+  if (!c.ok()) return c.status();
+  int64_t added = 0;
+  for (MetricRecord p : points) {
+    p.candidate_id = candidate_id;
+    p.attempt = (*c)->attempt;
+    auto key = std::make_tuple(candidate_id, p.attempt, p.step, p.name);
+    if (metrics_.emplace(key, p).second) ++added;
+  }
+  return added;
+}
+
+absl::Status MemoryStore::CompleteCandidate(int64_t candidate_id, int64_t token,
+                                            const std::string& worker_id,
+                                            const quartet::v1::Result& result, absl::Time now) {
+  absl::MutexLock lock(&mu_);
+  auto c = CheckLease(candidate_id, token, worker_id, now, true);
+  if (!c.ok()) return c.status();
+  CandidateRecord& cand = **c;
+  Transition(cand, CandidateState::kSucceeded, now);
+  cand.result = result;
+  cand.test_accuracy = result.test_accuracy();
+  cand.cancel_requested = false;
+  CampaignData& camp = campaigns_.at(cand.campaign_id);
+  if (camp.record.best_candidate_id == 0 || result.test_accuracy() > camp.record.best_accuracy) {
+    camp.record.best_accuracy = result.test_accuracy();
+    camp.record.best_candidate_id = cand.id;
+  }
+  camp.record.succeeded_seconds += result.wall_seconds();
+  MaybeFinish(camp, now);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<CandidateState> MemoryStore::FailCandidate(int64_t candidate_id, int64_t token,
+                                                          const std::string& worker_id,
+                                                          quartet::v1::ErrorClass error_class,
+                                                          const std::string& message,
+                                                          bool retryable, absl::Time now) {
+  absl::MutexLock lock(&mu_);
+  auto c = CheckLease(candidate_id, token, worker_id, now, true);
+  if (!c.ok()) return c.status();
+  CandidateRecord& cand = **c;
+  CampaignData& camp = campaigns_.at(cand.campaign_id);
+  CandidateState to = CandidateState::kFailed;
+  if (camp.record.state == CampaignState::kCancelled) {
+    to = CandidateState::kCancelled;
+  } else if (retryable && cand.attempt < camp.record.max_attempts) {
+    to = CandidateState::kPending;
+  }
+  cand.error_class = error_class;
+  cand.error_message = message;
+  cand.cancel_requested = false;
+  Transition(cand, to, now);
+  MaybeFinish(camp, now);
+  return to;
+}
+
+absl::StatusOr<std::vector<ExpiredLease>> MemoryStore::ExpireLeases(absl::Time now) {
+  absl::MutexLock lock(&mu_);
+  std::vector<ExpiredLease> out;
+  for (auto& [id, c] : candidates_) {
+    if (c.state != CandidateState::kLeased || c.lease_deadline >= now) continue;
+    CampaignData& camp = campaigns_.at(c.campaign_id);
+    CandidateState to = CandidateState::kFailed;
+    if (camp.record.state == CampaignState::kCancelled) {
+      to = CandidateState::kCancelled;
+    } else if (c.attempt < camp.record.max_attempts) {
+      to = CandidateState::kPending;
+    }
+    c.error_class = quartet::v1::ERROR_CLASS_LOST;
+    c.error_message = absl::StrCat("lease expired: worker '", c.worker_id,
+                                   "' stopped heartbeating (attempt ", c.attempt, ")");
+    c.cancel_requested = false;
+    Transition(c, to, now);
+    MaybeFinish(camp, now);
+    out.push_back({c.id, c.campaign_id, c.worker_id, c.attempt, to});
+  }
+  return out;
+}
+
+absl::StatusOr<CandidateRecord> MemoryStore::GetCandidate(int64_t candidate_id) {
+  absl::MutexLock lock(&mu_);
+  auto it = candidates_.find(candidate_id);
+  if (it == candidates_.end()) {
+    return absl::NotFoundError(absl::StrCat("candidate ", candidate_id, " not found"));
+  }
+  return it->second;
+}
+
+absl::StatusOr<std::vector<CandidateRecord>> MemoryStore::ListCandidates(
+    const CandidateQuery& query) {
+  absl::MutexLock lock(&mu_);
+  if (query.campaign_id != 0 && !campaigns_.count(query.campaign_id)) {
+    return absl::NotFoundError(absl::StrCat("campaign ", query.campaign_id, " not found"));
+  }
+  std::vector<CandidateRecord> out;
+  for (const auto& [id, c] : candidates_) {
+    if (query.campaign_id != 0 && c.campaign_id != query.campaign_id) continue;
+    if (!query.states.empty() &&
+        std::find(query.states.begin(), query.states.end(), c.state) == query.states.end()) {
+      continue;
+    }
+    out.push_back(c);
+  }
+  if (query.by_accuracy) {
+    std::stable_sort(out.begin(), out.end(), [](const CandidateRecord& a, const CandidateRecord& b) {
+      return a.test_accuracy > b.test_accuracy;
+    });
+  }
+  if (query.limit > 0 && static_cast<int64_t>(out.size()) > query.limit) out.resize(query.limit);
+  return out;
+}
+
+absl::StatusOr<std::vector<MetricRecord>> MemoryStore::GetMetrics(int64_t candidate_id) {
+  absl::MutexLock lock(&mu_);
+  if (!candidates_.count(candidate_id)) {
+    return absl::NotFoundError(absl::StrCat("candidate ", candidate_id, " not found"));
+  }
+  std::vector<MetricRecord> out;
+  for (auto it = metrics_.lower_bound({candidate_id, 0, INT64_MIN, ""});
+       it != metrics_.end() && std::get<0>(it->first) == candidate_id; ++it) {
+    out.push_back(it->second);
+  }
+  return out;
+}
+
+absl::StatusOr<CoverageCounters> MemoryStore::GetCoverage(int64_t campaign_id) {
+  absl::MutexLock lock(&mu_);
+  auto it = campaigns_.find(campaign_id);
+  if (it == campaigns_.end()) {
+    return absl::NotFoundError(absl::StrCat("campaign ", campaign_id, " not found"));
+  }
+  const CampaignData& camp = it->second;
+  const auto& pool = camp.record.config.pool();
+  CoverageCounters out;
+  for (int i = 0; i < pool.size(); ++i) {
+    out.families.push_back({pool[i], camp.family.at(pool[i])});
+    for (int j = i + 1; j < pool.size(); ++j) {
+      out.pairs.push_back({pool[i], pool[j], camp.pair.at({pool[i], pool[j]})});
+    }
+  }
+  for (const auto& [key, n] : camp.triple) {
+    out.triples.push_back({std::get<0>(key), std::get<1>(key), std::get<2>(key), n});
+  }
+  return out;
+}
+
+absl::StatusOr<WorkerRecord> MemoryStore::RegisterWorker(const WorkerRecord& worker,
+                                                         absl::Time now) {
+  absl::MutexLock lock(&mu_);
+  WorkerRecord w = worker;
+  if (w.id.empty()) w.id = absl::StrCat("worker-", next_worker_++);
+  auto it = workers_.find(w.id);
+  w.registered_at = it == workers_.end() ? now : it->second.registered_at;
+  w.last_seen_at = now;
+  workers_[w.id] = w;
+  return w;
+}
+
+}  // namespace quartet::coordinator

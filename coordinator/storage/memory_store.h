@@ -1,0 +1,92 @@
+// Store kept in process memory. Same semantics as PgStore (the conformance suite holds both to
+// them); for unit tests and for running a coordinator without PostgreSQL. Thread-safe: one mutex.
+#ifndef QUARTET_COORDINATOR_STORAGE_MEMORY_STORE_H_
+#define QUARTET_COORDINATOR_STORAGE_MEMORY_STORE_H_
+
+#include <map>
+#include <set>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+#include "coordinator/storage/store.h"
+
+namespace quartet::coordinator {
+
+class MemoryStore : public Store {
+ public:
+  MemoryStore() = default;
+
+  absl::StatusOr<CampaignRecord> CreateCampaign(const CampaignRecord& campaign,
+                                                absl::Time now) override;
+  absl::StatusOr<CampaignRecord> GetCampaign(int64_t campaign_id) override;
+  absl::StatusOr<std::vector<CampaignRecord>> ListCampaigns(
+      const std::vector<CampaignState>& states, int64_t limit) override;
+  absl::StatusOr<CampaignRecord> CancelCampaign(int64_t campaign_id, absl::Time now) override;
+  absl::Status InsertCandidates(int64_t campaign_id, const std::vector<NewCandidate>& candidates,
+                                absl::Time now) override;
+  absl::StatusOr<std::optional<LeaseGrant>> LeaseNext(const std::string& worker_id,
+                                                      absl::Time now,
+                                                      absl::Duration lease) override;
+  absl::StatusOr<LeaseRenewal> RenewLease(int64_t candidate_id, int64_t token,
+                                          const std::string& worker_id, absl::Time now,
+                                          absl::Duration lease) override;
+  absl::StatusOr<int64_t> AppendMetrics(int64_t candidate_id, int64_t token,
+                                        const std::string& worker_id,
+                                        const std::vector<MetricRecord>& points) override;
+  absl::Status CompleteCandidate(int64_t candidate_id, int64_t token,
+                                 const std::string& worker_id, const quartet::v1::Result& result,
+                                 absl::Time now) override;
+  absl::StatusOr<CandidateState> FailCandidate(int64_t candidate_id, int64_t token,
+                                               const std::string& worker_id,
+                                               quartet::v1::ErrorClass error_class,
+                                               const std::string& message, bool retryable,
+                                               absl::Time now) override;
+  absl::StatusOr<std::vector<ExpiredLease>> ExpireLeases(absl::Time now) override;
+  absl::StatusOr<CandidateRecord> GetCandidate(int64_t candidate_id) override;
+  absl::StatusOr<std::vector<CandidateRecord>> ListCandidates(
+      const CandidateQuery& query) override;
+  absl::StatusOr<std::vector<MetricRecord>> GetMetrics(int64_t candidate_id) override;
+  absl::StatusOr<CoverageCounters> GetCoverage(int64_t campaign_id) override;
+  absl::StatusOr<WorkerRecord> RegisterWorker(const WorkerRecord& worker,
+                                              absl::Time now) override;
+
+ private:
+  struct CampaignData {
+    CampaignRecord record;
+    std::map<std::string, StateCounts> family;  // by family name
+    std::map<std::pair<std::string, std::string>, StateCounts> pair;
+    std::map<std::tuple<std::string, std::string, std::string>, int64_t> triple;
+    std::set<std::pair<uint64_t, int>> keys;  // (rank, repeat)
+  };
+
+  // Moves a candidate between states, keeping campaign and coverage counters in step.
+  void Transition(CandidateRecord& c, CandidateState to, absl::Time now)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // FAILED_PRECONDITION / NOT_FOUND per the Store contract; the leased candidate otherwise.
+  absl::StatusOr<CandidateRecord*> CheckLease(int64_t candidate_id, int64_t token,
+                                              const std::string& worker_id, absl::Time now,
+                                              bool allow_expired)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Marks the campaign DONE when its budget is issued and nothing is open.
+  void MaybeFinish(CampaignData& c, absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  absl::Mutex mu_;
+  int64_t next_campaign_id_ ABSL_GUARDED_BY(mu_) = 1;
+  int64_t next_candidate_id_ ABSL_GUARDED_BY(mu_) = 1;
+  int64_t next_token_ ABSL_GUARDED_BY(mu_) = 1;
+  int64_t next_worker_ ABSL_GUARDED_BY(mu_) = 1;
+  std::map<int64_t, CampaignData> campaigns_ ABSL_GUARDED_BY(mu_);
+  std::map<int64_t, CandidateRecord> candidates_ ABSL_GUARDED_BY(mu_);
+  // Queue of pending candidates: (-priority, candidate id).
+  std::set<std::pair<int, int64_t>> queue_ ABSL_GUARDED_BY(mu_);
+  std::map<std::tuple<int64_t, int, int64_t, std::string>, MetricRecord> metrics_
+      ABSL_GUARDED_BY(mu_);
+  std::map<std::string, WorkerRecord> workers_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace quartet::coordinator
+
+#endif  // QUARTET_COORDINATOR_STORAGE_MEMORY_STORE_H_

@@ -1,0 +1,996 @@
+#include "coordinator/storage/pg_store.h"
+
+#include <cmath>
+#include <cstdio>
+#include <map>
+#include <pqxx/pqxx>
+#include <set>
+#include <tuple>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_replace.h"
+#include "common/spec_io.h"
+#include "common/status_macros.h"
+#include "coordinator/storage/migrations.h"
+#include "nlohmann/json.hpp"
+#include "spdlog/spdlog.h"
+
+namespace quartet::coordinator {
+namespace {
+
+using pqxx::dbtransaction;
+
+// ---- Value conversion ----------------------------------------------------------------------
+
+// Seconds since the epoch with microsecond precision, for to_timestamp().
+double Epoch(absl::Time t) { return static_cast<double>(absl::ToUnixMicros(t)) / 1e6; }
+
+absl::Time TimeOf(const pqxx::field& f) {
+  if (f.is_null()) return absl::InfinitePast();
+  return absl::FromUnixMicros(std::llround(f.as<double>() * 1e6));
+}
+
+// A PostgreSQL array literal of text values, every element quoted.
+std::string TextArray(const std::vector<std::string>& values) {
+  std::string out = "{";
+  for (size_t i = 0; i < values.size(); ++i) {
+    if (i) out += ',';
+    out += '"';
+    for (char ch : values[i]) {
+      if (ch == '"' || ch == '\\') out += '\\';
+      out += ch;
+    }
+    out += '"';
+  }
+  out += '}';
+  return out;
+}
+
+template <typename T>
+std::string NumberArray(const std::vector<T>& values) {
+  std::string out = "{";
+  for (size_t i = 0; i < values.size(); ++i) {
+    if (i) out += ',';
+    if constexpr (std::is_floating_point_v<T>) {
+      if (std::isnan(values[i])) {
+        out += "NaN";
+      } else if (std::isinf(values[i])) {
+        out += values[i] > 0 ? "Infinity" : "-Infinity";
+      } else {
+        char buf[32];
+        std::snprintf(buf, sizeof(buf), "%.17g", static_cast<double>(values[i]));
+        out += buf;
+      }
+    } else {
+      out += std::to_string(values[i]);
+    }
+  }
+  out += '}';
+  return out;
+}
+
+std::vector<std::string> ParseTextArrayJson(const pqxx::field& f) {
+  std::vector<std::string> out;
+  if (f.is_null()) return out;
+  for (const auto& v : nlohmann::json::parse(f.c_str())) out.push_back(v.get<std::string>());
+  return out;
+}
+
+// Column names of the per-state counters (campaigns, family_coverage, pair_coverage).
+const char* Column(CandidateState s) {
+  switch (s) {
+    case CandidateState::kPending:
+      return "pending";
+    case CandidateState::kLeased:
+      return "leased";
+    case CandidateState::kSucceeded:
+      return "succeeded";
+    case CandidateState::kFailed:
+      return "failed";
+    case CandidateState::kCancelled:
+      return "cancelled";
+  }
+  return "pending";
+}
+
+// ---- Row mapping ---------------------------------------------------------------------------
+
+constexpr char kCampaignColumns[] =
+    "id, name, config::text, k, budget, max_attempts, priority, state, issued, pending, leased, "
+    "succeeded, failed, cancelled, best_accuracy, best_candidate_id, succeeded_seconds, "
+    "EXTRACT(EPOCH FROM created_at), EXTRACT(EPOCH FROM updated_at), "
+    "EXTRACT(EPOCH FROM finished_at)";
+
+absl::StatusOr<CampaignRecord> ParseCampaign(const pqxx::row& r) {
+  CampaignRecord c;
+  c.id = r[0].as<int64_t>();
+  c.name = r[1].as<std::string>();
+  QUARTET_RETURN_IF_ERROR(common::ParseMessage(r[2].c_str(), common::TextFormat::kJson,
+                                               absl::StrCat("campaigns.config of ", c.id),
+                                               &c.config));
+  c.k = r[3].as<int>();
+  c.budget = r[4].as<int64_t>();
+  c.max_attempts = r[5].as<int>();
+  c.priority = r[6].as<int>();
+  c.state = static_cast<CampaignState>(r[7].as<int>());
+  c.issued = r[8].as<int64_t>();
+  c.counts.pending = r[9].as<int64_t>();
+  c.counts.leased = r[10].as<int64_t>();
+  c.counts.succeeded = r[11].as<int64_t>();
+  c.counts.failed = r[12].as<int64_t>();
+  c.counts.cancelled = r[13].as<int64_t>();
+  c.best_accuracy = r[14].as<double>();
+  c.best_candidate_id = r[15].as<int64_t>();
+  c.succeeded_seconds = r[16].as<double>();
+  c.created_at = TimeOf(r[17]);
+  c.updated_at = TimeOf(r[18]);
+  c.finished_at = TimeOf(r[19]);
+  return c;
+}
+
+constexpr char kCandidateColumns[] =
+    "id, campaign_id, combo_rank, repeat, array_to_json(families)::text, state, attempt, "
+    "lease_token, worker_id, EXTRACT(EPOCH FROM lease_deadline), cancel_requested, result::text, "
+    "test_accuracy, error_class, error_message, EXTRACT(EPOCH FROM created_at), "
+    "EXTRACT(EPOCH FROM started_at), EXTRACT(EPOCH FROM finished_at)";
+
+absl::StatusOr<CandidateRecord> ParseCandidate(const pqxx::row& r) {
+  CandidateRecord c;
+  c.id = r[0].as<int64_t>();
+  c.campaign_id = r[1].as<int64_t>();
+  c.rank = static_cast<uint64_t>(r[2].as<int64_t>());
+  c.repeat = r[3].as<int>();
+  c.families = ParseTextArrayJson(r[4]);
+  c.state = static_cast<CandidateState>(r[5].as<int>());
+  c.attempt = r[6].as<int>();
+  c.lease_token = r[7].as<int64_t>();
+  c.worker_id = r[8].as<std::string>();
+  c.lease_deadline = TimeOf(r[9]);
+  c.cancel_requested = r[10].as<bool>();
+  if (!r[11].is_null()) {
+    quartet::v1::Result result;
+    QUARTET_RETURN_IF_ERROR(common::ParseMessage(r[11].c_str(), common::TextFormat::kJson,
+                                                 absl::StrCat("candidates.result of ", c.id),
+                                                 &result));
+    c.result = std::move(result);
+  }
+  c.test_accuracy = r[12].as<double>();
+  c.error_class = static_cast<quartet::v1::ErrorClass>(r[13].as<int>());
+  c.error_message = r[14].as<std::string>();
+  c.created_at = TimeOf(r[15]);
+  c.started_at = TimeOf(r[16]);
+  c.finished_at = TimeOf(r[17]);
+  return c;
+}
+
+// ---- Shared transaction steps ----------------------------------------------------------------
+
+// Moves `n` candidates of one combination between states in the campaign's counters and coverage.
+void ApplyTransition(dbtransaction& tx, int64_t campaign_id,
+                     const std::vector<std::string>& families, CandidateState from,
+                     CandidateState to, absl::Time now) {
+  const std::string f = Column(from), t = Column(to);
+  tx.exec_params(absl::StrCat("UPDATE campaigns SET ", f, " = ", f, " - 1, ", t, " = ", t,
+                              " + 1, updated_at = to_timestamp($2) WHERE id = $1"),
+                 campaign_id, Epoch(now));
+  tx.exec_params(absl::StrCat("UPDATE family_coverage SET ", f, " = ", f, " - 1, ", t, " = ", t,
+                              " + 1 WHERE campaign_id = $1 AND family = ANY($2::text[])"),
+                 campaign_id, TextArray(families));
+  std::vector<std::string> a, b;
+  for (size_t i = 0; i < families.size(); ++i) {
+    for (size_t j = i + 1; j < families.size(); ++j) {
+      a.push_back(families[i]);
+      b.push_back(families[j]);
+    }
+  }
+  tx.exec_params(absl::StrCat("UPDATE pair_coverage p SET ", f, " = p.", f, " - 1, ", t, " = p.",
+                              t,
+                              " + 1 FROM unnest($2::text[], $3::text[]) AS d(a, b) "
+                              "WHERE p.campaign_id = $1 AND p.family_a = d.a AND p.family_b = d.b"),
+                 campaign_id, TextArray(a), TextArray(b));
+}
+
+void MaybeFinish(dbtransaction& tx, int64_t campaign_id, absl::Time now) {
+  tx.exec_params(
+      "UPDATE campaigns SET state = 4, finished_at = to_timestamp($2), updated_at = "
+      "to_timestamp($2) WHERE id = $1 AND state IN (1, 2) AND issued = budget AND pending = 0 "
+      "AND leased = 0",
+      campaign_id, Epoch(now));
+}
+
+// The fields of a leased candidate the lease operations need.
+struct LeaseRow {
+  int64_t campaign_id;
+  int attempt;
+  std::vector<std::string> families;
+  bool cancel_requested;
+  CampaignState campaign_state;
+  int max_attempts;
+  int priority;
+};
+
+// Locks the candidate and its campaign and checks the lease per the Store contract.
+absl::StatusOr<LeaseRow> CheckLease(dbtransaction& tx, int64_t candidate_id, int64_t token,
+                                    const std::string& worker_id) {
+  pqxx::result r = tx.exec_params(
+      "SELECT state, lease_token, worker_id, campaign_id, attempt, "
+      "array_to_json(families)::text, cancel_requested FROM candidates WHERE id = $1 FOR UPDATE",
+      candidate_id);
+  if (r.empty()) {
+    return absl::NotFoundError(absl::StrCat("candidate ", candidate_id, " not found"));
+  }
+  const auto state = static_cast<CandidateState>(r[0][0].as<int>());
+  const int64_t current = r[0][1].as<int64_t>();
+  const std::string holder = r[0][2].as<std::string>();
+  if (state != CandidateState::kLeased || current != token) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "lease token ", token, " of candidate ", candidate_id, " is stale: the candidate is ",
+        CandidateStateName(state), " (attempt ", r[0][4].as<int>(), ", current token ", current,
+        ")"));
+  }
+  if (holder != worker_id) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "candidate ", candidate_id, " is leased to worker '", holder, "', not '", worker_id, "'"));
+  }
+  LeaseRow row;
+  row.campaign_id = r[0][3].as<int64_t>();
+  row.attempt = r[0][4].as<int>();
+  row.families = ParseTextArrayJson(r[0][5]);
+  row.cancel_requested = r[0][6].as<bool>();
+  pqxx::result c = tx.exec_params(
+      "SELECT state, max_attempts, priority FROM campaigns WHERE id = $1 FOR UPDATE",
+      row.campaign_id);
+  row.campaign_state = static_cast<CampaignState>(c[0][0].as<int>());
+  row.max_attempts = c[0][1].as<int>();
+  row.priority = c[0][2].as<int>();
+  return row;
+}
+
+// Redacts the password of a libpq URL or keyword string for messages.
+std::string Redact(const std::string& url) {
+  std::string out = url;
+  const size_t scheme = out.find("://");
+  if (scheme != std::string::npos) {
+    const size_t at = out.find('@', scheme);
+    const size_t colon = out.find(':', scheme + 3);
+    if (at != std::string::npos && colon != std::string::npos && colon < at) {
+      out.replace(colon + 1, at - colon - 1, "***");
+    }
+  }
+  const size_t pw = out.find("password=");
+  if (pw != std::string::npos) {
+    size_t end = out.find(' ', pw);
+    out.replace(pw + 9, (end == std::string::npos ? out.size() : end) - pw - 9, "***");
+  }
+  return out;
+}
+
+}  // namespace
+
+// ---- Connections and transactions -------------------------------------------------------------
+
+PgStore::PgStore(const Options& options) : options_(options) {}
+
+PgStore::~PgStore() = default;
+
+absl::StatusOr<std::unique_ptr<PgStore>> PgStore::Create(const Options& options) {
+  if (options.url.empty()) {
+    return absl::InvalidArgumentError(
+        "database url: empty (pass --database_url, QUARTET_DATABASE_URL or --database_url_file)");
+  }
+  if (options.pool_size < 1) {
+    return absl::InvalidArgumentError("pool_size: must be >= 1");
+  }
+  if (!options.schema.empty() &&
+      options.schema.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789_") !=
+          std::string::npos) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "schema: '", options.schema, "' may hold only lower-case letters, digits and '_'"));
+  }
+  std::unique_ptr<PgStore> store(new PgStore(options));
+  QUARTET_RETURN_IF_ERROR(store->Migrate());
+  return store;
+}
+
+absl::StatusOr<std::unique_ptr<pqxx::connection_base>> PgStore::Connect() {
+  try {
+    std::unique_ptr<pqxx::connection_base> conn = std::make_unique<pqxx::connection>(options_.url);
+    if (!options_.schema.empty()) {
+      pqxx::nontransaction n(*conn);
+      n.exec(absl::StrCat("CREATE SCHEMA IF NOT EXISTS ", options_.schema));
+      n.exec(absl::StrCat("SET search_path TO ", options_.schema));
+    }
+    return conn;
+  } catch (const pqxx::broken_connection& e) {
+    return absl::UnavailableError(absl::StrCat("cannot connect to PostgreSQL at ",
+                                               Redact(options_.url), ": ", e.what()));
+  } catch (const std::exception& e) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("database url '", Redact(options_.url), "': ", e.what()));
+  }
+}
+
+std::unique_ptr<pqxx::connection_base> PgStore::Acquire() {
+  absl::MutexLock lock(&mu_);
+  auto available = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return !idle_.empty() || open_ < options_.pool_size;
+  };
+  mu_.Await(absl::Condition(&available));
+  if (!idle_.empty()) {
+    auto conn = std::move(idle_.back());
+    idle_.pop_back();
+    return conn;
+  }
+  ++open_;
+  return nullptr;  // the caller connects a new one outside the lock
+}
+
+void PgStore::Release(std::unique_ptr<pqxx::connection_base> conn, bool healthy) {
+  absl::MutexLock lock(&mu_);
+  if (healthy && conn != nullptr) {
+    idle_.push_back(std::move(conn));
+  } else {
+    --open_;
+  }
+}
+
+absl::Status PgStore::Run(const TxBody& body) {
+  std::unique_ptr<pqxx::connection_base> conn = Acquire();
+  if (conn == nullptr) {
+    auto fresh = Connect();
+    if (!fresh.ok()) {
+      Release(nullptr, false);
+      return fresh.status();
+    }
+    conn = std::move(*fresh);
+  }
+  absl::Status status;
+  bool healthy = true;
+  for (int attempt = 1;; ++attempt) {
+    try {
+      pqxx::work tx(*conn);
+      status = body(tx);
+      if (status.ok()) tx.commit();
+      break;  // an uncommitted pqxx::work rolls back in its destructor
+    } catch (const pqxx::transaction_rollback& e) {
+      if (attempt < options_.max_retries) continue;
+      status = absl::AbortedError(
+          absl::StrCat("transaction lost ", attempt, " conflicts, retry: ", e.what()));
+      break;
+    } catch (const pqxx::broken_connection& e) {
+      healthy = false;
+      status = absl::UnavailableError(absl::StrCat("lost the PostgreSQL connection: ", e.what()));
+      break;
+    } catch (const pqxx::in_doubt_error& e) {
+      healthy = false;
+      status = absl::UnavailableError(
+          absl::StrCat("PostgreSQL connection lost during commit (outcome unknown): ", e.what()));
+      break;
+    } catch (const pqxx::unique_violation& e) {
+      status = absl::AlreadyExistsError(e.what());
+      break;
+    } catch (const pqxx::sql_error& e) {
+      status = absl::InternalError(
+          absl::StrCat("SQL error ", e.sqlstate(), ": ", e.what(), " in: ", e.query()));
+      break;
+    } catch (const std::exception& e) {
+      status = absl::InternalError(absl::StrCat("database error: ", e.what()));
+      break;
+    }
+  }
+  if (healthy && !conn->is_open()) healthy = false;
+  Release(std::move(conn), healthy);
+  return status;
+}
+
+absl::Status PgStore::Migrate() {
+  return Run([this](dbtransaction& tx) -> absl::Status {
+    // One coordinator migrates at a time; the lock ends with the transaction.
+    tx.exec("SELECT pg_advisory_xact_lock(7165432901)");
+    tx.exec(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT "
+        "NOT NULL, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())");
+    std::set<int> applied;
+    for (const auto& row : tx.exec("SELECT version FROM schema_migrations")) {
+      applied.insert(row[0].as<int>());
+    }
+    for (const Migration& m : Migrations()) {
+      if (!applied.count(m.version)) {
+        tx.exec(m.sql);
+        tx.exec_params("INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", m.version,
+                       std::string(m.name));
+        spdlog::info("applied schema migration {} ({})", m.version, m.name);
+      }
+      schema_version_ = std::max(schema_version_, m.version);
+    }
+    return absl::OkStatus();
+  });
+}
+
+// ---- Campaigns ---------------------------------------------------------------------------------
+
+absl::StatusOr<CampaignRecord> PgStore::CreateCampaign(const CampaignRecord& campaign,
+                                                       absl::Time now) {
+  if (campaign.config.pool_size() < 2) {
+    return absl::InvalidArgumentError("pool: a campaign needs at least 2 families");
+  }
+  CampaignRecord out;
+  QUARTET_RETURN_IF_ERROR(Run([&](dbtransaction& tx) -> absl::Status {
+    pqxx::result r = tx.exec_params(
+        "INSERT INTO campaigns (name, config, k, budget, max_attempts, priority, state, "
+        "created_at, updated_at) VALUES ($1, $2::jsonb, $3, $4, $5, $6, 1, to_timestamp($7), "
+        "to_timestamp($7)) RETURNING id",
+        campaign.name, common::MessageToJson(campaign.config), campaign.k, campaign.budget,
+        campaign.max_attempts, campaign.priority, Epoch(now));
+    const int64_t id = r[0][0].as<int64_t>();
+    std::vector<std::string> pool(campaign.config.pool().begin(), campaign.config.pool().end());
+    tx.exec_params(
+        "INSERT INTO family_coverage (campaign_id, family, position) "
+        "SELECT $1, f, o - 1 FROM unnest($2::text[]) WITH ORDINALITY AS t(f, o)",
+        id, TextArray(pool));
+    tx.exec_params(
+        "INSERT INTO pair_coverage (campaign_id, family_a, family_b, position) "
+        "SELECT $1, a.f, b.f, row_number() OVER (ORDER BY a.o, b.o) - 1 "
+        "FROM unnest($2::text[]) WITH ORDINALITY AS a(f, o) "
+        "JOIN unnest($2::text[]) WITH ORDINALITY AS b(f, o) ON a.o < b.o",
+        id, TextArray(pool));
+    pqxx::result c =
+        tx.exec_params(absl::StrCat("SELECT ", kCampaignColumns, " FROM campaigns WHERE id = $1"),
+                       id);
+    QUARTET_ASSIGN_OR_RETURN(out, ParseCampaign(c[0]));
+    return absl::OkStatus();
+  }));
+  return out;
+}
+
+absl::StatusOr<CampaignRecord> PgStore::GetCampaign(int64_t campaign_id) {
+  CampaignRecord out;
+  QUARTET_RETURN_IF_ERROR(Run([&](dbtransaction& tx) -> absl::Status {
+    pqxx::result c = tx.exec_params(
+        absl::StrCat("SELECT ", kCampaignColumns, " FROM campaigns WHERE id = $1"), campaign_id);
+    if (c.empty()) return absl::NotFoundError(absl::StrCat("campaign ", campaign_id, " not found"));
+    QUARTET_ASSIGN_OR_RETURN(out, ParseCampaign(c[0]));
+    return absl::OkStatus();
+  }));
+  return out;
+}
+
+absl::StatusOr<std::vector<CampaignRecord>> PgStore::ListCampaigns(
+    const std::vector<CampaignState>& states, int64_t limit) {
+  std::vector<int> state_values;
+  for (CampaignState s : states) state_values.push_back(static_cast<int>(s));
+  std::vector<CampaignRecord> out;
+  QUARTET_RETURN_IF_ERROR(Run([&](dbtransaction& tx) -> absl::Status {
+    out.clear();
+    pqxx::result rows = tx.exec_params(
+        absl::StrCat("SELECT ", kCampaignColumns,
+                     " FROM campaigns WHERE (cardinality($1::int[]) = 0 OR state = ANY($1::int[])) "
+                     "ORDER BY id DESC LIMIT $2"),
+        NumberArray(state_values), limit > 0 ? limit : INT64_MAX);
+    for (const auto& row : rows) {
+      QUARTET_ASSIGN_OR_RETURN(CampaignRecord c, ParseCampaign(row));
+      out.push_back(std::move(c));
+    }
+    return absl::OkStatus();
+  }));
+  return out;
+}
+
+absl::StatusOr<CampaignRecord> PgStore::CancelCampaign(int64_t campaign_id, absl::Time now) {
+  CampaignRecord out;
+  QUARTET_RETURN_IF_ERROR(Run([&](dbtransaction& tx) -> absl::Status {
+    pqxx::result c =
+        tx.exec_params("SELECT state FROM campaigns WHERE id = $1 FOR UPDATE", campaign_id);
+    if (c.empty()) return absl::NotFoundError(absl::StrCat("campaign ", campaign_id, " not found"));
+    const auto state = static_cast<CampaignState>(c[0][0].as<int>());
+    if (IsFinal(state)) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("campaign ", campaign_id, " is already ", CampaignStateName(state)));
+    }
+    // Pending candidates: cancelled in bulk, counters moved per family and pair.
+    tx.exec_params("DELETE FROM work_queue WHERE campaign_id = $1", campaign_id);
+    pqxx::result moved = tx.exec_params(
+        "UPDATE candidates SET state = 5, finished_at = to_timestamp($2) "
+        "WHERE campaign_id = $1 AND state = 1 RETURNING array_to_json(families)::text",
+        campaign_id, Epoch(now));
+    std::map<std::string, int64_t> fam;
+    std::map<std::pair<std::string, std::string>, int64_t> pairs;
+    for (const auto& row : moved) {
+      std::vector<std::string> f = ParseTextArrayJson(row[0]);
+      for (size_t i = 0; i < f.size(); ++i) {
+        fam[f[i]]++;
+        for (size_t j = i + 1; j < f.size(); ++j) pairs[{f[i], f[j]}]++;
+      }
+    }
+    std::vector<std::string> fn, pa, pb;
+    std::vector<int64_t> fc, pc;
+    for (const auto& [name, n] : fam) {
+      fn.push_back(name);
+      fc.push_back(n);
+    }
+    for (const auto& [p, n] : pairs) {
+      pa.push_back(p.first);
+      pb.push_back(p.second);
+      pc.push_back(n);
+    }
+    tx.exec_params(
+        "UPDATE family_coverage f SET pending = f.pending - d.n, cancelled = f.cancelled + d.n "
+        "FROM unnest($2::text[], $3::bigint[]) AS d(family, n) "
+        "WHERE f.campaign_id = $1 AND f.family = d.family",
+        campaign_id, TextArray(fn), NumberArray(fc));
+    tx.exec_params(
+        "UPDATE pair_coverage p SET pending = p.pending - d.n, cancelled = p.cancelled + d.n "
+        "FROM unnest($2::text[], $3::text[], $4::bigint[]) AS d(a, b, n) "
+        "WHERE p.campaign_id = $1 AND p.family_a = d.a AND p.family_b = d.b",
+        campaign_id, TextArray(pa), TextArray(pb), NumberArray(pc));
+    tx.exec_params(
+        "UPDATE candidates SET cancel_requested = TRUE WHERE campaign_id = $1 AND state = 2",
+        campaign_id);
+    tx.exec_params(
+        "UPDATE campaigns SET state = 3, cancelled = cancelled + pending, pending = 0, "
+        "finished_at = to_timestamp($2), updated_at = to_timestamp($2) WHERE id = $1",
+        campaign_id, Epoch(now));
+    pqxx::result r = tx.exec_params(
+        absl::StrCat("SELECT ", kCampaignColumns, " FROM campaigns WHERE id = $1"), campaign_id);
+    QUARTET_ASSIGN_OR_RETURN(out, ParseCampaign(r[0]));
+    return absl::OkStatus();
+  }));
+  return out;
+}
+
+// ---- Candidates --------------------------------------------------------------------------------
+
+absl::Status PgStore::InsertCandidates(int64_t campaign_id,
+                                       const std::vector<NewCandidate>& candidates,
+                                       absl::Time now) {
+  if (candidates.empty()) return absl::OkStatus();
+  std::vector<int64_t> ranks;
+  std::vector<int> repeats;
+  std::vector<std::string> joined;
+  std::map<std::string, int64_t> fam;
+  std::map<std::pair<std::string, std::string>, int64_t> pairs;
+  std::map<std::tuple<std::string, std::string, std::string>, int64_t> triples;
+  for (const NewCandidate& nc : candidates) {
+    for (const std::string& f : nc.families) {
+      if (f.empty() || f.find(',') != std::string::npos) {
+        return absl::InvalidArgumentError(absl::StrCat("families: bad family name '", f, "'"));
+      }
+    }
+    ranks.push_back(static_cast<int64_t>(nc.rank));
+    repeats.push_back(nc.repeat);
+    joined.push_back(absl::StrJoin(nc.families, ","));
+    const auto& f = nc.families;
+    for (size_t i = 0; i < f.size(); ++i) {
+      fam[f[i]]++;
+      for (size_t j = i + 1; j < f.size(); ++j) {
+        pairs[{f[i], f[j]}]++;
+        for (size_t l = j + 1; l < f.size(); ++l) triples[{f[i], f[j], f[l]}]++;
+      }
+    }
+  }
+  std::vector<std::string> fn, pa, pb, ta, tb, tc;
+  std::vector<int64_t> fcount, pcount, tcount;
+  for (const auto& [name, n] : fam) {
+    fn.push_back(name);
+    fcount.push_back(n);
+  }
+  for (const auto& [p, n] : pairs) {
+    pa.push_back(p.first);
+    pb.push_back(p.second);
+    pcount.push_back(n);
+  }
+  for (const auto& [t, n] : triples) {
+    ta.push_back(std::get<0>(t));
+    tb.push_back(std::get<1>(t));
+    tc.push_back(std::get<2>(t));
+    tcount.push_back(n);
+  }
+  const int64_t n = static_cast<int64_t>(candidates.size());
+  absl::Status status = Run([&](dbtransaction& tx) -> absl::Status {
+    pqxx::result c = tx.exec_params(
+        "SELECT state, issued, budget, priority FROM campaigns WHERE id = $1 FOR UPDATE",
+        campaign_id);
+    if (c.empty()) return absl::NotFoundError(absl::StrCat("campaign ", campaign_id, " not found"));
+    const auto state = static_cast<CampaignState>(c[0][0].as<int>());
+    const int64_t issued = c[0][1].as<int64_t>(), budget = c[0][2].as<int64_t>();
+    const int priority = c[0][3].as<int>();
+    if (IsFinal(state)) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("campaign ", campaign_id, " is ", CampaignStateName(state)));
+    }
+    if (issued + n > budget) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "campaign ", campaign_id, ": issuing ", n, " more candidates would exceed the budget of ",
+          budget, " (", issued, " issued)"));
+    }
+    pqxx::result fam_rows = tx.exec_params(
+        "UPDATE family_coverage f SET pending = f.pending + d.n "
+        "FROM unnest($2::text[], $3::bigint[]) AS d(family, n) "
+        "WHERE f.campaign_id = $1 AND f.family = d.family",
+        campaign_id, TextArray(fn), NumberArray(fcount));
+    if (static_cast<size_t>(fam_rows.affected_rows()) != fn.size()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("families: a family is not in the pool of campaign ", campaign_id));
+    }
+    tx.exec_params(
+        "UPDATE pair_coverage p SET pending = p.pending + d.n "
+        "FROM unnest($2::text[], $3::text[], $4::bigint[]) AS d(a, b, n) "
+        "WHERE p.campaign_id = $1 AND p.family_a = d.a AND p.family_b = d.b",
+        campaign_id, TextArray(pa), TextArray(pb), NumberArray(pcount));
+    if (!ta.empty()) {
+      tx.exec_params(
+          "INSERT INTO triple_coverage (campaign_id, family_a, family_b, family_c, issued) "
+          "SELECT $1, a, b, c, n FROM unnest($2::text[], $3::text[], $4::text[], $5::bigint[]) "
+          "AS d(a, b, c, n) ON CONFLICT (campaign_id, family_a, family_b, family_c) "
+          "DO UPDATE SET issued = triple_coverage.issued + EXCLUDED.issued",
+          campaign_id, TextArray(ta), TextArray(tb), TextArray(tc), NumberArray(tcount));
+    }
+    tx.exec_params(
+        "WITH ins AS (INSERT INTO candidates (campaign_id, combo_rank, repeat, families, "
+        "created_at) SELECT $1, r, p, string_to_array(f, ','), to_timestamp($5) "
+        "FROM unnest($2::bigint[], $3::int[], $4::text[]) WITH ORDINALITY AS t(r, p, f, o) "
+        "ORDER BY o RETURNING id) "
+        "INSERT INTO work_queue (candidate_id, campaign_id, priority) "
+        "SELECT id, $1, $6 FROM ins",
+        campaign_id, NumberArray(ranks), NumberArray(repeats), TextArray(joined), Epoch(now),
+        priority);
+    tx.exec_params(
+        "UPDATE campaigns SET issued = issued + $2, pending = pending + $2, updated_at = "
+        "to_timestamp($3) WHERE id = $1",
+        campaign_id, n, Epoch(now));
+    return absl::OkStatus();
+  });
+  if (status.code() == absl::StatusCode::kAlreadyExists) {
+    return absl::AlreadyExistsError(absl::StrCat(
+        "campaign ", campaign_id, ": a combination (rank, repeat) of this batch was already issued"));
+  }
+  return status;
+}
+
+absl::StatusOr<std::optional<LeaseGrant>> PgStore::LeaseNext(const std::string& worker_id,
+                                                            absl::Time now,
+                                                            absl::Duration lease) {
+  std::optional<LeaseGrant> out;
+  QUARTET_RETURN_IF_ERROR(Run([&](dbtransaction& tx) -> absl::Status {
+    out.reset();
+    pqxx::result w = tx.exec_params(
+        "UPDATE workers SET last_seen_at = to_timestamp($2) WHERE id = $1", worker_id, Epoch(now));
+    if (w.affected_rows() == 0) {
+      return absl::NotFoundError(
+          absl::StrCat("worker '", worker_id, "' is not registered; call RegisterWorker first"));
+    }
+    pqxx::result next = tx.exec(
+        "SELECT q.candidate_id, q.campaign_id FROM work_queue q "
+        "JOIN campaigns c ON c.id = q.campaign_id WHERE c.state = 1 "
+        "ORDER BY q.priority DESC, q.candidate_id LIMIT 1 FOR UPDATE OF q SKIP LOCKED");
+    if (next.empty()) return absl::OkStatus();
+    const int64_t candidate_id = next[0][0].as<int64_t>();
+    const int64_t campaign_id = next[0][1].as<int64_t>();
+    pqxx::result camp = tx.exec_params(
+        "SELECT config::text, state FROM campaigns WHERE id = $1 FOR UPDATE", campaign_id);
+    if (static_cast<CampaignState>(camp[0][1].as<int>()) != CampaignState::kRunning) {
+      return absl::OkStatus();  // cancelled meanwhile; the next call sees the queue without it
+    }
+    tx.exec_params("DELETE FROM work_queue WHERE candidate_id = $1", candidate_id);
+    pqxx::result c = tx.exec_params(
+        absl::StrCat("UPDATE candidates SET state = 2, attempt = attempt + 1, lease_token = "
+                     "nextval('lease_tokens'), worker_id = $2, lease_deadline = to_timestamp($3), "
+                     "cancel_requested = FALSE, started_at = COALESCE(started_at, "
+                     "to_timestamp($4)) WHERE id = $1 RETURNING ",
+                     kCandidateColumns),
+        candidate_id, worker_id, Epoch(now + lease), Epoch(now));
+    LeaseGrant grant;
+    QUARTET_ASSIGN_OR_RETURN(grant.candidate, ParseCandidate(c[0]));
+    grant.candidate.state = CandidateState::kLeased;
+    QUARTET_RETURN_IF_ERROR(common::ParseMessage(camp[0][0].c_str(), common::TextFormat::kJson,
+                                                 "campaigns.config", &grant.config));
+    ApplyTransition(tx, campaign_id, grant.candidate.families, CandidateState::kPending,
+                    CandidateState::kLeased, now);
+    out = std::move(grant);
+    return absl::OkStatus();
+  }));
+  return out;
+}
+
+absl::StatusOr<LeaseRenewal> PgStore::RenewLease(int64_t candidate_id, int64_t token,
+                                                 const std::string& worker_id, absl::Time now,
+                                                 absl::Duration lease) {
+  LeaseRenewal out;
+  QUARTET_RETURN_IF_ERROR(Run([&](dbtransaction& tx) -> absl::Status {
+    QUARTET_ASSIGN_OR_RETURN(LeaseRow row, CheckLease(tx, candidate_id, token, worker_id));
+    out.deadline = now + lease;
+    out.cancel = row.cancel_requested || row.campaign_state == CampaignState::kCancelled;
+    tx.exec_params("UPDATE candidates SET lease_deadline = to_timestamp($2) WHERE id = $1",
+                   candidate_id, Epoch(out.deadline));
+    tx.exec_params("UPDATE workers SET last_seen_at = to_timestamp($2) WHERE id = $1", worker_id,
+                   Epoch(now));
+    return absl::OkStatus();
+  }));
+  return out;
+}
+
+absl::StatusOr<int64_t> PgStore::AppendMetrics(int64_t candidate_id, int64_t token,
+                                               const std::string& worker_id,
+                                               const std::vector<MetricRecord>& points) {
+  std::vector<int64_t> steps, times;
+  std::vector<int> epochs;
+  std::vector<std::string> names;
+  std::vector<double> values;
+  for (const MetricRecord& p : points) {
+    steps.push_back(p.step);
+    epochs.push_back(p.epoch);
+    names.push_back(p.name);
+    values.push_back(p.value);
+    times.push_back(p.time_unix_ms);
+  }
+  int64_t added = 0;
+  QUARTET_RETURN_IF_ERROR(Run([&](dbtransaction& tx) -> absl::Status {
+    // Shared lock: metric batches of one lease may be stored concurrently with heartbeats.
+    pqxx::result r = tx.exec_params(
+        "SELECT state, lease_token, worker_id, attempt FROM candidates WHERE id = $1 FOR SHARE",
+        candidate_id);
+    if (r.empty()) {
+      return absl::NotFoundError(absl::StrCat("candidate ", candidate_id, " not found"));
+    }
+    const auto state = static_cast<CandidateState>(r[0][0].as<int>());
+    if (state != CandidateState::kLeased || r[0][1].as<int64_t>() != token) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "lease token ", token, " of candidate ", candidate_id, " is stale: the candidate is ",
+          CandidateStateName(state), " (attempt ", r[0][3].as<int>(), ", current token ",
+          r[0][1].as<int64_t>(), ")"));
+    }
+    if (r[0][2].as<std::string>() != worker_id) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("candidate ", candidate_id, " is leased to worker '",
+                       r[0][2].as<std::string>(), "', not '", worker_id, "'"));
+    }
+    if (points.empty()) return absl::OkStatus();
+    pqxx::result ins = tx.exec_params(
+        "INSERT INTO metrics (candidate_id, attempt, step, name, epoch, value, recorded_at) "
+        "SELECT $1, $2, s, n, e, v, to_timestamp(t / 1000.0) "
+        "FROM unnest($3::bigint[], $4::text[], $5::int[], $6::float8[], $7::bigint[]) "
+        "AS u(s, n, e, v, t) ON CONFLICT DO NOTHING",
+        candidate_id, r[0][3].as<int>(), NumberArray(steps), TextArray(names),
+        NumberArray(epochs), NumberArray(values), NumberArray(times));
+    added = ins.affected_rows();
+    return absl::OkStatus();
+  }));
+  return added;
+}
+
+absl::Status PgStore::CompleteCandidate(int64_t candidate_id, int64_t token,
+                                        const std::string& worker_id,
+                                        const quartet::v1::Result& result, absl::Time now) {
+  return Run([&](dbtransaction& tx) -> absl::Status {
+    QUARTET_ASSIGN_OR_RETURN(LeaseRow row, CheckLease(tx, candidate_id, token, worker_id));
+    tx.exec_params(
+        "UPDATE candidates SET state = 3, result = $2::jsonb, test_accuracy = $3, finished_at = "
+        "to_timestamp($4), cancel_requested = FALSE WHERE id = $1",
+        candidate_id, common::MessageToJson(result), result.test_accuracy(), Epoch(now));
+    ApplyTransition(tx, row.campaign_id, row.families, CandidateState::kLeased,
+                    CandidateState::kSucceeded, now);
+    tx.exec_params(
+        "UPDATE campaigns SET "
+        "best_candidate_id = CASE WHEN best_candidate_id = 0 OR $2 > best_accuracy THEN $3 "
+        "ELSE best_candidate_id END, "
+        "best_accuracy = CASE WHEN best_candidate_id = 0 OR $2 > best_accuracy THEN $2 "
+        "ELSE best_accuracy END, "
+        "succeeded_seconds = succeeded_seconds + $4 WHERE id = $1",
+        row.campaign_id, result.test_accuracy(), candidate_id, result.wall_seconds());
+    MaybeFinish(tx, row.campaign_id, now);
+    return absl::OkStatus();
+  });
+}
+
+absl::StatusOr<CandidateState> PgStore::FailCandidate(int64_t candidate_id, int64_t token,
+                                                      const std::string& worker_id,
+                                                      quartet::v1::ErrorClass error_class,
+                                                      const std::string& message, bool retryable,
+                                                      absl::Time now) {
+  CandidateState to = CandidateState::kFailed;
+  QUARTET_RETURN_IF_ERROR(Run([&](dbtransaction& tx) -> absl::Status {
+    QUARTET_ASSIGN_OR_RETURN(LeaseRow row, CheckLease(tx, candidate_id, token, worker_id));
+    to = CandidateState::kFailed;
+    if (row.campaign_state == CampaignState::kCancelled) {
+      to = CandidateState::kCancelled;
+    } else if (retryable && row.attempt < row.max_attempts) {
+      to = CandidateState::kPending;
+    }
+    tx.exec_params(
+        "UPDATE candidates SET state = $2::smallint, error_class = $3, error_message = $4, "
+        "cancel_requested = FALSE, finished_at = CASE WHEN $2::smallint = 1 THEN NULL ELSE "
+        "to_timestamp($5) END WHERE id = $1",
+        candidate_id, static_cast<int>(to), static_cast<int>(error_class), message, Epoch(now));
+    if (to == CandidateState::kPending) {
+      tx.exec_params(
+          "INSERT INTO work_queue (candidate_id, campaign_id, priority) VALUES ($1, $2, $3)",
+          candidate_id, row.campaign_id, row.priority);
+    }
+    ApplyTransition(tx, row.campaign_id, row.families, CandidateState::kLeased, to, now);
+    MaybeFinish(tx, row.campaign_id, now);
+    return absl::OkStatus();
+  }));
+  return to;
+}
+
+absl::StatusOr<std::vector<ExpiredLease>> PgStore::ExpireLeases(absl::Time now) {
+  std::vector<ExpiredLease> out;
+  QUARTET_RETURN_IF_ERROR(Run([&](dbtransaction& tx) -> absl::Status {
+    out.clear();
+    pqxx::result rows = tx.exec_params(
+        "SELECT c.id, c.campaign_id, c.worker_id, c.attempt, array_to_json(c.families)::text, "
+        "k.state, k.max_attempts, k.priority FROM candidates c JOIN campaigns k ON "
+        "k.id = c.campaign_id WHERE c.state = 2 AND c.lease_deadline < to_timestamp($1) "
+        "ORDER BY c.id LIMIT 500 FOR UPDATE OF c SKIP LOCKED",
+        Epoch(now));
+    for (const auto& r : rows) {
+      ExpiredLease e;
+      e.candidate_id = r[0].as<int64_t>();
+      e.campaign_id = r[1].as<int64_t>();
+      e.worker_id = r[2].as<std::string>();
+      e.attempt = r[3].as<int>();
+      const auto campaign_state = static_cast<CampaignState>(r[5].as<int>());
+      const int max_attempts = r[6].as<int>();
+      e.new_state = campaign_state == CampaignState::kCancelled ? CandidateState::kCancelled
+                    : e.attempt < max_attempts                  ? CandidateState::kPending
+                                                                : CandidateState::kFailed;
+      tx.exec_params("SELECT 1 FROM campaigns WHERE id = $1 FOR UPDATE", e.campaign_id);
+      tx.exec_params(
+          "UPDATE candidates SET state = $2::smallint, error_class = $3, error_message = $4, "
+          "cancel_requested = FALSE, finished_at = CASE WHEN $2::smallint = 1 THEN NULL ELSE "
+          "to_timestamp($5) END WHERE id = $1",
+          e.candidate_id, static_cast<int>(e.new_state),
+          static_cast<int>(quartet::v1::ERROR_CLASS_LOST),
+          absl::StrCat("lease expired: worker '", e.worker_id, "' stopped heartbeating (attempt ",
+                       e.attempt, ")"),
+          Epoch(now));
+      if (e.new_state == CandidateState::kPending) {
+        tx.exec_params(
+            "INSERT INTO work_queue (candidate_id, campaign_id, priority) VALUES ($1, $2, $3)",
+            e.candidate_id, e.campaign_id, r[7].as<int>());
+      }
+      ApplyTransition(tx, e.campaign_id, ParseTextArrayJson(r[4]), CandidateState::kLeased,
+                      e.new_state, now);
+      MaybeFinish(tx, e.campaign_id, now);
+      out.push_back(std::move(e));
+    }
+    return absl::OkStatus();
+  }));
+  return out;
+}
+
+absl::StatusOr<CandidateRecord> PgStore::GetCandidate(int64_t candidate_id) {
+  CandidateRecord out;
+  QUARTET_RETURN_IF_ERROR(Run([&](dbtransaction& tx) -> absl::Status {
+    pqxx::result r = tx.exec_params(
+        absl::StrCat("SELECT ", kCandidateColumns, " FROM candidates WHERE id = $1"),
+        candidate_id);
+    if (r.empty()) {
+      return absl::NotFoundError(absl::StrCat("candidate ", candidate_id, " not found"));
+    }
+    QUARTET_ASSIGN_OR_RETURN(out, ParseCandidate(r[0]));
+    return absl::OkStatus();
+  }));
+  return out;
+}
+
+absl::StatusOr<std::vector<CandidateRecord>> PgStore::ListCandidates(const CandidateQuery& query) {
+  std::vector<int> states;
+  for (CandidateState s : query.states) states.push_back(static_cast<int>(s));
+  std::vector<CandidateRecord> out;
+  QUARTET_RETURN_IF_ERROR(Run([&](dbtransaction& tx) -> absl::Status {
+    out.clear();
+    if (query.campaign_id != 0) {
+      pqxx::result c = tx.exec_params("SELECT 1 FROM campaigns WHERE id = $1", query.campaign_id);
+      if (c.empty()) {
+        return absl::NotFoundError(absl::StrCat("campaign ", query.campaign_id, " not found"));
+      }
+    }
+    pqxx::result rows = tx.exec_params(
+        absl::StrCat("SELECT ", kCandidateColumns,
+                     " FROM candidates WHERE ($1 = 0 OR campaign_id = $1) AND "
+                     "(cardinality($2::int[]) = 0 OR state = ANY($2::int[])) ORDER BY ",
+                     query.by_accuracy ? "test_accuracy DESC, id" : "id", " LIMIT $3"),
+        query.campaign_id, NumberArray(states), query.limit > 0 ? query.limit : INT64_MAX);
+    for (const auto& row : rows) {
+      QUARTET_ASSIGN_OR_RETURN(CandidateRecord c, ParseCandidate(row));
+      out.push_back(std::move(c));
+    }
+    return absl::OkStatus();
+  }));
+  return out;
+}
+
+absl::StatusOr<std::vector<MetricRecord>> PgStore::GetMetrics(int64_t candidate_id) {
+  std::vector<MetricRecord> out;
+  QUARTET_RETURN_IF_ERROR(Run([&](dbtransaction& tx) -> absl::Status {
+    out.clear();
+    pqxx::result c = tx.exec_params("SELECT 1 FROM candidates WHERE id = $1", candidate_id);
+    if (c.empty()) {
+      return absl::NotFoundError(absl::StrCat("candidate ", candidate_id, " not found"));
+    }
+    pqxx::result rows = tx.exec_params(
+        "SELECT attempt, step, name, epoch, value, "
+        "(EXTRACT(EPOCH FROM recorded_at) * 1000)::bigint FROM metrics WHERE candidate_id = $1 "
+        "ORDER BY attempt, step, name",
+        candidate_id);
+    for (const auto& r : rows) {
+      MetricRecord m;
+      m.candidate_id = candidate_id;
+      m.attempt = r[0].as<int>();
+      m.step = r[1].as<int64_t>();
+      m.name = r[2].as<std::string>();
+      m.epoch = r[3].as<int>();
+      m.value = r[4].as<double>();
+      m.time_unix_ms = r[5].as<int64_t>();
+      out.push_back(std::move(m));
+    }
+    return absl::OkStatus();
+  }));
+  return out;
+}
+
+absl::StatusOr<CoverageCounters> PgStore::GetCoverage(int64_t campaign_id) {
+  CoverageCounters out;
+  QUARTET_RETURN_IF_ERROR(Run([&](dbtransaction& tx) -> absl::Status {
+    out = {};
+    pqxx::result c = tx.exec_params("SELECT 1 FROM campaigns WHERE id = $1", campaign_id);
+    if (c.empty()) return absl::NotFoundError(absl::StrCat("campaign ", campaign_id, " not found"));
+    auto counts = [](const pqxx::row& r, int first) {
+      StateCounts s;
+      s.pending = r[first].as<int64_t>();
+      s.leased = r[first + 1].as<int64_t>();
+      s.succeeded = r[first + 2].as<int64_t>();
+      s.failed = r[first + 3].as<int64_t>();
+      s.cancelled = r[first + 4].as<int64_t>();
+      return s;
+    };
+    for (const auto& r : tx.exec_params(
+             "SELECT family, pending, leased, succeeded, failed, cancelled FROM family_coverage "
+             "WHERE campaign_id = $1 ORDER BY position",
+             campaign_id)) {
+      out.families.push_back({r[0].as<std::string>(), counts(r, 1)});
+    }
+    for (const auto& r : tx.exec_params(
+             "SELECT family_a, family_b, pending, leased, succeeded, failed, cancelled FROM "
+             "pair_coverage WHERE campaign_id = $1 ORDER BY position",
+             campaign_id)) {
+      out.pairs.push_back({r[0].as<std::string>(), r[1].as<std::string>(), counts(r, 2)});
+    }
+    for (const auto& r : tx.exec_params(
+             "SELECT family_a, family_b, family_c, issued FROM triple_coverage WHERE "
+             "campaign_id = $1 AND issued > 0",
+             campaign_id)) {
+      out.triples.push_back({r[0].as<std::string>(), r[1].as<std::string>(),
+                             r[2].as<std::string>(), r[3].as<int64_t>()});
+    }
+    return absl::OkStatus();
+  }));
+  return out;
+}
+
+absl::StatusOr<WorkerRecord> PgStore::RegisterWorker(const WorkerRecord& worker, absl::Time now) {
+  WorkerRecord out = worker;
+  QUARTET_RETURN_IF_ERROR(Run([&](dbtransaction& tx) -> absl::Status {
+    out = worker;
+    if (out.id.empty()) {
+      pqxx::result r = tx.exec("SELECT nextval('worker_ids')");
+      out.id = absl::StrCat("worker-", r[0][0].as<int64_t>());
+    }
+    pqxx::result r = tx.exec_params(
+        "INSERT INTO workers (id, host, device, gpu_name, gpu_memory_bytes, families, version, "
+        "registered_at, last_seen_at) VALUES ($1, $2, $3, $4, $5, $6::text[], $7, "
+        "to_timestamp($8), to_timestamp($8)) ON CONFLICT (id) DO UPDATE SET host = $2, device = "
+        "$3, gpu_name = $4, gpu_memory_bytes = $5, families = $6::text[], version = $7, "
+        "last_seen_at = to_timestamp($8) RETURNING EXTRACT(EPOCH FROM registered_at)",
+        out.id, out.host, out.device, out.gpu_name, out.gpu_memory_bytes, TextArray(out.families),
+        out.version, Epoch(now));
+    out.registered_at = TimeOf(r[0][0]);
+    out.last_seen_at = now;
+    return absl::OkStatus();
+  }));
+  return out;
+}
+
+}  // namespace quartet::coordinator

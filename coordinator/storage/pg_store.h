@@ -1,0 +1,106 @@
+// Store on PostgreSQL (libpqxx), the coordinator's source of truth.
+//
+// Create() connects, takes an advisory lock and applies every migration the database lacks
+// (coordinator/storage/migrations/*.sql, compiled in), each in its own transaction, so several
+// coordinators starting at once migrate exactly once. Every Store method is one transaction on a
+// pooled connection; serialization failures and deadlocks are retried (then ABORTED); a lost
+// connection gives UNAVAILABLE and is replaced on the next call. libpqxx exceptions never leave
+// this class. Thread-safe.
+#ifndef QUARTET_COORDINATOR_STORAGE_PG_STORE_H_
+#define QUARTET_COORDINATOR_STORAGE_PG_STORE_H_
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+#include "coordinator/storage/store.h"
+
+namespace pqxx {
+class connection_base;
+class dbtransaction;
+}  // namespace pqxx
+
+namespace quartet::coordinator {
+
+class PgStore : public Store {
+ public:
+  struct Options {
+    // libpq connection string or URI, e.g. "postgresql://quartet@127.0.0.1:5432/quartet".
+    std::string url;
+    // Schema holding the tables; created when missing. Empty means the connection's default
+    // (public). Tests use a fresh schema each.
+    std::string schema;
+    // Connections kept open; calls beyond that wait for a free one.
+    int pool_size = 4;
+    // Attempts of a transaction that lost a serialization conflict or a deadlock.
+    int max_retries = 5;
+  };
+
+  // Connects and migrates. UNAVAILABLE when the database cannot be reached (the message names the
+  // host, never the password), INVALID_ARGUMENT for a malformed URL.
+  static absl::StatusOr<std::unique_ptr<PgStore>> Create(const Options& options);
+  ~PgStore() override;
+
+  // Schema version after migration (the highest applied migration).
+  int schema_version() const { return schema_version_; }
+
+  absl::StatusOr<CampaignRecord> CreateCampaign(const CampaignRecord& campaign,
+                                                absl::Time now) override;
+  absl::StatusOr<CampaignRecord> GetCampaign(int64_t campaign_id) override;
+  absl::StatusOr<std::vector<CampaignRecord>> ListCampaigns(
+      const std::vector<CampaignState>& states, int64_t limit) override;
+  absl::StatusOr<CampaignRecord> CancelCampaign(int64_t campaign_id, absl::Time now) override;
+  absl::Status InsertCandidates(int64_t campaign_id, const std::vector<NewCandidate>& candidates,
+                                absl::Time now) override;
+  absl::StatusOr<std::optional<LeaseGrant>> LeaseNext(const std::string& worker_id,
+                                                      absl::Time now,
+                                                      absl::Duration lease) override;
+  absl::StatusOr<LeaseRenewal> RenewLease(int64_t candidate_id, int64_t token,
+                                          const std::string& worker_id, absl::Time now,
+                                          absl::Duration lease) override;
+  absl::StatusOr<int64_t> AppendMetrics(int64_t candidate_id, int64_t token,
+                                        const std::string& worker_id,
+                                        const std::vector<MetricRecord>& points) override;
+  absl::Status CompleteCandidate(int64_t candidate_id, int64_t token,
+                                 const std::string& worker_id, const quartet::v1::Result& result,
+                                 absl::Time now) override;
+  absl::StatusOr<CandidateState> FailCandidate(int64_t candidate_id, int64_t token,
+                                               const std::string& worker_id,
+                                               quartet::v1::ErrorClass error_class,
+                                               const std::string& message, bool retryable,
+                                               absl::Time now) override;
+  absl::StatusOr<std::vector<ExpiredLease>> ExpireLeases(absl::Time now) override;
+  absl::StatusOr<CandidateRecord> GetCandidate(int64_t candidate_id) override;
+  absl::StatusOr<std::vector<CandidateRecord>> ListCandidates(
+      const CandidateQuery& query) override;
+  absl::StatusOr<std::vector<MetricRecord>> GetMetrics(int64_t candidate_id) override;
+  absl::StatusOr<CoverageCounters> GetCoverage(int64_t campaign_id) override;
+  absl::StatusOr<WorkerRecord> RegisterWorker(const WorkerRecord& worker,
+                                              absl::Time now) override;
+
+ private:
+  explicit PgStore(const Options& options);
+
+  // A transaction body: returns OK to commit, anything else to roll back and return it.
+  using TxBody = std::function<absl::Status(pqxx::dbtransaction&)>;
+  // Runs `body` in a transaction on a pooled connection, retrying conflicts; maps exceptions.
+  absl::Status Run(const TxBody& body);
+
+  absl::StatusOr<std::unique_ptr<pqxx::connection_base>> Connect();
+  absl::Status Migrate();
+  std::unique_ptr<pqxx::connection_base> Acquire();
+  void Release(std::unique_ptr<pqxx::connection_base> conn, bool healthy);
+
+  const Options options_;
+  int schema_version_ = 0;
+  absl::Mutex mu_;
+  std::vector<std::unique_ptr<pqxx::connection_base>> idle_ ABSL_GUARDED_BY(mu_);
+  int open_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+}  // namespace quartet::coordinator
+
+#endif  // QUARTET_COORDINATOR_STORAGE_PG_STORE_H_

@@ -1,0 +1,115 @@
+// The coordinator's persistence, behind an interface: PgStore (PostgreSQL, the source of truth in
+// production) and MemoryStore (tests). tests/unit/store_conformance.h runs one suite against both.
+//
+// Every method is one atomic transaction: the state change, the campaign's counters and the
+// coverage counters (per family and per pair, by candidate state) change together or not at all.
+// Implementations are thread-safe.
+//
+// Leases and fencing. LeaseNext gives the candidate a new lease token larger than every earlier
+// one. RenewLease, AppendMetrics, CompleteCandidate and FailCandidate name (candidate, token,
+// worker): NOT_FOUND when the candidate does not exist; FAILED_PRECONDITION, changing nothing, when
+// the candidate is not LEASED, the token is not its current one, or the worker is not the holder.
+// A lease stays valid until ExpireLeases ends it: a worker that overran its deadline but was not
+// yet swept may still renew or finish (nobody else holds the candidate).
+//
+// Error codes: INVALID_ARGUMENT for malformed input, NOT_FOUND for unknown ids,
+// FAILED_PRECONDITION for wrong states, UNAVAILABLE when the database cannot be reached (retry),
+// ABORTED when a transaction lost a conflict after retries (retry), INTERNAL otherwise.
+#ifndef QUARTET_COORDINATOR_STORAGE_STORE_H_
+#define QUARTET_COORDINATOR_STORAGE_STORE_H_
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "coordinator/storage/records.h"
+
+namespace quartet::coordinator {
+
+class Store {
+ public:
+  virtual ~Store() = default;
+
+  // ---- Campaigns ----
+
+  // Stores a new RUNNING campaign (id, counters and times are assigned; issued = 0) and zero
+  // coverage rows for every family of config.pool and every pair of them.
+  virtual absl::StatusOr<CampaignRecord> CreateCampaign(const CampaignRecord& campaign,
+                                                        absl::Time now) = 0;
+  virtual absl::StatusOr<CampaignRecord> GetCampaign(int64_t campaign_id) = 0;
+  // Newest first; `states` empty means all; `limit` 0 means no limit.
+  virtual absl::StatusOr<std::vector<CampaignRecord>> ListCampaigns(
+      const std::vector<CampaignState>& states, int64_t limit) = 0;
+  // RUNNING or PAUSED -> CANCELLED: pending candidates become CANCELLED and leave the queue; leased
+  // ones get cancel_requested (their worker is told at its next heartbeat). FAILED_PRECONDITION
+  // when the campaign is already CANCELLED or DONE.
+  virtual absl::StatusOr<CampaignRecord> CancelCampaign(int64_t campaign_id, absl::Time now) = 0;
+
+  // ---- Candidates ----
+
+  // Creates PENDING candidates of a RUNNING campaign and queues them. FAILED_PRECONDITION when the
+  // campaign is final or issued + candidates.size() would exceed its budget; ALREADY_EXISTS when a
+  // (rank, repeat) exists already (nothing is inserted then).
+  virtual absl::Status InsertCandidates(int64_t campaign_id,
+                                        const std::vector<NewCandidate>& candidates,
+                                        absl::Time now) = 0;
+
+  // Leases the queued candidate of the highest-priority RUNNING campaign (then lowest candidate
+  // id) to `worker_id` until now + lease. nullopt when the queue holds nothing leasable. NOT_FOUND
+  // for an unregistered worker.
+  virtual absl::StatusOr<std::optional<LeaseGrant>> LeaseNext(const std::string& worker_id,
+                                                              absl::Time now,
+                                                              absl::Duration lease) = 0;
+
+  // Extends a live lease to now + lease; `cancel` says the campaign was cancelled.
+  virtual absl::StatusOr<LeaseRenewal> RenewLease(int64_t candidate_id, int64_t token,
+                                                  const std::string& worker_id, absl::Time now,
+                                                  absl::Duration lease) = 0;
+
+  // Stores metric points of the current attempt; points already stored (same attempt, step, name)
+  // are ignored. Returns how many were new.
+  virtual absl::StatusOr<int64_t> AppendMetrics(int64_t candidate_id, int64_t token,
+                                                const std::string& worker_id,
+                                                const std::vector<MetricRecord>& points) = 0;
+
+  // LEASED -> SUCCEEDED with the result; updates the campaign's best and DONE when this was its
+  // last open candidate of a fully issued budget.
+  virtual absl::Status CompleteCandidate(int64_t candidate_id, int64_t token,
+                                         const std::string& worker_id,
+                                         const quartet::v1::Result& result, absl::Time now) = 0;
+
+  // LEASED -> PENDING (requeued) when `retryable` and attempts < max_attempts and the campaign is
+  // RUNNING; -> CANCELLED when the campaign is cancelled; -> FAILED otherwise. Returns the new
+  // state.
+  virtual absl::StatusOr<CandidateState> FailCandidate(int64_t candidate_id, int64_t token,
+                                                       const std::string& worker_id,
+                                                       quartet::v1::ErrorClass error_class,
+                                                       const std::string& message,
+                                                       bool retryable, absl::Time now) = 0;
+
+  // Ends every lease whose deadline is before `now`: back to PENDING while attempts remain, FAILED
+  // (ERROR_CLASS_LOST) when they are used up, CANCELLED when the campaign was cancelled.
+  virtual absl::StatusOr<std::vector<ExpiredLease>> ExpireLeases(absl::Time now) = 0;
+
+  virtual absl::StatusOr<CandidateRecord> GetCandidate(int64_t candidate_id) = 0;
+  virtual absl::StatusOr<std::vector<CandidateRecord>> ListCandidates(
+      const CandidateQuery& query) = 0;
+  // Every stored point of a candidate, by (attempt, step, name).
+  virtual absl::StatusOr<std::vector<MetricRecord>> GetMetrics(int64_t candidate_id) = 0;
+
+  // ---- Coverage ----
+  virtual absl::StatusOr<CoverageCounters> GetCoverage(int64_t campaign_id) = 0;
+
+  // ---- Workers ----
+
+  // Registers a worker (a new id when worker.id is empty; re-attaches when the id exists).
+  virtual absl::StatusOr<WorkerRecord> RegisterWorker(const WorkerRecord& worker,
+                                                      absl::Time now) = 0;
+};
+
+}  // namespace quartet::coordinator
+
+#endif  // QUARTET_COORDINATOR_STORAGE_STORE_H_

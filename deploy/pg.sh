@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# A private PostgreSQL 15 cluster for tests, the quickstart and single-box deployments.
+#
+#   deploy/pg.sh start DIR [DB]   initialise DIR if needed, start on a free 127.0.0.1 port, create
+#                                 database DB (default quartet); prints the connection URL
+#   deploy/pg.sh stop DIR         stop the cluster in DIR (no error when it is not running)
+#   deploy/pg.sh url DIR [DB]     print the URL of the running cluster in DIR
+#
+# PostgreSQL refuses to run as root: as root the cluster runs as the `postgres` user (DIR is
+# chowned to it). The cluster trusts connections from 127.0.0.1 only and keeps its socket in DIR.
+# QUARTET_PG_FAST=1 turns fsync off: for throwaway test clusters only.
+set -euo pipefail
+
+PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
+cmd=${1:-}
+dir=${2:-}
+db=${3:-quartet}
+if [[ -z "$cmd" || -z "$dir" ]]; then
+  sed -n '2,10p' "$0" >&2
+  exit 2
+fi
+if [[ ! -x "$PGBIN/pg_ctl" ]]; then
+  echo "pg.sh: $PGBIN/pg_ctl not found; run deploy/install-deps.sh (package postgresql-15)" >&2
+  exit 1
+fi
+mkdir -p "$dir"
+dir=$(cd "$dir" && pwd)
+data="$dir/data"
+
+as_owner() {
+  if [[ $(id -u) -eq 0 ]]; then
+    runuser -u postgres -- "$@"
+  else
+    "$@"
+  fi
+}
+owner=$( [[ $(id -u) -eq 0 ]] && echo postgres || id -un )
+
+port_of() { sed -n '4p' "$data/postmaster.pid" 2>/dev/null || true; }
+url_of() { echo "postgresql://$owner@127.0.0.1:$(port_of)/$db"; }
+
+running() { [[ -f "$data/postmaster.pid" ]] && as_owner "$PGBIN/pg_ctl" -D "$data" status >/dev/null 2>&1; }
+
+free_port() {
+  local p
+  for p in $(seq 54330 54429); do
+    if ! (exec 3<>/dev/tcp/127.0.0.1/"$p") 2>/dev/null; then echo "$p"; return 0; fi
+  done
+  echo "pg.sh: no free port in 54330-54429" >&2
+  return 1
+}
+
+case "$cmd" in
+  start)
+    if [[ $(id -u) -eq 0 ]]; then
+      chown postgres:postgres "$dir"
+      # postgres must be able to reach DIR through its parents.
+      p="$dir"; while [[ "$p" != "/" ]]; do p=$(dirname "$p"); chmod o+x "$p" 2>/dev/null || true; done
+    fi
+    if [[ ! -f "$data/PG_VERSION" ]]; then
+      as_owner "$PGBIN/initdb" -D "$data" --auth=trust --encoding=UTF8 --locale=C.UTF-8 \
+        -U "$owner" >"$dir/initdb.log" 2>&1 || { cat "$dir/initdb.log" >&2; exit 1; }
+    fi
+    if ! running; then
+      port=$(free_port)
+      fast=""
+      [[ "${QUARTET_PG_FAST:-0}" == "1" ]] && fast="-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+      as_owner "$PGBIN/pg_ctl" -D "$data" -l "$dir/postgres.log" -w -t 60 start \
+        -o "-c listen_addresses=127.0.0.1 -c port=$port -c unix_socket_directories=$dir \
+            -c max_connections=200 $fast" >/dev/null ||
+        { tail -20 "$dir/postgres.log" >&2; exit 1; }
+    fi
+    port=$(port_of)
+    if ! as_owner psql -h 127.0.0.1 -p "$port" -U "$owner" -d postgres -tAc \
+        "SELECT 1 FROM pg_database WHERE datname = '$db'" | grep -q 1; then
+      as_owner psql -h 127.0.0.1 -p "$port" -U "$owner" -d postgres -qc "CREATE DATABASE \"$db\"" >/dev/null
+    fi
+    url_of
+    ;;
+  stop)
+    if running; then as_owner "$PGBIN/pg_ctl" -D "$data" -w -t 60 -m fast stop >/dev/null; fi
+    ;;
+  url)
+    running || { echo "pg.sh: no cluster running in $dir" >&2; exit 1; }
+    url_of
+    ;;
+  *)
+    echo "pg.sh: unknown command '$cmd' (start, stop, url)" >&2
+    exit 2
+    ;;
+esac

@@ -1,0 +1,592 @@
+#include "tests/common/store_conformance.h"
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstdlib>
+#include <map>
+#include <mutex>
+#include <random>
+#include <set>
+#include <thread>
+#include <vector>
+
+#include "gmock/gmock.h"
+
+namespace quartet::coordinator::testing {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+
+const absl::Time kT0 = absl::FromUnixSeconds(1'800'000'000);
+const absl::Duration kLease = absl::Seconds(30);
+
+CampaignRecord MakeCampaign(const std::vector<std::string>& pool, int64_t budget,
+                            int max_attempts = 3, int priority = 0, int k = 3) {
+  CampaignRecord c;
+  c.name = "test";
+  c.k = k;
+  c.budget = budget;
+  c.max_attempts = max_attempts;
+  c.priority = priority;
+  for (const auto& f : pool) c.config.add_pool(f);
+  c.config.set_name("test");
+  c.config.set_k(k);
+  c.config.set_budget(budget);
+  c.config.mutable_recipe()->set_epochs(1);
+  return c;
+}
+
+NewCandidate Cand(uint64_t rank, std::vector<std::string> families, int repeat = 0) {
+  return NewCandidate{rank, repeat, std::move(families)};
+}
+
+quartet::v1::Result MakeResult(double accuracy, double seconds = 10) {
+  quartet::v1::Result r;
+  r.set_test_accuracy(accuracy);
+  r.set_wall_seconds(seconds);
+  r.set_device("cpu");
+  return r;
+}
+
+// Recomputes family and pair counters from the candidates table and compares with the stored
+// counters.
+void ExpectCoverageMatchesCandidates(Store& store, int64_t campaign_id) {
+  auto cov = store.GetCoverage(campaign_id);
+  ASSERT_TRUE(cov.ok()) << cov.status();
+  auto cands = store.ListCandidates({campaign_id, {}, false, 0});
+  ASSERT_TRUE(cands.ok()) << cands.status();
+  std::map<std::string, StateCounts> fam;
+  std::map<std::pair<std::string, std::string>, StateCounts> pairs;
+  StateCounts total;
+  for (const CandidateRecord& c : *cands) {
+    total.at(c.state)++;
+    for (size_t i = 0; i < c.families.size(); ++i) {
+      fam[c.families[i]].at(c.state)++;
+      for (size_t j = i + 1; j < c.families.size(); ++j) {
+        pairs[{c.families[i], c.families[j]}].at(c.state)++;
+      }
+    }
+  }
+  for (const FamilyCounter& f : cov->families) {
+    EXPECT_EQ(f.counts, fam[f.family]) << "family " << f.family;
+  }
+  for (const PairCounter& p : cov->pairs) {
+    EXPECT_EQ(p.counts, (pairs[{p.family_a, p.family_b}])) << p.family_a << "+" << p.family_b;
+  }
+  auto camp = store.GetCampaign(campaign_id);
+  ASSERT_TRUE(camp.ok());
+  EXPECT_EQ(camp->counts, total);
+  EXPECT_EQ(camp->issued, static_cast<int64_t>(cands->size()));
+}
+
+}  // namespace
+
+void StoreConformanceTest::SetUp() {
+  store_ = GetParam().make();
+  if (store_ == nullptr) {
+    const char* req = std::getenv("QUARTET_REQUIRE_PG");
+    if (req && std::string(req) == "1") FAIL() << GetParam().name << " store is not available";
+    GTEST_SKIP() << GetParam().name << " store is not available";
+  }
+}
+
+TEST_P(StoreConformanceTest, CreatesCampaignsWithZeroCoverageForEveryFamilyAndPair) {
+  auto c = store_->CreateCampaign(MakeCampaign({"A", "B", "C", "D"}, 5), kT0);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_GT(c->id, 0);
+  EXPECT_EQ(c->state, CampaignState::kRunning);
+  EXPECT_EQ(c->issued, 0);
+  EXPECT_EQ(c->created_at, kT0);
+  auto got = store_->GetCampaign(c->id);
+  ASSERT_TRUE(got.ok());
+  EXPECT_EQ(got->config.pool_size(), 4);
+  EXPECT_EQ(got->budget, 5);
+  auto cov = store_->GetCoverage(c->id);
+  ASSERT_TRUE(cov.ok());
+  ASSERT_EQ(cov->families.size(), 4u);
+  EXPECT_EQ(cov->families[0].family, "A");
+  EXPECT_EQ(cov->families[3].family, "D");
+  ASSERT_EQ(cov->pairs.size(), 6u);
+  EXPECT_EQ(cov->pairs[0].family_a, "A");
+  EXPECT_EQ(cov->pairs[0].family_b, "B");
+  EXPECT_EQ(cov->pairs[5].family_a, "C");
+  EXPECT_EQ(cov->pairs[5].family_b, "D");
+  for (const auto& p : cov->pairs) EXPECT_EQ(p.counts.total(), 0);
+
+  EXPECT_EQ(store_->GetCampaign(c->id + 1000).status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST_P(StoreConformanceTest, ListsCampaignsNewestFirstFilteredByState) {
+  auto a = store_->CreateCampaign(MakeCampaign({"A", "B", "C"}, 1), kT0);
+  auto b = store_->CreateCampaign(MakeCampaign({"A", "B", "C"}, 1), kT0);
+  ASSERT_TRUE(a.ok() && b.ok());
+  ASSERT_TRUE(store_->CancelCampaign(a->id, kT0).ok());
+  auto all = store_->ListCampaigns({}, 0);
+  ASSERT_TRUE(all.ok());
+  ASSERT_EQ(all->size(), 2u);
+  EXPECT_EQ((*all)[0].id, b->id);
+  auto running = store_->ListCampaigns({CampaignState::kRunning}, 0);
+  ASSERT_TRUE(running.ok());
+  ASSERT_EQ(running->size(), 1u);
+  EXPECT_EQ((*running)[0].id, b->id);
+  auto one = store_->ListCampaigns({}, 1);
+  ASSERT_TRUE(one.ok());
+  EXPECT_EQ(one->size(), 1u);
+}
+
+TEST_P(StoreConformanceTest, InsertsCandidatesAndCountsThemPendingPerFamilyAndPair) {
+  auto c = store_->CreateCampaign(MakeCampaign({"A", "B", "C", "D"}, 4), kT0);
+  ASSERT_TRUE(c.ok());
+  ASSERT_TRUE(store_->InsertCandidates(c->id, {Cand(0, {"A", "B", "C"}), Cand(1, {"A", "B", "D"})},
+                                       kT0)
+                  .ok());
+  auto camp = store_->GetCampaign(c->id);
+  EXPECT_EQ(camp->issued, 2);
+  EXPECT_EQ(camp->counts.pending, 2);
+  auto cov = store_->GetCoverage(c->id);
+  EXPECT_EQ(cov->families[0].counts.pending, 2);  // A
+  EXPECT_EQ(cov->families[2].counts.pending, 1);  // C
+  EXPECT_EQ(cov->pairs[0].counts.pending, 2);     // A+B
+  EXPECT_EQ(cov->triples.size(), 2u);
+  ExpectCoverageMatchesCandidates(*store_, c->id);
+}
+
+TEST_P(StoreConformanceTest, RefusedInsertsChangeNothing) {
+  auto c = store_->CreateCampaign(MakeCampaign({"A", "B", "C", "D"}, 2), kT0);
+  ASSERT_TRUE(c.ok());
+  ASSERT_TRUE(store_->InsertCandidates(c->id, {Cand(0, {"A", "B", "C"})}, kT0).ok());
+
+  auto over = store_->InsertCandidates(c->id, {Cand(1, {"A", "B", "D"}), Cand(2, {"A", "C", "D"})},
+                                       kT0);
+  EXPECT_EQ(over.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(over.message()), HasSubstr("budget"));
+
+  auto dup = store_->InsertCandidates(c->id, {Cand(0, {"A", "B", "C"})}, kT0);
+  EXPECT_EQ(dup.code(), absl::StatusCode::kAlreadyExists);
+
+  auto stranger = store_->InsertCandidates(c->id, {Cand(3, {"A", "B", "Z"})}, kT0);
+  EXPECT_EQ(stranger.code(), absl::StatusCode::kInvalidArgument);
+
+  EXPECT_EQ(store_->InsertCandidates(c->id + 99, {Cand(0, {"A", "B", "C"})}, kT0).code(),
+            absl::StatusCode::kNotFound);
+
+  auto camp = store_->GetCampaign(c->id);
+  EXPECT_EQ(camp->issued, 1);
+  EXPECT_EQ(camp->counts.pending, 1);
+  ExpectCoverageMatchesCandidates(*store_, c->id);
+}
+
+TEST_P(StoreConformanceTest, LeasesByPriorityThenIdWithIncreasingTokens) {
+  ASSERT_TRUE(store_->RegisterWorker({"w1"}, kT0).ok());
+  auto low = store_->CreateCampaign(MakeCampaign({"A", "B", "C"}, 2, 3, 0), kT0);
+  auto high = store_->CreateCampaign(MakeCampaign({"A", "B", "C"}, 1, 3, 5), kT0);
+  ASSERT_TRUE(low.ok() && high.ok());
+  ASSERT_TRUE(store_->InsertCandidates(low->id, {Cand(0, {"A", "B", "C"}, 0),
+                                                 Cand(0, {"A", "B", "C"}, 1)},
+                                       kT0)
+                  .ok());
+  ASSERT_TRUE(store_->InsertCandidates(high->id, {Cand(0, {"A", "B", "C"})}, kT0).ok());
+
+  auto first = store_->LeaseNext("w1", kT0, kLease);
+  ASSERT_TRUE(first.ok()) << first.status();
+  ASSERT_TRUE(first->has_value());
+  EXPECT_EQ((*first)->candidate.campaign_id, high->id);
+  EXPECT_EQ((*first)->candidate.state, CandidateState::kLeased);
+  EXPECT_EQ((*first)->candidate.attempt, 1);
+  EXPECT_EQ((*first)->candidate.worker_id, "w1");
+  EXPECT_EQ((*first)->candidate.lease_deadline, kT0 + kLease);
+  EXPECT_EQ((*first)->config.pool_size(), 3);
+
+  auto second = store_->LeaseNext("w1", kT0, kLease);
+  auto third = store_->LeaseNext("w1", kT0, kLease);
+  ASSERT_TRUE(second.ok() && second->has_value() && third.ok() && third->has_value());
+  EXPECT_EQ((*second)->candidate.campaign_id, low->id);
+  EXPECT_EQ((*second)->candidate.repeat, 0);
+  EXPECT_EQ((*third)->candidate.repeat, 1);
+  EXPECT_LT((*first)->candidate.lease_token, (*second)->candidate.lease_token);
+  EXPECT_LT((*second)->candidate.lease_token, (*third)->candidate.lease_token);
+
+  auto none = store_->LeaseNext("w1", kT0, kLease);
+  ASSERT_TRUE(none.ok());
+  EXPECT_FALSE(none->has_value());
+  ExpectCoverageMatchesCandidates(*store_, low->id);
+  ExpectCoverageMatchesCandidates(*store_, high->id);
+}
+
+TEST_P(StoreConformanceTest, UnregisteredWorkerCannotLease) {
+  auto r = store_->LeaseNext("ghost", kT0, kLease);
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(std::string(r.status().message()), HasSubstr("ghost"));
+}
+
+TEST_P(StoreConformanceTest, RegisterAssignsIdsAndReattaches) {
+  auto a = store_->RegisterWorker({"", "host-a", "cpu"}, kT0);
+  ASSERT_TRUE(a.ok());
+  EXPECT_FALSE(a->id.empty());
+  auto b = store_->RegisterWorker({"", "host-b", "cpu"}, kT0);
+  ASSERT_TRUE(b.ok());
+  EXPECT_NE(a->id, b->id);
+  WorkerRecord again = *a;
+  again.device = "cuda:0";
+  auto re = store_->RegisterWorker(again, kT0 + absl::Seconds(5));
+  ASSERT_TRUE(re.ok());
+  EXPECT_EQ(re->id, a->id);
+  EXPECT_EQ(re->registered_at, kT0);
+}
+
+class LeasedFixture {
+ public:
+  // One campaign of `budget` over {A,B,C,D}, k=3, all candidates inserted, one leased to w1.
+  static void Setup(Store& store, int64_t budget, int max_attempts, int64_t* campaign,
+                    LeaseGrant* grant) {
+    ASSERT_TRUE(store.RegisterWorker({"w1"}, kT0).ok());
+    ASSERT_TRUE(store.RegisterWorker({"w2"}, kT0).ok());
+    auto c = store.CreateCampaign(MakeCampaign({"A", "B", "C", "D"}, budget, max_attempts), kT0);
+    ASSERT_TRUE(c.ok());
+    *campaign = c->id;
+    const std::vector<std::vector<std::string>> combos = {
+        {"A", "B", "C"}, {"A", "B", "D"}, {"A", "C", "D"}, {"B", "C", "D"}};
+    std::vector<NewCandidate> cands;
+    for (int64_t i = 0; i < budget; ++i) cands.push_back(Cand(i, combos[i % 4], i / 4));
+    ASSERT_TRUE(store.InsertCandidates(c->id, cands, kT0).ok());
+    auto g = store.LeaseNext("w1", kT0, kLease);
+    ASSERT_TRUE(g.ok() && g->has_value());
+    *grant = **g;
+  }
+};
+
+TEST_P(StoreConformanceTest, RenewExtendsTheLeaseAndRefusesStaleTokensAndOtherWorkers) {
+  int64_t campaign;
+  LeaseGrant g;
+  ASSERT_NO_FATAL_FAILURE(LeasedFixture::Setup(*store_, 2, 3, &campaign, &g));
+  const int64_t id = g.candidate.id, token = g.candidate.lease_token;
+
+  auto renewed = store_->RenewLease(id, token, "w1", kT0 + absl::Seconds(10), kLease);
+  ASSERT_TRUE(renewed.ok()) << renewed.status();
+  EXPECT_EQ(renewed->deadline, kT0 + absl::Seconds(40));
+  EXPECT_FALSE(renewed->cancel);
+  EXPECT_EQ(store_->GetCandidate(id)->lease_deadline, kT0 + absl::Seconds(40));
+
+  auto stale = store_->RenewLease(id, token + 1000, "w1", kT0, kLease);
+  EXPECT_EQ(stale.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(stale.status().message()), HasSubstr("stale"));
+  auto other = store_->RenewLease(id, token, "w2", kT0, kLease);
+  EXPECT_EQ(other.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(other.status().message()), HasSubstr("w1"));
+  EXPECT_EQ(store_->RenewLease(id + 1000, token, "w1", kT0, kLease).status().code(),
+            absl::StatusCode::kNotFound);
+}
+
+TEST_P(StoreConformanceTest, CompleteStoresTheResultAndALateCallIsRefused) {
+  int64_t campaign;
+  LeaseGrant g;
+  ASSERT_NO_FATAL_FAILURE(LeasedFixture::Setup(*store_, 2, 3, &campaign, &g));
+  const int64_t id = g.candidate.id, token = g.candidate.lease_token;
+  ASSERT_TRUE(store_->CompleteCandidate(id, token, "w1", MakeResult(0.81, 12), kT0).ok());
+  auto c = store_->GetCandidate(id);
+  ASSERT_TRUE(c.ok());
+  EXPECT_EQ(c->state, CandidateState::kSucceeded);
+  ASSERT_TRUE(c->result.has_value());
+  EXPECT_DOUBLE_EQ(c->result->test_accuracy(), 0.81);
+  EXPECT_DOUBLE_EQ(c->test_accuracy, 0.81);
+  EXPECT_EQ(c->finished_at, kT0);
+  auto camp = store_->GetCampaign(campaign);
+  EXPECT_DOUBLE_EQ(camp->best_accuracy, 0.81);
+  EXPECT_EQ(camp->best_candidate_id, id);
+  EXPECT_DOUBLE_EQ(camp->succeeded_seconds, 12);
+
+  auto late = store_->CompleteCandidate(id, token, "w1", MakeResult(0.99), kT0);
+  EXPECT_EQ(late.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_DOUBLE_EQ(store_->GetCandidate(id)->test_accuracy, 0.81);
+  EXPECT_EQ(store_->FailCandidate(id, token, "w1", quartet::v1::ERROR_CLASS_NUMERIC, "x", true, kT0)
+                .status()
+                .code(),
+            absl::StatusCode::kFailedPrecondition);
+  ExpectCoverageMatchesCandidates(*store_, campaign);
+}
+
+TEST_P(StoreConformanceTest, RetryableFailuresRequeueUntilAttemptsRunOut) {
+  int64_t campaign;
+  LeaseGrant g;
+  ASSERT_NO_FATAL_FAILURE(LeasedFixture::Setup(*store_, 1, 2, &campaign, &g));
+  auto first = store_->FailCandidate(g.candidate.id, g.candidate.lease_token, "w1",
+                                     quartet::v1::ERROR_CLASS_PREEMPTED, "stopping", true, kT0);
+  ASSERT_TRUE(first.ok()) << first.status();
+  EXPECT_EQ(*first, CandidateState::kPending);
+  auto again = store_->LeaseNext("w2", kT0, kLease);
+  ASSERT_TRUE(again.ok() && again->has_value());
+  EXPECT_EQ((*again)->candidate.id, g.candidate.id);
+  EXPECT_EQ((*again)->candidate.attempt, 2);
+  EXPECT_GT((*again)->candidate.lease_token, g.candidate.lease_token);
+  auto second = store_->FailCandidate(g.candidate.id, (*again)->candidate.lease_token, "w2",
+                                      quartet::v1::ERROR_CLASS_PREEMPTED, "stopping", true, kT0);
+  ASSERT_TRUE(second.ok());
+  EXPECT_EQ(*second, CandidateState::kFailed);
+  auto c = store_->GetCandidate(g.candidate.id);
+  EXPECT_EQ(c->error_class, quartet::v1::ERROR_CLASS_PREEMPTED);
+  EXPECT_EQ(c->error_message, "stopping");
+  EXPECT_EQ(store_->GetCampaign(campaign)->state, CampaignState::kDone);
+  ExpectCoverageMatchesCandidates(*store_, campaign);
+}
+
+TEST_P(StoreConformanceTest, NonRetryableFailureIsFinal) {
+  int64_t campaign;
+  LeaseGrant g;
+  ASSERT_NO_FATAL_FAILURE(LeasedFixture::Setup(*store_, 2, 3, &campaign, &g));
+  auto r = store_->FailCandidate(g.candidate.id, g.candidate.lease_token, "w1",
+                                 quartet::v1::ERROR_CLASS_NUMERIC, "loss is nan", false, kT0);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(*r, CandidateState::kFailed);
+  EXPECT_EQ(store_->GetCampaign(campaign)->counts.failed, 1);
+  ExpectCoverageMatchesCandidates(*store_, campaign);
+}
+
+TEST_P(StoreConformanceTest, ExpiredLeaseReturnsToPendingAndTheOldTokenIsRefused) {
+  int64_t campaign;
+  LeaseGrant g;
+  ASSERT_NO_FATAL_FAILURE(LeasedFixture::Setup(*store_, 1, 2, &campaign, &g));
+  auto none = store_->ExpireLeases(kT0 + kLease - absl::Seconds(1));
+  ASSERT_TRUE(none.ok());
+  EXPECT_TRUE(none->empty());
+
+  auto expired = store_->ExpireLeases(kT0 + kLease + absl::Seconds(1));
+  ASSERT_TRUE(expired.ok()) << expired.status();
+  ASSERT_EQ(expired->size(), 1u);
+  EXPECT_EQ((*expired)[0].candidate_id, g.candidate.id);
+  EXPECT_EQ((*expired)[0].new_state, CandidateState::kPending);
+  EXPECT_EQ((*expired)[0].worker_id, "w1");
+
+  auto again = store_->LeaseNext("w2", kT0 + absl::Minutes(1), kLease);
+  ASSERT_TRUE(again.ok() && again->has_value());
+  EXPECT_EQ((*again)->candidate.attempt, 2);
+  // The first worker comes back late: every call with its token is refused.
+  EXPECT_EQ(store_->CompleteCandidate(g.candidate.id, g.candidate.lease_token, "w1",
+                                      MakeResult(0.5), kT0)
+                .code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(store_->AppendMetrics(g.candidate.id, g.candidate.lease_token, "w1",
+                                  {{0, 0, 1, 1, "loss", 1.0, 0}})
+                .status()
+                .code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(store_->RenewLease(g.candidate.id, g.candidate.lease_token, "w1", kT0, kLease)
+                .status()
+                .code(),
+            absl::StatusCode::kFailedPrecondition);
+
+  // The second lease also expires: attempts are used up.
+  auto final = store_->ExpireLeases(kT0 + absl::Hours(1));
+  ASSERT_TRUE(final.ok());
+  ASSERT_EQ(final->size(), 1u);
+  EXPECT_EQ((*final)[0].new_state, CandidateState::kFailed);
+  auto c = store_->GetCandidate(g.candidate.id);
+  EXPECT_EQ(c->state, CandidateState::kFailed);
+  EXPECT_EQ(c->error_class, quartet::v1::ERROR_CLASS_LOST);
+  EXPECT_EQ(store_->GetCampaign(campaign)->state, CampaignState::kDone);
+  ExpectCoverageMatchesCandidates(*store_, campaign);
+}
+
+TEST_P(StoreConformanceTest, MetricsAreIdempotentAndBoundToTheLease) {
+  int64_t campaign;
+  LeaseGrant g;
+  ASSERT_NO_FATAL_FAILURE(LeasedFixture::Setup(*store_, 2, 3, &campaign, &g));
+  const int64_t id = g.candidate.id, token = g.candidate.lease_token;
+  std::vector<MetricRecord> points = {{0, 0, 10, 1, "train_loss", 1.5, 1000},
+                                      {0, 0, 10, 1, "test_accuracy", 0.5, 1000},
+                                      {0, 0, 20, 2, "train_loss", 1.2, 2000}};
+  auto n = store_->AppendMetrics(id, token, "w1", points);
+  ASSERT_TRUE(n.ok()) << n.status();
+  EXPECT_EQ(*n, 3);
+  points.push_back({0, 0, 30, 3, "train_loss", std::nan(""), 3000});
+  auto again = store_->AppendMetrics(id, token, "w1", points);
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(*again, 1);
+  EXPECT_EQ(store_->AppendMetrics(id, token, "w2", points).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(store_->AppendMetrics(id, token + 7, "w1", points).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  auto stored = store_->GetMetrics(id);
+  ASSERT_TRUE(stored.ok());
+  ASSERT_EQ(stored->size(), 4u);
+  EXPECT_EQ((*stored)[0].attempt, 1);
+  EXPECT_EQ((*stored)[0].step, 10);
+  EXPECT_TRUE(std::isnan((*stored)[3].value));
+}
+
+TEST_P(StoreConformanceTest, CancelStopsPendingFlagsLeasedAndIsFinal) {
+  int64_t campaign;
+  LeaseGrant g;
+  ASSERT_NO_FATAL_FAILURE(LeasedFixture::Setup(*store_, 4, 3, &campaign, &g));
+  auto c = store_->CancelCampaign(campaign, kT0 + absl::Seconds(1));
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->state, CampaignState::kCancelled);
+  EXPECT_EQ(c->counts.cancelled, 3);
+  EXPECT_EQ(c->counts.leased, 1);
+  EXPECT_EQ(c->counts.pending, 0);
+  auto none = store_->LeaseNext("w2", kT0, kLease);
+  ASSERT_TRUE(none.ok());
+  EXPECT_FALSE(none->has_value());
+  auto renewal = store_->RenewLease(g.candidate.id, g.candidate.lease_token, "w1", kT0, kLease);
+  ASSERT_TRUE(renewal.ok());
+  EXPECT_TRUE(renewal->cancel);
+  auto stopped = store_->FailCandidate(g.candidate.id, g.candidate.lease_token, "w1",
+                                       quartet::v1::ERROR_CLASS_CANCELLED, "cancelled", true, kT0);
+  ASSERT_TRUE(stopped.ok());
+  EXPECT_EQ(*stopped, CandidateState::kCancelled);
+  EXPECT_EQ(store_->CancelCampaign(campaign, kT0).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(store_->InsertCandidates(campaign, {Cand(9, {"A", "B", "C"}, 9)}, kT0).code(),
+            absl::StatusCode::kFailedPrecondition);
+  ExpectCoverageMatchesCandidates(*store_, campaign);
+}
+
+TEST_P(StoreConformanceTest, CampaignIsDoneOnlyWhenTheWholeBudgetIsFinal) {
+  ASSERT_TRUE(store_->RegisterWorker({"w1"}, kT0).ok());
+  auto c = store_->CreateCampaign(MakeCampaign({"A", "B", "C", "D"}, 2), kT0);
+  ASSERT_TRUE(c.ok());
+  ASSERT_TRUE(store_->InsertCandidates(c->id, {Cand(0, {"A", "B", "C"})}, kT0).ok());
+  auto g = store_->LeaseNext("w1", kT0, kLease);
+  ASSERT_TRUE(g.ok() && g->has_value());
+  ASSERT_TRUE(store_->CompleteCandidate((*g)->candidate.id, (*g)->candidate.lease_token, "w1",
+                                        MakeResult(0.4), kT0)
+                  .ok());
+  EXPECT_EQ(store_->GetCampaign(c->id)->state, CampaignState::kRunning);  // 1 of 2 issued
+  ASSERT_TRUE(store_->InsertCandidates(c->id, {Cand(1, {"A", "B", "D"})}, kT0).ok());
+  g = store_->LeaseNext("w1", kT0, kLease);
+  ASSERT_TRUE(g.ok() && g->has_value());
+  ASSERT_TRUE(store_->CompleteCandidate((*g)->candidate.id, (*g)->candidate.lease_token, "w1",
+                                        MakeResult(0.3), kT0 + absl::Seconds(9))
+                  .ok());
+  auto done = store_->GetCampaign(c->id);
+  EXPECT_EQ(done->state, CampaignState::kDone);
+  EXPECT_EQ(done->finished_at, kT0 + absl::Seconds(9));
+  EXPECT_DOUBLE_EQ(done->best_accuracy, 0.4);
+}
+
+TEST_P(StoreConformanceTest, ListsCandidatesByStateAndAccuracy) {
+  ASSERT_TRUE(store_->RegisterWorker({"w1"}, kT0).ok());
+  auto c = store_->CreateCampaign(MakeCampaign({"A", "B", "C", "D"}, 3), kT0);
+  ASSERT_TRUE(c.ok());
+  ASSERT_TRUE(store_->InsertCandidates(c->id, {Cand(0, {"A", "B", "C"}), Cand(1, {"A", "B", "D"}),
+                                               Cand(2, {"A", "C", "D"})},
+                                       kT0)
+                  .ok());
+  const double acc[] = {0.2, 0.7};
+  for (double a : acc) {
+    auto g = store_->LeaseNext("w1", kT0, kLease);
+    ASSERT_TRUE(g.ok() && g->has_value());
+    ASSERT_TRUE(store_->CompleteCandidate((*g)->candidate.id, (*g)->candidate.lease_token, "w1",
+                                          MakeResult(a), kT0)
+                    .ok());
+  }
+  auto best = store_->ListCandidates({c->id, {CandidateState::kSucceeded}, true, 0});
+  ASSERT_TRUE(best.ok());
+  ASSERT_EQ(best->size(), 2u);
+  EXPECT_DOUBLE_EQ((*best)[0].test_accuracy, 0.7);
+  auto pending = store_->ListCandidates({c->id, {CandidateState::kPending}, false, 0});
+  ASSERT_EQ(pending->size(), 1u);
+  EXPECT_EQ((*pending)[0].rank, 2u);
+  EXPECT_THAT((*pending)[0].families, ElementsAre("A", "C", "D"));
+  auto limited = store_->ListCandidates({c->id, {}, false, 2});
+  EXPECT_EQ(limited->size(), 2u);
+  EXPECT_EQ(store_->ListCandidates({c->id + 50, {}, false, 0}).status().code(),
+            absl::StatusCode::kNotFound);
+}
+
+TEST_P(StoreConformanceTest, ConcurrentLeasesNeverShareACandidate) {
+  constexpr int kWorkers = 4, kCandidates = 24;
+  for (int w = 0; w < kWorkers; ++w) {
+    ASSERT_TRUE(store_->RegisterWorker({"w" + std::to_string(w)}, kT0).ok());
+  }
+  std::vector<std::string> pool;
+  for (int i = 0; i < 10; ++i) pool.push_back("F" + std::to_string(i));
+  auto c = store_->CreateCampaign(MakeCampaign(pool, kCandidates), kT0);
+  ASSERT_TRUE(c.ok());
+  std::vector<NewCandidate> cands;
+  for (int i = 0; i < kCandidates; ++i) cands.push_back(Cand(0, {pool[i % 8], pool[8], pool[9]}, i));
+  ASSERT_TRUE(store_->InsertCandidates(c->id, cands, kT0).ok());
+  std::mutex mu;
+  std::vector<int64_t> leased;
+  std::atomic<int> errors{0};
+  std::vector<std::thread> threads;
+  for (int w = 0; w < kWorkers; ++w) {
+    threads.emplace_back([&, w] {
+      for (int i = 0; i < kCandidates; ++i) {  // bounded
+        auto g = store_->LeaseNext("w" + std::to_string(w), kT0, kLease);
+        if (!g.ok()) {
+          if (g.status().code() != absl::StatusCode::kAborted) errors++;
+          continue;
+        }
+        if (!g->has_value()) break;
+        std::lock_guard<std::mutex> lock(mu);
+        leased.push_back((*g)->candidate.id);
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(errors.load(), 0);
+  std::set<int64_t> unique(leased.begin(), leased.end());
+  EXPECT_EQ(unique.size(), leased.size());
+  EXPECT_EQ(static_cast<int>(leased.size()), kCandidates);
+  ExpectCoverageMatchesCandidates(*store_, c->id);
+}
+
+// Random operations; afterwards the stored counters must equal a recount of the candidates.
+TEST_P(StoreConformanceTest, CountersEqualARecountAfterRandomOperations) {
+  std::mt19937 rng(42);
+  ASSERT_TRUE(store_->RegisterWorker({"w1"}, kT0).ok());
+  const std::vector<std::string> pool = {"A", "B", "C", "D", "E"};
+  auto c = store_->CreateCampaign(MakeCampaign(pool, 30, 2), kT0);
+  ASSERT_TRUE(c.ok());
+  std::vector<std::vector<std::string>> combos;
+  for (int a = 0; a < 5; ++a)
+    for (int b = a + 1; b < 5; ++b)
+      for (int d = b + 1; d < 5; ++d) combos.push_back({pool[a], pool[b], pool[d]});
+  int issued = 0;
+  std::vector<LeaseGrant> held;
+  absl::Time now = kT0;
+  for (int step = 0; step < 150; ++step) {
+    now += absl::Seconds(1);
+    switch (rng() % 5) {
+      case 0:
+        if (issued < 30) {
+          ASSERT_TRUE(store_->InsertCandidates(c->id,
+                                               {Cand(issued % 10, combos[issued % 10], issued / 10)},
+                                               now)
+                          .ok());
+          ++issued;
+        }
+        break;
+      case 1: {
+        auto g = store_->LeaseNext("w1", now, absl::Seconds(5));
+        ASSERT_TRUE(g.ok());
+        if (g->has_value()) held.push_back(**g);
+        break;
+      }
+      case 2:
+        if (!held.empty()) {
+          auto g = held.back();
+          held.pop_back();
+          (void)store_->CompleteCandidate(g.candidate.id, g.candidate.lease_token, "w1",
+                                          MakeResult((rng() % 100) / 100.0), now);
+        }
+        break;
+      case 3:
+        if (!held.empty()) {
+          auto g = held.front();
+          held.erase(held.begin());
+          (void)store_->FailCandidate(g.candidate.id, g.candidate.lease_token, "w1",
+                                      quartet::v1::ERROR_CLASS_OOM, "oom", rng() % 2 == 0, now);
+        }
+        break;
+      case 4:
+        ASSERT_TRUE(store_->ExpireLeases(now).ok());
+        break;
+    }
+  }
+  ExpectCoverageMatchesCandidates(*store_, c->id);
+}
+
+}  // namespace quartet::coordinator::testing
