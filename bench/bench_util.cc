@@ -2,10 +2,10 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <fstream>
 #include <iostream>
 #include <sstream>
-#include <algorithm>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -44,8 +44,8 @@ std::string MachineDescription() {
       os.erase(std::remove(os.begin(), os.end(), '"'), os.end());
     }
   }
-  return absl::StrFormat("%s, %d cores, %.0f GiB RAM, %s", cpu,
-                         std::thread::hardware_concurrency(), mem_gib, os);
+  return absl::StrFormat("%s, %d cores, %.0f GiB RAM, %s", cpu, std::thread::hardware_concurrency(),
+                         mem_gib, os);
 }
 
 std::string Today() { return absl::FormatTime("%Y-%m-%d", absl::Now(), absl::UTCTimeZone()); }

@@ -68,8 +68,7 @@ std::vector<FamilyInfo> BuildCatalog() {
       {0, "MNASNet", {{"MNASNet", 1, 0, true, true, 1'902'018, "MNASNet-0.75"}}},
       {0,
        "MaxVit",
-       {{"MaxVit", 1, 0, true, true, 30'384'520,
-         "MaxViT-T channels with partition size 1"}}},
+       {{"MaxVit", 1, 0, true, true, 30'384'520, "MaxViT-T channels with partition size 1"}}},
       {0, "MobileNetV2", {{"MobileNetV2", 1, 0, true, true, 2'236'682, "MobileNetV2 x1.0"}}},
       {0,
        "MobileNetV3",
@@ -137,8 +136,8 @@ absl::StatusOr<ResolvedModel> FamilyCatalog::Resolve(absl::string_view name) con
   std::sort(scored.begin(), scored.end());
   std::vector<absl::string_view> hints;
   for (size_t i = 0; i < scored.size() && i < 3; ++i) hints.push_back(scored[i].second);
-  return absl::NotFoundError(absl::StrCat("unknown family '", name, "' (closest: ",
-                                          absl::StrJoin(hints, ", "),
+  return absl::NotFoundError(absl::StrCat("unknown family '", name,
+                                          "' (closest: ", absl::StrJoin(hints, ", "),
                                           "; `quartet-train --list-families` lists all)"));
 }
 

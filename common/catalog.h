@@ -4,14 +4,14 @@
 //
 // Names. A *family* is a canonical name (AirNet, SqueezeNet, ...). A family has one or more
 // *variants* (SqueezeNet-1, SqueezeNet-2, ...); the first variant is the family's default, and a
-// family with one variant has a variant of the same name. Anywhere a model is named (campaign pools,
-// candidate specs, quartet-train), either a family name (meaning its default variant) or a variant
-// name is accepted.
+// family with one variant has a variant of the same name. Anywhere a model is named (campaign
+// pools, candidate specs, quartet-train), either a family name (meaning its default variant) or a
+// variant name is accepted.
 //
 // The default pool is the 29 canonical families: the 34 LEMUR models with the suffix variants
-// collapsed (BayesianNet-1/2/3, InceptionV3-1/2, SqueezeNet-1/2) and DPN68 merged with DPN131, which
-// are the same network; DPN107 is a different (grouped, bias-free) network and stays its own family.
-// That gives C(29, 4) = 23,751 combinations, the size of the published MoE4 space.
+// collapsed (BayesianNet-1/2/3, InceptionV3-1/2, SqueezeNet-1/2) and DPN68 merged with DPN131,
+// which are the same network; DPN107 is a different (grouped, bias-free) network and stays its own
+// family. That gives C(29, 4) = 23,751 combinations, the size of the published MoE4 space.
 //
 // Thread-safe: the catalog is immutable.
 #ifndef QUARTET_COMMON_CATALOG_H_
@@ -19,10 +19,10 @@
 
 #include <cstdint>
 #include <string>
-#include "absl/strings/string_view.h"
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/types/span.h"
 
 namespace quartet::common {

@@ -37,13 +37,13 @@ absl::StatusOr<Recipe> ResolveRecipe(const TrainingRecipe& p) {
     r.batch_size = p.batch_size();
   }
   if (p.has_learning_rate()) {
-    QUARTET_RETURN_IF_ERROR(CheckRange("learning_rate", p.learning_rate(), 0, 10, true,
-                                       "a finite number in (0, 10]"));
+    QUARTET_RETURN_IF_ERROR(
+        CheckRange("learning_rate", p.learning_rate(), 0, 10, true, "a finite number in (0, 10]"));
     r.learning_rate = p.learning_rate();
   }
   if (p.has_weight_decay()) {
-    QUARTET_RETURN_IF_ERROR(CheckRange("weight_decay", p.weight_decay(), 0, 1, false,
-                                       "a finite number in [0, 1]"));
+    QUARTET_RETURN_IF_ERROR(
+        CheckRange("weight_decay", p.weight_decay(), 0, 1, false, "a finite number in [0, 1]"));
     r.weight_decay = p.weight_decay();
   }
   switch (p.optimizer()) {
@@ -64,8 +64,8 @@ absl::StatusOr<Recipe> ResolveRecipe(const TrainingRecipe& p) {
     r.momentum = p.momentum();
   }
   if (p.has_gate_lr_multiplier()) {
-    QUARTET_RETURN_IF_ERROR(CheckRange("gate_lr_multiplier", p.gate_lr_multiplier(), 0, 100,
-                                       false, "a finite number in [0, 100]"));
+    QUARTET_RETURN_IF_ERROR(CheckRange("gate_lr_multiplier", p.gate_lr_multiplier(), 0, 100, false,
+                                       "a finite number in [0, 100]"));
     r.gate_lr_multiplier = p.gate_lr_multiplier();
   }
   if (p.has_gate_weight_decay_multiplier()) {
@@ -79,8 +79,8 @@ absl::StatusOr<Recipe> ResolveRecipe(const TrainingRecipe& p) {
     r.warmup_steps = p.warmup_steps();
   }
   if (p.has_warmup_start_factor()) {
-    QUARTET_RETURN_IF_ERROR(CheckRange("warmup_start_factor", p.warmup_start_factor(), 0, 1,
-                                       true, "a finite number in (0, 1]"));
+    QUARTET_RETURN_IF_ERROR(CheckRange("warmup_start_factor", p.warmup_start_factor(), 0, 1, true,
+                                       "a finite number in (0, 1]"));
     r.warmup_start_factor = p.warmup_start_factor();
   }
   if (p.has_eta_min()) {

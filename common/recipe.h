@@ -50,8 +50,8 @@ struct Recipe {
 };
 
 // Fills defaults and validates. INVALID_ARGUMENT naming the field ("recipe.learning_rate: must be
-// a finite number > 0, got nan") for negative, zero-where-positive-is-required or non-finite values,
-// unknown enum values, and out-of-range probabilities.
+// a finite number > 0, got nan") for negative, zero-where-positive-is-required or non-finite
+// values, unknown enum values, and out-of-range probabilities.
 absl::StatusOr<Recipe> ResolveRecipe(const quartet::v1::TrainingRecipe& proto);
 
 // The complete wire form of a resolved recipe (every field set).

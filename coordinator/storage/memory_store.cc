@@ -108,8 +108,8 @@ absl::StatusOr<CampaignRecord> MemoryStore::CancelCampaign(int64_t campaign_id, 
   }
   CampaignRecord& r = it->second.record;
   if (IsFinal(r.state)) {
-    return absl::FailedPreconditionError(absl::StrCat("campaign ", campaign_id, " is already ",
-                                                      CampaignStateName(r.state)));
+    return absl::FailedPreconditionError(
+        absl::StrCat("campaign ", campaign_id, " is already ", CampaignStateName(r.state)));
   }
   for (auto& [id, c] : candidates_) {
     if (c.campaign_id != campaign_id) continue;
@@ -141,10 +141,9 @@ absl::Status MemoryStore::InsertCandidates(int64_t campaign_id,
         absl::StrCat("campaign ", campaign_id, " is ", CampaignStateName(r.state)));
   }
   if (r.issued + static_cast<int64_t>(candidates.size()) > r.budget) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("campaign ", campaign_id, ": issuing ", candidates.size(),
-                     " more candidates would exceed the budget of ", r.budget, " (", r.issued,
-                     " issued)"));
+    return absl::FailedPreconditionError(absl::StrCat(
+        "campaign ", campaign_id, ": issuing ", candidates.size(),
+        " more candidates would exceed the budget of ", r.budget, " (", r.issued, " issued)"));
   }
   std::set<std::pair<uint64_t, int>> batch;
   for (const NewCandidate& nc : candidates) {
@@ -226,10 +225,10 @@ absl::StatusOr<CandidateRecord*> MemoryStore::CheckLease(int64_t candidate_id, i
   }
   CandidateRecord& c = it->second;
   if (c.state != CandidateState::kLeased || c.lease_token != token) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "lease token ", token, " of candidate ", candidate_id, " is stale: the candidate is ",
-        CandidateStateName(c.state), " (attempt ", c.attempt, ", current token ", c.lease_token,
-        ")"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("lease token ", token, " of candidate ", candidate_id,
+                     " is stale: the candidate is ", CandidateStateName(c.state), " (attempt ",
+                     c.attempt, ", current token ", c.lease_token, ")"));
   }
   if (c.worker_id != worker_id) {
     return absl::FailedPreconditionError(absl::StrCat("candidate ", candidate_id,
@@ -361,9 +360,10 @@ absl::StatusOr<std::vector<CandidateRecord>> MemoryStore::ListCandidates(
     out.push_back(c);
   }
   if (query.by_accuracy) {
-    std::stable_sort(out.begin(), out.end(), [](const CandidateRecord& a, const CandidateRecord& b) {
-      return a.test_accuracy > b.test_accuracy;
-    });
+    std::stable_sort(out.begin(), out.end(),
+                     [](const CandidateRecord& a, const CandidateRecord& b) {
+                       return a.test_accuracy > b.test_accuracy;
+                     });
   }
   if (query.limit > 0 && static_cast<int64_t>(out.size()) > query.limit) out.resize(query.limit);
   return out;

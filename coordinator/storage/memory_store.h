@@ -27,8 +27,7 @@ class MemoryStore : public Store {
   absl::StatusOr<CampaignRecord> CancelCampaign(int64_t campaign_id, absl::Time now) override;
   absl::Status InsertCandidates(int64_t campaign_id, const std::vector<NewCandidate>& candidates,
                                 absl::Time now) override;
-  absl::StatusOr<std::optional<LeaseGrant>> LeaseNext(const std::string& worker_id,
-                                                      absl::Time now,
+  absl::StatusOr<std::optional<LeaseGrant>> LeaseNext(const std::string& worker_id, absl::Time now,
                                                       absl::Duration lease) override;
   absl::StatusOr<LeaseRenewal> RenewLease(int64_t candidate_id, int64_t token,
                                           const std::string& worker_id, absl::Time now,
@@ -36,9 +35,8 @@ class MemoryStore : public Store {
   absl::StatusOr<int64_t> AppendMetrics(int64_t candidate_id, int64_t token,
                                         const std::string& worker_id,
                                         const std::vector<MetricRecord>& points) override;
-  absl::Status CompleteCandidate(int64_t candidate_id, int64_t token,
-                                 const std::string& worker_id, const quartet::v1::Result& result,
-                                 absl::Time now) override;
+  absl::Status CompleteCandidate(int64_t candidate_id, int64_t token, const std::string& worker_id,
+                                 const quartet::v1::Result& result, absl::Time now) override;
   absl::StatusOr<CandidateState> FailCandidate(int64_t candidate_id, int64_t token,
                                                const std::string& worker_id,
                                                quartet::v1::ErrorClass error_class,
@@ -46,12 +44,10 @@ class MemoryStore : public Store {
                                                absl::Time now) override;
   absl::StatusOr<std::vector<ExpiredLease>> ExpireLeases(absl::Time now) override;
   absl::StatusOr<CandidateRecord> GetCandidate(int64_t candidate_id) override;
-  absl::StatusOr<std::vector<CandidateRecord>> ListCandidates(
-      const CandidateQuery& query) override;
+  absl::StatusOr<std::vector<CandidateRecord>> ListCandidates(const CandidateQuery& query) override;
   absl::StatusOr<std::vector<MetricRecord>> GetMetrics(int64_t candidate_id) override;
   absl::StatusOr<CoverageCounters> GetCoverage(int64_t campaign_id) override;
-  absl::StatusOr<WorkerRecord> RegisterWorker(const WorkerRecord& worker,
-                                              absl::Time now) override;
+  absl::StatusOr<WorkerRecord> RegisterWorker(const WorkerRecord& worker, absl::Time now) override;
 
  private:
   struct CampaignData {

@@ -184,8 +184,7 @@ void ApplyTransition(dbtransaction& tx, int64_t campaign_id,
       b.push_back(families[j]);
     }
   }
-  tx.exec_params(absl::StrCat("UPDATE pair_coverage p SET ", f, " = p.", f, " - 1, ", t, " = p.",
-                              t,
+  tx.exec_params(absl::StrCat("UPDATE pair_coverage p SET ", f, " = p.", f, " - 1, ", t, " = p.", t,
                               " + 1 FROM unnest($2::text[], $3::text[]) AS d(a, b) "
                               "WHERE p.campaign_id = $1 AND p.family_a = d.a AND p.family_b = d.b"),
                  campaign_id, TextArray(a), TextArray(b));
@@ -224,10 +223,10 @@ absl::StatusOr<LeaseRow> CheckLease(dbtransaction& tx, int64_t candidate_id, int
   const int64_t current = r[0][1].as<int64_t>();
   const std::string holder = r[0][2].as<std::string>();
   if (state != CandidateState::kLeased || current != token) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "lease token ", token, " of candidate ", candidate_id, " is stale: the candidate is ",
-        CandidateStateName(state), " (attempt ", r[0][4].as<int>(), ", current token ", current,
-        ")"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("lease token ", token, " of candidate ", candidate_id,
+                     " is stale: the candidate is ", CandidateStateName(state), " (attempt ",
+                     r[0][4].as<int>(), ", current token ", current, ")"));
   }
   if (holder != worker_id) {
     return absl::FailedPreconditionError(absl::StrCat(
@@ -238,9 +237,9 @@ absl::StatusOr<LeaseRow> CheckLease(dbtransaction& tx, int64_t candidate_id, int
   row.attempt = r[0][4].as<int>();
   row.families = ParseTextArrayJson(r[0][5]);
   row.cancel_requested = r[0][6].as<bool>();
-  pqxx::result c = tx.exec_params(
-      "SELECT state, max_attempts, priority FROM campaigns WHERE id = $1 FOR UPDATE",
-      row.campaign_id);
+  pqxx::result c =
+      tx.exec_params("SELECT state, max_attempts, priority FROM campaigns WHERE id = $1 FOR UPDATE",
+                     row.campaign_id);
   row.campaign_state = static_cast<CampaignState>(c[0][0].as<int>());
   row.max_attempts = c[0][1].as<int>();
   row.priority = c[0][2].as<int>();
@@ -303,8 +302,8 @@ absl::StatusOr<std::unique_ptr<pqxx::connection_base>> PgStore::Connect() {
     }
     return conn;
   } catch (const pqxx::broken_connection& e) {
-    return absl::UnavailableError(absl::StrCat("cannot connect to PostgreSQL at ",
-                                               Redact(options_.url), ": ", e.what()));
+    return absl::UnavailableError(
+        absl::StrCat("cannot connect to PostgreSQL at ", Redact(options_.url), ": ", e.what()));
   } catch (const std::exception& e) {
     return absl::InvalidArgumentError(
         absl::StrCat("database url '", Redact(options_.url), "': ", e.what()));
@@ -435,9 +434,8 @@ absl::StatusOr<CampaignRecord> PgStore::CreateCampaign(const CampaignRecord& cam
         "FROM unnest($2::text[]) WITH ORDINALITY AS a(f, o) "
         "JOIN unnest($2::text[]) WITH ORDINALITY AS b(f, o) ON a.o < b.o",
         id, TextArray(pool));
-    pqxx::result c =
-        tx.exec_params(absl::StrCat("SELECT ", kCampaignColumns, " FROM campaigns WHERE id = $1"),
-                       id);
+    pqxx::result c = tx.exec_params(
+        absl::StrCat("SELECT ", kCampaignColumns, " FROM campaigns WHERE id = $1"), id);
     QUARTET_ASSIGN_OR_RETURN(out, ParseCampaign(c[0]));
     return absl::OkStatus();
   }));
@@ -642,15 +640,15 @@ absl::Status PgStore::InsertCandidates(int64_t campaign_id,
     return absl::OkStatus();
   });
   if (status.code() == absl::StatusCode::kAlreadyExists) {
-    return absl::AlreadyExistsError(absl::StrCat(
-        "campaign ", campaign_id, ": a combination (rank, repeat) of this batch was already issued"));
+    return absl::AlreadyExistsError(
+        absl::StrCat("campaign ", campaign_id,
+                     ": a combination (rank, repeat) of this batch was already issued"));
   }
   return status;
 }
 
 absl::StatusOr<std::optional<LeaseGrant>> PgStore::LeaseNext(const std::string& worker_id,
-                                                            absl::Time now,
-                                                            absl::Duration lease) {
+                                                             absl::Time now, absl::Duration lease) {
   std::optional<LeaseGrant> out;
   QUARTET_RETURN_IF_ERROR(Run([&](dbtransaction& tx) -> absl::Status {
     out.reset();
@@ -735,10 +733,10 @@ absl::StatusOr<int64_t> PgStore::AppendMetrics(int64_t candidate_id, int64_t tok
     }
     const auto state = static_cast<CandidateState>(r[0][0].as<int>());
     if (state != CandidateState::kLeased || r[0][1].as<int64_t>() != token) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "lease token ", token, " of candidate ", candidate_id, " is stale: the candidate is ",
-          CandidateStateName(state), " (attempt ", r[0][3].as<int>(), ", current token ",
-          r[0][1].as<int64_t>(), ")"));
+      return absl::FailedPreconditionError(
+          absl::StrCat("lease token ", token, " of candidate ", candidate_id,
+                       " is stale: the candidate is ", CandidateStateName(state), " (attempt ",
+                       r[0][3].as<int>(), ", current token ", r[0][1].as<int64_t>(), ")"));
     }
     if (r[0][2].as<std::string>() != worker_id) {
       return absl::FailedPreconditionError(
@@ -751,8 +749,8 @@ absl::StatusOr<int64_t> PgStore::AppendMetrics(int64_t candidate_id, int64_t tok
         "SELECT $1, $2, s, n, e, v, to_timestamp(t / 1000.0) "
         "FROM unnest($3::bigint[], $4::text[], $5::int[], $6::float8[], $7::bigint[]) "
         "AS u(s, n, e, v, t) ON CONFLICT DO NOTHING",
-        candidate_id, r[0][3].as<int>(), NumberArray(steps), TextArray(names),
-        NumberArray(epochs), NumberArray(values), NumberArray(times));
+        candidate_id, r[0][3].as<int>(), NumberArray(steps), TextArray(names), NumberArray(epochs),
+        NumberArray(values), NumberArray(times));
     added = ins.affected_rows();
     return absl::OkStatus();
   }));
@@ -864,8 +862,7 @@ absl::StatusOr<CandidateRecord> PgStore::GetCandidate(int64_t candidate_id) {
   CandidateRecord out;
   QUARTET_RETURN_IF_ERROR(Run([&](dbtransaction& tx) -> absl::Status {
     pqxx::result r = tx.exec_params(
-        absl::StrCat("SELECT ", kCandidateColumns, " FROM candidates WHERE id = $1"),
-        candidate_id);
+        absl::StrCat("SELECT ", kCandidateColumns, " FROM candidates WHERE id = $1"), candidate_id);
     if (r.empty()) {
       return absl::NotFoundError(absl::StrCat("candidate ", candidate_id, " not found"));
     }
@@ -958,12 +955,12 @@ absl::StatusOr<CoverageCounters> PgStore::GetCoverage(int64_t campaign_id) {
              campaign_id)) {
       out.pairs.push_back({r[0].as<std::string>(), r[1].as<std::string>(), counts(r, 2)});
     }
-    for (const auto& r : tx.exec_params(
-             "SELECT family_a, family_b, family_c, issued FROM triple_coverage WHERE "
-             "campaign_id = $1 AND issued > 0",
-             campaign_id)) {
-      out.triples.push_back({r[0].as<std::string>(), r[1].as<std::string>(),
-                             r[2].as<std::string>(), r[3].as<int64_t>()});
+    for (const auto& r :
+         tx.exec_params("SELECT family_a, family_b, family_c, issued FROM triple_coverage WHERE "
+                        "campaign_id = $1 AND issued > 0",
+                        campaign_id)) {
+      out.triples.push_back({r[0].as<std::string>(), r[1].as<std::string>(), r[2].as<std::string>(),
+                             r[3].as<int64_t>()});
     }
     return absl::OkStatus();
   }));

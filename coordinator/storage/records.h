@@ -17,7 +17,13 @@ namespace quartet::coordinator {
 // Numeric values equal the proto enums' (quartet.v1.CampaignState / CandidateState), which is also
 // what the database stores.
 enum class CampaignState { kRunning = 1, kPaused = 2, kCancelled = 3, kDone = 4 };
-enum class CandidateState { kPending = 1, kLeased = 2, kSucceeded = 3, kFailed = 4, kCancelled = 5 };
+enum class CandidateState {
+  kPending = 1,
+  kLeased = 2,
+  kSucceeded = 3,
+  kFailed = 4,
+  kCancelled = 5
+};
 
 const char* CampaignStateName(CampaignState s);    // "RUNNING", ...
 const char* CandidateStateName(CandidateState s);  // "PENDING", ...

@@ -87,8 +87,8 @@ class Store {
   virtual absl::StatusOr<CandidateState> FailCandidate(int64_t candidate_id, int64_t token,
                                                        const std::string& worker_id,
                                                        quartet::v1::ErrorClass error_class,
-                                                       const std::string& message,
-                                                       bool retryable, absl::Time now) = 0;
+                                                       const std::string& message, bool retryable,
+                                                       absl::Time now) = 0;
 
   // Ends every lease whose deadline is before `now`: back to PENDING while attempts remain, FAILED
   // (ERROR_CLASS_LOST) when they are used up, CANCELLED when the campaign was cancelled.

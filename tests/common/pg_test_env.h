@@ -1,5 +1,6 @@
 // The PostgreSQL the integration tier runs against: QUARTET_TEST_PG_URL (deploy/test.sh starts a
-// private cluster and sets it). Each test gets a fresh schema, so tests never see each other's rows.
+// private cluster and sets it). Each test gets a fresh schema, so tests never see each other's
+// rows.
 #ifndef QUARTET_TESTS_COMMON_PG_TEST_ENV_H_
 #define QUARTET_TESTS_COMMON_PG_TEST_ENV_H_
 
@@ -29,16 +30,16 @@ inline std::string FreshSchema() {
 
 // Skips the test when no PostgreSQL is configured, unless QUARTET_REQUIRE_PG=1 (set by
 // deploy/test.sh and CI), where a missing database fails it.
-#define QUARTET_REQUIRE_PG_OR_SKIP()                                                         \
-  do {                                                                                       \
-    if (::quartet::coordinator::testing::PgTestUrl().empty()) {                              \
-      const char* req = std::getenv("QUARTET_REQUIRE_PG");                                   \
-      if (req && std::string(req) == "1") {                                                  \
+#define QUARTET_REQUIRE_PG_OR_SKIP()                                                        \
+  do {                                                                                      \
+    if (::quartet::coordinator::testing::PgTestUrl().empty()) {                             \
+      const char* req = std::getenv("QUARTET_REQUIRE_PG");                                  \
+      if (req && std::string(req) == "1") {                                                 \
         FAIL() << "QUARTET_TEST_PG_URL is not set; run deploy/test.sh, or start a cluster " \
                   "with deploy/pg.sh and export its URL";                                   \
-      }                                                                                      \
-      GTEST_SKIP() << "QUARTET_TEST_PG_URL not set";                                         \
-    }                                                                                        \
+      }                                                                                     \
+      GTEST_SKIP() << "QUARTET_TEST_PG_URL not set";                                        \
+    }                                                                                       \
   } while (0)
 
 inline std::unique_ptr<PgStore> MakeTestPgStore() {

@@ -139,9 +139,9 @@ TEST_P(StoreConformanceTest, ListsCampaignsNewestFirstFilteredByState) {
 TEST_P(StoreConformanceTest, InsertsCandidatesAndCountsThemPendingPerFamilyAndPair) {
   auto c = store_->CreateCampaign(MakeCampaign({"A", "B", "C", "D"}, 4), kT0);
   ASSERT_TRUE(c.ok());
-  ASSERT_TRUE(store_->InsertCandidates(c->id, {Cand(0, {"A", "B", "C"}), Cand(1, {"A", "B", "D"})},
-                                       kT0)
-                  .ok());
+  ASSERT_TRUE(
+      store_->InsertCandidates(c->id, {Cand(0, {"A", "B", "C"}), Cand(1, {"A", "B", "D"})}, kT0)
+          .ok());
   auto camp = store_->GetCampaign(c->id);
   EXPECT_EQ(camp->issued, 2);
   EXPECT_EQ(camp->counts.pending, 2);
@@ -158,8 +158,8 @@ TEST_P(StoreConformanceTest, RefusedInsertsChangeNothing) {
   ASSERT_TRUE(c.ok());
   ASSERT_TRUE(store_->InsertCandidates(c->id, {Cand(0, {"A", "B", "C"})}, kT0).ok());
 
-  auto over = store_->InsertCandidates(c->id, {Cand(1, {"A", "B", "D"}), Cand(2, {"A", "C", "D"})},
-                                       kT0);
+  auto over =
+      store_->InsertCandidates(c->id, {Cand(1, {"A", "B", "D"}), Cand(2, {"A", "C", "D"})}, kT0);
   EXPECT_EQ(over.code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(std::string(over.message()), HasSubstr("budget"));
 
@@ -183,9 +183,9 @@ TEST_P(StoreConformanceTest, LeasesByPriorityThenIdWithIncreasingTokens) {
   auto low = store_->CreateCampaign(MakeCampaign({"A", "B", "C"}, 2, 3, 0), kT0);
   auto high = store_->CreateCampaign(MakeCampaign({"A", "B", "C"}, 1, 3, 5), kT0);
   ASSERT_TRUE(low.ok() && high.ok());
-  ASSERT_TRUE(store_->InsertCandidates(low->id, {Cand(0, {"A", "B", "C"}, 0),
-                                                 Cand(0, {"A", "B", "C"}, 1)},
-                                       kT0)
+  ASSERT_TRUE(store_
+                  ->InsertCandidates(
+                      low->id, {Cand(0, {"A", "B", "C"}, 0), Cand(0, {"A", "B", "C"}, 1)}, kT0)
                   .ok());
   ASSERT_TRUE(store_->InsertCandidates(high->id, {Cand(0, {"A", "B", "C"})}, kT0).ok());
 
@@ -362,12 +362,13 @@ TEST_P(StoreConformanceTest, ExpiredLeaseReturnsToPendingAndTheOldTokenIsRefused
   ASSERT_TRUE(again.ok() && again->has_value());
   EXPECT_EQ((*again)->candidate.attempt, 2);
   // The first worker comes back late: every call with its token is refused.
-  EXPECT_EQ(store_->CompleteCandidate(g.candidate.id, g.candidate.lease_token, "w1",
-                                      MakeResult(0.5), kT0)
-                .code(),
-            absl::StatusCode::kFailedPrecondition);
-  EXPECT_EQ(store_->AppendMetrics(g.candidate.id, g.candidate.lease_token, "w1",
-                                  {{0, 0, 1, 1, "loss", 1.0, 0}})
+  EXPECT_EQ(
+      store_->CompleteCandidate(g.candidate.id, g.candidate.lease_token, "w1", MakeResult(0.5), kT0)
+          .code(),
+      absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(store_
+                ->AppendMetrics(g.candidate.id, g.candidate.lease_token, "w1",
+                                {{0, 0, 1, 1, "loss", 1.0, 0}})
                 .status()
                 .code(),
             absl::StatusCode::kFailedPrecondition);
@@ -449,15 +450,17 @@ TEST_P(StoreConformanceTest, CampaignIsDoneOnlyWhenTheWholeBudgetIsFinal) {
   ASSERT_TRUE(store_->InsertCandidates(c->id, {Cand(0, {"A", "B", "C"})}, kT0).ok());
   auto g = store_->LeaseNext("w1", kT0, kLease);
   ASSERT_TRUE(g.ok() && g->has_value());
-  ASSERT_TRUE(store_->CompleteCandidate((*g)->candidate.id, (*g)->candidate.lease_token, "w1",
-                                        MakeResult(0.4), kT0)
+  ASSERT_TRUE(store_
+                  ->CompleteCandidate((*g)->candidate.id, (*g)->candidate.lease_token, "w1",
+                                      MakeResult(0.4), kT0)
                   .ok());
   EXPECT_EQ(store_->GetCampaign(c->id)->state, CampaignState::kRunning);  // 1 of 2 issued
   ASSERT_TRUE(store_->InsertCandidates(c->id, {Cand(1, {"A", "B", "D"})}, kT0).ok());
   g = store_->LeaseNext("w1", kT0, kLease);
   ASSERT_TRUE(g.ok() && g->has_value());
-  ASSERT_TRUE(store_->CompleteCandidate((*g)->candidate.id, (*g)->candidate.lease_token, "w1",
-                                        MakeResult(0.3), kT0 + absl::Seconds(9))
+  ASSERT_TRUE(store_
+                  ->CompleteCandidate((*g)->candidate.id, (*g)->candidate.lease_token, "w1",
+                                      MakeResult(0.3), kT0 + absl::Seconds(9))
                   .ok());
   auto done = store_->GetCampaign(c->id);
   EXPECT_EQ(done->state, CampaignState::kDone);
@@ -469,16 +472,19 @@ TEST_P(StoreConformanceTest, ListsCandidatesByStateAndAccuracy) {
   ASSERT_TRUE(store_->RegisterWorker({"w1"}, kT0).ok());
   auto c = store_->CreateCampaign(MakeCampaign({"A", "B", "C", "D"}, 3), kT0);
   ASSERT_TRUE(c.ok());
-  ASSERT_TRUE(store_->InsertCandidates(c->id, {Cand(0, {"A", "B", "C"}), Cand(1, {"A", "B", "D"}),
-                                               Cand(2, {"A", "C", "D"})},
-                                       kT0)
-                  .ok());
+  ASSERT_TRUE(
+      store_
+          ->InsertCandidates(
+              c->id, {Cand(0, {"A", "B", "C"}), Cand(1, {"A", "B", "D"}), Cand(2, {"A", "C", "D"})},
+              kT0)
+          .ok());
   const double acc[] = {0.2, 0.7};
   for (double a : acc) {
     auto g = store_->LeaseNext("w1", kT0, kLease);
     ASSERT_TRUE(g.ok() && g->has_value());
-    ASSERT_TRUE(store_->CompleteCandidate((*g)->candidate.id, (*g)->candidate.lease_token, "w1",
-                                          MakeResult(a), kT0)
+    ASSERT_TRUE(store_
+                    ->CompleteCandidate((*g)->candidate.id, (*g)->candidate.lease_token, "w1",
+                                        MakeResult(a), kT0)
                     .ok());
   }
   auto best = store_->ListCandidates({c->id, {CandidateState::kSucceeded}, true, 0});
@@ -505,7 +511,8 @@ TEST_P(StoreConformanceTest, ConcurrentLeasesNeverShareACandidate) {
   auto c = store_->CreateCampaign(MakeCampaign(pool, kCandidates), kT0);
   ASSERT_TRUE(c.ok());
   std::vector<NewCandidate> cands;
-  for (int i = 0; i < kCandidates; ++i) cands.push_back(Cand(0, {pool[i % 8], pool[8], pool[9]}, i));
+  for (int i = 0; i < kCandidates; ++i)
+    cands.push_back(Cand(0, {pool[i % 8], pool[8], pool[9]}, i));
   ASSERT_TRUE(store_->InsertCandidates(c->id, cands, kT0).ok());
   std::mutex mu;
   std::vector<int64_t> leased;
@@ -552,9 +559,9 @@ TEST_P(StoreConformanceTest, CountersEqualARecountAfterRandomOperations) {
     switch (rng() % 5) {
       case 0:
         if (issued < 30) {
-          ASSERT_TRUE(store_->InsertCandidates(c->id,
-                                               {Cand(issued % 10, combos[issued % 10], issued / 10)},
-                                               now)
+          ASSERT_TRUE(store_
+                          ->InsertCandidates(
+                              c->id, {Cand(issued % 10, combos[issued % 10], issued / 10)}, now)
                           .ok());
           ++issued;
         }

@@ -16,15 +16,17 @@ TEST(PgStoreTest, MigratesOnceAndReopensAnExistingSchema) {
   auto first = PgStore::Create(o);
   ASSERT_TRUE(first.ok()) << first.status();
   EXPECT_EQ((*first)->schema_version(), Migrations().back().version);
-  auto c = (*first)->CreateCampaign([] {
-    CampaignRecord r;
-    r.name = "kept";
-    r.k = 2;
-    r.budget = 1;
-    r.config.add_pool("A");
-    r.config.add_pool("B");
-    return r;
-  }(), absl::Now());
+  auto c = (*first)->CreateCampaign(
+      [] {
+        CampaignRecord r;
+        r.name = "kept";
+        r.k = 2;
+        r.budget = 1;
+        r.config.add_pool("A");
+        r.config.add_pool("B");
+        return r;
+      }(),
+      absl::Now());
   ASSERT_TRUE(c.ok()) << c.status();
   auto second = PgStore::Create(o);  // a restart: no migration re-runs, data is kept
   ASSERT_TRUE(second.ok()) << second.status();
@@ -43,8 +45,7 @@ TEST(PgStoreTest, UnreachableDatabaseIsUnavailableAndHidesThePassword) {
   auto s = PgStore::Create(o);
   ASSERT_FALSE(s.ok());
   EXPECT_EQ(s.status().code(), absl::StatusCode::kUnavailable);
-  EXPECT_EQ(std::string(s.status().message()).find("s3cret"), std::string::npos)
-      << s.status();
+  EXPECT_EQ(std::string(s.status().message()).find("s3cret"), std::string::npos) << s.status();
 }
 
 }  // namespace

@@ -18,7 +18,8 @@ TEST(CatalogTest, DefaultPoolIsTheTwentyNineCanonicalFamiliesInAsciiOrder) {
   EXPECT_EQ(pool.front(), "AirNet");
   EXPECT_EQ(pool.back(), "VisionTransformer");
   EXPECT_TRUE(std::is_sorted(pool.begin(), pool.end()));
-  for (size_t i = 0; i < catalog.size(); ++i) EXPECT_EQ(catalog.families()[i].id, static_cast<int>(i));
+  for (size_t i = 0; i < catalog.size(); ++i)
+    EXPECT_EQ(catalog.families()[i].id, static_cast<int>(i));
 }
 
 TEST(CatalogTest, HoldsAllThirtyFourLemurModelsOnce) {
@@ -26,8 +27,8 @@ TEST(CatalogTest, HoldsAllThirtyFourLemurModelsOnce) {
   std::set<std::string> unique(names.begin(), names.end());
   EXPECT_EQ(names.size(), 34u);
   EXPECT_EQ(unique.size(), 34u);
-  for (const char* n : {"SqueezeNet-2", "DPN107", "DPN68", "DPN131", "BayesianNet-3",
-                        "InceptionV3-2"}) {
+  for (const char* n :
+       {"SqueezeNet-2", "DPN107", "DPN68", "DPN131", "BayesianNet-3", "InceptionV3-2"}) {
     EXPECT_TRUE(unique.count(n)) << n;
   }
 }

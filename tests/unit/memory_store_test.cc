@@ -1,5 +1,6 @@
 // The Store conformance suite against MemoryStore.
 #include "coordinator/storage/memory_store.h"
+
 #include "tests/common/store_conformance.h"
 
 namespace quartet::coordinator::testing {

@@ -22,8 +22,8 @@ const VariantInfo& Variant(const std::string& name) {
   return *FamilyCatalog::Get().Resolve(name).value().variant;
 }
 
-// Options the parameter count is measured with: the CIFAR-10 shape (3 channels, 10 classes, 32 px or
-// the variant's minimum where larger), as in shared/research/reference-params.md.
+// Options the parameter count is measured with: the CIFAR-10 shape (3 channels, 10 classes, 32 px
+// or the variant's minimum where larger), as in shared/research/reference-params.md.
 ModelOptions CifarOptions(const std::string& name) {
   ModelOptions o;
   o.in_channels = 3;

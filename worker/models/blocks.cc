@@ -81,7 +81,8 @@ MlpImpl::MlpImpl(int64_t in, int64_t hidden, int64_t out, double dropout, Act ac
 }
 
 torch::Tensor MlpImpl::forward(torch::Tensor x) {
-  x = F::dropout(Activate(fc1(x), act_), F::DropoutFuncOptions().p(dropout_).training(is_training()));
+  x = F::dropout(Activate(fc1(x), act_),
+                 F::DropoutFuncOptions().p(dropout_).training(is_training()));
   return F::dropout(fc2(x), F::DropoutFuncOptions().p(dropout_).training(is_training()));
 }
 
@@ -98,9 +99,9 @@ BasicConv2dImpl::BasicConv2dImpl(int64_t in, int64_t out, torch::ExpandingArray<
                                  torch::ExpandingArray<2> stride,
                                  torch::ExpandingArray<2> padding) {
   conv = register_module(
-      "conv", torch::nn::Conv2d(
-                  torch::nn::Conv2dOptions(in, out, kernel).stride(stride).padding(padding).bias(
-                      false)));
+      "conv",
+      torch::nn::Conv2d(
+          torch::nn::Conv2dOptions(in, out, kernel).stride(stride).padding(padding).bias(false)));
   bn = register_module("bn", torch::nn::BatchNorm2d(torch::nn::BatchNorm2dOptions(out).eps(1e-3)));
 }
 
@@ -108,8 +109,8 @@ torch::Tensor BasicConv2dImpl::forward(torch::Tensor x) { return torch::relu(bn(
 
 int64_t MakeDivisible(double v, int64_t divisor, int64_t min_value) {
   if (min_value <= 0) min_value = divisor;
-  int64_t new_v = std::max<int64_t>(
-      min_value, static_cast<int64_t>(v + divisor / 2.0) / divisor * divisor);
+  int64_t new_v =
+      std::max<int64_t>(min_value, static_cast<int64_t>(v + divisor / 2.0) / divisor * divisor);
   if (new_v < 0.9 * v) new_v += divisor;
   return new_v;
 }

@@ -3,11 +3,11 @@
 #ifndef QUARTET_WORKER_MODELS_BLOCKS_H_
 #define QUARTET_WORKER_MODELS_BLOCKS_H_
 
+#include <torch/torch.h>
+
 #include <cstdint>
 #include <functional>
 #include <vector>
-
-#include <torch/torch.h>
 
 namespace quartet::worker::models {
 

@@ -3,12 +3,12 @@
 #ifndef QUARTET_WORKER_MODELS_CLASSIFIER_H_
 #define QUARTET_WORKER_MODELS_CLASSIFIER_H_
 
+#include <torch/torch.h>
+
 #include <cstdint>
 #include <map>
 #include <memory>
 #include <string>
-
-#include <torch/torch.h>
 
 namespace quartet::worker::models {
 

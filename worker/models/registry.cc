@@ -45,8 +45,7 @@ absl::StatusOr<ClassifierPtr> BuildModel(absl::string_view name, const ModelOpti
   if (options.input_size < variant.min_input_size ||
       (variant.max_input_size > 0 && options.input_size > variant.max_input_size)) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "input_size: ", variant.name, " needs an input side of at least ",
-        variant.min_input_size,
+        "input_size: ", variant.name, " needs an input side of at least ", variant.min_input_size,
         variant.max_input_size > 0 ? absl::StrCat(" and at most ", variant.max_input_size) : "",
         " px, got ", options.input_size));
   }

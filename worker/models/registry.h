@@ -1,15 +1,15 @@
-// The zoo's registry: model (variant) name -> factory. Every family file registers its variants with
-// QUARTET_REGISTER_MODEL at static-initialisation time; the registry is read-only afterwards. The
-// names are those of common/catalog.h, and a test holds the two in step.
+// The zoo's registry: model (variant) name -> factory. Every family file registers its variants
+// with QUARTET_REGISTER_MODEL at static-initialisation time; the registry is read-only afterwards.
+// The names are those of common/catalog.h, and a test holds the two in step.
 #ifndef QUARTET_WORKER_MODELS_REGISTRY_H_
 #define QUARTET_WORKER_MODELS_REGISTRY_H_
 
 #include <functional>
 #include <string>
-#include "absl/strings/string_view.h"
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "worker/models/classifier.h"
 
 namespace quartet::worker::models {
@@ -41,9 +41,8 @@ bool RegisterModel(const char* name, ModelFactory factory);
 
 // At namespace scope in a family's .cc: QUARTET_REGISTER_MODEL("ResNet", [](const ModelOptions& o)
 // { return std::make_shared<ResNetImpl>(o); });
-#define QUARTET_REGISTER_MODEL(name, factory)                            \
-  static const bool QUARTET_MODELS_CONCAT_(quartet_model_registered_, \
-                                           __COUNTER__) =              \
+#define QUARTET_REGISTER_MODEL(name, factory)                                        \
+  static const bool QUARTET_MODELS_CONCAT_(quartet_model_registered_, __COUNTER__) = \
       ::quartet::worker::models::internal::RegisterModel(name, factory)
 
 #endif  // QUARTET_WORKER_MODELS_REGISTRY_H_

@@ -11,10 +11,9 @@ namespace {
 class ResNetBasicBlockImpl : public torch::nn::Module {
  public:
   ResNetBasicBlockImpl(int64_t in, int64_t out, int64_t stride) {
-    conv1 = register_module("conv1", torch::nn::Conv2d(torch::nn::Conv2dOptions(in, out, 3)
-                                                           .stride(stride)
-                                                           .padding(1)
-                                                           .bias(false)));
+    conv1 = register_module(
+        "conv1", torch::nn::Conv2d(
+                     torch::nn::Conv2dOptions(in, out, 3).stride(stride).padding(1).bias(false)));
     bn1 = register_module("bn1", torch::nn::BatchNorm2d(out));
     conv2 = register_module(
         "conv2", torch::nn::Conv2d(torch::nn::Conv2dOptions(out, out, 3).padding(1).bias(false)));
@@ -42,10 +41,10 @@ TORCH_MODULE(ResNetBasicBlock);
 class ResNetImpl : public ClassifierImpl {
  public:
   explicit ResNetImpl(const ModelOptions& o) {
-    conv1 = register_module("conv1", torch::nn::Conv2d(torch::nn::Conv2dOptions(o.in_channels, 64, 7)
-                                                           .stride(2)
-                                                           .padding(3)
-                                                           .bias(false)));
+    conv1 = register_module(
+        "conv1",
+        torch::nn::Conv2d(
+            torch::nn::Conv2dOptions(o.in_channels, 64, 7).stride(2).padding(3).bias(false)));
     bn1 = register_module("bn1", torch::nn::BatchNorm2d(64));
     const int64_t widths[] = {64, 128, 256, 512};
     int64_t in = 64;

@@ -1,0 +1,203 @@
+#include "coordinator/core/campaign_config.h"
+
+#include <algorithm>
+#include <cmath>
+#include <map>
+#include <set>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "common/catalog.h"
+#include "common/recipe.h"
+#include "common/status_macros.h"
+
+namespace quartet::coordinator {
+namespace {
+
+using common::FamilyCatalog;
+using quartet::v1::CampaignConfig;
+
+// Catalog order of a model: (family id, variant index).
+std::pair<int, int> OrderOf(const common::ResolvedModel& m) {
+  return {m.family->id, static_cast<int>(m.variant - m.family->variants.data())};
+}
+
+absl::Status Invalid(absl::string_view field, absl::string_view what) {
+  return absl::InvalidArgumentError(absl::StrCat(field, ": ", what));
+}
+
+}  // namespace
+
+space::SamplerKind FromProto(quartet::v1::SamplerKind kind) {
+  switch (kind) {
+    case quartet::v1::SAMPLER_KIND_LEXICOGRAPHIC:
+      return space::SamplerKind::kLexicographic;
+    case quartet::v1::SAMPLER_KIND_UNIFORM:
+      return space::SamplerKind::kUniform;
+    case quartet::v1::SAMPLER_KIND_PAIR_COVERING:
+      return space::SamplerKind::kPairCovering;
+    case quartet::v1::SAMPLER_KIND_ADAPTIVE:
+      return space::SamplerKind::kAdaptive;
+    default:
+      return space::SamplerKind::kStratified;
+  }
+}
+
+quartet::v1::SamplerKind ToProto(space::SamplerKind kind) {
+  switch (kind) {
+    case space::SamplerKind::kLexicographic:
+      return quartet::v1::SAMPLER_KIND_LEXICOGRAPHIC;
+    case space::SamplerKind::kUniform:
+      return quartet::v1::SAMPLER_KIND_UNIFORM;
+    case space::SamplerKind::kStratified:
+      return quartet::v1::SAMPLER_KIND_STRATIFIED;
+    case space::SamplerKind::kPairCovering:
+      return quartet::v1::SAMPLER_KIND_PAIR_COVERING;
+    case space::SamplerKind::kAdaptive:
+      return quartet::v1::SAMPLER_KIND_ADAPTIVE;
+  }
+  return quartet::v1::SAMPLER_KIND_STRATIFIED;
+}
+
+absl::StatusOr<ResolvedCampaign> ResolveCampaign(const CampaignConfig& in) {
+  const FamilyCatalog& catalog = FamilyCatalog::Get();
+  ResolvedCampaign out;
+  CampaignConfig& c = out.config;
+  c = in;
+
+  if (c.name().empty()) return Invalid("name", "required (a short human-readable name)");
+  if (c.name().size() > 200) return Invalid("name", "longer than 200 characters");
+
+  // Pool: resolve names, refuse unknowns and duplicates, order by catalog.
+  std::vector<std::string> pool_names;
+  if (in.pool().empty()) {
+    pool_names = catalog.DefaultPool();
+  } else {
+    pool_names.assign(in.pool().begin(), in.pool().end());
+  }
+  std::map<std::pair<int, int>, std::string> pool;  // catalog order -> variant name
+  for (const std::string& name : pool_names) {
+    auto m = catalog.Resolve(name);
+    if (!m.ok()) return Invalid("pool", m.status().message());
+    auto [it, inserted] = pool.emplace(OrderOf(*m), std::string(m->variant->name));
+    if (!inserted) {
+      return Invalid("pool", absl::StrCat("'", name, "' is listed twice (as ", it->second, ")"));
+    }
+  }
+  for (const std::string& name : in.exclude()) {
+    auto m = catalog.Resolve(name);
+    if (!m.ok()) return Invalid("exclude", m.status().message());
+    if (pool.erase(OrderOf(*m)) == 0) {
+      return Invalid("exclude", absl::StrCat("'", name, "' is not in the pool"));
+    }
+  }
+  c.clear_pool();
+  c.clear_exclude();
+  std::vector<std::pair<int, int>> pool_order;
+  for (const auto& [order, name] : pool) {
+    c.add_pool(name);
+    pool_order.push_back(order);
+  }
+  const int n = c.pool_size();
+  if (n < 2) return Invalid("pool", absl::StrCat("needs at least 2 families, has ", n));
+  if (n > space::kMaxN) {
+    return Invalid("pool", absl::StrCat("at most ", space::kMaxN, " families, has ", n));
+  }
+
+  if (c.k() == 0) c.set_k(4);
+  if (c.k() < 2) return Invalid("k", absl::StrCat("must be at least 2, got ", c.k()));
+  if (c.k() > std::min(n, space::kMaxK)) {
+    return Invalid("k", absl::StrCat("must be at most ", std::min(n, space::kMaxK),
+                                     " (the pool has ", n, " families), got ", c.k()));
+  }
+
+  // Required families: resolved, in the pool, fewer than k.
+  std::set<int> required;
+  for (const std::string& name : in.required()) {
+    auto m = catalog.Resolve(name);
+    if (!m.ok()) return Invalid("required", m.status().message());
+    auto pos = std::find(pool_order.begin(), pool_order.end(), OrderOf(*m));
+    if (pos == pool_order.end()) {
+      return Invalid("required", absl::StrCat("'", name, "' is not in the pool"));
+    }
+    if (!required.insert(static_cast<int>(pos - pool_order.begin())).second) {
+      return Invalid("required", absl::StrCat("'", name, "' is listed twice"));
+    }
+  }
+  if (static_cast<int>(required.size()) >= c.k()) {
+    return Invalid("required", absl::StrCat(required.size(),
+                                            " required families leave nothing to "
+                                            "choose for k = ",
+                                            c.k(), "; require fewer than k"));
+  }
+  c.clear_required();
+  for (int idx : required) {
+    c.add_required(c.pool(idx));
+    out.required.push_back(idx);
+  }
+
+  if (c.sampler() == quartet::v1::SAMPLER_KIND_UNSPECIFIED) {
+    c.set_sampler(quartet::v1::SAMPLER_KIND_STRATIFIED);
+  }
+  if (!quartet::v1::SamplerKind_IsValid(c.sampler())) {
+    return Invalid("sampler", absl::StrCat("unknown value ", c.sampler()));
+  }
+  out.sampler = FromProto(c.sampler());
+
+  if (c.repeats() == 0) c.set_repeats(1);
+  if (c.repeats() < 1 || c.repeats() > 1000) {
+    return Invalid("repeats", absl::StrCat("must be in [1, 1000], got ", c.repeats()));
+  }
+  if (c.max_attempts() == 0) c.set_max_attempts(3);
+  if (c.max_attempts() < 1 || c.max_attempts() > 100) {
+    return Invalid("max_attempts", absl::StrCat("must be in [1, 100], got ", c.max_attempts()));
+  }
+
+  QUARTET_ASSIGN_OR_RETURN(space::Space space, SpaceOf(out));
+  if (c.budget() < 1) {
+    return Invalid("budget", absl::StrCat("must be at least 1, got ", c.budget()));
+  }
+  const long double capacity = static_cast<long double>(space.size()) * c.repeats();
+  if (static_cast<long double>(c.budget()) > capacity) {
+    return Invalid("budget", absl::StrCat(c.budget(), " is more than the space holds: ",
+                                          space.size(), " distinct combinations x ", c.repeats(),
+                                          " repeats; lower the budget or raise repeats"));
+  }
+
+  auto recipe = common::ResolveRecipe(in.recipe());
+  if (!recipe.ok()) return recipe.status();
+  if (recipe->router == common::RouterKind::kTopK && recipe->top_k > c.k()) {
+    return Invalid("recipe.top_k",
+                   absl::StrCat("must be at most k = ", c.k(), ", got ", recipe->top_k));
+  }
+  if (recipe->input_size > 0) {
+    for (const std::string& name : c.pool()) {
+      const common::VariantInfo& v = *catalog.Resolve(name)->variant;
+      if (recipe->input_size < v.min_input_size) {
+        return Invalid("recipe.input_size", absl::StrCat(recipe->input_size, " px is below ",
+                                                         v.name, "'s minimum of ", v.min_input_size,
+                                                         " px; raise it, set 0 (automatic), or "
+                                                         "exclude ",
+                                                         v.name));
+      }
+    }
+  }
+  *c.mutable_recipe() = common::RecipeToProto(*recipe);
+  QUARTET_RETURN_IF_ERROR(common::ValidateDataSpec(c.data()));
+
+  const double share =
+      c.adaptive().has_exploration_share() ? c.adaptive().exploration_share() : 0.2;
+  if (!std::isfinite(share) || share < 0 || share > 1) {
+    return Invalid("adaptive.exploration_share",
+                   absl::StrCat("must be a number in [0, 1], got ", share));
+  }
+  c.mutable_adaptive()->set_exploration_share(share);
+  out.sampler_options.exploration_share = share;
+  return out;
+}
+
+absl::StatusOr<space::Space> SpaceOf(const ResolvedCampaign& campaign) {
+  return space::Space::Create(campaign.config.pool_size(), campaign.config.k(), campaign.required);
+}
+
+}  // namespace quartet::coordinator

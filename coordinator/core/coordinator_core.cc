@@ -1,0 +1,662 @@
+#include "coordinator/core/coordinator_core.h"
+
+#include <algorithm>
+#include <cmath>
+#include <map>
+#include <set>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "common/status_macros.h"
+#include "coordinator/space/combinatorics.h"
+#include "coordinator/space/coverage_stats.h"
+#include "spdlog/spdlog.h"
+
+namespace quartet::coordinator {
+namespace {
+
+using quartet::v1::CandidateSummary;
+
+int64_t Millis(absl::Time t) { return t == absl::InfinitePast() ? 0 : absl::ToUnixMillis(t); }
+
+void FillCounts(const StateCounts& s, quartet::v1::StateCounts* out) {
+  out->set_pending(s.pending);
+  out->set_leased(s.leased);
+  out->set_succeeded(s.succeeded);
+  out->set_failed(s.failed);
+  out->set_cancelled(s.cancelled);
+}
+
+// A seed per (campaign seed, rank, repeat) when the recipe does not fix one (splitmix64 mix).
+uint64_t DeriveSeed(uint64_t campaign_seed, uint64_t rank, int repeat) {
+  uint64_t z = campaign_seed ^ (rank * 0x9E3779B97F4A7C15ULL) ^
+               (static_cast<uint64_t>(repeat) * 0xC2B2AE3D27D4EB4FULL);
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+  return z ^ (z >> 31);
+}
+
+double Median(std::vector<double> v) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  const size_t m = v.size() / 2;
+  return v.size() % 2 ? v[m] : (v[m - 1] + v[m]) / 2;
+}
+
+struct YieldAccumulator {
+  int64_t succeeded = 0, failed = 0;
+  std::vector<double> accuracies;
+  std::map<std::string, int64_t> failures_by_class;
+
+  void Fill(std::vector<std::string> names, quartet::v1::YieldEntry* e) const {
+    for (auto& n : names) e->add_families(std::move(n));
+    e->set_succeeded(succeeded);
+    e->set_failed(failed);
+    e->set_success_rate(succeeded + failed ? static_cast<double>(succeeded) / (succeeded + failed)
+                                           : 0);
+    if (!accuracies.empty()) {
+      double sum = 0;
+      for (double a : accuracies) sum += a;
+      e->set_mean_accuracy(sum / accuracies.size());
+      e->set_median_accuracy(Median(accuracies));
+      e->set_max_accuracy(*std::max_element(accuracies.begin(), accuracies.end()));
+    }
+    for (const auto& [cls, n] : failures_by_class) (*e->mutable_failures_by_class())[cls] = n;
+  }
+};
+
+CandidateSummary Summarize(const CandidateRecord& c) {
+  CandidateSummary s;
+  s.set_candidate_id(c.id);
+  s.set_campaign_id(c.campaign_id);
+  for (const auto& f : c.families) s.mutable_combination()->add_families(f);
+  s.mutable_combination()->set_rank(c.rank);
+  s.set_repeat(c.repeat);
+  s.set_state(static_cast<quartet::v1::CandidateState>(c.state));
+  s.set_attempts(c.attempt);
+  if (c.result) *s.mutable_result() = *c.result;
+  s.set_error_class(c.error_class);
+  s.set_error_message(c.error_message);
+  s.set_worker_id(c.worker_id);
+  s.set_created_unix_ms(Millis(c.created_at));
+  s.set_finished_unix_ms(Millis(c.finished_at));
+  return s;
+}
+
+}  // namespace
+
+CoordinatorCore::CoordinatorCore(const Options& options, Store* store, common::Clock* clock)
+    : options_(options), store_(store), clock_(clock) {}
+
+CoordinatorCore::~CoordinatorCore() { Stop(); }
+
+absl::StatusOr<std::unique_ptr<CoordinatorCore>> CoordinatorCore::Create(const Options& options,
+                                                                         Store* store,
+                                                                         common::Clock* clock) {
+  if (options.lease <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("lease: must be positive");
+  }
+  if (options.issue_ahead < 1) return absl::InvalidArgumentError("issue_ahead: must be >= 1");
+  Options o = options;
+  if (o.heartbeat_interval <= absl::ZeroDuration()) o.heartbeat_interval = o.lease / 4;
+  if (o.sweep_interval <= absl::ZeroDuration()) {
+    o.sweep_interval = std::max(o.lease / 4, absl::Milliseconds(100));
+  }
+  std::unique_ptr<CoordinatorCore> core(new CoordinatorCore(o, store, clock));
+  QUARTET_ASSIGN_OR_RETURN(auto running, store->ListCampaigns({CampaignState::kRunning}, 0));
+  for (const CampaignRecord& record : running) {
+    QUARTET_ASSIGN_OR_RETURN(auto runtime, core->Rebuild(record));
+    {
+      absl::MutexLock lock(&core->mu_);
+      core->runtimes_[record.id] = std::move(runtime);
+    }
+    spdlog::info("campaign {} '{}' resumed: {} of {} issued, sampler {} restored", record.id,
+                 record.name, record.issued, record.budget,
+                 space::SamplerKindName(FromProto(record.config.sampler())));
+  }
+  return core;
+}
+
+absl::StatusOr<std::shared_ptr<CoordinatorCore::Runtime>> CoordinatorCore::Rebuild(
+    const CampaignRecord& record) {
+  auto runtime = std::make_shared<Runtime>();
+  QUARTET_ASSIGN_OR_RETURN(runtime->campaign, ResolveCampaign(record.config));
+  QUARTET_ASSIGN_OR_RETURN(space::Space space, SpaceOf(runtime->campaign));
+  runtime->space = std::make_unique<space::Space>(std::move(space));
+  QUARTET_ASSIGN_OR_RETURN(
+      auto sampler, space::CreateSampler(runtime->campaign.sampler, *runtime->space,
+                                         record.config.seed(), runtime->campaign.sampler_options));
+  QUARTET_ASSIGN_OR_RETURN(auto candidates, store_->ListCandidates({record.id, {}, false, 0}));
+  std::set<uint64_t> drawn;
+  for (const CandidateRecord& c : candidates) {
+    if (drawn.insert(c.rank).second) QUARTET_RETURN_IF_ERROR(sampler->MarkDrawn(c.rank));
+  }
+  for (const CandidateRecord& c : candidates) {
+    if (c.state == CandidateState::kSucceeded) sampler->Observe(c.rank, c.test_accuracy);
+  }
+  absl::MutexLock lock(&runtime->mu);
+  runtime->sampler = std::move(sampler);
+  return runtime;
+}
+
+std::shared_ptr<CoordinatorCore::Runtime> CoordinatorCore::RuntimeOf(int64_t campaign_id) {
+  absl::MutexLock lock(&mu_);
+  auto it = runtimes_.find(campaign_id);
+  return it == runtimes_.end() ? nullptr : it->second;
+}
+
+void CoordinatorCore::DropRuntime(int64_t campaign_id) {
+  absl::MutexLock lock(&mu_);
+  runtimes_.erase(campaign_id);
+}
+
+void CoordinatorCore::Start() {
+  absl::MutexLock lock(&sweep_mu_);
+  if (sweeper_.joinable()) return;
+  stopping_ = false;
+  sweeper_ = std::thread([this] { SweepLoop(); });
+}
+
+void CoordinatorCore::Stop() {
+  {
+    absl::MutexLock lock(&sweep_mu_);
+    stopping_ = true;
+  }
+  if (sweeper_.joinable()) sweeper_.join();
+}
+
+void CoordinatorCore::SweepLoop() {
+  while (true) {
+    {
+      absl::MutexLock lock(&sweep_mu_);
+      auto stopping = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(sweep_mu_) { return stopping_; };
+      // Real time, not clock_: the sweep's cadence is an operational detail; what expires is
+      // decided by clock_->Now() inside the sweep.
+      if (sweep_mu_.AwaitWithTimeout(absl::Condition(&stopping), options_.sweep_interval)) return;
+    }
+    auto swept = SweepExpiredLeases();
+    if (!swept.ok()) spdlog::warn("lease expiry sweep failed: {}", swept.status().ToString());
+  }
+}
+
+absl::StatusOr<int> CoordinatorCore::SweepExpiredLeases() {
+  QUARTET_ASSIGN_OR_RETURN(auto expired, store_->ExpireLeases(clock_->Now()));
+  for (const ExpiredLease& e : expired) {
+    spdlog::warn("candidate {} of campaign {}: lease of worker {} expired (attempt {}) -> {}",
+                 e.candidate_id, e.campaign_id, e.worker_id, e.attempt,
+                 CandidateStateName(e.new_state));
+  }
+  return static_cast<int>(expired.size());
+}
+
+// ---- Issuing ---------------------------------------------------------------------------------
+
+absl::Status CoordinatorCore::Refill(int64_t campaign_id) {
+  std::shared_ptr<Runtime> rt = RuntimeOf(campaign_id);
+  if (rt == nullptr) return absl::OkStatus();
+  absl::MutexLock lock(&rt->mu);
+  QUARTET_ASSIGN_OR_RETURN(CampaignRecord rec, store_->GetCampaign(campaign_id));
+  if (rec.state != CampaignState::kRunning) {
+    if (IsFinal(rec.state)) DropRuntime(campaign_id);
+    return absl::OkStatus();
+  }
+  const int64_t remaining = rec.budget - rec.issued;
+  const int64_t need = std::min<int64_t>(remaining, options_.issue_ahead - rec.counts.pending);
+  if (need <= 0 || rt->exhausted) return absl::OkStatus();
+  const int repeats = rt->campaign.config.repeats();
+  const auto& pool = rt->campaign.config.pool();
+  std::vector<NewCandidate> batch;
+  std::vector<int> combo(rt->space->k());
+  while (static_cast<int64_t>(batch.size()) < need) {
+    auto rank = rt->sampler->Next();
+    if (!rank.ok()) {
+      if (rank.status().code() == absl::StatusCode::kOutOfRange) {
+        rt->exhausted = true;
+        break;
+      }
+      return rank.status();
+    }
+    rt->space->UnrankInto(*rank, combo.data());
+    std::vector<std::string> names;
+    for (int idx : combo) names.push_back(pool[idx]);
+    for (int r = 0; r < repeats && static_cast<int64_t>(batch.size()) < remaining; ++r) {
+      batch.push_back({*rank, r, names});
+    }
+  }
+  if (batch.empty()) return absl::OkStatus();
+  absl::Status inserted = store_->InsertCandidates(campaign_id, batch, clock_->Now());
+  if (!inserted.ok()) {
+    // The sampler advanced past what was stored: rebuild it from the store.
+    spdlog::warn("campaign {}: storing {} new candidates failed ({}); rebuilding its sampler",
+                 campaign_id, batch.size(), inserted.ToString());
+    auto again = store_->GetCampaign(campaign_id);
+    if (again.ok()) {
+      auto rebuilt = Rebuild(*again);
+      if (rebuilt.ok()) {
+        absl::MutexLock inner(&(*rebuilt)->mu);
+        rt->sampler = std::move((*rebuilt)->sampler);
+        rt->exhausted = false;
+      }
+    }
+    return inserted;
+  }
+  spdlog::debug("campaign {}: issued {} candidates ({} of {})", campaign_id, batch.size(),
+                rec.issued + static_cast<int64_t>(batch.size()), rec.budget);
+  return absl::OkStatus();
+}
+
+absl::Status CoordinatorCore::RefillAll() {
+  std::vector<int64_t> ids;
+  {
+    absl::MutexLock lock(&mu_);
+    for (const auto& [id, rt] : runtimes_) ids.push_back(id);
+  }
+  absl::Status first;
+  for (int64_t id : ids) {
+    absl::Status s = Refill(id);
+    if (!s.ok() && first.ok()) first = s;
+  }
+  return first;
+}
+
+// ---- Operator API ------------------------------------------------------------------------------
+
+absl::StatusOr<quartet::v1::Campaign> CoordinatorCore::ToProto(const CampaignRecord& r) {
+  quartet::v1::Campaign c;
+  c.set_id(r.id);
+  *c.mutable_config() = r.config;
+  c.set_state(static_cast<quartet::v1::CampaignState>(r.state));
+  FillCounts(r.counts, c.mutable_counts());
+  c.set_issued(r.issued);
+  const int n = r.config.pool_size(), k = r.config.k(), req = r.config.required_size();
+  c.set_space_size(space::Binomial(n - req, k - req));
+  c.set_best_accuracy(r.best_accuracy);
+  if (r.best_candidate_id != 0) {
+    auto best = store_->GetCandidate(r.best_candidate_id);
+    if (best.ok()) {
+      for (const auto& f : best->families) c.mutable_best_combination()->add_families(f);
+      c.mutable_best_combination()->set_rank(best->rank);
+    }
+  }
+  if (r.counts.succeeded > 0)
+    c.set_mean_candidate_seconds(r.succeeded_seconds / r.counts.succeeded);
+  const int64_t done = r.counts.final_count();
+  const double elapsed = absl::ToDoubleSeconds(clock_->Now() - r.created_at);
+  if (!IsFinal(r.state) && done > 0 && elapsed > 0) {
+    c.set_eta_seconds((r.budget - done) / (done / elapsed));
+  }
+  c.set_created_unix_ms(Millis(r.created_at));
+  c.set_updated_unix_ms(Millis(r.updated_at));
+  c.set_finished_unix_ms(Millis(r.finished_at));
+  return c;
+}
+
+absl::StatusOr<quartet::v1::Campaign> CoordinatorCore::SubmitCampaign(
+    const quartet::v1::CampaignConfig& config) {
+  QUARTET_ASSIGN_OR_RETURN(ResolvedCampaign resolved, ResolveCampaign(config));
+  // Build the sampler before storing anything, so a sampler error stores nothing.
+  QUARTET_ASSIGN_OR_RETURN(space::Space space, SpaceOf(resolved));
+  QUARTET_ASSIGN_OR_RETURN(auto sampler,
+                           space::CreateSampler(resolved.sampler, space, resolved.config.seed(),
+                                                resolved.sampler_options));
+  CampaignRecord record;
+  record.config = resolved.config;
+  record.name = resolved.config.name();
+  record.k = resolved.config.k();
+  record.budget = resolved.config.budget();
+  record.max_attempts = resolved.config.max_attempts();
+  record.priority = resolved.config.priority();
+  QUARTET_ASSIGN_OR_RETURN(CampaignRecord stored, store_->CreateCampaign(record, clock_->Now()));
+  auto runtime = std::make_shared<Runtime>();
+  runtime->campaign = std::move(resolved);
+  runtime->space = std::make_unique<space::Space>(std::move(space));
+  {
+    absl::MutexLock lock(&runtime->mu);
+    runtime->sampler = std::move(sampler);
+  }
+  {
+    absl::MutexLock lock(&mu_);
+    runtimes_[stored.id] = runtime;
+  }
+  spdlog::info("campaign {} '{}' submitted: k={} of {} families, {} sampler, budget {}, space {}",
+               stored.id, stored.name, stored.k, stored.config.pool_size(),
+               space::SamplerKindName(runtime->campaign.sampler), stored.budget,
+               runtime->space->size());
+  absl::Status refill = Refill(stored.id);
+  if (!refill.ok())
+    spdlog::warn("campaign {}: first issue failed: {}", stored.id, refill.ToString());
+  QUARTET_ASSIGN_OR_RETURN(CampaignRecord now, store_->GetCampaign(stored.id));
+  return ToProto(now);
+}
+
+absl::StatusOr<quartet::v1::Campaign> CoordinatorCore::GetCampaign(int64_t campaign_id) {
+  QUARTET_ASSIGN_OR_RETURN(CampaignRecord r, store_->GetCampaign(campaign_id));
+  return ToProto(r);
+}
+
+absl::StatusOr<std::vector<quartet::v1::Campaign>> CoordinatorCore::ListCampaigns(
+    const std::vector<quartet::v1::CampaignState>& states, int limit) {
+  std::vector<CampaignState> s;
+  for (auto st : states) {
+    if (st == quartet::v1::CAMPAIGN_STATE_UNSPECIFIED || !quartet::v1::CampaignState_IsValid(st)) {
+      return absl::InvalidArgumentError(absl::StrCat("states: unknown campaign state ", st));
+    }
+    s.push_back(static_cast<CampaignState>(st));
+  }
+  if (limit < 0) return absl::InvalidArgumentError("limit: must be >= 0");
+  QUARTET_ASSIGN_OR_RETURN(auto records, store_->ListCampaigns(s, limit == 0 ? 100 : limit));
+  std::vector<quartet::v1::Campaign> out;
+  for (const auto& r : records) {
+    QUARTET_ASSIGN_OR_RETURN(auto c, ToProto(r));
+    out.push_back(std::move(c));
+  }
+  return out;
+}
+
+absl::StatusOr<quartet::v1::Campaign> CoordinatorCore::CancelCampaign(int64_t campaign_id) {
+  QUARTET_ASSIGN_OR_RETURN(CampaignRecord r, store_->CancelCampaign(campaign_id, clock_->Now()));
+  DropRuntime(campaign_id);
+  spdlog::info("campaign {} '{}' cancelled: {} pending cancelled, {} leased told to stop", r.id,
+               r.name, r.counts.cancelled, r.counts.leased);
+  return ToProto(r);
+}
+
+absl::StatusOr<quartet::v1::CoverageReport> CoordinatorCore::GetCoverageReport(
+    int64_t campaign_id, bool include_all_pairs) {
+  QUARTET_ASSIGN_OR_RETURN(CampaignRecord rec, store_->GetCampaign(campaign_id));
+  QUARTET_ASSIGN_OR_RETURN(CoverageCounters cov, store_->GetCoverage(campaign_id));
+  const int n = rec.config.pool_size(), k = rec.config.k(), req = rec.config.required_size();
+  quartet::v1::CoverageReport out;
+  out.set_campaign_id(campaign_id);
+  out.set_pool_size(n);
+  out.set_k(k);
+  const uint64_t space_size = space::Binomial(n - req, k - req);
+  out.set_space_size(space_size);
+  const int repeats = std::max(1, rec.config.repeats());
+  const int64_t distinct = (rec.issued + repeats - 1) / repeats;
+  out.set_distinct_issued(distinct);
+  out.set_space_fraction(space_size ? static_cast<double>(distinct) / space_size : 0);
+
+  std::vector<int64_t> family_totals, pair_totals;
+  const double uniform = n ? static_cast<double>(rec.issued) * k / n : 0;
+  for (const FamilyCounter& f : cov.families) {
+    auto* e = out.add_families();
+    e->set_family(f.family);
+    FillCounts(f.counts, e->mutable_counts());
+    e->set_total(f.counts.total());
+    e->set_share_vs_uniform(uniform > 0 ? f.counts.total() / uniform : 0);
+    family_totals.push_back(f.counts.total());
+  }
+  int64_t pairs_succeeded = 0;
+  for (const PairCounter& p : cov.pairs) {
+    pair_totals.push_back(p.counts.total());
+    if (p.counts.succeeded > 0) ++pairs_succeeded;
+    if (include_all_pairs || p.counts.total() > 0) {
+      auto* e = out.add_pairs();
+      e->set_family_a(p.family_a);
+      e->set_family_b(p.family_b);
+      FillCounts(p.counts, e->mutable_counts());
+      e->set_total(p.counts.total());
+    }
+  }
+  const space::CoverageFigures fig =
+      space::ComputeCoverage(family_totals, pair_totals, rec.issued, k);
+  out.set_anchoring_index(fig.anchoring_index);
+  out.set_family_entropy(fig.family_entropy);
+  out.set_max_family_deviation(fig.max_family_deviation);
+  out.set_pair_coverage(fig.pair_coverage);
+  out.set_pairs_seen(fig.pairs_seen);
+  out.set_pairs_total(static_cast<int64_t>(pair_totals.size()));
+  out.set_pair_coverage_succeeded(
+      pair_totals.empty() ? 0 : static_cast<double>(pairs_succeeded) / pair_totals.size());
+  out.set_min_pair_count(fig.min_pair_count);
+  out.set_max_pair_count(fig.max_pair_count);
+  const int64_t triples_total = static_cast<int64_t>(space::Binomial(n, 3));
+  out.set_triples_seen(static_cast<int64_t>(cov.triples.size()));
+  out.set_triples_total(triples_total);
+  out.set_triple_coverage(triples_total ? static_cast<double>(cov.triples.size()) / triples_total
+                                        : 0);
+  return out;
+}
+
+absl::StatusOr<quartet::v1::YieldReport> CoordinatorCore::GetYieldReport(int64_t campaign_id,
+                                                                         int min_samples, int top) {
+  if (min_samples < 0) return absl::InvalidArgumentError("min_samples: must be >= 0");
+  if (top < 0) return absl::InvalidArgumentError("top: must be >= 0");
+  if (min_samples == 0) min_samples = 3;
+  if (top == 0) top = 5;
+  QUARTET_ASSIGN_OR_RETURN(CampaignRecord rec, store_->GetCampaign(campaign_id));
+  QUARTET_ASSIGN_OR_RETURN(
+      auto finals,
+      store_->ListCandidates(
+          {campaign_id, {CandidateState::kSucceeded, CandidateState::kFailed}, false, 0}));
+  std::map<std::string, YieldAccumulator> fam;
+  std::map<std::pair<std::string, std::string>, YieldAccumulator> pairs;
+  auto add = [](YieldAccumulator& y, const CandidateRecord& c) {
+    if (c.state == CandidateState::kSucceeded) {
+      y.succeeded++;
+      y.accuracies.push_back(c.test_accuracy);
+    } else {
+      y.failed++;
+      y.failures_by_class[quartet::v1::ErrorClass_Name(c.error_class)]++;
+    }
+  };
+  for (const CandidateRecord& c : finals) {
+    for (size_t i = 0; i < c.families.size(); ++i) {
+      add(fam[c.families[i]], c);
+      for (size_t j = i + 1; j < c.families.size(); ++j) {
+        add(pairs[{c.families[i], c.families[j]}], c);
+      }
+    }
+  }
+  quartet::v1::YieldReport out;
+  out.set_campaign_id(campaign_id);
+  out.set_min_samples(min_samples);
+  for (const std::string& f : rec.config.pool()) {  // pool order, also families with no result
+    fam[f].Fill({f}, out.add_families());
+  }
+  // Pairs in pool order.
+  std::map<std::string, int> position;
+  for (int i = 0; i < rec.config.pool_size(); ++i) position[rec.config.pool(i)] = i;
+  std::vector<
+      std::pair<std::pair<int, int>,
+                const std::pair<const std::pair<std::string, std::string>, YieldAccumulator>*>>
+      ordered;
+  for (const auto& entry : pairs) {
+    ordered.push_back({{position[entry.first.first], position[entry.first.second]}, &entry});
+  }
+  std::sort(ordered.begin(), ordered.end(),
+            [](const auto& a, const auto& b) { return a.first < b.first; });
+  for (const auto& [pos, entry] : ordered) {
+    entry->second.Fill({entry->first.first, entry->first.second}, out.add_pairs());
+  }
+  std::vector<const quartet::v1::YieldEntry*> low, best;
+  for (const auto& e : out.families()) {
+    if (e.succeeded() >= min_samples) low.push_back(&e);
+  }
+  for (const auto& e : out.pairs()) {
+    if (e.succeeded() >= min_samples) best.push_back(&e);
+  }
+  std::stable_sort(low.begin(), low.end(),
+                   [](auto* a, auto* b) { return a->mean_accuracy() < b->mean_accuracy(); });
+  std::stable_sort(best.begin(), best.end(),
+                   [](auto* a, auto* b) { return a->mean_accuracy() > b->mean_accuracy(); });
+  for (int i = 0; i < static_cast<int>(low.size()) && i < top; ++i) {
+    *out.add_low_yield_families() = *low[i];
+  }
+  for (int i = 0; i < static_cast<int>(best.size()) && i < top; ++i) {
+    *out.add_best_pairs() = *best[i];
+  }
+  return out;
+}
+
+absl::StatusOr<std::vector<CandidateSummary>> CoordinatorCore::ListResults(
+    const quartet::v1::ListResultsRequest& request) {
+  if (request.limit() < 0) return absl::InvalidArgumentError("limit: must be >= 0");
+  CandidateQuery q;
+  q.campaign_id = request.campaign_id();
+  if (q.campaign_id <= 0) {
+    return absl::InvalidArgumentError("campaign_id: required (a positive campaign id)");
+  }
+  for (int s : request.states()) {
+    if (s == quartet::v1::CANDIDATE_STATE_UNSPECIFIED || !quartet::v1::CandidateState_IsValid(s)) {
+      return absl::InvalidArgumentError(absl::StrCat("states: unknown candidate state ", s));
+    }
+    q.states.push_back(static_cast<CandidateState>(s));
+  }
+  if (q.states.empty()) q.states.push_back(CandidateState::kSucceeded);
+  q.by_accuracy = request.has_by_accuracy() ? request.by_accuracy() : true;
+  q.limit = request.limit() == 0 ? 20 : std::min(request.limit(), 100000);
+  QUARTET_ASSIGN_OR_RETURN(auto records, store_->ListCandidates(q));
+  std::vector<CandidateSummary> out;
+  for (const auto& c : records) out.push_back(Summarize(c));
+  return out;
+}
+
+// ---- Worker API --------------------------------------------------------------------------------
+
+absl::StatusOr<quartet::v1::RegisterWorkerResponse> CoordinatorCore::RegisterWorker(
+    const quartet::v1::RegisterWorkerRequest& request) {
+  WorkerRecord w;
+  w.id = request.worker_id();
+  w.host = request.host();
+  w.device = request.device();
+  w.gpu_name = request.gpu_name();
+  w.gpu_memory_bytes = request.gpu_memory_bytes();
+  w.families.assign(request.families().begin(), request.families().end());
+  w.version = request.version();
+  QUARTET_ASSIGN_OR_RETURN(WorkerRecord stored, store_->RegisterWorker(w, clock_->Now()));
+  spdlog::info("worker {} registered: host {}, device {}{}", stored.id, stored.host, stored.device,
+               stored.gpu_name.empty() ? "" : " (" + stored.gpu_name + ")");
+  quartet::v1::RegisterWorkerResponse out;
+  out.set_worker_id(stored.id);
+  out.set_heartbeat_interval_ms(
+      static_cast<int32_t>(absl::ToInt64Milliseconds(options_.heartbeat_interval)));
+  return out;
+}
+
+quartet::v1::CandidateSpec CoordinatorCore::SpecOf(const LeaseGrant& grant) const {
+  const CandidateRecord& c = grant.candidate;
+  quartet::v1::CandidateSpec spec;
+  spec.set_candidate_id(c.id);
+  spec.set_campaign_id(c.campaign_id);
+  for (const auto& f : c.families) spec.mutable_combination()->add_families(f);
+  spec.mutable_combination()->set_rank(c.rank);
+  spec.set_repeat(c.repeat);
+  spec.set_attempt(c.attempt);
+  *spec.mutable_recipe() = grant.config.recipe();
+  if (!spec.recipe().has_seed()) {
+    spec.mutable_recipe()->set_seed(DeriveSeed(grant.config.seed(), c.rank, c.repeat));
+  }
+  *spec.mutable_data() = grant.config.data();
+  return spec;
+}
+
+absl::StatusOr<quartet::v1::LeaseCandidateResponse> CoordinatorCore::LeaseCandidate(
+    const std::string& worker_id) {
+  if (worker_id.empty()) return absl::InvalidArgumentError("worker_id: required");
+  const absl::Time now = clock_->Now();
+  QUARTET_ASSIGN_OR_RETURN(auto grant, store_->LeaseNext(worker_id, now, options_.lease));
+  if (!grant.has_value()) {
+    absl::Status refill = RefillAll();
+    if (!refill.ok()) spdlog::warn("issuing candidates failed: {}", refill.ToString());
+    QUARTET_ASSIGN_OR_RETURN(grant, store_->LeaseNext(worker_id, now, options_.lease));
+  }
+  quartet::v1::LeaseCandidateResponse out;
+  if (!grant.has_value()) {
+    out.set_retry_after_ms(static_cast<int32_t>(absl::ToInt64Milliseconds(options_.retry_after)));
+    return out;
+  }
+  const CandidateRecord& c = grant->candidate;
+  *out.mutable_spec() = SpecOf(*grant);
+  out.mutable_lease()->set_candidate_id(c.id);
+  out.mutable_lease()->set_lease_token(c.lease_token);
+  out.mutable_lease()->set_deadline_unix_ms(Millis(c.lease_deadline));
+  spdlog::info("candidate {} of campaign {} ({}) leased to {} (attempt {}, token {})", c.id,
+               c.campaign_id, absl::StrJoin(c.families, "+"), worker_id, c.attempt, c.lease_token);
+  absl::Status refill = Refill(c.campaign_id);
+  if (!refill.ok())
+    spdlog::warn("campaign {}: issuing failed: {}", c.campaign_id, refill.ToString());
+  return out;
+}
+
+absl::StatusOr<quartet::v1::HeartbeatResponse> CoordinatorCore::Heartbeat(
+    const quartet::v1::HeartbeatRequest& request) {
+  QUARTET_ASSIGN_OR_RETURN(LeaseRenewal r,
+                           store_->RenewLease(request.candidate_id(), request.lease_token(),
+                                              request.worker_id(), clock_->Now(), options_.lease));
+  quartet::v1::HeartbeatResponse out;
+  out.set_deadline_unix_ms(Millis(r.deadline));
+  out.set_cancel(r.cancel);
+  return out;
+}
+
+absl::StatusOr<int64_t> CoordinatorCore::AppendMetrics(const quartet::v1::MetricBatch& batch) {
+  std::vector<MetricRecord> points;
+  points.reserve(batch.points_size());
+  for (const auto& p : batch.points()) {
+    if (p.name().empty()) {
+      return absl::InvalidArgumentError("points.name: every metric point needs a name");
+    }
+    MetricRecord m;
+    m.step = p.step();
+    m.epoch = p.epoch();
+    m.name = p.name();
+    m.value = p.value();
+    m.time_unix_ms = p.time_unix_ms() ? p.time_unix_ms() : absl::ToUnixMillis(clock_->Now());
+    points.push_back(std::move(m));
+  }
+  return store_->AppendMetrics(batch.candidate_id(), batch.lease_token(), batch.worker_id(),
+                               points);
+}
+
+absl::Status CoordinatorCore::CompleteCandidate(
+    const quartet::v1::CompleteCandidateRequest& request) {
+  const quartet::v1::Result& result = request.result();
+  if (!std::isfinite(result.test_accuracy()) || result.test_accuracy() < 0 ||
+      result.test_accuracy() > 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("result.test_accuracy: must be in [0, 1], got ", result.test_accuracy()));
+  }
+  QUARTET_RETURN_IF_ERROR(store_->CompleteCandidate(request.candidate_id(), request.lease_token(),
+                                                    request.worker_id(), result, clock_->Now()));
+  QUARTET_ASSIGN_OR_RETURN(CandidateRecord c, store_->GetCandidate(request.candidate_id()));
+  spdlog::info("candidate {} of campaign {} ({}) SUCCEEDED: test accuracy {:.4f} in {:.1f} s on {}",
+               c.id, c.campaign_id, absl::StrJoin(c.families, "+"), result.test_accuracy(),
+               result.wall_seconds(), request.worker_id());
+  if (std::shared_ptr<Runtime> rt = RuntimeOf(c.campaign_id)) {
+    {
+      absl::MutexLock lock(&rt->mu);
+      rt->sampler->Observe(c.rank, result.test_accuracy());
+    }
+    absl::Status refill = Refill(c.campaign_id);
+    if (!refill.ok())
+      spdlog::warn("campaign {}: issuing failed: {}", c.campaign_id, refill.ToString());
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<quartet::v1::FailCandidateResponse> CoordinatorCore::FailCandidate(
+    const quartet::v1::FailCandidateRequest& request) {
+  if (!quartet::v1::ErrorClass_IsValid(request.error_class()) ||
+      request.error_class() == quartet::v1::ERROR_CLASS_UNSPECIFIED ||
+      request.error_class() == quartet::v1::ERROR_CLASS_LOST) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("error_class: must name why the candidate failed (NUMERIC, OOM, BUILD, DATA, "
+                     "TIMEOUT, PREEMPTED, CANCELLED, INTERNAL), got ",
+                     request.error_class()));
+  }
+  QUARTET_ASSIGN_OR_RETURN(
+      CandidateState to,
+      store_->FailCandidate(request.candidate_id(), request.lease_token(), request.worker_id(),
+                            request.error_class(), request.message(), request.retryable(),
+                            clock_->Now()));
+  spdlog::info("candidate {} failed on {} ({}: {}) -> {}", request.candidate_id(),
+               request.worker_id(), quartet::v1::ErrorClass_Name(request.error_class()),
+               request.message(), CandidateStateName(to));
+  quartet::v1::FailCandidateResponse out;
+  out.set_requeued(to == CandidateState::kPending);
+  return out;
+}
+
+}  // namespace quartet::coordinator

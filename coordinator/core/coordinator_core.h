@@ -1,0 +1,133 @@
+// The coordinator's business logic: campaigns, candidate issuing through samplers, the worker
+// protocol (leases, heartbeats, metrics, completion), the lease-expiry sweep, and the coverage and
+// yield reports. No gRPC and no SQL here: the service layer adapts gRPC to this class, the Store
+// persists.
+//
+// State. PostgreSQL (the Store) holds every fact. In memory the core keeps, per running campaign,
+// its combination space and sampler, rebuilt from the store by Create() after a restart (the
+// drawn combinations and the succeeded results), so the samplers carry on exactly.
+//
+// Issuing. Candidates are created lazily: each running campaign keeps `issue_ahead` candidates
+// PENDING (a drawn combination yields `repeats` candidates at once), topped up when candidates are
+// leased and when results arrive, so adaptive sampling sees results before it draws again.
+//
+// Thread safety: every public method is thread-safe. Each campaign's sampler has its own mutex,
+// held while drawing and inserting the draws (issuing is serialised per campaign).
+#ifndef QUARTET_COORDINATOR_CORE_COORDINATOR_CORE_H_
+#define QUARTET_COORDINATOR_CORE_COORDINATOR_CORE_H_
+
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
+#include "common/clock.h"
+#include "coordinator/core/campaign_config.h"
+#include "coordinator/storage/store.h"
+#include "quartet/v1/campaign.pb.h"
+#include "quartet/v1/worker.pb.h"
+
+namespace quartet::coordinator {
+
+class CoordinatorCore {
+ public:
+  struct Options {
+    // A lease not renewed for this long expires and its candidate returns to PENDING.
+    absl::Duration lease = absl::Seconds(60);
+    // Heartbeat interval suggested to workers (default lease / 4).
+    absl::Duration heartbeat_interval = absl::ZeroDuration();
+    // How often the expiry sweep runs (default lease / 4, at least 100 ms).
+    absl::Duration sweep_interval = absl::ZeroDuration();
+    // PENDING candidates each running campaign keeps ready.
+    int issue_ahead = 4;
+    // What LeaseCandidate tells a worker when there is no work.
+    absl::Duration retry_after = absl::Seconds(2);
+  };
+
+  // Rebuilds the samplers of running campaigns from `store`. Neither pointer is owned; both must
+  // outlive the core.
+  static absl::StatusOr<std::unique_ptr<CoordinatorCore>> Create(const Options& options,
+                                                                 Store* store,
+                                                                 common::Clock* clock);
+  ~CoordinatorCore();
+
+  // Starts / stops the background lease-expiry sweep. Stop() is idempotent and waits.
+  void Start();
+  void Stop();
+
+  // Runs one expiry sweep now. Returns how many leases ended.
+  absl::StatusOr<int> SweepExpiredLeases();
+
+  // ---- Operator API ----
+
+  // Validates (see ResolveCampaign), stores and starts issuing. Nothing is stored on error.
+  absl::StatusOr<quartet::v1::Campaign> SubmitCampaign(const quartet::v1::CampaignConfig& config);
+  absl::StatusOr<quartet::v1::Campaign> GetCampaign(int64_t campaign_id);
+  absl::StatusOr<std::vector<quartet::v1::Campaign>> ListCampaigns(
+      const std::vector<quartet::v1::CampaignState>& states, int limit);
+  absl::StatusOr<quartet::v1::Campaign> CancelCampaign(int64_t campaign_id);
+  absl::StatusOr<quartet::v1::CoverageReport> GetCoverageReport(int64_t campaign_id,
+                                                                bool include_all_pairs);
+  absl::StatusOr<quartet::v1::YieldReport> GetYieldReport(int64_t campaign_id, int min_samples,
+                                                          int top);
+  absl::StatusOr<std::vector<quartet::v1::CandidateSummary>> ListResults(
+      const quartet::v1::ListResultsRequest& request);
+
+  // ---- Worker API ----
+
+  absl::StatusOr<quartet::v1::RegisterWorkerResponse> RegisterWorker(
+      const quartet::v1::RegisterWorkerRequest& request);
+  absl::StatusOr<quartet::v1::LeaseCandidateResponse> LeaseCandidate(const std::string& worker_id);
+  absl::StatusOr<quartet::v1::HeartbeatResponse> Heartbeat(
+      const quartet::v1::HeartbeatRequest& request);
+  // Stores one metric batch; returns how many points were new.
+  absl::StatusOr<int64_t> AppendMetrics(const quartet::v1::MetricBatch& batch);
+  absl::Status CompleteCandidate(const quartet::v1::CompleteCandidateRequest& request);
+  absl::StatusOr<quartet::v1::FailCandidateResponse> FailCandidate(
+      const quartet::v1::FailCandidateRequest& request);
+
+ private:
+  // A running campaign's combination space and sampler.
+  struct Runtime {
+    ResolvedCampaign campaign;
+    std::unique_ptr<space::Space> space;
+    absl::Mutex mu;
+    std::unique_ptr<space::Sampler> sampler ABSL_GUARDED_BY(mu);
+    // Combinations the sampler could not supply any more (space exhausted).
+    bool exhausted ABSL_GUARDED_BY(mu) = false;
+  };
+
+  CoordinatorCore(const Options& options, Store* store, common::Clock* clock);
+
+  // Builds the runtime of a stored campaign, replaying its drawn combinations and results.
+  absl::StatusOr<std::shared_ptr<Runtime>> Rebuild(const CampaignRecord& record);
+  std::shared_ptr<Runtime> RuntimeOf(int64_t campaign_id);
+  void DropRuntime(int64_t campaign_id);
+  // Tops the campaign's PENDING candidates up to issue_ahead (bounded by the budget).
+  absl::Status Refill(int64_t campaign_id);
+  absl::Status RefillAll();
+  absl::StatusOr<quartet::v1::Campaign> ToProto(const CampaignRecord& record);
+  quartet::v1::CandidateSpec SpecOf(const LeaseGrant& grant) const;
+  void SweepLoop();
+
+  const Options options_;
+  Store* const store_;
+  common::Clock* const clock_;
+
+  absl::Mutex mu_;
+  std::map<int64_t, std::shared_ptr<Runtime>> runtimes_ ABSL_GUARDED_BY(mu_);
+
+  absl::Mutex sweep_mu_;
+  bool stopping_ ABSL_GUARDED_BY(sweep_mu_) = false;
+  std::thread sweeper_;
+};
+
+}  // namespace quartet::coordinator
+
+#endif  // QUARTET_COORDINATOR_CORE_COORDINATOR_CORE_H_
