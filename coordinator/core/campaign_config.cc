@@ -10,6 +10,7 @@
 #include "common/catalog.h"
 #include "common/recipe.h"
 #include "common/status_macros.h"
+#include "coordinator/space/combinatorics.h"
 
 namespace quartet::coordinator {
 namespace {

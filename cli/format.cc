@@ -1,0 +1,260 @@
+#include "cli/format.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/time/time.h"
+
+namespace quartet::cli {
+namespace {
+
+std::string Strip(const std::string& name, absl::string_view prefix) {
+  return absl::StartsWith(name, prefix) ? name.substr(prefix.size()) : name;
+}
+
+std::string Pct(double x) { return absl::StrFormat("%.1f%%", 100 * x); }
+std::string Acc(double x) { return absl::StrFormat("%.4f", x); }
+
+std::string When(int64_t unix_ms) {
+  if (unix_ms == 0) return "-";
+  return absl::FormatTime("%Y-%m-%d %H:%M:%S", absl::FromUnixMillis(unix_ms),
+                          absl::LocalTimeZone());
+}
+
+}  // namespace
+
+std::string Table(const std::vector<std::vector<std::string>>& rows) {
+  std::vector<size_t> width;
+  for (const auto& row : rows) {
+    if (width.size() < row.size()) width.resize(row.size(), 0);
+    for (size_t i = 0; i < row.size(); ++i) width[i] = std::max(width[i], row[i].size());
+  }
+  std::string out;
+  for (size_t r = 0; r < rows.size(); ++r) {
+    std::string line;
+    for (size_t i = 0; i < rows[r].size(); ++i) {
+      // First column left-aligned (names), the rest right-aligned (numbers).
+      const std::string& cell = rows[r][i];
+      const std::string pad(width[i] - cell.size(), ' ');
+      absl::StrAppend(&line, i ? "  " : "", i == 0 ? cell + pad : pad + cell);
+    }
+    while (!line.empty() && line.back() == ' ') line.pop_back();
+    absl::StrAppend(&out, line, "\n");
+    if (r == 0) {
+      size_t total = 0;
+      for (size_t i = 0; i < width.size(); ++i) total += width[i] + (i ? 2 : 0);
+      absl::StrAppend(&out, std::string(total, '-'), "\n");
+    }
+  }
+  return out;
+}
+
+std::string Duration(double seconds) {
+  if (!std::isfinite(seconds) || seconds < 0) return "?";
+  const int64_t s = static_cast<int64_t>(std::llround(seconds));
+  if (s < 60) return absl::StrCat(s, "s");
+  if (s < 3600) return absl::StrFormat("%dm%02ds", s / 60, s % 60);
+  if (s < 86400 * 2) return absl::StrFormat("%dh%02dm", s / 3600, (s % 3600) / 60);
+  return absl::StrFormat("%dd%02dh", s / 86400, (s % 86400) / 3600);
+}
+
+std::string StateName(quartet::v1::CampaignState state) {
+  return Strip(quartet::v1::CampaignState_Name(state), "CAMPAIGN_STATE_");
+}
+
+std::string StateName(quartet::v1::CandidateState state) {
+  return Strip(quartet::v1::CandidateState_Name(state), "CANDIDATE_STATE_");
+}
+
+std::string SamplerName(quartet::v1::SamplerKind kind) {
+  return Strip(quartet::v1::SamplerKind_Name(kind), "SAMPLER_KIND_");
+}
+
+std::string Combination(const quartet::v1::FamilyCombination& c) {
+  return absl::StrJoin(c.families(), "+");
+}
+
+std::string ProgressLine(const quartet::v1::Campaign& c, int width) {
+  const auto& n = c.counts();
+  const int64_t budget = c.config().budget();
+  const int64_t done = n.succeeded() + n.failed() + n.cancelled();
+  const double frac = budget > 0 ? static_cast<double>(done) / budget : 0;
+  const int filled = static_cast<int>(std::floor(frac * width));
+  std::string bar = std::string(filled, '#') + std::string(width - filled, '.');
+  std::string line = absl::StrFormat("[%s] %d/%d done  %d running  %d failed", bar, done, budget,
+                                     n.leased(), n.failed());
+  if (n.cancelled() > 0) absl::StrAppend(&line, absl::StrFormat("  %d cancelled", n.cancelled()));
+  if (n.succeeded() > 0) {
+    absl::StrAppend(&line, "  best ", Acc(c.best_accuracy()));
+  }
+  if (c.eta_seconds() > 0) absl::StrAppend(&line, "  ETA ", Duration(c.eta_seconds()));
+  absl::StrAppend(&line, "  ", StateName(c.state()));
+  return line;
+}
+
+std::string CampaignDetails(const quartet::v1::Campaign& c) {
+  const auto& cfg = c.config();
+  const auto& n = c.counts();
+  std::string out;
+  absl::StrAppend(&out, "campaign ", c.id(), "  '", cfg.name(), "'  ", StateName(c.state()), "\n");
+  absl::StrAppend(&out, "  space      ", cfg.k(), " of ", cfg.pool_size(), " families",
+                  cfg.required_size() ? absl::StrCat(" (required: ",
+                                                     absl::StrJoin(cfg.required(), ", "), ")")
+                                      : "",
+                  ", ", c.space_size(), " combinations\n");
+  absl::StrAppend(&out, "  sampler    ", SamplerName(cfg.sampler()), ", seed ", cfg.seed(),
+                  ", repeats ", cfg.repeats(), ", max attempts ", cfg.max_attempts(),
+                  ", priority ", cfg.priority(), "\n");
+  absl::StrAppend(&out, "  dataset    ",
+                  Strip(quartet::v1::Dataset_Name(cfg.data().dataset()), "DATASET_"),
+                  cfg.data().train_limit() ? absl::StrCat(", train limit ", cfg.data().train_limit())
+                                           : "",
+                  cfg.data().test_limit() ? absl::StrCat(", test limit ", cfg.data().test_limit())
+                                          : "",
+                  "\n");
+  const auto& r = cfg.recipe();
+  absl::StrAppend(
+      &out, "  recipe     ", r.epochs(), " epoch(s), batch ", r.batch_size(), ", ",
+      Strip(quartet::v1::Optimizer_Name(r.optimizer()), "OPTIMIZER_"), " lr ",
+      absl::StrFormat("%g", r.learning_rate()), ", router ",
+      Strip(quartet::v1::Router_Name(r.router()), "ROUTER_"), ", input ",
+      r.input_size() ? absl::StrCat(r.input_size(), " px") : std::string("auto"), "\n");
+  absl::StrAppend(&out, "  budget     ", cfg.budget(), " candidates, ", c.issued(), " issued\n");
+  absl::StrAppend(&out, "  progress   ", ProgressLine(c), "\n");
+  absl::StrAppend(&out, "  states     pending ", n.pending(), ", leased ", n.leased(),
+                  ", succeeded ", n.succeeded(), ", failed ", n.failed(), ", cancelled ",
+                  n.cancelled(), "\n");
+  if (n.succeeded() > 0) {
+    absl::StrAppend(&out, "  best       ", Acc(c.best_accuracy()), "  ",
+                    Combination(c.best_combination()), "\n");
+    absl::StrAppend(&out, "  mean time  ", Duration(c.mean_candidate_seconds()),
+                    " per succeeded candidate\n");
+  }
+  absl::StrAppend(&out, "  created    ", When(c.created_unix_ms()), "\n");
+  if (c.finished_unix_ms()) absl::StrAppend(&out, "  finished   ", When(c.finished_unix_ms()), "\n");
+  return out;
+}
+
+std::string CampaignList(const std::vector<quartet::v1::Campaign>& campaigns) {
+  std::vector<std::vector<std::string>> rows = {
+      {"ID", "NAME", "STATE", "SAMPLER", "DONE", "BUDGET", "FAILED", "BEST", "CREATED"}};
+  for (const auto& c : campaigns) {
+    const auto& n = c.counts();
+    rows.push_back({absl::StrCat(c.id()), c.config().name(), StateName(c.state()),
+                    SamplerName(c.config().sampler()),
+                    absl::StrCat(n.succeeded() + n.failed() + n.cancelled()),
+                    absl::StrCat(c.config().budget()), absl::StrCat(n.failed()),
+                    n.succeeded() ? Acc(c.best_accuracy()) : "-", When(c.created_unix_ms())});
+  }
+  if (campaigns.empty()) return "no campaigns\n";
+  return Table(rows);
+}
+
+std::string CoverageText(const quartet::v1::CoverageReport& r, bool show_pairs) {
+  std::vector<std::vector<std::string>> rows = {{"FAMILY", "TOTAL", "PENDING", "LEASED",
+                                                 "SUCCEEDED", "FAILED", "CANCELLED", "vs UNIFORM"}};
+  for (const auto& f : r.families()) {
+    const auto& n = f.counts();
+    rows.push_back({f.family(), absl::StrCat(f.total()), absl::StrCat(n.pending()),
+                    absl::StrCat(n.leased()), absl::StrCat(n.succeeded()),
+                    absl::StrCat(n.failed()), absl::StrCat(n.cancelled()),
+                    absl::StrFormat("%.2fx", f.share_vs_uniform())});
+  }
+  std::string out = absl::StrCat("coverage of campaign ", r.campaign_id(), ": k = ", r.k(), " of ",
+                                 r.pool_size(), " families\n\n");
+  absl::StrAppend(&out, Table(rows), "\n");
+  absl::StrAppend(&out, "space visited       ", r.distinct_issued(), " of ", r.space_size(),
+                  " combinations (", absl::StrFormat("%.3f%%", 100 * r.space_fraction()), ")\n");
+  absl::StrAppend(&out, "anchoring index     ", absl::StrFormat("%.3f", r.anchoring_index()),
+                  "  (largest family share / uniform share; 1 = even)\n");
+  absl::StrAppend(&out, "family entropy      ", absl::StrFormat("%.4f", r.family_entropy()),
+                  "  (1 = even)\n");
+  absl::StrAppend(&out, "family deviation    ", r.max_family_deviation(),
+                  "  (largest minus smallest count)\n");
+  absl::StrAppend(&out, "pairs seen          ", r.pairs_seen(), " of ", r.pairs_total(), " (",
+                  Pct(r.pair_coverage()), "), counts ", r.min_pair_count(), "..",
+                  r.max_pair_count(), "; with a success: ", Pct(r.pair_coverage_succeeded()),
+                  "\n");
+  absl::StrAppend(&out, "triples seen        ", r.triples_seen(), " of ", r.triples_total(),
+                  " (", Pct(r.triple_coverage()), ")\n");
+  if (show_pairs && r.pairs_size() > 0) {
+    std::vector<std::vector<std::string>> prow = {
+        {"PAIR", "TOTAL", "PENDING", "LEASED", "SUCCEEDED", "FAILED", "CANCELLED"}};
+    for (const auto& p : r.pairs()) {
+      const auto& n = p.counts();
+      prow.push_back({absl::StrCat(p.family_a(), "+", p.family_b()), absl::StrCat(p.total()),
+                      absl::StrCat(n.pending()), absl::StrCat(n.leased()),
+                      absl::StrCat(n.succeeded()), absl::StrCat(n.failed()),
+                      absl::StrCat(n.cancelled())});
+    }
+    absl::StrAppend(&out, "\n", Table(prow));
+  }
+  return out;
+}
+
+std::string YieldText(const quartet::v1::YieldReport& r) {
+  auto row = [](const quartet::v1::YieldEntry& e) -> std::vector<std::string> {
+    std::string failures;
+    for (const auto& [cls, n] : e.failures_by_class()) {
+      absl::StrAppend(&failures, failures.empty() ? "" : " ", Strip(cls, "ERROR_CLASS_"), ":", n);
+    }
+    return {absl::StrJoin(e.families(), "+"),
+            absl::StrCat(e.succeeded()),
+            absl::StrCat(e.failed()),
+            e.succeeded() + e.failed() ? Pct(e.success_rate()) : "-",
+            e.succeeded() ? Acc(e.mean_accuracy()) : "-",
+            e.succeeded() ? Acc(e.median_accuracy()) : "-",
+            e.succeeded() ? Acc(e.max_accuracy()) : "-",
+            failures.empty() ? "-" : failures};
+  };
+  const std::vector<std::string> header = {"FAMILY",  "OK",     "FAILED", "YIELD",
+                                           "MEAN",    "MEDIAN", "MAX",    "FAILURES"};
+  std::vector<std::vector<std::string>> rows = {header};
+  for (const auto& e : r.families()) rows.push_back(row(e));
+  std::string out = absl::StrCat("yield of campaign ", r.campaign_id(), "\n\n", Table(rows));
+  absl::StrAppend(&out, "\nlow-yield families (lowest mean accuracy, >= ", r.min_samples(),
+                  " successes)\n");
+  if (r.low_yield_families().empty()) {
+    absl::StrAppend(&out, "  none with enough samples yet\n");
+  } else {
+    std::vector<std::vector<std::string>> low = {header};
+    for (const auto& e : r.low_yield_families()) low.push_back(row(e));
+    absl::StrAppend(&out, Table(low));
+  }
+  absl::StrAppend(&out, "\nbest pairs (highest mean accuracy, >= ", r.min_samples(),
+                  " successes)\n");
+  if (r.best_pairs().empty()) {
+    absl::StrAppend(&out, "  none with enough samples yet\n");
+  } else {
+    std::vector<std::vector<std::string>> best = {header};
+    best[0][0] = "PAIR";
+    for (const auto& e : r.best_pairs()) best.push_back(row(e));
+    absl::StrAppend(&out, Table(best));
+  }
+  return out;
+}
+
+std::string ResultsText(const std::vector<quartet::v1::CandidateSummary>& results) {
+  if (results.empty()) return "no results yet\n";
+  std::vector<std::vector<std::string>> rows = {
+      {"#", "CANDIDATE", "COMBINATION", "REP", "STATE", "TEST ACC", "TIME", "DEVICE / ERROR"}};
+  int i = 0;
+  for (const auto& c : results) {
+    const bool ok = c.state() == quartet::v1::CANDIDATE_STATE_SUCCEEDED;
+    rows.push_back({absl::StrCat(++i), absl::StrCat(c.candidate_id()),
+                    Combination(c.combination()), absl::StrCat(c.repeat()), StateName(c.state()),
+                    ok ? Acc(c.result().test_accuracy()) : "-",
+                    ok ? Duration(c.result().wall_seconds()) : "-",
+                    ok ? c.result().device()
+                       : absl::StrCat(Strip(quartet::v1::ErrorClass_Name(c.error_class()),
+                                            "ERROR_CLASS_"),
+                                      " ", c.error_message())});
+  }
+  return Table(rows);
+}
+
+}  // namespace quartet::cli

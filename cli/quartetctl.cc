@@ -1,0 +1,480 @@
+// quartetctl: the operator's client. Submits and watches campaigns, reads coverage, yield and
+// results. A server error prints as one line on stderr and the exit code is non-zero.
+#include <unistd.h>
+
+#include <iostream>
+#include <map>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "CLI/CLI.hpp"
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_replace.h"
+#include "absl/time/clock.h"
+#include "cli/format.h"
+#include "common/grpc_client.h"
+#include "common/grpc_status.h"
+#include "common/spec_io.h"
+#include "quartet/v1/campaign.grpc.pb.h"
+
+namespace {
+
+using quartet::common::ClientConnection;
+using quartet::common::FromGrpcStatus;
+
+constexpr absl::Duration kCallTimeout = absl::Seconds(30);
+
+// Exit codes.
+constexpr int kOk = 0;
+constexpr int kError = 1;       // server or usage error
+constexpr int kCancelled = 2;   // watch: the campaign ended CANCELLED
+
+int PrintError(const absl::Status& status) {
+  std::cerr << "quartetctl: error: " << absl::StatusCodeToString(status.code()) << ": "
+            << status.message() << "\n";
+  return kError;
+}
+
+int PrintError(const grpc::Status& status) {
+  if (status.error_code() == grpc::StatusCode::UNAVAILABLE) {
+    std::cerr << "quartetctl: error: UNAVAILABLE: cannot reach the coordinator ("
+              << status.error_message() << "); is it running, and is --coordinator right?\n";
+    return kError;
+  }
+  return PrintError(FromGrpcStatus(status));
+}
+
+std::string Lower(std::string s) {
+  absl::AsciiStrToLower(&s);
+  absl::StrReplaceAll({{"-", "_"}}, &s);
+  return s;
+}
+
+// Parses a short, case-insensitive enum name ("top-k", "TOP_K", "ROUTER_TOP_K") with a prefix.
+template <typename Enum>
+bool ParseEnum(const std::string& value, const std::string& prefix,
+               bool (*parse)(const std::string&, Enum*), Enum* out) {
+  std::string upper = value;
+  absl::AsciiStrToUpper(&upper);
+  absl::StrReplaceAll({{"-", "_"}}, &upper);
+  if (parse(upper, out)) return true;
+  return parse(prefix + upper, out);
+}
+
+struct Globals {
+  quartet::common::ClientOptions client;
+  std::string format = "text";
+};
+
+struct SubmitFlags {
+  std::string file;
+  std::string name;
+  std::vector<std::string> pool, exclude, required;
+  int k = 0;
+  std::string sampler;
+  int64_t budget = 0;
+  uint64_t seed = 0;
+  int repeats = 0, max_attempts = 0, priority = 0;
+  std::string dataset, data_dir;
+  int train_limit = 0, test_limit = 0;
+  int epochs = 0, batch_size = 0, input_size = 0, top_k = 0;
+  double lr = 0, weight_decay = 0, dropout = 0, mixup_alpha = 0, label_smoothing = 0, top_p = 0,
+         time_budget = 0;
+  std::string optimizer, router;
+  bool watch = false;
+};
+
+class Ctl {
+ public:
+  explicit Ctl(const Globals& g) : globals_(g) {}
+
+  absl::Status Connect() {
+    auto conn = ClientConnection::Create(globals_.client);
+    if (!conn.ok()) return conn.status();
+    conn_ = std::make_unique<ClientConnection>(std::move(*conn));
+    stub_ = quartet::v1::CampaignService::NewStub(conn_->channel());
+    return absl::OkStatus();
+  }
+
+  bool json() const { return globals_.format == "json"; }
+
+  int Submit(SubmitFlags& f, CLI::App& cmd) {
+    quartet::v1::CampaignConfig config;
+    if (!f.file.empty()) {
+      absl::Status s = quartet::common::ReadMessageFile(f.file, &config);
+      if (!s.ok()) return PrintError(s);
+    }
+    auto given = [&](const char* flag) { return cmd.count(flag) > 0; };
+    if (given("--name")) config.set_name(f.name);
+    if (given("--families")) {
+      config.clear_pool();
+      for (const auto& p : f.pool) config.add_pool(p);
+    }
+    if (given("--exclude")) {
+      config.clear_exclude();
+      for (const auto& p : f.exclude) config.add_exclude(p);
+    }
+    if (given("--required")) {
+      config.clear_required();
+      for (const auto& p : f.required) config.add_required(p);
+    }
+    if (given("-k")) config.set_k(f.k);
+    if (given("--sampler")) {
+      quartet::v1::SamplerKind kind;
+      if (!ParseEnum<quartet::v1::SamplerKind>(f.sampler, "SAMPLER_KIND_",
+                                               &quartet::v1::SamplerKind_Parse, &kind)) {
+        return PrintError(absl::InvalidArgumentError(absl::StrCat(
+            "--sampler: '", f.sampler,
+            "' is not one of lexicographic, uniform, stratified, pair-covering, adaptive")));
+      }
+      config.set_sampler(kind);
+    }
+    if (given("--budget")) config.set_budget(f.budget);
+    if (given("--seed")) config.set_seed(f.seed);
+    if (given("--repeats")) config.set_repeats(f.repeats);
+    if (given("--max-attempts")) config.set_max_attempts(f.max_attempts);
+    if (given("--priority")) config.set_priority(f.priority);
+    auto* data = config.mutable_data();
+    if (given("--dataset")) {
+      quartet::v1::Dataset d;
+      std::string name = f.dataset;
+      if (Lower(name) == "fashion_mnist" || Lower(name) == "fmnist") name = "FASHION_MNIST";
+      if (Lower(name) == "cifar_10") name = "CIFAR10";
+      if (!ParseEnum<quartet::v1::Dataset>(name, "DATASET_", &quartet::v1::Dataset_Parse, &d)) {
+        return PrintError(absl::InvalidArgumentError(absl::StrCat(
+            "--dataset: '", f.dataset, "' is not one of cifar10, mnist, fashion-mnist, synthetic")));
+      }
+      data->set_dataset(d);
+    }
+    if (given("--data-dir")) data->set_data_dir(f.data_dir);
+    if (given("--train-limit")) data->set_train_limit(f.train_limit);
+    if (given("--test-limit")) data->set_test_limit(f.test_limit);
+    auto* r = config.mutable_recipe();
+    if (given("--epochs")) r->set_epochs(f.epochs);
+    if (given("--batch-size")) r->set_batch_size(f.batch_size);
+    if (given("--lr")) r->set_learning_rate(f.lr);
+    if (given("--weight-decay")) r->set_weight_decay(f.weight_decay);
+    if (given("--dropout")) r->set_dropout(f.dropout);
+    if (given("--mixup-alpha")) r->set_mixup_alpha(f.mixup_alpha);
+    if (given("--label-smoothing")) r->set_label_smoothing(f.label_smoothing);
+    if (given("--input-size")) r->set_input_size(f.input_size);
+    if (given("--top-k")) r->set_top_k(f.top_k);
+    if (given("--top-p")) r->set_top_p(f.top_p);
+    if (given("--time-budget")) r->set_time_budget_seconds(f.time_budget);
+    if (given("--optimizer")) {
+      quartet::v1::Optimizer o;
+      if (!ParseEnum<quartet::v1::Optimizer>(f.optimizer, "OPTIMIZER_",
+                                             &quartet::v1::Optimizer_Parse, &o)) {
+        return PrintError(absl::InvalidArgumentError(
+            absl::StrCat("--optimizer: '", f.optimizer, "' is not one of adamw, sgd")));
+      }
+      r->set_optimizer(o);
+    }
+    if (given("--router")) {
+      quartet::v1::Router ro;
+      if (!ParseEnum<quartet::v1::Router>(f.router, "ROUTER_", &quartet::v1::Router_Parse, &ro)) {
+        return PrintError(absl::InvalidArgumentError(
+            absl::StrCat("--router: '", f.router, "' is not one of dense, top-k, top-p")));
+      }
+      r->set_router(ro);
+    }
+
+    quartet::v1::SubmitCampaignRequest req;
+    *req.mutable_config() = config;
+    quartet::v1::SubmitCampaignResponse resp;
+    grpc::ClientContext ctx;
+    conn_->Prepare(&ctx, kCallTimeout);
+    grpc::Status s = stub_->SubmitCampaign(&ctx, req, &resp);
+    if (!s.ok()) return PrintError(s);
+    if (json()) {
+      std::cout << quartet::common::MessageToJson(resp.campaign(), true) << "\n";
+    } else {
+      std::cout << "submitted campaign " << resp.campaign().id() << "\n"
+                << quartet::cli::CampaignDetails(resp.campaign());
+    }
+    if (f.watch) return Watch(resp.campaign().id(), 1000);
+    return kOk;
+  }
+
+  int List(const std::string& state, int limit) {
+    quartet::v1::ListCampaignsRequest req;
+    if (!state.empty()) {
+      quartet::v1::CampaignState st;
+      if (!ParseEnum<quartet::v1::CampaignState>(state, "CAMPAIGN_STATE_",
+                                                 &quartet::v1::CampaignState_Parse, &st)) {
+        return PrintError(absl::InvalidArgumentError(absl::StrCat(
+            "--state: '", state, "' is not one of running, paused, cancelled, done")));
+      }
+      req.add_states(st);
+    }
+    req.set_limit(limit);
+    quartet::v1::ListCampaignsResponse resp;
+    grpc::ClientContext ctx;
+    conn_->Prepare(&ctx, kCallTimeout);
+    grpc::Status s = stub_->ListCampaigns(&ctx, req, &resp);
+    if (!s.ok()) return PrintError(s);
+    if (json()) {
+      std::cout << quartet::common::MessageToJson(resp, true) << "\n";
+    } else {
+      std::cout << quartet::cli::CampaignList({resp.campaigns().begin(), resp.campaigns().end()});
+    }
+    return kOk;
+  }
+
+  int Show(int64_t id) {
+    quartet::v1::GetCampaignRequest req;
+    req.set_campaign_id(id);
+    quartet::v1::GetCampaignResponse resp;
+    grpc::ClientContext ctx;
+    conn_->Prepare(&ctx, kCallTimeout);
+    grpc::Status s = stub_->GetCampaign(&ctx, req, &resp);
+    if (!s.ok()) return PrintError(s);
+    std::cout << (json() ? quartet::common::MessageToJson(resp.campaign(), true) + "\n"
+                         : quartet::cli::CampaignDetails(resp.campaign()));
+    return kOk;
+  }
+
+  int Cancel(int64_t id) {
+    quartet::v1::CancelCampaignRequest req;
+    req.set_campaign_id(id);
+    quartet::v1::CancelCampaignResponse resp;
+    grpc::ClientContext ctx;
+    conn_->Prepare(&ctx, kCallTimeout);
+    grpc::Status s = stub_->CancelCampaign(&ctx, req, &resp);
+    if (!s.ok()) return PrintError(s);
+    if (json()) {
+      std::cout << quartet::common::MessageToJson(resp.campaign(), true) << "\n";
+    } else {
+      std::cout << "cancelled campaign " << id << ": " << resp.campaign().counts().cancelled()
+                << " candidates cancelled, " << resp.campaign().counts().leased()
+                << " running ones told to stop\n";
+    }
+    return kOk;
+  }
+
+  // Streams progress until the campaign is final; reconnects after a coordinator restart.
+  int Watch(int64_t id, int interval_ms) {
+    const bool tty = isatty(STDOUT_FILENO);
+    int failures = 0;
+    quartet::v1::Campaign last;
+    bool have_last = false;
+    while (true) {
+      quartet::v1::WatchCampaignRequest req;
+      req.set_campaign_id(id);
+      req.set_interval_ms(interval_ms);
+      grpc::ClientContext ctx;
+      conn_->Prepare(&ctx);
+      auto reader = stub_->WatchCampaign(&ctx, req);
+      quartet::v1::WatchCampaignResponse update;
+      while (reader->Read(&update)) {
+        failures = 0;
+        last = update.campaign();
+        have_last = true;
+        if (json()) {
+          std::cout << quartet::common::MessageToJson(last) << "\n" << std::flush;
+        } else if (tty) {
+          std::cout << "\r\033[K" << quartet::cli::ProgressLine(last) << std::flush;
+        } else {
+          std::cout << quartet::cli::ProgressLine(last) << "\n" << std::flush;
+        }
+      }
+      grpc::Status s = reader->Finish();
+      const bool final = have_last && (last.state() == quartet::v1::CAMPAIGN_STATE_DONE ||
+                                       last.state() == quartet::v1::CAMPAIGN_STATE_CANCELLED);
+      if (final) {
+        if (tty && !json()) std::cout << "\n";
+        if (!json()) {
+          std::cout << "campaign " << id << " " << quartet::cli::StateName(last.state()) << ": "
+                    << last.counts().succeeded() << " succeeded, " << last.counts().failed()
+                    << " failed, " << last.counts().cancelled() << " cancelled";
+          if (last.counts().succeeded() > 0) {
+            std::cout << "; best " << absl::StrFormat("%.4f", last.best_accuracy()) << " "
+                      << quartet::cli::Combination(last.best_combination());
+          }
+          std::cout << "\n";
+        }
+        return last.state() == quartet::v1::CAMPAIGN_STATE_DONE ? kOk : kCancelled;
+      }
+      if (s.ok() || s.error_code() != grpc::StatusCode::UNAVAILABLE || ++failures > 30) {
+        if (tty) std::cout << "\n";
+        return s.ok() ? kOk : PrintError(s);
+      }
+      // The coordinator restarted or the network blinked: try again shortly (bounded).
+      std::this_thread::sleep_for(std::chrono::seconds(2));
+    }
+  }
+
+  int Coverage(int64_t id, bool pairs) {
+    quartet::v1::GetCoverageReportRequest req;
+    req.set_campaign_id(id);
+    req.set_include_all_pairs(pairs);
+    quartet::v1::GetCoverageReportResponse resp;
+    grpc::ClientContext ctx;
+    conn_->Prepare(&ctx, kCallTimeout);
+    grpc::Status s = stub_->GetCoverageReport(&ctx, req, &resp);
+    if (!s.ok()) return PrintError(s);
+    std::cout << (json() ? quartet::common::MessageToJson(resp.report(), true) + "\n"
+                         : quartet::cli::CoverageText(resp.report(), pairs));
+    return kOk;
+  }
+
+  int Yield(int64_t id, int min_samples, int top) {
+    quartet::v1::GetYieldReportRequest req;
+    req.set_campaign_id(id);
+    req.set_min_samples(min_samples);
+    req.set_top(top);
+    quartet::v1::GetYieldReportResponse resp;
+    grpc::ClientContext ctx;
+    conn_->Prepare(&ctx, kCallTimeout);
+    grpc::Status s = stub_->GetYieldReport(&ctx, req, &resp);
+    if (!s.ok()) return PrintError(s);
+    std::cout << (json() ? quartet::common::MessageToJson(resp.report(), true) + "\n"
+                         : quartet::cli::YieldText(resp.report()));
+    return kOk;
+  }
+
+  int Top(int64_t id, int n, bool all_states) {
+    quartet::v1::ListResultsRequest req;
+    req.set_campaign_id(id);
+    req.set_limit(n);
+    if (all_states) {
+      for (auto st : {quartet::v1::CANDIDATE_STATE_SUCCEEDED, quartet::v1::CANDIDATE_STATE_FAILED}) {
+        req.add_states(st);
+      }
+    }
+    quartet::v1::ListResultsResponse resp;
+    grpc::ClientContext ctx;
+    conn_->Prepare(&ctx, kCallTimeout);
+    grpc::Status s = stub_->ListResults(&ctx, req, &resp);
+    if (!s.ok()) return PrintError(s);
+    if (json()) {
+      std::cout << quartet::common::MessageToJson(resp, true) << "\n";
+    } else {
+      std::cout << quartet::cli::ResultsText({resp.candidates().begin(), resp.candidates().end()});
+    }
+    return kOk;
+  }
+
+ private:
+  Globals globals_;
+  std::unique_ptr<ClientConnection> conn_;
+  std::unique_ptr<quartet::v1::CampaignService::Stub> stub_;
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"quartetctl: submit and watch Quartet campaigns, read coverage, yield and results"};
+  app.require_subcommand(1);
+  Globals g;
+  app.add_option("--coordinator", g.client.address, "Coordinator address (host:port)")
+      ->envname("QUARTET_COORDINATOR")
+      ->capture_default_str();
+  app.add_option("--token-file", g.client.token_file,
+                 "File holding the bearer token (default: $QUARTET_TOKEN)");
+  app.add_option("--tls-ca", g.client.tls_ca_file, "PEM root certificates: connect with TLS");
+  app.add_option("--format", g.format, "Output format")
+      ->check(CLI::IsMember({"text", "json"}))
+      ->capture_default_str();
+
+  // campaign ...
+  CLI::App* campaign = app.add_subcommand("campaign", "Submit, list, show, cancel, watch");
+  campaign->require_subcommand(1);
+  SubmitFlags sf;
+  CLI::App* submit = campaign->add_subcommand("submit", "Submit a campaign (flags or a file)");
+  submit->add_option("-f,--file", sf.file, "YAML or JSON CampaignConfig; flags override it");
+  submit->add_option("--name", sf.name, "Campaign name");
+  submit->add_option("--families", sf.pool, "Family pool (default: the 29 canonical families)")
+      ->delimiter(',');
+  submit->add_option("--exclude", sf.exclude, "Families removed from the pool")->delimiter(',');
+  submit->add_option("--required", sf.required, "Families every candidate contains")
+      ->delimiter(',');
+  submit->add_option("-k", sf.k, "Experts per candidate (default 4)");
+  submit->add_option("--sampler", sf.sampler,
+                     "lexicographic, uniform, stratified (default), pair-covering, adaptive");
+  submit->add_option("--budget", sf.budget, "Candidates to train");
+  submit->add_option("--seed", sf.seed, "Sampler and training seed");
+  submit->add_option("--repeats", sf.repeats, "Candidates per combination (default 1)");
+  submit->add_option("--max-attempts", sf.max_attempts, "Leases per candidate (default 3)");
+  submit->add_option("--priority", sf.priority, "Higher is leased first (default 0)");
+  submit->add_option("--dataset", sf.dataset, "cifar10, mnist, fashion-mnist or synthetic");
+  submit->add_option("--data-dir", sf.data_dir, "Dataset directory on the workers");
+  submit->add_option("--train-limit", sf.train_limit, "Use only the first N training samples");
+  submit->add_option("--test-limit", sf.test_limit, "Use only the first N test samples");
+  submit->add_option("--epochs", sf.epochs, "Training epochs (default 1)");
+  submit->add_option("--batch-size", sf.batch_size, "Batch size (default 32)");
+  submit->add_option("--lr", sf.lr, "Learning rate (default 1e-3)");
+  submit->add_option("--weight-decay", sf.weight_decay, "Weight decay (default 5e-4)");
+  submit->add_option("--dropout", sf.dropout, "Expert dropout (default 0.2)");
+  submit->add_option("--mixup-alpha", sf.mixup_alpha, "Mixup alpha, 0 = off (default 0.2)");
+  submit->add_option("--label-smoothing", sf.label_smoothing, "Label smoothing (default 0.1)");
+  submit->add_option("--input-size", sf.input_size, "Input side in px (default: automatic)");
+  submit->add_option("--optimizer", sf.optimizer, "adamw (default) or sgd");
+  submit->add_option("--router", sf.router, "dense (default), top-k or top-p");
+  submit->add_option("--top-k", sf.top_k, "Experts per sample for top-k (default 2)");
+  submit->add_option("--top-p", sf.top_p, "Probability mass for top-p (default 0.5)");
+  submit->add_option("--time-budget", sf.time_budget, "Seconds per candidate attempt (0 = none)");
+  submit->add_flag("--watch", sf.watch, "Watch the campaign after submitting");
+
+  std::string list_state;
+  int list_limit = 0;
+  CLI::App* list = campaign->add_subcommand("list", "List campaigns, newest first");
+  list->add_option("--state", list_state, "Only campaigns in this state");
+  list->add_option("--limit", list_limit, "At most this many (default 100)");
+
+  int64_t id = 0;
+  CLI::App* show = campaign->add_subcommand("show", "Show one campaign");
+  show->add_option("id", id, "Campaign id")->required();
+  CLI::App* cancel = campaign->add_subcommand("cancel", "Cancel a campaign");
+  cancel->add_option("id", id, "Campaign id")->required();
+  int interval_ms = 1000;
+  CLI::App* watch = campaign->add_subcommand(
+      "watch", "Live progress until the campaign ends (exit 0 done, 2 cancelled)");
+  watch->add_option("id", id, "Campaign id")->required();
+  watch->add_option("--interval-ms", interval_ms, "Update interval")->capture_default_str();
+
+  // report ...
+  CLI::App* report = app.add_subcommand("report", "Coverage and yield reports");
+  report->require_subcommand(1);
+  bool pairs = false;
+  CLI::App* coverage = report->add_subcommand("coverage", "Coverage per family and pair");
+  coverage->add_option("id", id, "Campaign id")->required();
+  coverage->add_flag("--pairs", pairs, "Also list every pair");
+  int min_samples = 0, top = 0;
+  CLI::App* yield = report->add_subcommand("yield", "Yield per family and pair");
+  yield->add_option("id", id, "Campaign id")->required();
+  yield->add_option("--min-samples", min_samples, "Successes needed to rank (default 3)");
+  yield->add_option("--top", top, "Length of the ranked lists (default 5)");
+
+  // results ...
+  CLI::App* results = app.add_subcommand("results", "Candidate results");
+  results->require_subcommand(1);
+  int n = 10;
+  bool all_states = false;
+  CLI::App* results_top = results->add_subcommand("top", "Best candidates by test accuracy");
+  results_top->add_option("id", id, "Campaign id")->required();
+  results_top->add_option("-n", n, "How many")->capture_default_str();
+  results_top->add_flag("--with-failures", all_states, "Include failed candidates");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+
+  Ctl ctl(g);
+  if (absl::Status s = ctl.Connect(); !s.ok()) return PrintError(s);
+  if (submit->parsed()) return ctl.Submit(sf, *submit);
+  if (list->parsed()) return ctl.List(list_state, list_limit);
+  if (show->parsed()) return ctl.Show(id);
+  if (cancel->parsed()) return ctl.Cancel(id);
+  if (watch->parsed()) return ctl.Watch(id, interval_ms);
+  if (coverage->parsed()) return ctl.Coverage(id, pairs);
+  if (yield->parsed()) return ctl.Yield(id, min_samples, top);
+  if (results_top->parsed()) return ctl.Top(id, n, all_states);
+  return kError;
+}

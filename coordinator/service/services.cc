@@ -1,0 +1,185 @@
+#include "coordinator/service/services.h"
+
+#include "absl/time/clock.h"
+#include "common/grpc_status.h"
+
+namespace quartet::coordinator {
+namespace {
+
+using common::ToGrpcStatus;
+
+#define QUARTET_CHECK_AUTH(context)                   \
+  do {                                                \
+    grpc::Status auth_status = auth_->Check(*context); \
+    if (!auth_status.ok()) return auth_status;        \
+  } while (0)
+
+// Copies a StatusOr's value into `out` or returns its status.
+template <typename T, typename F>
+grpc::Status Respond(absl::StatusOr<T> result, F&& fill) {
+  if (!result.ok()) return ToGrpcStatus(result.status());
+  fill(std::move(*result));
+  return grpc::Status::OK;
+}
+
+}  // namespace
+
+// ---- CampaignService ---------------------------------------------------------------------------
+
+grpc::Status CampaignServiceImpl::SubmitCampaign(grpc::ServerContext* context,
+                                                 const quartet::v1::SubmitCampaignRequest* request,
+                                                 quartet::v1::SubmitCampaignResponse* response) {
+  QUARTET_CHECK_AUTH(context);
+  return Respond(core_->SubmitCampaign(request->config()),
+                 [&](quartet::v1::Campaign c) { *response->mutable_campaign() = std::move(c); });
+}
+
+grpc::Status CampaignServiceImpl::GetCampaign(grpc::ServerContext* context,
+                                              const quartet::v1::GetCampaignRequest* request,
+                                              quartet::v1::GetCampaignResponse* response) {
+  QUARTET_CHECK_AUTH(context);
+  return Respond(core_->GetCampaign(request->campaign_id()),
+                 [&](quartet::v1::Campaign c) { *response->mutable_campaign() = std::move(c); });
+}
+
+grpc::Status CampaignServiceImpl::ListCampaigns(grpc::ServerContext* context,
+                                                const quartet::v1::ListCampaignsRequest* request,
+                                                quartet::v1::ListCampaignsResponse* response) {
+  QUARTET_CHECK_AUTH(context);
+  std::vector<quartet::v1::CampaignState> states;
+  for (int s : request->states()) states.push_back(static_cast<quartet::v1::CampaignState>(s));
+  return Respond(core_->ListCampaigns(states, request->limit()),
+                 [&](std::vector<quartet::v1::Campaign> all) {
+                   for (auto& c : all) *response->add_campaigns() = std::move(c);
+                 });
+}
+
+grpc::Status CampaignServiceImpl::CancelCampaign(grpc::ServerContext* context,
+                                                 const quartet::v1::CancelCampaignRequest* request,
+                                                 quartet::v1::CancelCampaignResponse* response) {
+  QUARTET_CHECK_AUTH(context);
+  return Respond(core_->CancelCampaign(request->campaign_id()),
+                 [&](quartet::v1::Campaign c) { *response->mutable_campaign() = std::move(c); });
+}
+
+grpc::Status CampaignServiceImpl::WatchCampaign(
+    grpc::ServerContext* context, const quartet::v1::WatchCampaignRequest* request,
+    grpc::ServerWriter<quartet::v1::WatchCampaignResponse>* writer) {
+  QUARTET_CHECK_AUTH(context);
+  if (request->interval_ms() < 0) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "interval_ms: must be >= 0");
+  }
+  const absl::Duration interval =
+      absl::Milliseconds(request->interval_ms() == 0 ? 1000 : std::max(request->interval_ms(), 50));
+  // Unchanged snapshots are still sent every keepalive, so a client can tell a stalled campaign
+  // from a dead connection.
+  const absl::Duration keepalive = absl::Seconds(10);
+  int64_t last_updated = -1;
+  absl::Time last_sent = absl::InfinitePast();
+  while (!context->IsCancelled() && !shutting_down_) {
+    auto campaign = core_->GetCampaign(request->campaign_id());
+    if (!campaign.ok()) return ToGrpcStatus(campaign.status());
+    const bool final = campaign->state() == quartet::v1::CAMPAIGN_STATE_CANCELLED ||
+                       campaign->state() == quartet::v1::CAMPAIGN_STATE_DONE;
+    const absl::Time now = absl::Now();
+    if (campaign->updated_unix_ms() != last_updated || now - last_sent >= keepalive || final) {
+      quartet::v1::WatchCampaignResponse update;
+      last_updated = campaign->updated_unix_ms();
+      *update.mutable_campaign() = std::move(*campaign);
+      if (!writer->Write(update)) return grpc::Status(grpc::StatusCode::CANCELLED, "client gone");
+      last_sent = now;
+    }
+    if (final) return grpc::Status::OK;
+    // Sleep in short slices so cancellation and shutdown are noticed quickly.
+    for (absl::Duration slept; slept < interval && !context->IsCancelled() && !shutting_down_;
+         slept += absl::Milliseconds(50)) {
+      absl::SleepFor(std::min(absl::Milliseconds(50), interval - slept));
+    }
+  }
+  return grpc::Status(grpc::StatusCode::UNAVAILABLE, "coordinator shutting down or watch cancelled");
+}
+
+grpc::Status CampaignServiceImpl::GetCoverageReport(
+    grpc::ServerContext* context, const quartet::v1::GetCoverageReportRequest* request,
+    quartet::v1::GetCoverageReportResponse* response) {
+  QUARTET_CHECK_AUTH(context);
+  return Respond(core_->GetCoverageReport(request->campaign_id(), request->include_all_pairs()),
+                 [&](quartet::v1::CoverageReport r) { *response->mutable_report() = std::move(r); });
+}
+
+grpc::Status CampaignServiceImpl::GetYieldReport(grpc::ServerContext* context,
+                                                 const quartet::v1::GetYieldReportRequest* request,
+                                                 quartet::v1::GetYieldReportResponse* response) {
+  QUARTET_CHECK_AUTH(context);
+  return Respond(
+      core_->GetYieldReport(request->campaign_id(), request->min_samples(), request->top()),
+      [&](quartet::v1::YieldReport r) { *response->mutable_report() = std::move(r); });
+}
+
+grpc::Status CampaignServiceImpl::ListResults(grpc::ServerContext* context,
+                                              const quartet::v1::ListResultsRequest* request,
+                                              quartet::v1::ListResultsResponse* response) {
+  QUARTET_CHECK_AUTH(context);
+  return Respond(core_->ListResults(*request),
+                 [&](std::vector<quartet::v1::CandidateSummary> all) {
+                   for (auto& c : all) *response->add_candidates() = std::move(c);
+                 });
+}
+
+// ---- WorkerService -----------------------------------------------------------------------------
+
+grpc::Status WorkerServiceImpl::RegisterWorker(grpc::ServerContext* context,
+                                               const quartet::v1::RegisterWorkerRequest* request,
+                                               quartet::v1::RegisterWorkerResponse* response) {
+  QUARTET_CHECK_AUTH(context);
+  return Respond(core_->RegisterWorker(*request),
+                 [&](quartet::v1::RegisterWorkerResponse r) { *response = std::move(r); });
+}
+
+grpc::Status WorkerServiceImpl::LeaseCandidate(grpc::ServerContext* context,
+                                               const quartet::v1::LeaseCandidateRequest* request,
+                                               quartet::v1::LeaseCandidateResponse* response) {
+  QUARTET_CHECK_AUTH(context);
+  return Respond(core_->LeaseCandidate(request->worker_id()),
+                 [&](quartet::v1::LeaseCandidateResponse r) { *response = std::move(r); });
+}
+
+grpc::Status WorkerServiceImpl::Heartbeat(grpc::ServerContext* context,
+                                          const quartet::v1::HeartbeatRequest* request,
+                                          quartet::v1::HeartbeatResponse* response) {
+  QUARTET_CHECK_AUTH(context);
+  return Respond(core_->Heartbeat(*request),
+                 [&](quartet::v1::HeartbeatResponse r) { *response = std::move(r); });
+}
+
+grpc::Status WorkerServiceImpl::StreamMetrics(grpc::ServerContext* context,
+                                              grpc::ServerReader<quartet::v1::MetricBatch>* reader,
+                                              quartet::v1::StreamMetricsResponse* response) {
+  QUARTET_CHECK_AUTH(context);
+  quartet::v1::MetricBatch batch;
+  int64_t accepted = 0;
+  while (reader->Read(&batch)) {
+    auto added = core_->AppendMetrics(batch);
+    if (!added.ok()) return ToGrpcStatus(added.status());
+    accepted += *added;
+  }
+  response->set_accepted(accepted);
+  return grpc::Status::OK;
+}
+
+grpc::Status WorkerServiceImpl::CompleteCandidate(
+    grpc::ServerContext* context, const quartet::v1::CompleteCandidateRequest* request,
+    quartet::v1::CompleteCandidateResponse* /*response*/) {
+  QUARTET_CHECK_AUTH(context);
+  return ToGrpcStatus(core_->CompleteCandidate(*request));
+}
+
+grpc::Status WorkerServiceImpl::FailCandidate(grpc::ServerContext* context,
+                                              const quartet::v1::FailCandidateRequest* request,
+                                              quartet::v1::FailCandidateResponse* response) {
+  QUARTET_CHECK_AUTH(context);
+  return Respond(core_->FailCandidate(*request),
+                 [&](quartet::v1::FailCandidateResponse r) { *response = std::move(r); });
+}
+
+}  // namespace quartet::coordinator
