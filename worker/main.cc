@@ -1,0 +1,98 @@
+// quartet-worker: one per GPU (or one CPU worker). Pulls candidates from the coordinator, trains
+// them with LibTorch and streams metrics back. SIGTERM/SIGINT: the running candidate stops at its
+// next step and is handed back for another worker; exit status 0.
+#include <signal.h>
+#include <unistd.h>
+
+#include <iostream>
+#include <thread>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "common/clock.h"
+#include "common/grpc_client.h"
+#include "common/logging.h"
+#include "spdlog/spdlog.h"
+#include "worker/daemon/coordinator_client.h"
+#include "worker/daemon/daemon.h"
+#include "worker/train/torch_trainer.h"
+
+ABSL_FLAG(std::string, coordinator, "127.0.0.1:50051", "Coordinator address (host:port).");
+ABSL_FLAG(std::string, device, "cpu", "Training device: cpu, cuda or cuda:N.");
+ABSL_FLAG(std::string, data_root, "/var/lib/quartet/data",
+          "Directory with cifar-10/, mnist/, fashion-mnist/ for specs that name no data_dir.");
+ABSL_FLAG(std::string, worker_id, "", "Stable worker id to re-attach as (default: assigned).");
+ABSL_FLAG(std::string, token_file, "", "Bearer token file (default: $QUARTET_TOKEN).");
+ABSL_FLAG(std::string, tls_ca, "", "PEM root certificates: connect with TLS.");
+ABSL_FLAG(int, threads, 0, "CPU threads for LibTorch (0 = its default).");
+ABSL_FLAG(int, max_candidates, 0, "Exit after this many candidates (0 = run until stopped).");
+ABSL_FLAG(absl::Duration, heartbeat_interval, absl::ZeroDuration(),
+          "Override the coordinator's suggested heartbeat interval.");
+ABSL_FLAG(std::string, log_level, "info", "trace, debug, info, warn, error or off.");
+ABSL_FLAG(std::string, log_file, "", "Append logs to this file instead of stderr.");
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(
+      "quartet-worker --coordinator=HOST:PORT --device=cuda:0\n"
+      "Pulls Quartet candidates, trains them, reports results.");
+  absl::ParseCommandLine(argc, argv);
+  if (auto s = quartet::common::InitLogging("worker", absl::GetFlag(FLAGS_log_level),
+                                            absl::GetFlag(FLAGS_log_file));
+      !s.ok()) {
+    std::cerr << "quartet-worker: " << s.message() << "\n";
+    return 1;
+  }
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  quartet::worker::train::TorchTrainer::Options topts;
+  topts.device = absl::GetFlag(FLAGS_device);
+  topts.data_root = absl::GetFlag(FLAGS_data_root);
+  topts.threads = absl::GetFlag(FLAGS_threads);
+  auto trainer = quartet::worker::train::TorchTrainer::Create(topts);
+  if (!trainer.ok()) {
+    std::cerr << "quartet-worker: " << trainer.status().message() << "\n";
+    return 1;
+  }
+  quartet::common::ClientOptions copts;
+  copts.address = absl::GetFlag(FLAGS_coordinator);
+  copts.token_file = absl::GetFlag(FLAGS_token_file);
+  copts.tls_ca_file = absl::GetFlag(FLAGS_tls_ca);
+  auto conn = quartet::common::ClientConnection::Create(copts);
+  if (!conn.ok()) {
+    std::cerr << "quartet-worker: " << conn.status().message() << "\n";
+    return 1;
+  }
+  quartet::worker::daemon::GrpcCoordinatorClient client(*conn);
+
+  char host[256] = {0};
+  gethostname(host, sizeof(host) - 1);
+  quartet::worker::daemon::WorkerDaemon::Options dopts;
+  dopts.worker_id = absl::GetFlag(FLAGS_worker_id);
+  dopts.host = host;
+  dopts.version = QUARTET_VERSION;
+  dopts.heartbeat_interval = absl::GetFlag(FLAGS_heartbeat_interval);
+  dopts.max_candidates = absl::GetFlag(FLAGS_max_candidates);
+  quartet::worker::daemon::WorkerDaemon daemon(dopts, &client, trainer->get(),
+                                               quartet::common::Clock::Real());
+
+  std::thread signal_thread([&] {
+    int sig = 0;
+    sigwait(&signals, &sig);
+    spdlog::info("signal {}: stopping at the next step", sig);
+    daemon.Stop();
+  });
+  signal_thread.detach();  // it ends with the process
+
+  absl::Status s = daemon.Run();
+  if (!s.ok()) {
+    spdlog::error("{}", s.ToString());
+    std::cerr << "quartet-worker: " << s.message() << "\n";
+    return 1;
+  }
+  return 0;
+}

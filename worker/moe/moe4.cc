@@ -1,0 +1,237 @@
+#include "worker/moe/moe4.h"
+
+#include <cmath>
+
+#include "absl/strings/str_cat.h"
+#include "common/catalog.h"
+#include "worker/models/registry.h"
+
+namespace quartet::worker::moe {
+
+namespace F = torch::nn::functional;
+
+// ---- Gate ----------------------------------------------------------------------------------
+
+GateImpl::GateImpl(int64_t in_channels, int64_t num_experts, double noise_std,
+                   double initial_temperature)
+    : noise_std_(noise_std) {
+  conv1 = register_module(
+      "conv1", torch::nn::Conv2d(torch::nn::Conv2dOptions(in_channels, 64, 3).stride(2).padding(1)));
+  bn1 = register_module("bn1", torch::nn::BatchNorm2d(64));
+  conv2 = register_module(
+      "conv2", torch::nn::Conv2d(torch::nn::Conv2dOptions(64, 128, 3).stride(2).padding(1)));
+  bn2 = register_module("bn2", torch::nn::BatchNorm2d(128));
+  fc1 = register_module("fc1", torch::nn::Linear(128, 64));
+  dropout = register_module("dropout", torch::nn::Dropout(0.1));
+  fc2 = register_module("fc2", torch::nn::Linear(64, num_experts));
+  temperature = register_parameter("temperature", torch::full({}, initial_temperature));
+}
+
+torch::Tensor GateImpl::Temperature() const {
+  return temperature.clamp(kMinTemperature, kMaxTemperature);
+}
+
+void GateImpl::ClampTemperature() {
+  torch::NoGradGuard no_grad;
+  temperature.clamp_(kMinTemperature, kMaxTemperature);
+}
+
+torch::Tensor GateImpl::forward(torch::Tensor x) {
+  x = torch::relu(bn1(conv1(x)));
+  x = torch::relu(bn2(conv2(x)));
+  x = F::adaptive_avg_pool2d(x, F::AdaptiveAvgPool2dFuncOptions({1, 1})).flatten(1);
+  torch::Tensor z = fc2(dropout(torch::relu(fc1(x))));
+  z = z / Temperature().to(z.dtype());
+  if (is_training() && noise_std_ > 0) z = z + torch::randn_like(z) * noise_std_;
+  return z;
+}
+
+// ---- Routing statistics --------------------------------------------------------------------------
+
+void RoutingStats::Add(const MoEOutput& out) {
+  torch::NoGradGuard no_grad;
+  torch::Tensor p = out.probs.detach().to(torch::kCPU, torch::kDouble);
+  torch::Tensor a = out.active.to(torch::kCPU, torch::kDouble);
+  const int64_t e = p.size(1);
+  if (prob_sum.empty()) {
+    prob_sum.assign(e, 0.0);
+    assign_sum.assign(e, 0.0);
+  }
+  torch::Tensor ps = p.sum(0), as = a.sum(0);
+  for (int64_t i = 0; i < e; ++i) {
+    prob_sum[i] += ps[i].item<double>();
+    assign_sum[i] += as[i].item<double>();
+  }
+  entropy_sum += (-(p * (p + 1e-12).log()).sum(1)).sum().item<double>();
+  active_sum += a.sum().item<double>();
+  samples += p.size(0);
+}
+
+std::vector<double> RoutingStats::Load(bool dense) const {
+  const std::vector<double>& v = dense ? prob_sum : assign_sum;
+  double total = 0;
+  for (double x : v) total += x;
+  std::vector<double> out(v.size(), 0.0);
+  for (size_t i = 0; i < v.size() && total > 0; ++i) out[i] = v[i] / total;
+  return out;
+}
+
+double RoutingStats::LoadCv(bool dense) const {
+  std::vector<double> load = Load(dense);
+  if (load.empty()) return 0;
+  double mean = 0, var = 0;
+  for (double x : load) mean += x;
+  mean /= load.size();
+  for (double x : load) var += (x - mean) * (x - mean);
+  var /= load.size();
+  return mean > 0 ? std::sqrt(var) / mean : 0;
+}
+
+double RoutingStats::NormalizedEntropy() const {
+  if (samples == 0 || prob_sum.size() < 2) return 0;
+  return entropy_sum / samples / std::log(static_cast<double>(prob_sum.size()));
+}
+
+double RoutingStats::MeanActive() const { return samples ? active_sum / samples : 0; }
+
+// ---- MoE4 --------------------------------------------------------------------------------------
+
+torch::Tensor CvSquared(const torch::Tensor& v) {
+  if (v.numel() < 2) return torch::zeros({}, v.options());
+  const torch::Tensor mean = v.mean();
+  return v.var(/*unbiased=*/false) / (mean * mean + 1e-10);
+}
+
+MoE4Impl::MoE4Impl(const MoE4Options& options, std::vector<models::ClassifierPtr> experts)
+    : options_(options), experts_(std::move(experts)) {
+  for (size_t i = 0; i < experts_.size(); ++i) {
+    register_module(absl::StrCat("expert", i), experts_[i]);
+    bool replicate = false;
+    if (options.in_channels == 1 && i < options.experts.size()) {
+      auto m = common::FamilyCatalog::Get().Resolve(options.experts[i]);
+      replicate = m.ok() && !m->variant->supports_one_channel;
+    }
+    replicate_.push_back(replicate);
+  }
+  gate_ = register_module("gate", Gate(options.in_channels, static_cast<int64_t>(experts_.size())));
+}
+
+absl::StatusOr<std::shared_ptr<MoE4Impl>> MoE4Impl::Build(const MoE4Options& options) {
+  if (options.experts.size() < 2 || options.experts.size() > 8) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("experts: a MoE needs 2 to 8 experts, got ", options.experts.size()));
+  }
+  const int64_t e = static_cast<int64_t>(options.experts.size());
+  if (options.router.kind == common::RouterKind::kTopK &&
+      (options.router.top_k < 1 || options.router.top_k > e)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("recipe.top_k: must be in [1, ", e, "], got ", options.router.top_k));
+  }
+  if (options.router.kind == common::RouterKind::kTopP &&
+      (!(options.router.top_p > 0) || options.router.top_p > 1 || options.router.max_active < 0)) {
+    return absl::InvalidArgumentError("recipe.top_p: must be in (0, 1]");
+  }
+  std::vector<models::ClassifierPtr> experts;
+  for (size_t i = 0; i < options.experts.size(); ++i) {
+    models::ModelOptions mo;
+    auto resolved = common::FamilyCatalog::Get().Resolve(options.experts[i]);
+    if (!resolved.ok()) return resolved.status();
+    mo.in_channels =
+        options.in_channels == 1 && !resolved->variant->supports_one_channel ? 3 : options.in_channels;
+    mo.num_classes = options.num_classes;
+    mo.input_size = options.input_size;
+    mo.dropout = options.dropout;
+    // Distinct, reproducible seeds per expert position.
+    mo.seed = options.seed * 1000003ULL + 7919ULL * (i + 1);
+    auto model = models::BuildModel(options.experts[i], mo);
+    if (!model.ok()) return model.status();
+    experts.push_back(std::move(*model));
+  }
+  try {
+    torch::manual_seed(options.seed);
+    return std::make_shared<MoE4Impl>(options, std::move(experts));
+  } catch (const c10::Error& err) {
+    return absl::InternalError(absl::StrCat("building the gate: ", err.what_without_backtrace()));
+  }
+}
+
+std::vector<torch::Tensor> MoE4Impl::ExpertParameters() const {
+  std::vector<torch::Tensor> out;
+  for (const auto& expert : experts_) {
+    for (const auto& p : expert->parameters()) out.push_back(p);
+  }
+  return out;
+}
+
+torch::Tensor MoE4Impl::RunExpert(size_t e, const torch::Tensor& x) {
+  const torch::Tensor in = replicate_[e] && x.size(1) == 1 ? x.expand({-1, 3, -1, -1}) : x;
+  return experts_[e]->forward(in);
+}
+
+torch::Tensor MoE4Impl::MixSparse(const torch::Tensor& x, const torch::Tensor& active,
+                                  const torch::Tensor& weights) {
+  torch::Tensor y;
+  for (size_t e = 0; e < experts_.size(); ++e) {
+    torch::Tensor rows = active.select(1, static_cast<int64_t>(e)).nonzero().squeeze(1);
+    const int64_t n = rows.size(0);
+    if (n == 0) continue;
+    torch::Tensor sub = x.index_select(0, rows);
+    torch::Tensor out;
+    if (n == 1 && is_training()) {
+      // BatchNorm cannot train on one sample: run it twice and keep one output.
+      out = RunExpert(e, torch::cat({sub, sub})).narrow(0, 0, 1);
+    } else {
+      out = RunExpert(e, sub);
+    }
+    torch::Tensor w = weights.index_select(0, rows).select(1, static_cast<int64_t>(e)).unsqueeze(1);
+    if (!y.defined()) y = torch::zeros({x.size(0), out.size(1)}, out.options());
+    y = y.index_add(0, rows, out * w.to(out.dtype()));
+  }
+  return y;
+}
+
+MoEOutput MoE4Impl::Forward(const torch::Tensor& x) {
+  MoEOutput out;
+  const torch::Tensor logits = gate_->forward(x);
+  torch::Tensor p = torch::softmax(logits.to(torch::kFloat32), 1);
+  out.probs = p;
+  const int64_t e = num_experts();
+  switch (options_.router.kind) {
+    case common::RouterKind::kDense: {
+      std::vector<torch::Tensor> outs;
+      outs.reserve(experts_.size());
+      for (size_t i = 0; i < experts_.size(); ++i) outs.push_back(RunExpert(i, x));
+      torch::Tensor stacked = torch::stack(outs, 1);  // (B, E, C)
+      out.logits = (p.unsqueeze(2).to(stacked.dtype()) * stacked).sum(1);
+      out.active = torch::ones_like(p, torch::kBool);
+      out.balance_loss = CvSquared(p.sum(0));
+      return out;
+    }
+    case common::RouterKind::kTopK: {
+      torch::Tensor idx = std::get<1>(p.topk(options_.router.top_k, 1));
+      out.active = torch::zeros_like(p, torch::kBool).scatter(1, idx, true);
+      break;
+    }
+    case common::RouterKind::kTopP: {
+      auto [sorted, order] = p.sort(1, /*descending=*/true);
+      torch::Tensor before = sorted.cumsum(1) - sorted;  // mass of the more probable experts
+      torch::Tensor keep = before < options_.router.top_p;
+      const int max_active = options_.router.max_active > 0
+                                 ? std::min<int64_t>(options_.router.max_active, e)
+                                 : static_cast<int>(e);
+      if (max_active < e) keep.narrow(1, max_active, e - max_active).fill_(false);
+      keep.select(1, 0).fill_(true);
+      out.active = torch::zeros_like(p, torch::kBool).scatter(1, order, keep);
+      break;
+    }
+  }
+  torch::Tensor masked = p * out.active.to(p.dtype());
+  torch::Tensor weights = masked / masked.sum(1, /*keepdim=*/true).clamp_min(1e-12);
+  out.logits = MixSparse(x, out.active, weights);
+  // Switch-style: E * sum_e f_e * P_e; f counts assignments (no gradient), P carries it.
+  torch::Tensor f = out.active.to(p.dtype()).sum(0) / out.active.sum().to(p.dtype());
+  out.balance_loss = static_cast<double>(e) * (f * p.mean(0)).sum();
+  return out;
+}
+
+}  // namespace quartet::worker::moe

@@ -1,0 +1,60 @@
+// The LibTorch trainer: builds the candidate's MoE4 from the zoo, keeps the dataset on the device,
+// and trains with the published MoE4 recipe (AdamW with the gate at 2x the learning rate and half
+// the weight decay, linear warm-up then per-step cosine annealing, label smoothing, mixup, gradient
+// clipping), evaluating on the whole test split every epoch.
+//
+// GPU path: autocast (bf16 where the device supports it, else fp16 with a dynamic loss scale),
+// channels-last tensors, cuDNN benchmark mode. On out-of-memory the micro-batch is halved and
+// gradients are accumulated (same effective batch); only a micro-batch of 1 that does not fit fails
+// the candidate (OOM). Datasets stay cached on the device between candidates.
+//
+// The header is LibTorch-free (the state lives in the .cc). Not thread-safe: one Train() at a time.
+#ifndef QUARTET_WORKER_TRAIN_TORCH_TRAINER_H_
+#define QUARTET_WORKER_TRAIN_TORCH_TRAINER_H_
+
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "worker/train/trainer.h"
+
+namespace quartet::worker::train {
+
+class TorchTrainer : public Trainer {
+ public:
+  struct Options {
+    // "cpu", "cuda" or "cuda:N".
+    std::string device = "cpu";
+    // Where datasets live when a spec names no data_dir (<root>/cifar-10, <root>/mnist, ...).
+    std::string data_root = "/var/lib/quartet/data";
+    // Evaluation batch size.
+    int eval_batch_size = 256;
+    // A progress callback and a per-step loss point every this many optimiser steps.
+    int progress_every_steps = 10;
+    // Intra-op threads on CPU; 0 keeps LibTorch's default.
+    int threads = 0;
+    // Tests only: behave as if any micro-batch larger than this ran out of memory (0 = off).
+    int inject_oom_above_micro_batch = 0;
+  };
+
+  // INVALID_ARGUMENT for a malformed device; UNAVAILABLE for a CUDA device LibTorch cannot see.
+  static absl::StatusOr<std::unique_ptr<TorchTrainer>> Create(const Options& options);
+  ~TorchTrainer() override;
+
+  absl::StatusOr<quartet::v1::Result> Train(const quartet::v1::CandidateSpec& spec,
+                                             const TrainCallbacks& callbacks) override;
+  std::vector<std::string> Families() const override;
+  std::string Device() const override;
+  std::string GpuName() const override;
+  int64_t GpuMemoryBytes() const override;
+
+ private:
+  struct State;
+  explicit TorchTrainer(const Options& options);
+  Options options_;
+  std::unique_ptr<State> state_;
+};
+
+}  // namespace quartet::worker::train
+
+#endif  // QUARTET_WORKER_TRAIN_TORCH_TRAINER_H_

@@ -1,0 +1,199 @@
+// quartet-train: trains one candidate with no coordinator (debugging, benchmarks, one-off runs).
+//
+//   quartet-train --families=ResNet,ShuffleNet,MobileNetV3,RegNet --dataset=fashion-mnist
+//   quartet-train --spec=candidate.yaml --output=result.json
+//   quartet-train --list-families
+#include <unistd.h>
+
+#include <fstream>
+#include <iostream>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_replace.h"
+#include "absl/strings/str_split.h"
+#include "common/catalog.h"
+#include "common/error_class.h"
+#include "common/logging.h"
+#include "common/spec_io.h"
+#include "worker/train/torch_trainer.h"
+
+ABSL_FLAG(bool, list_families, false, "Print the family catalog, one family per line, and exit.");
+ABSL_FLAG(std::string, spec, "", "CandidateSpec file (JSON or YAML); flags below override it.");
+ABSL_FLAG(std::string, families, "", "Comma-separated families (experts), e.g. ResNet,VGG.");
+ABSL_FLAG(std::string, dataset, "", "cifar10, mnist, fashion-mnist or synthetic.");
+ABSL_FLAG(std::string, data_dir, "", "Dataset directory (default: the dataset's usual place).");
+ABSL_FLAG(std::string, data_root, "/var/lib/quartet/data", "Root of dataset directories.");
+ABSL_FLAG(int, train_limit, 0, "Use only the first N training samples (0 = all).");
+ABSL_FLAG(int, test_limit, 0, "Use only the first N test samples (0 = all).");
+ABSL_FLAG(int, epochs, 0, "Epochs (default 1).");
+ABSL_FLAG(int, batch_size, 0, "Batch size (default 32).");
+ABSL_FLAG(double, lr, 0, "Learning rate (default 1e-3).");
+ABSL_FLAG(std::string, optimizer, "", "adamw or sgd.");
+ABSL_FLAG(std::string, router, "", "dense, top-k or top-p.");
+ABSL_FLAG(int, top_k, 0, "Experts per sample for top-k.");
+ABSL_FLAG(double, top_p, 0, "Probability mass for top-p.");
+ABSL_FLAG(int, input_size, 0, "Input side in px (default: automatic).");
+ABSL_FLAG(double, mixup_alpha, -1, "Mixup alpha (0 = off; default 0.2).");
+ABSL_FLAG(double, time_budget, 0, "Seconds before the run fails with TIMEOUT (0 = none).");
+ABSL_FLAG(int64_t, seed, -1, "Seed (default 0).");
+ABSL_FLAG(std::string, device, "cpu", "cpu, cuda or cuda:N.");
+ABSL_FLAG(int, threads, 0, "CPU threads (0 = LibTorch's default).");
+ABSL_FLAG(std::string, output, "", "Write the result as JSON to this file.");
+ABSL_FLAG(std::string, log_level, "info", "trace, debug, info, warn, error or off.");
+
+namespace {
+
+int Fail(absl::string_view message) {
+  std::cerr << "quartet-train: " << message << "\n";
+  return 1;
+}
+
+template <typename Enum>
+bool ParseEnum(std::string value, const std::string& prefix,
+               bool (*parse)(const std::string&, Enum*), Enum* out) {
+  absl::AsciiStrToUpper(&value);
+  absl::StrReplaceAll({{"-", "_"}}, &value);
+  if (value == "FASHION_MNIST" || value == "FMNIST") value = "FASHION_MNIST";
+  return parse(value, out) || parse(prefix + value, out);
+}
+
+void ListFamilies() {
+  for (const auto& f : quartet::common::FamilyCatalog::Get().families()) {
+    const auto& v = f.default_variant();
+    std::vector<std::string> variants;
+    for (const auto& x : f.variants) variants.emplace_back(x.name);
+    std::cout << absl::StrFormat(
+        "%-18s variants=%s min_input=%d native32=%s one_channel=%s params=%d  %s\n", f.name,
+        absl::StrJoin(variants, ","), v.min_input_size, v.native_32 ? "yes" : "no",
+        v.supports_one_channel ? "yes" : "no", v.cifar_parameters, v.note);
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(
+      "quartet-train --families=A,B,C,D --dataset=fashion-mnist [--output=result.json]\n"
+      "Trains one MoE candidate locally. --list-families prints the catalog.");
+  absl::ParseCommandLine(argc, argv);
+  if (absl::GetFlag(FLAGS_list_families)) {
+    ListFamilies();
+    return 0;
+  }
+  if (auto s = quartet::common::InitLogging("train", absl::GetFlag(FLAGS_log_level)); !s.ok()) {
+    return Fail(s.message());
+  }
+
+  quartet::v1::CandidateSpec spec;
+  if (!absl::GetFlag(FLAGS_spec).empty()) {
+    if (auto s = quartet::common::ReadMessageFile(absl::GetFlag(FLAGS_spec), &spec); !s.ok()) {
+      return Fail(s.message());
+    }
+  }
+  if (!absl::GetFlag(FLAGS_families).empty()) {
+    spec.mutable_combination()->clear_families();
+    for (absl::string_view f : absl::StrSplit(absl::GetFlag(FLAGS_families), ',')) {
+      spec.mutable_combination()->add_families(std::string(absl::StripAsciiWhitespace(f)));
+    }
+  }
+  if (spec.combination().families_size() < 2) {
+    return Fail("--families: name at least 2 families (quartet-train --list-families lists them)");
+  }
+  auto* data = spec.mutable_data();
+  if (!absl::GetFlag(FLAGS_dataset).empty()) {
+    quartet::v1::Dataset d;
+    if (!ParseEnum<quartet::v1::Dataset>(absl::GetFlag(FLAGS_dataset), "DATASET_",
+                                         &quartet::v1::Dataset_Parse, &d)) {
+      return Fail(absl::StrCat("--dataset: '", absl::GetFlag(FLAGS_dataset),
+                               "' is not one of cifar10, mnist, fashion-mnist, synthetic"));
+    }
+    data->set_dataset(d);
+  }
+  if (data->dataset() == quartet::v1::DATASET_UNSPECIFIED) {
+    return Fail("--dataset: required (cifar10, mnist, fashion-mnist or synthetic)");
+  }
+  if (!absl::GetFlag(FLAGS_data_dir).empty()) data->set_data_dir(absl::GetFlag(FLAGS_data_dir));
+  if (absl::GetFlag(FLAGS_train_limit)) data->set_train_limit(absl::GetFlag(FLAGS_train_limit));
+  if (absl::GetFlag(FLAGS_test_limit)) data->set_test_limit(absl::GetFlag(FLAGS_test_limit));
+  auto* r = spec.mutable_recipe();
+  if (absl::GetFlag(FLAGS_epochs)) r->set_epochs(absl::GetFlag(FLAGS_epochs));
+  if (absl::GetFlag(FLAGS_batch_size)) r->set_batch_size(absl::GetFlag(FLAGS_batch_size));
+  if (absl::GetFlag(FLAGS_lr) > 0) r->set_learning_rate(absl::GetFlag(FLAGS_lr));
+  if (absl::GetFlag(FLAGS_top_k)) r->set_top_k(absl::GetFlag(FLAGS_top_k));
+  if (absl::GetFlag(FLAGS_top_p) > 0) r->set_top_p(absl::GetFlag(FLAGS_top_p));
+  if (absl::GetFlag(FLAGS_input_size)) r->set_input_size(absl::GetFlag(FLAGS_input_size));
+  if (absl::GetFlag(FLAGS_mixup_alpha) >= 0) r->set_mixup_alpha(absl::GetFlag(FLAGS_mixup_alpha));
+  if (absl::GetFlag(FLAGS_time_budget) > 0) {
+    r->set_time_budget_seconds(absl::GetFlag(FLAGS_time_budget));
+  }
+  if (absl::GetFlag(FLAGS_seed) >= 0) r->set_seed(absl::GetFlag(FLAGS_seed));
+  if (!absl::GetFlag(FLAGS_optimizer).empty()) {
+    quartet::v1::Optimizer o;
+    if (!ParseEnum<quartet::v1::Optimizer>(absl::GetFlag(FLAGS_optimizer), "OPTIMIZER_",
+                                           &quartet::v1::Optimizer_Parse, &o)) {
+      return Fail("--optimizer: not one of adamw, sgd");
+    }
+    r->set_optimizer(o);
+  }
+  if (!absl::GetFlag(FLAGS_router).empty()) {
+    quartet::v1::Router ro;
+    if (!ParseEnum<quartet::v1::Router>(absl::GetFlag(FLAGS_router), "ROUTER_",
+                                        &quartet::v1::Router_Parse, &ro)) {
+      return Fail("--router: not one of dense, top-k, top-p");
+    }
+    r->set_router(ro);
+  }
+
+  quartet::worker::train::TorchTrainer::Options topts;
+  topts.device = absl::GetFlag(FLAGS_device);
+  topts.data_root = absl::GetFlag(FLAGS_data_root);
+  topts.threads = absl::GetFlag(FLAGS_threads);
+  auto trainer = quartet::worker::train::TorchTrainer::Create(topts);
+  if (!trainer.ok()) return Fail(trainer.status().message());
+
+  const bool tty = isatty(STDERR_FILENO);
+  quartet::worker::train::TrainCallbacks callbacks;
+  callbacks.on_progress = [&](const quartet::worker::train::TrainProgress& p) {
+    const int width = 30;
+    const double frac = p.total_steps ? static_cast<double>(p.step) / p.total_steps : 0;
+    const int filled = static_cast<int>(frac * width);
+    std::string line =
+        absl::StrFormat("[%s%s] step %d/%d epoch %d", std::string(filled, '#'),
+                        std::string(width - filled, '.'), p.step, p.total_steps, p.epoch);
+    if (tty) {
+      std::cerr << "\r\033[K" << line << std::flush;
+      if (p.step == p.total_steps) std::cerr << "\n";
+    }
+  };
+  auto result = (*trainer)->Train(spec, callbacks);
+  if (!result.ok()) {
+    return Fail(absl::StrCat(
+        quartet::v1::ErrorClass_Name(quartet::common::ErrorClassOf(result.status())), ": ",
+        result.status().message()));
+  }
+  const std::string json = quartet::common::MessageToJson(*result, true);
+  if (!absl::GetFlag(FLAGS_output).empty()) {
+    std::ofstream out(absl::GetFlag(FLAGS_output));
+    out << json << "\n";
+    if (!out) return Fail(absl::StrCat("cannot write ", absl::GetFlag(FLAGS_output)));
+  }
+  std::cout << absl::StrFormat("test accuracy %.4f, test loss %.4f, %.1f s, %d parameters, %d px\n",
+                               result->test_accuracy(), result->test_loss(),
+                               result->wall_seconds(), result->parameter_count(),
+                               result->input_size());
+  for (const auto& e : result->epochs()) {
+    std::cout << absl::StrFormat(
+        "  epoch %d: train loss %.4f acc %.4f | test loss %.4f acc %.4f | %.1f samples/s | "
+        "load cv %.3f | entropy %.3f | active %.2f | T %.3f | peak %.0f MiB\n",
+        e.epoch(), e.train_loss(), e.train_accuracy(), e.test_loss(), e.test_accuracy(),
+        e.samples_per_second(), e.load_cv(), e.routing_entropy(), e.mean_active_experts(),
+        e.gate_temperature(), e.peak_memory_bytes() / 1048576.0);
+  }
+  return 0;
+}
