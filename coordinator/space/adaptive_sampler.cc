@@ -13,13 +13,16 @@
 //   family co-occurrence counts; ridge kFamilyRidge on theta, none on b). The pair block is a
 //   mean-field update: each phi_pq is the ridge-shrunk (kPairRidge) mean residual of the
 //   observations containing p and q given (b, theta), ignoring the coupling between pairs. This is
-//   not the joint ridge solution; it is cheap (O(m * C(m, 2)) per round) and close to it when pair
-//   effects are sparse.
+//   not the joint ridge solution, only a cheap approximation of it (O(m * C(m, 2)) per round); its
+//   worth is measured end to end by bench/adaptive_search.
 // - Posterior spread: diagonal (mean-field): sd(theta_f) = sigma / sqrt(n_f + kFamilyRidge),
 //   sd(phi_pq) = sigma / sqrt(n_pq + kPairRidge); sigma^2 is the residual variance of the
 //   family-only ridge fit (it includes unexplained pair effects, so it errs towards exploring).
 // - Observations of combinations never drawn are used like any other; combinations drawn but never
 //   observed do not inform the model.
+// The best undrawn combination under a sample is found exactly on exhaustive spaces (a scan with
+// partial sums) and by greedy construction plus single-swap hill climbing on larger ones.
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
@@ -38,6 +41,9 @@ constexpr int kBackfitRounds = 3;
 constexpr double kFixedPointScale = 4294967296.0;  // 2^32
 constexpr double kMaxAbsAccuracy = 1048576.0;      // 2^20: keeps fixed-point sums in range
 constexpr int kConstructiveAttempts = 16;
+// Exploration draws start from uneven counts (exploitation concentrates on good families), where a
+// deep balance lookahead buys little: keep it short so that these draws stay cheap.
+constexpr int64_t kExplorationLookahead = 1024;
 
 class AdditiveModel {
  public:
@@ -114,33 +120,39 @@ class AdditiveModel {
       }
     }
     CholeskyInPlace(&chol, d);
+    // coupling[p * d + j]: observations containing pair p and feature j (j = 0: the bias; j = f +
+    // 1: family f), so X_pair' X_family = coupling.
+    coupling_.assign(static_cast<size_t>(num_pairs) * d, 0.0);
     std::vector<double> pair_sum(num_pairs);
-    for (int p = 0; p < num_pairs; ++p)
-      pair_sum[p] = static_cast<double>(pair_sum_[p]) / kFixedPointScale;
+    for (int a = 0, p = 0; a < m; ++a) {
+      for (int b = a + 1; b < m; ++b, ++p) {
+        pair_sum[p] = static_cast<double>(pair_sum_[p]) / kFixedPointScale;
+        double* row = &coupling_[static_cast<size_t>(p) * d];
+        const double np = static_cast<double>(pair_n_[p]);
+        row[0] = row[a + 1] = row[b + 1] = np;
+        if (triple_n_.empty() || np == 0) continue;
+        const int* tri = &pair_family_triple_[static_cast<size_t>(p) * m];
+        for (int f = 0; f < m; ++f) {
+          if (tri[f] >= 0) row[f + 1] = static_cast<double>(triple_n_[tri[f]]);
+        }
+      }
+    }
     fit_.theta.assign(m, 0.0);
     fit_.phi.assign(num_pairs, 0.0);
     std::vector<double> rhs(d), x(d);
     double family_only_rss = 0;
     for (int round = 0; round <= kBackfitRounds; ++round) {
-      // Family block given phi.
+      // Family block given phi: A [b, theta] = X_family' (y - X_pair phi).
       rhs[0] = sum;
-      for (int f = 0; f < m; ++f)
+      for (int f = 0; f < m; ++f) {
         rhs[f + 1] = static_cast<double>(family_sum_[f]) / kFixedPointScale;
+      }
       if (round > 0) {
-        for (int a = 0, p = 0; a < m; ++a) {
-          for (int b = a + 1; b < m; ++b, ++p) {
-            const double phi = fit_.phi[p];
-            if (phi == 0.0) continue;
-            const double np = static_cast<double>(pair_n_[p]);
-            rhs[0] -= np * phi;
-            rhs[a + 1] -= np * phi;
-            rhs[b + 1] -= np * phi;
-            if (triple_n_.empty()) continue;
-            const int* tri = &pair_family_triple_[p * m];
-            for (int f = 0; f < m; ++f) {
-              if (tri[f] >= 0) rhs[f + 1] -= static_cast<double>(triple_n_[tri[f]]) * phi;
-            }
-          }
+        for (int p = 0; p < num_pairs; ++p) {
+          const double phi = fit_.phi[p];
+          if (phi == 0.0) continue;
+          const double* row = &coupling_[static_cast<size_t>(p) * d];
+          for (int j = 0; j < d; ++j) rhs[j] -= row[j] * phi;
         }
       }
       CholeskySolve(chol, d, rhs, &x);
@@ -152,23 +164,15 @@ class AdditiveModel {
         for (int f = 0; f < m; ++f) family_only_rss -= kFamilyRidge * x[f + 1] * x[f + 1];
       }
       if (round == kBackfitRounds) break;
-      // Pair block given (b, theta), mean-field.
-      for (int a = 0, p = 0; a < m; ++a) {
-        for (int b = a + 1; b < m; ++b, ++p) {
-          const double np = static_cast<double>(pair_n_[p]);
-          if (np == 0) {
-            fit_.phi[p] = 0;
-            continue;
-          }
-          double residual = pair_sum[p] - np * (x[0] + x[a + 1] + x[b + 1]);
-          if (!triple_n_.empty()) {
-            const int* tri = &pair_family_triple_[p * m];
-            for (int f = 0; f < m; ++f) {
-              if (tri[f] >= 0) residual -= static_cast<double>(triple_n_[tri[f]]) * x[f + 1];
-            }
-          }
-          fit_.phi[p] = residual / (np + kPairRidge);
+      // Pair block given (b, theta), mean-field: shrunk mean residual of the pair's observations.
+      for (int p = 0; p < num_pairs; ++p) {
+        const double np = static_cast<double>(pair_n_[p]);
+        if (np == 0) {
+          fit_.phi[p] = 0;
+          continue;
         }
+        fit_.phi[p] = (pair_sum[p] - Dot(&coupling_[static_cast<size_t>(p) * d], x.data(), d)) /
+                      (np + kPairRidge);
       }
     }
     double variance;
@@ -205,6 +209,19 @@ class AdditiveModel {
       }
     }
   }
+  // Dot product with four accumulators (fixed order: deterministic).
+  static double Dot(const double* a, const double* b, int n) {
+    double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    int i = 0;
+    for (; i + 4 <= n; i += 4) {
+      s0 += a[i] * b[i];
+      s1 += a[i + 1] * b[i + 1];
+      s2 += a[i + 2] * b[i + 2];
+      s3 += a[i + 3] * b[i + 3];
+    }
+    for (; i < n; ++i) s0 += a[i] * b[i];
+    return (s0 + s1) + (s2 + s3);
+  }
   static void CholeskySolve(const std::vector<double>& l, int d, const std::vector<double>& b,
                             std::vector<double>* x) {
     std::vector<double>& y = *x;
@@ -232,6 +249,7 @@ class AdditiveModel {
   std::vector<int> pair_family_triple_;  // [pair * m + f] -> triple index, -1 when f is in the pair
   uint64_t version_ = 0, fitted_version_ = std::numeric_limits<uint64_t>::max();
   Fit fit_;
+  std::vector<double> coupling_;  // scratch of Estimate
 };
 
 class AdaptiveSampler : public Sampler {
@@ -261,7 +279,7 @@ class AdaptiveSampler : public Sampler {
           model_.observations() == 0 || coin.Uniform() < options_.exploration_share;
       if (explore) {
         const uint64_t key = DrawKey(seed_, draws, kExploreTag + 1);
-        if (!BalancedChoice(state_, key, &rank)) {
+        if (!BalancedChoice(state_, key, &rank, kExplorationLookahead)) {
           rank = RelaxedBalancedChoice(state_, key);
           ++relaxed_;
         }
@@ -318,31 +336,8 @@ class AdaptiveSampler : public Sampler {
     phi_.resize(num_pairs);
     for (int f = 0; f < m; ++f) theta_[f] = fit.theta[f] + fit.theta_sd[f] * rng.Normal();
     for (int p = 0; p < num_pairs; ++p) phi_[p] = fit.phi[p] + fit.phi_sd[p] * rng.Normal();
-    auto score = [&](const int* c) {
-      double s = 0;
-      for (int i = 0; i < k; ++i) {
-        s += theta_[c[i]];
-        for (int j = i + 1; j < k; ++j) s += phi_[free_.Pair(c[i], c[j])];
-      }
-      return s;
-    };
-    const uint64_t size = free_.size();
-    uint64_t best = size;
-    double best_score = 0;
+    if (free_.exhaustive()) return BestUndrawn();
     int c[kMaxK];
-    if (free_.exhaustive()) {
-      const uint8_t* table = free_.Table();
-      for (uint64_t r = 0; r < size; ++r) {
-        if (state_.Drawn(r)) continue;
-        for (int i = 0; i < k; ++i) c[i] = table[r * k + i];
-        const double s = score(c);
-        if (best == size || s > best_score) {
-          best = r;
-          best_score = s;
-        }
-      }
-      return best;
-    }
     // Large spaces: greedy construction (optionally from a random first family), then single-swap
     // hill climbing; the first undrawn result wins.
     for (int attempt = 0; attempt < kConstructiveAttempts; ++attempt) {
@@ -394,6 +389,47 @@ class AdaptiveSampler : public Sampler {
     return rank;
   }
 
+  // Exhaustive argmax of the sampled score over undrawn combinations, enumerated in rank
+  // (lexicographic) order with partial sums: gain_[level][x] is the score x adds to the families
+  // chosen at the levels above, so a leaf costs one addition. Ties keep the lowest rank.
+  uint64_t BestUndrawn() {
+    const int m = free_.m(), k = free_.k();
+    phi_matrix_.assign(m * m, 0.0);
+    for (int a = 0; a < m; ++a) {
+      for (int b = a + 1; b < m; ++b) {
+        phi_matrix_[a * m + b] = phi_matrix_[b * m + a] = phi_[free_.Pair(a, b)];
+      }
+    }
+    gain_.resize(k * m);
+    std::copy(theta_.begin(), theta_.end(), gain_.begin());
+    scan_rank_ = 0;
+    scan_best_ = free_.size();
+    scan_best_score_ = 0;
+    ScanLevel(0, 0, 0.0);
+    return scan_best_;
+  }
+
+  void ScanLevel(int level, int start, double partial) {
+    const int m = free_.m(), k = free_.k();
+    const double* gain = &gain_[level * m];
+    if (level == k - 1) {
+      for (int x = start; x < m; ++x, ++scan_rank_) {
+        const double s = partial + gain[x];
+        if ((scan_best_ == free_.size() || s > scan_best_score_) && !state_.Drawn(scan_rank_)) {
+          scan_best_ = scan_rank_;
+          scan_best_score_ = s;
+        }
+      }
+      return;
+    }
+    double* next = &gain_[(level + 1) * m];
+    for (int x = start; x <= m - (k - level); ++x) {
+      const double* row = &phi_matrix_[x * m];
+      for (int y = x + 1; y < m; ++y) next[y] = gain[y] + row[y];
+      ScanLevel(level + 1, x + 1, partial + gain[x]);
+    }
+  }
+
   FreeSpace free_;
   CoverageState state_;
   uint64_t seed_;
@@ -403,6 +439,10 @@ class AdaptiveSampler : public Sampler {
   AdditiveModel model_;
   uint64_t relaxed_ = 0;
   std::vector<double> theta_, phi_;  // scratch: the current posterior sample
+  // Scratch of BestUndrawn.
+  std::vector<double> phi_matrix_, gain_;
+  uint64_t scan_rank_ = 0, scan_best_ = 0;
+  double scan_best_score_ = 0;
 };
 
 }  // namespace

@@ -49,7 +49,7 @@ class PairCoveringSampler : public Sampler {
     return absl::OkStatus();
   }
 
-  void Observe(uint64_t rank, double accuracy) override {}
+  void Observe(uint64_t /*rank*/, double /*accuracy*/) override {}
   uint64_t draws() const override { return state_.draws(); }
 
  private:

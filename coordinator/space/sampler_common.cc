@@ -307,7 +307,6 @@ uint64_t ComposeChoice(const FreeSpace& space, const BalancedChoices& choices, c
 // combinations and draws on *budget (shared by one BalancedChoice call); when either runs out the
 // answer is yes, so the cost of a draw stays bounded.
 constexpr int64_t kLookaheadPerCheck = 4096;
-constexpr int64_t kLookaheadPerDraw = 1 << 16;
 constexpr int kMaxLookaheadDepth = 12;
 
 bool ExtendBalanced(const CoverageState& state, int64_t* counts, std::vector<uint64_t>* stack,
@@ -354,12 +353,13 @@ bool LookaheadOpen(const CoverageState& state, const int* combination, uint64_t 
 
 }  // namespace
 
-bool BalancedChoice(const CoverageState& state, uint64_t key, uint64_t* rank) {
+bool BalancedChoice(const CoverageState& state, uint64_t key, uint64_t* rank,
+                    int64_t lookahead_budget) {
   const FreeSpace& space = state.space();
   const int m = space.m(), k = space.k();
   const BalancedChoices choices = ComputeBalancedChoices(state.family_counts().data(), m, k);
   Rng rng(key);
-  int64_t budget = kLookaheadPerDraw;
+  int64_t budget = lookahead_budget;
   int combination[kMaxK], pool[kMaxN];
   // Random tie choices, then every choice from a random starting point; a choice must be undrawn
   // and pass the lookahead (LookaheadOpen). Failing that, the first undrawn choice seen.

@@ -167,9 +167,13 @@ class CoverageState {
 
 // Balanced choice: the k' families with the smallest counts, ties chosen at random, never a drawn
 // combination (random tie choices first, then a systematic search over every balance-preserving
-// choice). Keeps the largest minus smallest family count within 1 when it was. Returns false when
-// every balance-preserving choice is drawn.
-bool BalancedChoice(const CoverageState& state, uint64_t key, uint64_t* rank);
+// choice). Keeps the largest minus smallest family count within 1 when it was. Prefers choices
+// after which the following draws can stay balanced (a depth-first lookahead through the end of
+// the current count level, visiting at most `lookahead_budget` candidate combinations in all).
+// Returns false when every balance-preserving choice is drawn.
+inline constexpr int64_t kDefaultLookaheadBudget = int64_t{1} << 16;
+bool BalancedChoice(const CoverageState& state, uint64_t key, uint64_t* rank,
+                    int64_t lookahead_budget = kDefaultLookaheadBudget);
 
 // The undrawn combination that leaves the family counts most even (smallest largest-minus-
 // smallest count, then smallest sum of counts, then random). Exhaustive spaces scan every
@@ -202,7 +206,7 @@ class PermutationSampler : public Sampler {
   explicit PermutationSampler(uint64_t size) : size_(size) {}
   absl::StatusOr<uint64_t> Next() override;
   absl::Status MarkDrawn(uint64_t rank) override;
-  void Observe(uint64_t rank, double accuracy) override {}
+  void Observe(uint64_t /*rank*/, double /*accuracy*/) override {}
   uint64_t draws() const override { return cursor_ + ahead_.size(); }
 
  protected:

@@ -46,7 +46,7 @@ class StratifiedSampler : public Sampler {
     return absl::OkStatus();
   }
 
-  void Observe(uint64_t rank, double accuracy) override {}
+  void Observe(uint64_t /*rank*/, double /*accuracy*/) override {}
   uint64_t draws() const override { return state_.draws(); }
   uint64_t relaxed_draws() const override { return relaxed_; }
 

@@ -175,6 +175,17 @@ TEST_P(SamplerPropertyTest, ExhaustsASpaceWithRequiredFamilies) {
   EXPECT_EQ(sampler->Next().status().code(), absl::StatusCode::kOutOfRange);
 }
 
+TEST_P(SamplerPropertyTest, ExhaustsDegenerateSpaces) {
+  // One free family per draw, a single combination, two combinations.
+  for (const Space& space : {MakeSpace(6, 2, {0}), MakeSpace(2, 2), MakeSpace(8, 8),
+                             MakeSpace(9, 8, {0, 1, 2, 3, 4, 5, 6})}) {
+    std::unique_ptr<Sampler> sampler = Make(GetParam(), space, 1);
+    const std::vector<uint64_t> ranks = Draw(*sampler, space, static_cast<int>(space.size()));
+    EXPECT_EQ(std::set<uint64_t>(ranks.begin(), ranks.end()).size(), space.size());
+    EXPECT_EQ(sampler->Next().status().code(), absl::StatusCode::kOutOfRange);
+  }
+}
+
 TEST_P(SamplerPropertyTest, SameSeedSameDrawsOtherSeedOtherDraws) {
   const Space space = MakeSpace(29, 4);
   std::unique_ptr<Sampler> a = Make(GetParam(), space, 11);
@@ -370,7 +381,9 @@ TEST(StratifiedTest, BalanceIsKeptUntilTheFirstRelaxedDraw) {
   for (int d = 1; d <= 56; ++d) {
     const uint64_t r = *sampler->Next();
     for (int f : space.Unrank(r)) ++counts[f];
-    if (sampler->relaxed_draws() == 0) ASSERT_LE(FreeDeviation(space, counts), 1) << d;
+    if (sampler->relaxed_draws() == 0) {
+      ASSERT_LE(FreeDeviation(space, counts), 1) << d;
+    }
   }
 }
 
