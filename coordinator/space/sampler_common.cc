@@ -93,6 +93,64 @@ uint64_t ConstructiveCoverChoice(const CoverageState& state, uint64_t key) {
   return state.drawn().FirstFreeFrom(rng.Below(space.size()));
 }
 
+// The balance phase of GreedyCoverChoice on exhaustive spaces: the undrawn combination with the
+// smallest (sum of family counts, sum of pair counts), ties at random. Enumerates combinations in
+// rank order with partial sums (one addition per combination): key = family sum * 2^32 + pair sum
+// (pair sums stay below 2^32 on exhaustive spaces).
+class BalanceScan {
+ public:
+  BalanceScan(const CoverageState& state, uint64_t key) : state_(state), key_(key) {
+    const FreeSpace& space = state.space();
+    m_ = space.m();
+    k_ = space.k();
+    pair_matrix_.assign(m_ * m_, 0);
+    for (int a = 0; a < m_; ++a) {
+      for (int b = a + 1; b < m_; ++b) {
+        pair_matrix_[a * m_ + b] = pair_matrix_[b * m_ + a] = state.pair_count(a, b);
+      }
+    }
+    gain_.resize(k_ * m_);
+    for (int f = 0; f < m_; ++f) gain_[f] = state.family_counts()[f] << 32;
+    best_ = space.size();
+  }
+
+  uint64_t Run() {
+    Level(0, 0, 0);
+    return best_;
+  }
+
+ private:
+  void Level(int level, int start, int64_t partial) {
+    const int64_t* gain = &gain_[level * m_];
+    if (level == k_ - 1) {
+      for (int x = start; x < m_; ++x, ++rank_) {
+        const int64_t value = partial + gain[x];
+        if (value > best_value_ || state_.Drawn(rank_)) continue;
+        const uint64_t tie = TieHash(key_, rank_);
+        if (value < best_value_ || tie > best_tie_) {
+          best_ = rank_;
+          best_value_ = value;
+          best_tie_ = tie;
+        }
+      }
+      return;
+    }
+    int64_t* next = &gain_[(level + 1) * m_];
+    for (int x = start; x <= m_ - (k_ - level); ++x) {
+      const int64_t* row = &pair_matrix_[x * m_];
+      for (int y = x + 1; y < m_; ++y) next[y] = gain[y] + row[y];
+      Level(level + 1, x + 1, partial + gain[x]);
+    }
+  }
+
+  const CoverageState& state_;
+  const uint64_t key_;
+  int m_ = 0, k_ = 0;
+  std::vector<int64_t> pair_matrix_, gain_;
+  uint64_t rank_ = 0, best_ = 0, best_tie_ = 0;
+  int64_t best_value_ = std::numeric_limits<int64_t>::max();
+};
+
 }  // namespace
 
 uint64_t Mix64(uint64_t x) {
@@ -404,36 +462,34 @@ uint64_t RelaxedBalancedChoice(const CoverageState& state, uint64_t key) {
   for (int f = 0; f < m; ++f) order[f] = f;
   std::sort(order, order + m, [&](int a, int b) { return counts[a] < counts[b]; });
   const int64_t current_max = counts[order[m - 1]];
-  // (deviation, sum of counts) after adding `c`; smaller is better.
-  auto evaluate = [&](const int* c, int64_t* deviation, int64_t* sum) {
-    int64_t new_max = current_max, new_min = std::numeric_limits<int64_t>::max();
-    *sum = 0;
+  // (deviation after adding c) * 2^40 + (sum of c's counts); smaller is better.
+  auto evaluate = [&](const int* c) {
+    int64_t new_max = current_max, new_min = std::numeric_limits<int64_t>::max(), sum = 0;
+    uint64_t members = 0;
     for (int i = 0; i < k; ++i) {
-      new_max = std::max(new_max, counts[c[i]] + 1);
-      new_min = std::min(new_min, counts[c[i]] + 1);
-      *sum += counts[c[i]];
+      const int64_t count = counts[c[i]];
+      new_max = std::max(new_max, count + 1);
+      new_min = std::min(new_min, count + 1);
+      sum += count;
+      members |= uint64_t{1} << c[i];
     }
     for (int i = 0; i < m; ++i) {
-      const int f = order[i];
-      if (std::find(c, c + k, f) == c + k) {
-        new_min = std::min(new_min, counts[f]);
+      if (!(members >> order[i] & 1)) {
+        new_min = std::min(new_min, counts[order[i]]);
         break;
       }
     }
-    *deviation = new_max - new_min;
+    return ((new_max - new_min) << 40) + sum;
   };
-  uint64_t best = space.size();
-  int64_t best_dev = 0, best_sum = 0;
-  uint64_t best_tie = 0;
+  uint64_t best = space.size(), best_tie = 0;
+  int64_t best_value = std::numeric_limits<int64_t>::max();
   auto consider = [&](uint64_t r, const int* c) {
-    int64_t dev, sum;
-    evaluate(c, &dev, &sum);
+    const int64_t value = evaluate(c);
+    if (value > best_value) return;
     const uint64_t tie = TieHash(key, r);
-    if (best == space.size() || std::tie(dev, sum) < std::tie(best_dev, best_sum) ||
-        (dev == best_dev && sum == best_sum && tie > best_tie)) {
+    if (value < best_value || tie > best_tie) {
       best = r;
-      best_dev = dev;
-      best_sum = sum;
+      best_value = value;
       best_tie = tie;
     }
   };
@@ -488,27 +544,7 @@ uint64_t GreedyCoverChoice(const CoverageState& state, uint64_t key) {
     }
     return best;
   }
-  int64_t best_balance = std::numeric_limits<int64_t>::max(), best_pair_balance = 0;
-  uint64_t best_tie = 0;
-  for (uint64_t r = 0; r < size; ++r) {
-    const uint8_t* c = table + r * k;
-    int64_t balance = 0;
-    for (int i = 0; i < k; ++i) balance += counts[c[i]];
-    if (balance > best_balance || state.Drawn(r)) continue;
-    int64_t pair_balance = 0;
-    for (int i = 0; i < k; ++i) {
-      for (int j = i + 1; j < k; ++j) pair_balance += state.pair_count(c[i], c[j]);
-    }
-    if (balance == best_balance && pair_balance > best_pair_balance) continue;
-    const uint64_t tie = TieHash(key, r);
-    if (balance < best_balance || pair_balance < best_pair_balance || tie > best_tie) {
-      best = r;
-      best_balance = balance;
-      best_pair_balance = pair_balance;
-      best_tie = tie;
-    }
-  }
-  return best;
+  return BalanceScan(state, key).Run();
 }
 
 std::vector<uint64_t> BuildPairCoveringPlan(const FreeSpace& space, uint64_t seed) {
