@@ -62,6 +62,12 @@ class Sampler {
 
   // Combinations drawn so far (by Next or MarkDrawn).
   virtual uint64_t draws() const = 0;
+
+  // Draws returned by Next() on this instance that had to give up the sampler's balance guarantee
+  // because every balance-preserving combination was already drawn (STRATIFIED, and ADAPTIVE's
+  // stratified exploration draws); such a draw keeps the family counts as even as the undrawn
+  // combinations allow. 0 for the other samplers. Not restored by MarkDrawn().
+  virtual uint64_t relaxed_draws() const { return 0; }
 };
 
 // Builds a sampler over `space`. INVALID_ARGUMENT for bad options (naming the field).
