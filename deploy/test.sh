@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# The test command: installs what is missing, builds everything, starts a private PostgreSQL
+# cluster, runs every test tier with ctest, stops the cluster.
+#
+#   deploy/test.sh                 # BUILD_DIR=build by default
+#   BUILD_DIR=build-ci deploy/test.sh -R unit     # extra arguments go to ctest
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+build=${BUILD_DIR:-build}
+jobs=${JOBS:-$(nproc)}
+
+start=$(date +%s)
+bash deploy/install-deps.sh
+cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
+echo "test.sh: building with $jobs jobs"
+cmake --build "$build" -j "$jobs"
+built=$(date +%s)
+echo "test.sh: build took $((built - start)) s"
+
+pgdir=$(mktemp -d /tmp/quartet-test-pg.XXXXXX)
+cleanup() {
+  "$root/deploy/pg.sh" stop "$pgdir" || true
+  rm -rf "$pgdir"
+}
+trap cleanup EXIT
+QUARTET_TEST_PG_URL=$(QUARTET_PG_FAST=1 "$root/deploy/pg.sh" start "$pgdir" quartet_test)
+export QUARTET_TEST_PG_URL
+export QUARTET_REQUIRE_PG=1
+echo "test.sh: PostgreSQL at $QUARTET_TEST_PG_URL"
+
+ctest --test-dir "$build" --output-on-failure -j 2 --timeout 1500 "$@"
+echo "test.sh: tests took $(( $(date +%s) - built )) s; total $(( $(date +%s) - start )) s"

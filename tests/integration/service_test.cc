@@ -1,0 +1,229 @@
+// The gRPC services over loopback on a real PostgreSQL: status codes on the wire, authentication,
+// the worker protocol end to end, WatchCampaign streaming to the end, and the health service.
+#include <grpcpp/generic/generic_stub.h>
+#include <grpcpp/grpcpp.h>
+#include <grpcpp/health_check_service_interface.h>
+
+#include <future>
+#include <thread>
+
+#include "common/clock.h"
+#include "coordinator/core/coordinator_core.h"
+#include "coordinator/service/services.h"
+#include "gmock/gmock.h"
+#include "tests/common/pg_test_env.h"
+
+namespace quartet::coordinator::testing {
+namespace {
+
+using ::testing::HasSubstr;
+
+class ServiceTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    QUARTET_REQUIRE_PG_OR_SKIP();
+    store_ = MakeTestPgStore();
+    ASSERT_NE(store_, nullptr);
+    CoordinatorCore::Options o;
+    o.lease = absl::Seconds(30);
+    core_ = std::move(*CoordinatorCore::Create(o, store_.get(), common::Clock::Real()));
+    auth_ = std::make_unique<TokenAuth>("sesame");
+    campaigns_ = std::make_unique<CampaignServiceImpl>(core_.get(), auth_.get());
+    workers_ = std::make_unique<WorkerServiceImpl>(core_.get(), auth_.get());
+    grpc::EnableDefaultHealthCheckService(true);
+    grpc::ServerBuilder b;
+    int port = 0;
+    b.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+    b.RegisterService(campaigns_.get());
+    b.RegisterService(workers_.get());
+    server_ = b.BuildAndStart();
+    ASSERT_GT(port, 0);
+    auto channel =
+        grpc::CreateChannel("127.0.0.1:" + std::to_string(port), grpc::InsecureChannelCredentials());
+    campaign_stub_ = quartet::v1::CampaignService::NewStub(channel);
+    worker_stub_ = quartet::v1::WorkerService::NewStub(channel);
+    channel_ = channel;
+  }
+
+  void TearDown() override {
+    if (campaigns_) campaigns_->Shutdown();
+    if (server_) server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  }
+
+  static void Auth(grpc::ClientContext* ctx) { ctx->AddMetadata("authorization", "Bearer sesame"); }
+
+  quartet::v1::CampaignConfig Config(int64_t budget) {
+    quartet::v1::CampaignConfig c;
+    c.set_name("service");
+    for (const char* f : {"AirNet", "BagNet", "ResNet", "VGG"}) c.add_pool(f);
+    c.set_k(2);
+    c.set_budget(budget);
+    c.set_sampler(quartet::v1::SAMPLER_KIND_PAIR_COVERING);
+    c.mutable_data()->set_dataset(quartet::v1::DATASET_SYNTHETIC);
+    return c;
+  }
+
+  std::unique_ptr<PgStore> store_;
+  std::unique_ptr<CoordinatorCore> core_;
+  std::unique_ptr<TokenAuth> auth_;
+  std::unique_ptr<CampaignServiceImpl> campaigns_;
+  std::unique_ptr<WorkerServiceImpl> workers_;
+  std::unique_ptr<grpc::Server> server_;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<quartet::v1::CampaignService::Stub> campaign_stub_;
+  std::unique_ptr<quartet::v1::WorkerService::Stub> worker_stub_;
+};
+
+TEST_F(ServiceTest, RefusesCallsWithoutTheToken) {
+  grpc::ClientContext ctx;
+  quartet::v1::ListCampaignsResponse resp;
+  auto s = campaign_stub_->ListCampaigns(&ctx, {}, &resp);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  grpc::ClientContext bad;
+  bad.AddMetadata("authorization", "Bearer wrong");
+  EXPECT_EQ(campaign_stub_->ListCampaigns(&bad, {}, &resp).error_code(),
+            grpc::StatusCode::UNAUTHENTICATED);
+}
+
+TEST_F(ServiceTest, BadCampaignIsInvalidArgumentOnTheWireAndNothingIsStored) {
+  quartet::v1::SubmitCampaignRequest req;
+  *req.mutable_config() = Config(2);
+  req.mutable_config()->add_pool("Nonexistent");
+  quartet::v1::SubmitCampaignResponse resp;
+  grpc::ClientContext ctx;
+  Auth(&ctx);
+  auto s = campaign_stub_->SubmitCampaign(&ctx, req, &resp);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(s.error_message(), HasSubstr("pool"));
+  EXPECT_TRUE(store_->ListCampaigns({}, 0)->empty());
+
+  grpc::ClientContext ctx2;
+  Auth(&ctx2);
+  quartet::v1::GetCampaignRequest get;
+  get.set_campaign_id(424242);
+  quartet::v1::GetCampaignResponse got;
+  EXPECT_EQ(campaign_stub_->GetCampaign(&ctx2, get, &got).error_code(),
+            grpc::StatusCode::NOT_FOUND);
+}
+
+TEST_F(ServiceTest, WorkerProtocolOverTheWireAndWatchEndsWhenDone) {
+  quartet::v1::SubmitCampaignRequest req;
+  *req.mutable_config() = Config(3);
+  quartet::v1::SubmitCampaignResponse submitted;
+  {
+    grpc::ClientContext ctx;
+    Auth(&ctx);
+    ASSERT_TRUE(campaign_stub_->SubmitCampaign(&ctx, req, &submitted).ok());
+  }
+  const int64_t id = submitted.campaign().id();
+
+  // A watcher that should see the campaign to DONE.
+  std::vector<quartet::v1::Campaign> seen;
+  std::thread watcher([&] {
+    grpc::ClientContext ctx;
+    Auth(&ctx);
+    quartet::v1::WatchCampaignRequest w;
+    w.set_campaign_id(id);
+    w.set_interval_ms(50);
+    auto reader = campaign_stub_->WatchCampaign(&ctx, w);
+    quartet::v1::WatchCampaignResponse u;
+    while (reader->Read(&u)) seen.push_back(u.campaign());
+    EXPECT_TRUE(reader->Finish().ok());
+  });
+
+  quartet::v1::RegisterWorkerResponse reg;
+  {
+    grpc::ClientContext ctx;
+    Auth(&ctx);
+    quartet::v1::RegisterWorkerRequest r;
+    r.set_host("it");
+    ASSERT_TRUE(worker_stub_->RegisterWorker(&ctx, r, &reg).ok());
+  }
+  for (int i = 0; i < 3; ++i) {
+    quartet::v1::LeaseCandidateResponse lease;
+    {
+      grpc::ClientContext ctx;
+      Auth(&ctx);
+      quartet::v1::LeaseCandidateRequest r;
+      r.set_worker_id(reg.worker_id());
+      ASSERT_TRUE(worker_stub_->LeaseCandidate(&ctx, r, &lease).ok());
+      ASSERT_TRUE(lease.has_lease());
+    }
+    {
+      grpc::ClientContext ctx;
+      Auth(&ctx);
+      quartet::v1::StreamMetricsResponse resp;
+      auto writer = worker_stub_->StreamMetrics(&ctx, &resp);
+      quartet::v1::MetricBatch batch;
+      batch.set_worker_id(reg.worker_id());
+      batch.set_candidate_id(lease.lease().candidate_id());
+      batch.set_lease_token(lease.lease().lease_token());
+      auto* p = batch.add_points();
+      p->set_step(5);
+      p->set_name("train_loss");
+      p->set_value(1.25);
+      ASSERT_TRUE(writer->Write(batch));
+      ASSERT_TRUE(writer->Write(batch));  // idempotent
+      writer->WritesDone();
+      ASSERT_TRUE(writer->Finish().ok());
+      EXPECT_EQ(resp.accepted(), 1);
+    }
+    {
+      grpc::ClientContext ctx;
+      Auth(&ctx);
+      quartet::v1::CompleteCandidateRequest r;
+      r.set_worker_id(reg.worker_id());
+      r.set_candidate_id(lease.lease().candidate_id());
+      r.set_lease_token(lease.lease().lease_token());
+      r.mutable_result()->set_test_accuracy(0.2 + 0.1 * i);
+      quartet::v1::CompleteCandidateResponse resp;
+      ASSERT_TRUE(worker_stub_->CompleteCandidate(&ctx, r, &resp).ok());
+    }
+    {
+      // The same lease again: refused on the wire.
+      grpc::ClientContext ctx;
+      Auth(&ctx);
+      quartet::v1::HeartbeatRequest hb;
+      hb.set_worker_id(reg.worker_id());
+      hb.set_candidate_id(lease.lease().candidate_id());
+      hb.set_lease_token(lease.lease().lease_token());
+      quartet::v1::HeartbeatResponse resp;
+      EXPECT_EQ(worker_stub_->Heartbeat(&ctx, hb, &resp).error_code(),
+                grpc::StatusCode::FAILED_PRECONDITION);
+    }
+  }
+  watcher.join();
+  ASSERT_FALSE(seen.empty());
+  EXPECT_EQ(seen.back().state(), quartet::v1::CAMPAIGN_STATE_DONE);
+  EXPECT_NEAR(seen.back().best_accuracy(), 0.4, 1e-9);
+
+  quartet::v1::GetCoverageReportRequest cr;
+  cr.set_campaign_id(id);
+  quartet::v1::GetCoverageReportResponse cov;
+  grpc::ClientContext ctx;
+  Auth(&ctx);
+  ASSERT_TRUE(campaign_stub_->GetCoverageReport(&ctx, cr, &cov).ok());
+  EXPECT_EQ(cov.report().pairs_seen(), 3);  // PAIR_COVERING at k = 2: one new pair per draw
+}
+
+TEST_F(ServiceTest, HealthServiceAnswersServing) {
+  // grpc.health.v1.Health/Check with an empty request; the answer {status: SERVING} encodes as
+  // the two bytes 08 01.
+  grpc::GenericStub stub(channel_);
+  grpc::ClientContext ctx;
+  grpc::Slice empty(std::string(""));
+  grpc::ByteBuffer request(&empty, 1), response;
+  std::promise<grpc::Status> done;
+  stub.UnaryCall(&ctx, "/grpc.health.v1.Health/Check", grpc::StubOptions(), &request, &response,
+                 [&](grpc::Status s) { done.set_value(s); });
+  grpc::Status s = done.get_future().get();
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  std::vector<grpc::Slice> slices;
+  ASSERT_TRUE(response.Dump(&slices).ok());
+  std::string bytes;
+  for (const auto& slice : slices) bytes.append(reinterpret_cast<const char*>(slice.begin()), slice.size());
+  EXPECT_EQ(bytes, std::string("\x08\x01", 2));
+}
+
+}  // namespace
+}  // namespace quartet::coordinator::testing

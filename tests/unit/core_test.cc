@@ -1,0 +1,319 @@
+// CoordinatorCore on a MemoryStore and a FakeClock: validation, issuing, the lease protocol,
+// expiry, cancellation, restart, and the reports.
+#include "coordinator/core/coordinator_core.h"
+
+#include <map>
+#include <set>
+
+#include "coordinator/storage/memory_store.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace quartet::coordinator {
+namespace {
+
+using ::testing::HasSubstr;
+using quartet::v1::CampaignConfig;
+
+CampaignConfig SmallConfig(int64_t budget = 6) {
+  CampaignConfig c;
+  c.set_name("small");
+  for (const char* f : {"AirNet", "BagNet", "ResNet", "ShuffleNet", "VGG"}) c.add_pool(f);
+  c.set_k(3);
+  c.set_budget(budget);
+  c.set_seed(7);
+  c.mutable_data()->set_dataset(quartet::v1::DATASET_SYNTHETIC);
+  return c;
+}
+
+class CoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override { core_ = MakeCore(); }
+
+  std::unique_ptr<CoordinatorCore> MakeCore(int issue_ahead = 2) {
+    CoordinatorCore::Options o;
+    o.lease = absl::Seconds(30);
+    o.issue_ahead = issue_ahead;
+    auto core = CoordinatorCore::Create(o, &store_, &clock_);
+    EXPECT_TRUE(core.ok()) << core.status();
+    return std::move(*core);
+  }
+
+  std::string Register(CoordinatorCore& core) {
+    quartet::v1::RegisterWorkerRequest r;
+    r.set_host("test");
+    auto resp = core.RegisterWorker(r);
+    EXPECT_TRUE(resp.ok());
+    return resp->worker_id();
+  }
+
+  quartet::v1::LeaseCandidateResponse Lease(CoordinatorCore& core, const std::string& worker) {
+    auto resp = core.LeaseCandidate(worker);
+    EXPECT_TRUE(resp.ok()) << resp.status();
+    return *resp;
+  }
+
+  absl::Status Complete(CoordinatorCore& core, const std::string& worker,
+                        const quartet::v1::LeaseCandidateResponse& lease, double accuracy) {
+    quartet::v1::CompleteCandidateRequest req;
+    req.set_worker_id(worker);
+    req.set_candidate_id(lease.lease().candidate_id());
+    req.set_lease_token(lease.lease().lease_token());
+    req.mutable_result()->set_test_accuracy(accuracy);
+    req.mutable_result()->set_wall_seconds(3);
+    return core.CompleteCandidate(req);
+  }
+
+  MemoryStore store_;
+  common::FakeClock clock_;
+  std::unique_ptr<CoordinatorCore> core_;
+};
+
+TEST_F(CoreTest, BadCampaignsAreRefusedNamingTheFieldAndStoreNothing) {
+  struct Case {
+    const char* field;
+    std::function<void(CampaignConfig&)> spoil;
+  };
+  const std::vector<Case> cases = {
+      {"name", [](CampaignConfig& c) { c.set_name(""); }},
+      {"pool", [](CampaignConfig& c) { c.add_pool("NoSuchNet"); }},
+      {"pool", [](CampaignConfig& c) { c.add_pool("ResNet"); }},  // listed twice
+      {"exclude", [](CampaignConfig& c) { c.add_exclude("AlexNet"); }},
+      {"required", [](CampaignConfig& c) { c.add_required("DenseNet"); }},
+      {"required",
+       [](CampaignConfig& c) {
+         for (const char* f : {"AirNet", "BagNet", "ResNet"}) c.add_required(f);
+       }},
+      {"k", [](CampaignConfig& c) { c.set_k(1); }},
+      {"k", [](CampaignConfig& c) { c.set_k(6); }},
+      {"budget", [](CampaignConfig& c) { c.set_budget(11); }},  // C(5,3) = 10
+      {"budget", [](CampaignConfig& c) { c.set_budget(-1); }},
+      {"repeats", [](CampaignConfig& c) { c.set_repeats(-2); }},
+      {"recipe.learning_rate",
+       [](CampaignConfig& c) { c.mutable_recipe()->set_learning_rate(std::nan("")); }},
+      {"recipe.weight_decay", [](CampaignConfig& c) { c.mutable_recipe()->set_weight_decay(-1); }},
+      {"recipe.mixup_alpha", [](CampaignConfig& c) { c.mutable_recipe()->set_mixup_alpha(-0.5); }},
+      {"recipe.batch_size", [](CampaignConfig& c) { c.mutable_recipe()->set_batch_size(1); }},
+      {"recipe.top_k",
+       [](CampaignConfig& c) {
+         c.mutable_recipe()->set_router(quartet::v1::ROUTER_TOP_K);
+         c.mutable_recipe()->set_top_k(4);
+       }},
+      {"recipe.input_size",
+       [](CampaignConfig& c) {
+         c.add_pool("AlexNet");
+         c.mutable_recipe()->set_input_size(32);
+       }},
+      {"data.dataset", [](CampaignConfig& c) { c.mutable_data()->clear_dataset(); }},
+      {"adaptive.exploration_share",
+       [](CampaignConfig& c) { c.mutable_adaptive()->set_exploration_share(1.5); }},
+  };
+  for (const Case& tc : cases) {
+    CampaignConfig c = SmallConfig();
+    tc.spoil(c);
+    auto r = core_->SubmitCampaign(c);
+    ASSERT_FALSE(r.ok()) << tc.field;
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument) << tc.field;
+    EXPECT_THAT(std::string(r.status().message()), HasSubstr(tc.field)) << r.status();
+  }
+  EXPECT_TRUE(store_.ListCampaigns({}, 0)->empty());
+}
+
+TEST_F(CoreTest, SubmitFillsDefaultsAndIssuesAhead) {
+  CampaignConfig c;
+  c.set_name("defaults");
+  c.set_budget(100);
+  c.mutable_data()->set_dataset(quartet::v1::DATASET_FASHION_MNIST);
+  auto campaign = core_->SubmitCampaign(c);
+  ASSERT_TRUE(campaign.ok()) << campaign.status();
+  EXPECT_EQ(campaign->config().pool_size(), 29);
+  EXPECT_EQ(campaign->config().k(), 4);
+  EXPECT_EQ(campaign->space_size(), 23751u);
+  EXPECT_EQ(campaign->config().sampler(), quartet::v1::SAMPLER_KIND_STRATIFIED);
+  EXPECT_EQ(campaign->config().repeats(), 1);
+  EXPECT_EQ(campaign->config().max_attempts(), 3);
+  EXPECT_DOUBLE_EQ(campaign->config().recipe().learning_rate(), 1e-3);
+  EXPECT_EQ(campaign->config().recipe().batch_size(), 32);
+  EXPECT_EQ(campaign->issued(), 2);  // issue_ahead
+  EXPECT_EQ(campaign->counts().pending(), 2);
+  EXPECT_EQ(campaign->state(), quartet::v1::CAMPAIGN_STATE_RUNNING);
+}
+
+TEST_F(CoreTest, RunsACampaignToDoneWithConsistentCoverage) {
+  auto campaign = core_->SubmitCampaign(SmallConfig(6));
+  ASSERT_TRUE(campaign.ok());
+  const std::string w = Register(*core_);
+  std::set<uint64_t> ranks;
+  for (int i = 0; i < 6; ++i) {
+    auto lease = Lease(*core_, w);
+    ASSERT_TRUE(lease.has_lease()) << i;
+    EXPECT_EQ(lease.spec().combination().families_size(), 3);
+    EXPECT_TRUE(lease.spec().recipe().has_seed());
+    EXPECT_EQ(lease.spec().data().dataset(), quartet::v1::DATASET_SYNTHETIC);
+    EXPECT_TRUE(ranks.insert(lease.spec().combination().rank()).second) << "combination re-issued";
+    ASSERT_TRUE(Complete(*core_, w, lease, 0.1 * (i + 1)).ok());
+  }
+  auto none = Lease(*core_, w);
+  EXPECT_FALSE(none.has_lease());
+  EXPECT_GT(none.retry_after_ms(), 0);
+  auto done = core_->GetCampaign(campaign->id());
+  EXPECT_EQ(done->state(), quartet::v1::CAMPAIGN_STATE_DONE);
+  EXPECT_NEAR(done->best_accuracy(), 0.6, 1e-9);
+  EXPECT_EQ(done->best_combination().families_size(), 3);
+
+  auto cov = core_->GetCoverageReport(campaign->id(), true);
+  ASSERT_TRUE(cov.ok());
+  int64_t family_total = 0;
+  for (const auto& f : cov->families()) family_total += f.counts().succeeded();
+  EXPECT_EQ(family_total, 6 * 3);
+  EXPECT_EQ(cov->pairs_total(), 10);
+  EXPECT_EQ(cov->pairs_size(), 10);
+  EXPECT_EQ(cov->distinct_issued(), 6);
+  EXPECT_NEAR(cov->space_fraction(), 0.6, 1e-9);
+  // STRATIFIED: 18 family slots over 5 families: counts 3 or 4.
+  EXPECT_LE(cov->max_family_deviation(), 1);
+
+  auto yield = core_->GetYieldReport(campaign->id(), 1, 3);
+  ASSERT_TRUE(yield.ok());
+  EXPECT_EQ(yield->families_size(), 5);
+  EXPECT_EQ(yield->low_yield_families_size(), 3);
+  EXPECT_LE(yield->low_yield_families(0).mean_accuracy(),
+            yield->low_yield_families(1).mean_accuracy());
+  EXPECT_GE(yield->best_pairs(0).mean_accuracy(), yield->best_pairs(1).mean_accuracy());
+
+  quartet::v1::ListResultsRequest req;
+  req.set_campaign_id(campaign->id());
+  req.set_limit(2);
+  auto top = core_->ListResults(req);
+  ASSERT_TRUE(top.ok());
+  ASSERT_EQ(top->size(), 2u);
+  EXPECT_NEAR((*top)[0].result().test_accuracy(), 0.6, 1e-9);
+}
+
+TEST_F(CoreTest, RepeatsIssueEachCombinationSeveralTimes) {
+  CampaignConfig c = SmallConfig(6);
+  c.set_repeats(2);
+  auto campaign = core_->SubmitCampaign(c);
+  ASSERT_TRUE(campaign.ok());
+  const std::string w = Register(*core_);
+  std::map<uint64_t, std::set<int>> repeats;
+  for (int i = 0; i < 6; ++i) {
+    auto lease = Lease(*core_, w);
+    ASSERT_TRUE(lease.has_lease());
+    repeats[lease.spec().combination().rank()].insert(lease.spec().repeat());
+    ASSERT_TRUE(Complete(*core_, w, lease, 0.5).ok());
+  }
+  EXPECT_EQ(repeats.size(), 3u);
+  for (const auto& [rank, reps] : repeats) EXPECT_EQ(reps, (std::set<int>{0, 1}));
+}
+
+TEST_F(CoreTest, ExpiredLeaseIsRetriedAndTheLateWorkerIsRefused) {
+  auto campaign = core_->SubmitCampaign(SmallConfig(1));
+  ASSERT_TRUE(campaign.ok());
+  const std::string a = Register(*core_), b = Register(*core_);
+  auto first = Lease(*core_, a);
+  ASSERT_TRUE(first.has_lease());
+  clock_.Advance(absl::Seconds(20));
+  quartet::v1::HeartbeatRequest hb;
+  hb.set_worker_id(a);
+  hb.set_candidate_id(first.lease().candidate_id());
+  hb.set_lease_token(first.lease().lease_token());
+  ASSERT_TRUE(core_->Heartbeat(hb).ok());  // renewed to t+50
+  clock_.Advance(absl::Seconds(25));
+  EXPECT_EQ(*core_->SweepExpiredLeases(), 0);
+  clock_.Advance(absl::Seconds(10));  // t+55 > t+50: expired
+  EXPECT_EQ(*core_->SweepExpiredLeases(), 1);
+  auto second = Lease(*core_, b);
+  ASSERT_TRUE(second.has_lease());
+  EXPECT_EQ(second.lease().candidate_id(), first.lease().candidate_id());
+  EXPECT_EQ(second.spec().attempt(), 2);
+  EXPECT_GT(second.lease().lease_token(), first.lease().lease_token());
+  EXPECT_EQ(core_->Heartbeat(hb).status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(Complete(*core_, a, first, 0.9).code(), absl::StatusCode::kFailedPrecondition);
+  ASSERT_TRUE(Complete(*core_, b, second, 0.4).ok());
+  auto done = core_->GetCampaign(campaign->id());
+  EXPECT_EQ(done->state(), quartet::v1::CAMPAIGN_STATE_DONE);
+  EXPECT_NEAR(done->best_accuracy(), 0.4, 1e-9);
+}
+
+TEST_F(CoreTest, CancelTellsHeartbeatsToStop) {
+  auto campaign = core_->SubmitCampaign(SmallConfig(4));
+  ASSERT_TRUE(campaign.ok());
+  const std::string w = Register(*core_);
+  auto lease = Lease(*core_, w);
+  ASSERT_TRUE(lease.has_lease());
+  auto cancelled = core_->CancelCampaign(campaign->id());
+  ASSERT_TRUE(cancelled.ok());
+  EXPECT_EQ(cancelled->state(), quartet::v1::CAMPAIGN_STATE_CANCELLED);
+  quartet::v1::HeartbeatRequest hb;
+  hb.set_worker_id(w);
+  hb.set_candidate_id(lease.lease().candidate_id());
+  hb.set_lease_token(lease.lease().lease_token());
+  auto resp = core_->Heartbeat(hb);
+  ASSERT_TRUE(resp.ok());
+  EXPECT_TRUE(resp->cancel());
+  EXPECT_FALSE(Lease(*core_, w).has_lease());
+  EXPECT_EQ(core_->CancelCampaign(campaign->id()).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+}
+
+TEST_F(CoreTest, FailNeedsAnErrorClassAndRetryableFailuresAreRequeued) {
+  auto campaign = core_->SubmitCampaign(SmallConfig(2));
+  ASSERT_TRUE(campaign.ok());
+  const std::string w = Register(*core_);
+  auto lease = Lease(*core_, w);
+  quartet::v1::FailCandidateRequest req;
+  req.set_worker_id(w);
+  req.set_candidate_id(lease.lease().candidate_id());
+  req.set_lease_token(lease.lease().lease_token());
+  EXPECT_EQ(core_->FailCandidate(req).status().code(), absl::StatusCode::kInvalidArgument);
+  req.set_error_class(quartet::v1::ERROR_CLASS_PREEMPTED);
+  req.set_retryable(true);
+  auto r = core_->FailCandidate(req);
+  ASSERT_TRUE(r.ok());
+  EXPECT_TRUE(r->requeued());
+}
+
+TEST_F(CoreTest, ARestartedCoreContinuesWithoutReissuingAndKeepsBalance) {
+  CampaignConfig c = SmallConfig(10);
+  c.set_k(2);  // C(5,2) = 10: the whole space
+  auto campaign = core_->SubmitCampaign(c);
+  ASSERT_TRUE(campaign.ok());
+  const std::string w = Register(*core_);
+  std::set<uint64_t> ranks;
+  for (int i = 0; i < 4; ++i) {
+    auto lease = Lease(*core_, w);
+    ASSERT_TRUE(lease.has_lease());
+    ranks.insert(lease.spec().combination().rank());
+    ASSERT_TRUE(Complete(*core_, w, lease, 0.5).ok());
+  }
+  core_.reset();
+  auto restarted = MakeCore();
+  for (int i = 0; i < 6; ++i) {
+    auto lease = Lease(*restarted, w);
+    ASSERT_TRUE(lease.has_lease()) << i;
+    EXPECT_TRUE(ranks.insert(lease.spec().combination().rank()).second) << "re-issued after restart";
+    ASSERT_TRUE(Complete(*restarted, w, lease, 0.5).ok());
+  }
+  EXPECT_EQ(ranks.size(), 10u);
+  auto cov = restarted->GetCoverageReport(campaign->id(), false);
+  EXPECT_EQ(cov->max_family_deviation(), 0);  // every family in 4 of the 10 pairs
+  EXPECT_EQ(restarted->GetCampaign(campaign->id())->state(), quartet::v1::CAMPAIGN_STATE_DONE);
+}
+
+TEST_F(CoreTest, HigherPriorityCampaignsAreLeasedFirst) {
+  CampaignConfig low = SmallConfig(2);
+  CampaignConfig high = SmallConfig(2);
+  high.set_name("urgent");
+  high.set_priority(10);
+  auto a = core_->SubmitCampaign(low);
+  auto b = core_->SubmitCampaign(high);
+  ASSERT_TRUE(a.ok() && b.ok());
+  const std::string w = Register(*core_);
+  EXPECT_EQ(Lease(*core_, w).spec().campaign_id(), b->id());
+  EXPECT_EQ(Lease(*core_, w).spec().campaign_id(), b->id());
+  EXPECT_EQ(Lease(*core_, w).spec().campaign_id(), a->id());
+}
+
+}  // namespace
+}  // namespace quartet::coordinator

@@ -1,0 +1,234 @@
+// The worker daemon against a real CoordinatorCore (MemoryStore) through an in-process client, with
+// a scripted trainer: completion, metric streaming, SIGTERM-style stop, cancellation, failures,
+// and an unreachable coordinator.
+#include "worker/daemon/daemon.h"
+
+#include <atomic>
+#include <thread>
+
+#include "common/error_class.h"
+#include "coordinator/core/coordinator_core.h"
+#include "coordinator/storage/memory_store.h"
+#include "gtest/gtest.h"
+
+namespace quartet::worker::daemon {
+namespace {
+
+using coordinator::CoordinatorCore;
+
+// CoordinatorClient calling the core directly; can pretend to be unreachable.
+class InProcessClient : public CoordinatorClient {
+ public:
+  explicit InProcessClient(CoordinatorCore* core) : core_(core) {}
+
+  std::atomic<int> unavailable_calls{0};  // fail this many calls with UNAVAILABLE first
+
+  absl::StatusOr<quartet::v1::RegisterWorkerResponse> Register(
+      const quartet::v1::RegisterWorkerRequest& request) override {
+    if (Unavailable()) return absl::UnavailableError("down");
+    return core_->RegisterWorker(request);
+  }
+  absl::StatusOr<quartet::v1::LeaseCandidateResponse> Lease(const std::string& worker) override {
+    if (Unavailable()) return absl::UnavailableError("down");
+    return core_->LeaseCandidate(worker);
+  }
+  absl::StatusOr<quartet::v1::HeartbeatResponse> Heartbeat(
+      const quartet::v1::HeartbeatRequest& request) override {
+    heartbeats++;
+    return core_->Heartbeat(request);
+  }
+  std::unique_ptr<MetricStream> OpenMetricStream() override {
+    return std::make_unique<Stream>(core_);
+  }
+  absl::Status Complete(const quartet::v1::CompleteCandidateRequest& request) override {
+    return core_->CompleteCandidate(request);
+  }
+  absl::StatusOr<quartet::v1::FailCandidateResponse> Fail(
+      const quartet::v1::FailCandidateRequest& request) override {
+    return core_->FailCandidate(request);
+  }
+
+  std::atomic<int> heartbeats{0};
+
+ private:
+  class Stream : public MetricStream {
+   public:
+    explicit Stream(CoordinatorCore* core) : core_(core) {}
+    bool Write(const quartet::v1::MetricBatch& batch) override {
+      auto r = core_->AppendMetrics(batch);
+      if (!r.ok()) status_ = r.status();
+      return r.ok();
+    }
+    absl::Status Finish() override { return status_; }
+
+   private:
+    CoordinatorCore* core_;
+    absl::Status status_;
+  };
+
+  bool Unavailable() {
+    int left = unavailable_calls.load();
+    while (left > 0) {
+      if (unavailable_calls.compare_exchange_weak(left, left - 1)) return true;
+    }
+    return false;
+  }
+
+  CoordinatorCore* core_;
+};
+
+// A trainer whose behaviour the test scripts.
+class ScriptedTrainer : public train::Trainer {
+ public:
+  enum class Mode { kSucceed, kFailNumeric, kRunUntilStopped };
+  Mode mode = Mode::kSucceed;
+  std::atomic<int> started{0};
+
+  absl::StatusOr<quartet::v1::Result> Train(const quartet::v1::CandidateSpec& spec,
+                                             const train::TrainCallbacks& cb) override {
+    started++;
+    quartet::v1::MetricPoint p;
+    p.set_step(1);
+    p.set_epoch(1);
+    p.set_name("test_accuracy");
+    p.set_value(0.5);
+    cb.on_metrics({p});
+    cb.on_progress({1, 1, 10});
+    switch (mode) {
+      case Mode::kSucceed: {
+        quartet::v1::Result r;
+        r.set_test_accuracy(0.5 + 0.01 * spec.repeat());
+        r.set_wall_seconds(1);
+        return r;
+      }
+      case Mode::kFailNumeric:
+        return common::WithErrorClass(absl::AbortedError("loss is nan"),
+                                      quartet::v1::ERROR_CLASS_NUMERIC);
+      case Mode::kRunUntilStopped:
+        for (int i = 0; i < 2000 && !cb.should_stop(); ++i) absl::SleepFor(absl::Milliseconds(5));
+        return common::WithErrorClass(absl::CancelledError("stopped"),
+                                      quartet::v1::ERROR_CLASS_PREEMPTED);
+    }
+    return absl::InternalError("unreachable");
+  }
+  std::vector<std::string> Families() const override { return {"ResNet"}; }
+  std::string Device() const override { return "cpu"; }
+  std::string GpuName() const override { return ""; }
+  int64_t GpuMemoryBytes() const override { return 0; }
+};
+
+class DaemonTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    CoordinatorCore::Options o;
+    o.lease = absl::Seconds(30);
+    o.heartbeat_interval = absl::Milliseconds(20);
+    core_ = std::move(*CoordinatorCore::Create(o, &store_, common::Clock::Real()));
+    client_ = std::make_unique<InProcessClient>(core_.get());
+  }
+
+  int64_t Submit(int64_t budget) {
+    quartet::v1::CampaignConfig c;
+    c.set_name("daemon");
+    for (const char* f : {"AirNet", "BagNet", "ResNet", "VGG"}) c.add_pool(f);
+    c.set_k(2);
+    c.set_budget(budget);
+    c.mutable_data()->set_dataset(quartet::v1::DATASET_SYNTHETIC);
+    auto campaign = core_->SubmitCampaign(c);
+    EXPECT_TRUE(campaign.ok()) << campaign.status();
+    return campaign->id();
+  }
+
+  WorkerDaemon::Options Fast(int max_candidates = 0) {
+    WorkerDaemon::Options o;
+    o.host = "test";
+    o.initial_backoff = absl::Milliseconds(5);
+    o.max_backoff = absl::Milliseconds(20);
+    o.metric_flush_interval = absl::Milliseconds(10);
+    o.max_candidates = max_candidates;
+    return o;
+  }
+
+  coordinator::MemoryStore store_;
+  std::unique_ptr<CoordinatorCore> core_;
+  std::unique_ptr<InProcessClient> client_;
+  ScriptedTrainer trainer_;
+};
+
+TEST_F(DaemonTest, TrainsAndCompletesCandidatesAndStreamsTheirMetrics) {
+  const int64_t id = Submit(3);
+  WorkerDaemon d(Fast(3), client_.get(), &trainer_, common::Clock::Real());
+  ASSERT_TRUE(d.Run().ok());
+  EXPECT_EQ(d.candidates_done(), 3);
+  auto c = core_->GetCampaign(id);
+  EXPECT_EQ(c->state(), quartet::v1::CAMPAIGN_STATE_DONE);
+  EXPECT_EQ(c->counts().succeeded(), 3);
+  auto cands = store_.ListCandidates({id, {}, false, 0});
+  for (const auto& cand : *cands) {
+    auto metrics = store_.GetMetrics(cand.id);
+    ASSERT_TRUE(metrics.ok());
+    ASSERT_EQ(metrics->size(), 1u) << "candidate " << cand.id;
+    EXPECT_EQ((*metrics)[0].name, "test_accuracy");
+  }
+}
+
+TEST_F(DaemonTest, StopHandsTheRunningCandidateBackForRetry) {
+  const int64_t id = Submit(2);
+  trainer_.mode = ScriptedTrainer::Mode::kRunUntilStopped;
+  WorkerDaemon d(Fast(), client_.get(), &trainer_, common::Clock::Real());
+  std::thread stopper([&] {
+    while (trainer_.started == 0) absl::SleepFor(absl::Milliseconds(5));
+    absl::SleepFor(absl::Milliseconds(100));  // some heartbeats happen meanwhile
+    d.Stop();
+  });
+  ASSERT_TRUE(d.Run().ok());
+  stopper.join();
+  EXPECT_GT(client_->heartbeats.load(), 0);
+  auto cands = store_.ListCandidates({id, {}, false, 0});
+  int pending = 0;
+  for (const auto& c : *cands) {
+    if (c.state == coordinator::CandidateState::kPending) ++pending;
+    if (c.attempt == 1) EXPECT_EQ(c.error_class, quartet::v1::ERROR_CLASS_PREEMPTED);
+  }
+  EXPECT_EQ(pending, 2);  // the stopped one is back in the queue
+  EXPECT_EQ(core_->GetCampaign(id)->counts().leased(), 0);
+}
+
+TEST_F(DaemonTest, CancellationStopsTraining) {
+  const int64_t id = Submit(2);
+  trainer_.mode = ScriptedTrainer::Mode::kRunUntilStopped;
+  WorkerDaemon d(Fast(1), client_.get(), &trainer_, common::Clock::Real());
+  std::thread canceller([&] {
+    while (trainer_.started == 0) absl::SleepFor(absl::Milliseconds(5));
+    ASSERT_TRUE(core_->CancelCampaign(id).ok());
+  });
+  ASSERT_TRUE(d.Run().ok());
+  canceller.join();
+  auto c = core_->GetCampaign(id);
+  EXPECT_EQ(c->counts().cancelled(), 2);
+  EXPECT_EQ(c->counts().leased(), 0);
+}
+
+TEST_F(DaemonTest, NumericFailureIsFinal) {
+  const int64_t id = Submit(1);
+  trainer_.mode = ScriptedTrainer::Mode::kFailNumeric;
+  WorkerDaemon d(Fast(1), client_.get(), &trainer_, common::Clock::Real());
+  ASSERT_TRUE(d.Run().ok());
+  auto cands = store_.ListCandidates({id, {}, false, 0});
+  ASSERT_EQ(cands->size(), 1u);
+  EXPECT_EQ((*cands)[0].state, coordinator::CandidateState::kFailed);
+  EXPECT_EQ((*cands)[0].error_class, quartet::v1::ERROR_CLASS_NUMERIC);
+  EXPECT_EQ(core_->GetCampaign(id)->state(), quartet::v1::CAMPAIGN_STATE_DONE);
+}
+
+TEST_F(DaemonTest, BacksOffWhileTheCoordinatorIsUnreachable) {
+  Submit(1);
+  client_->unavailable_calls = 5;
+  WorkerDaemon d(Fast(1), client_.get(), &trainer_, common::Clock::Real());
+  ASSERT_TRUE(d.Run().ok());
+  EXPECT_EQ(d.candidates_done(), 1);
+  EXPECT_EQ(client_->unavailable_calls.load(), 0);
+}
+
+}  // namespace
+}  // namespace quartet::worker::daemon

@@ -1,0 +1,106 @@
+// Recipe resolution: defaults, validation naming the field, and the wire round trip.
+#include "common/recipe.h"
+
+#include <cmath>
+
+#include "common/error_class.h"
+#include "common/spec_io.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace quartet::common {
+namespace {
+
+using ::testing::HasSubstr;
+
+TEST(RecipeTest, EmptyRecipeGetsThePublishedDefaults) {
+  auto r = ResolveRecipe({});
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->epochs, 1);
+  EXPECT_EQ(r->batch_size, 32);
+  EXPECT_DOUBLE_EQ(r->learning_rate, 1e-3);
+  EXPECT_DOUBLE_EQ(r->weight_decay, 5e-4);
+  EXPECT_DOUBLE_EQ(r->gate_lr_multiplier, 2.0);
+  EXPECT_DOUBLE_EQ(r->gate_weight_decay_multiplier, 0.5);
+  EXPECT_DOUBLE_EQ(r->label_smoothing, 0.1);
+  EXPECT_DOUBLE_EQ(r->mixup_alpha, 0.2);
+  EXPECT_DOUBLE_EQ(r->grad_clip_norm, 1.0);
+  EXPECT_EQ(r->router, RouterKind::kDense);
+  EXPECT_EQ(r->optimizer, OptimizerKind::kAdamW);
+  EXPECT_FALSE(r->has_seed);
+}
+
+TEST(RecipeTest, ExplicitZeroesAreKept) {
+  quartet::v1::TrainingRecipe p;
+  p.set_mixup_alpha(0);
+  p.set_label_smoothing(0);
+  p.set_grad_clip_norm(0);
+  p.set_seed(0);
+  auto r = ResolveRecipe(p);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->mixup_alpha, 0);
+  EXPECT_EQ(r->label_smoothing, 0);
+  EXPECT_EQ(r->grad_clip_norm, 0);
+  EXPECT_TRUE(r->has_seed);
+}
+
+TEST(RecipeTest, BadValuesNameTheirField) {
+  quartet::v1::TrainingRecipe p;
+  p.set_learning_rate(std::nan(""));
+  EXPECT_THAT(std::string(ResolveRecipe(p).status().message()),
+              HasSubstr("recipe.learning_rate"));
+  p.Clear();
+  p.set_dropout(1.0);
+  EXPECT_THAT(std::string(ResolveRecipe(p).status().message()), HasSubstr("recipe.dropout"));
+  p.Clear();
+  p.set_top_p(0);
+  EXPECT_THAT(std::string(ResolveRecipe(p).status().message()), HasSubstr("recipe.top_p"));
+  p.Clear();
+  p.set_eta_min(0.5);
+  EXPECT_THAT(std::string(ResolveRecipe(p).status().message()), HasSubstr("recipe.eta_min"));
+}
+
+TEST(RecipeTest, RoundTripsThroughTheWireForm) {
+  quartet::v1::TrainingRecipe p;
+  p.set_router(quartet::v1::ROUTER_TOP_P);
+  p.set_top_p(0.7);
+  p.set_optimizer(quartet::v1::OPTIMIZER_SGD);
+  p.set_seed(99);
+  auto r = ResolveRecipe(p);
+  ASSERT_TRUE(r.ok());
+  auto again = ResolveRecipe(RecipeToProto(*r));
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again->router, RouterKind::kTopP);
+  EXPECT_DOUBLE_EQ(again->top_p, 0.7);
+  EXPECT_EQ(again->optimizer, OptimizerKind::kSgd);
+  EXPECT_EQ(again->seed, 99u);
+}
+
+TEST(SpecIoTest, ReadsYamlAndJsonAndNamesUnknownFields) {
+  quartet::v1::TrainingRecipe r;
+  ASSERT_TRUE(ParseMessage("epochs: 3\nrouter: ROUTER_TOP_K\nlearning_rate: 2e-3\naugment: false\n",
+                           TextFormat::kYaml, "x.yaml", &r)
+                  .ok());
+  EXPECT_EQ(r.epochs(), 3);
+  EXPECT_EQ(r.router(), quartet::v1::ROUTER_TOP_K);
+  EXPECT_DOUBLE_EQ(r.learning_rate(), 2e-3);
+  EXPECT_TRUE(r.has_augment());
+  EXPECT_FALSE(r.augment());
+  auto bad = ParseMessage("{\"epochz\": 3}", TextFormat::kJson, "x.json", &r);
+  EXPECT_EQ(bad.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(bad.message()), HasSubstr("x.json"));
+  EXPECT_THAT(std::string(bad.message()), HasSubstr("epochz"));
+  EXPECT_EQ(ReadMessageFile("/nonexistent/spec.yaml", &r).code(), absl::StatusCode::kNotFound);
+}
+
+TEST(ErrorClassTest, PayloadWinsOverTheCodeAndRetryabilityFollowsTheClass) {
+  absl::Status s = WithErrorClass(absl::AbortedError("nan"), quartet::v1::ERROR_CLASS_NUMERIC);
+  EXPECT_EQ(ErrorClassOf(s), quartet::v1::ERROR_CLASS_NUMERIC);
+  EXPECT_EQ(ErrorClassOf(absl::ResourceExhaustedError("oom")), quartet::v1::ERROR_CLASS_OOM);
+  EXPECT_EQ(ErrorClassOf(absl::CancelledError("stop")), quartet::v1::ERROR_CLASS_PREEMPTED);
+  EXPECT_FALSE(IsRetryable(quartet::v1::ERROR_CLASS_NUMERIC));
+  EXPECT_TRUE(IsRetryable(quartet::v1::ERROR_CLASS_PREEMPTED));
+}
+
+}  // namespace
+}  // namespace quartet::common
