@@ -24,6 +24,7 @@
 #include "worker/data/dataset.h"
 #include "worker/models/registry.h"
 #include "worker/moe/moe4.h"
+#include "worker/train/mixup.h"
 #include "worker/train/schedule.h"
 
 #ifdef QUARTET_WITH_CUDA
@@ -130,8 +131,8 @@ void SetLearningRates(torch::optim::Optimizer& opt, const std::vector<double>& b
 }
 
 // Throws the same exception a real allocation failure does, for tests of the fallback path.
-void MaybeInjectOom(int threshold, int64_t micro_batch) {
-  if (threshold > 0 && micro_batch > threshold) {
+void MaybeInjectOom(int limit, int64_t micro_batch) {
+  if (limit >= 0 && micro_batch > limit) {
     TORCH_CHECK_WITH(OutOfMemoryError, false, "injected allocation failure at micro-batch ",
                      micro_batch);
   }
@@ -344,10 +345,7 @@ absl::StatusOr<quartet::v1::Result> TorchTrainer::Train(const quartet::v1::Candi
                result.parameter_count(), input_size, device.str(), recipe.epochs,
                steps_per_epoch);
 
-  auto ce = [&](const torch::Tensor& logits, const torch::Tensor& target) {
-    return F::cross_entropy(logits.to(torch::kFloat32), target,
-                            F::CrossEntropyFuncOptions().label_smoothing(recipe.label_smoothing));
-  };
+
 
   for (int epoch = 1; epoch <= recipe.epochs; ++epoch) {
     const auto epoch_start = std::chrono::steady_clock::now();
@@ -374,17 +372,14 @@ absl::StatusOr<quartet::v1::Result> TorchTrainer::Train(const quartet::v1::Candi
                        LearningRateFactor(step, total_steps, warmup, recipe.warmup_start_factor,
                                           floor_factor));
       const double lam = SampleMixupLambda(recipe.mixup_alpha, rng);
-      torch::Tensor x, y_a, y_b;
+      MixedBatch mixed;
       {
         torch::NoGradGuard no_grad;
-        x = train_batches.Train(idx);
-        y_a = train_batches.TrainLabels(idx);
-        y_b = y_a;
+        torch::Tensor partner;
         if (lam < 1.0) {
-          torch::Tensor partner = torch::randperm(b, torch::TensorOptions().dtype(torch::kLong).device(device));
-          x = x * lam + x.index_select(0, partner) * (1.0 - lam);
-          y_b = y_a.index_select(0, partner);
+          partner = torch::randperm(b, torch::TensorOptions().dtype(torch::kLong).device(device));
         }
+        mixed = Mixup(train_batches.Train(idx), train_batches.TrainLabels(idx), lam, partner);
       }
       // Forward/backward in micro-batches; halve them on out-of-memory and redo the step.
       double step_loss = 0;
@@ -396,15 +391,16 @@ absl::StatusOr<quartet::v1::Result> TorchTrainer::Train(const quartet::v1::Candi
           step_correct = 0;
           for (int64_t c0 = 0; c0 < b; c0 += micro) {
             const int64_t c = std::min(micro, b - c0);
-            MaybeInjectOom(options_.inject_oom_above_micro_batch, c);
-            torch::Tensor xc = x.narrow(0, c0, c), ya = y_a.narrow(0, c0, c),
-                          yb = y_b.narrow(0, c0, c);
+            MaybeInjectOom(options_.inject_oom_micro_batch_limit, c);
+            MixedBatch chunk{mixed.x.narrow(0, c0, c), mixed.y_a.narrow(0, c0, c),
+                             mixed.y_b.narrow(0, c0, c), lam};
             moe::MoEOutput out;
             {
               AutocastScope autocast(amp, amp_dtype);
-              out = model->Forward(xc);
+              out = model->Forward(chunk.x);
             }
-            torch::Tensor loss = lam * ce(out.logits, ya) + (1.0 - lam) * ce(out.logits, yb);
+            torch::Tensor loss = MixupLoss(out.logits, chunk, recipe.label_smoothing);
+            if (step == options_.inject_nan_loss_at_step) loss = loss * std::nan("");
             loss = loss + recipe.balance_loss_weight * out.balance_loss;
             const double value = loss.item<double>();
             if (!std::isfinite(value)) {
@@ -414,7 +410,7 @@ absl::StatusOr<quartet::v1::Result> TorchTrainer::Train(const quartet::v1::Candi
             }
             (loss * (static_cast<double>(c) / b) * scaler.scale()).backward();
             step_loss += value * c;
-            step_correct += out.logits.argmax(1).eq(ya).sum().item<int64_t>();
+            step_correct += out.logits.argmax(1).eq(chunk.y_a).sum().item<int64_t>();
           }
           break;
         } catch (const c10::OutOfMemoryError& e) {

@@ -33,8 +33,11 @@ class TorchTrainer : public Trainer {
     int progress_every_steps = 10;
     // Intra-op threads on CPU; 0 keeps LibTorch's default.
     int threads = 0;
-    // Tests only: behave as if any micro-batch larger than this ran out of memory (0 = off).
-    int inject_oom_above_micro_batch = 0;
+    // Tests only: behave as if every micro-batch larger than this ran out of memory (-1 = off;
+    // 0 makes even a micro-batch of 1 fail).
+    int inject_oom_micro_batch_limit = -1;
+    // Tests only: make the loss NaN at this optimiser step (-1 = off).
+    int64_t inject_nan_loss_at_step = -1;
   };
 
   // INVALID_ARGUMENT for a malformed device; UNAVAILABLE for a CUDA device LibTorch cannot see.
