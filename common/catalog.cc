@@ -27,17 +27,21 @@ std::vector<FamilyInfo> BuildCatalog() {
       {0, "BagNet", {{"BagNet", 1, 0, true, true, 1'254'890, "bottleneck net, BN only on 3x3"}}},
       {0,
        "BayesianNet",
-       {{"BayesianNet-1", 29, 0, true, true, 3'565'268,
-         "Bayes-by-backprop 3 conv + 3 FC; weights sampled every forward, also in eval; flatten "
-         "sized from the input instead of LEMUR's fixed 32 px"},
+       {{"BayesianNet-1", 23, 0, true, true, 3'565'268,
+         "Bayes-by-backprop 3 conv + 3 FC; noise sampled every train forward, eval uses the mean "
+         "(LEMUR samples in eval too); adaptive pool to LEMUR's 32-px 2x2 map before the flatten, "
+         "so any size >= 23 runs"},
         {"BayesianNet-2", 29, 0, true, true, 4'351'892,
-         "Bayes-by-backprop AlexNet-like; flatten sized from the input"},
-        {"BayesianNet-3", 29, 0, true, true, 124'012,
-         "Bayes-by-backprop LeNet-5; flatten sized from the input"}}},
+         "Bayes-by-backprop AlexNet-like; eval uses the mean; adaptive pool to the 32-px 1x1 map "
+         "before the flatten"},
+        {"BayesianNet-3", 16, 0, true, true, 124'012,
+         "Bayes-by-backprop LeNet-5; eval uses the mean; adaptive pool to the 32-px 5x5 map before "
+         "the flatten"}}},
       {0,
        "ComplexNet",
        {{"ComplexNet", 16, 0, true, true, 522'580,
-         "complex-valued LeNet-like net on (re, im) = (pixel, 0)"}}},
+         "complex-valued LeNet-like net on (re, im) = (pixel, 0); built for its input size; "
+         "outputs log-probabilities"}}},
       {0, "ConvNeXt", {{"ConvNeXt", 32, 0, true, true, 49'462'378, "ConvNeXt-Small layout"}}},
       {0,
        "DPN",
