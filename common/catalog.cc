@@ -61,18 +61,25 @@ std::vector<FamilyInfo> BuildCatalog() {
        "FractalNet",
        {{"FractalNet", 32, 0, true, true, 33'724'618,
          "5 fractal units, no global pool: the classifier grows with the input size"}}},
-      {0, "GoogLeNet", {{"GoogLeNet", 15, 0, true, true, 9'960'638, "Inception-v1 with BN"}}},
+      {0,
+       "GoogLeNet",
+       {{"GoogLeNet", 15, 0, true, true, 9'960'638,
+         "Inception-v1 with BN; the aux heads are built (counted) but not run: LEMUR discards "
+         "their outputs"}}},
       {0, "ICNet", {{"ICNet", 1, 0, true, true, 50'538, "ICNet pieces as a classifier"}}},
       {0,
        "InceptionV3",
        {{"InceptionV3-1", 75, 0, false, true, 21'806'058,
          "Inception-v3 without aux head; needs >= 75 px; counted at 128 px"},
         {"InceptionV3-2", 299, 0, false, true, 24'371'444,
-         "Inception-v3 with the (inert) aux head; needs 299 px to train"}}},
+         "Inception-v3 with the aux head built (counted) but not run, as LEMUR discards its "
+         "output; keeps LEMUR's 299 px training minimum (the port itself runs from 75 px)"}}},
       {0, "MNASNet", {{"MNASNet", 1, 0, true, true, 1'902'018, "MNASNet-0.75"}}},
       {0,
        "MaxVit",
-       {{"MaxVit", 1, 0, true, true, 30'384'520, "MaxViT-T channels with partition size 1"}}},
+       {{"MaxVit", 1, 0, true, true, 30'384'520,
+         "MaxViT-T channels with partition size 1: every attention is over one token, computed as "
+         "the value and output projections; runs at any size"}}},
       {0, "MobileNetV2", {{"MobileNetV2", 1, 0, true, true, 2'236'682, "MobileNetV2 x1.0"}}},
       {0,
        "MobileNetV3",
@@ -91,7 +98,8 @@ std::vector<FamilyInfo> BuildCatalog() {
       {0,
        "VisionTransformer",
        {{"VisionTransformer", 1, 0, true, true, 85'658'890,
-         "ViT-B encoder, patch size a fraction of the input; counted at 32 px"}}},
+         "ViT-B encoder, patch size a fraction of the input; counted at 32 px; head init "
+         "normal(0, 1e-6) instead of LEMUR's zeros so that the first step reaches every layer"}}},
   };
   std::sort(f.begin(), f.end(),
             [](const FamilyInfo& a, const FamilyInfo& b) { return a.name < b.name; });

@@ -311,7 +311,8 @@ absl::StatusOr<quartet::v1::Result> TorchTrainer::Train(const quartet::v1::Candi
                                          torch::optim::SGDOptions(gate_lr)
                                              .momentum(recipe.momentum)
                                              .weight_decay(gate_wd)));
-    optimizer = std::make_unique<torch::optim::SGD>(std::move(groups));
+    optimizer = std::make_unique<torch::optim::SGD>(std::move(groups),
+                                                     torch::optim::SGDOptions(recipe.learning_rate));
   }
   const std::vector<double> base_lr = {recipe.learning_rate, gate_lr};
   const double floor_factor = recipe.eta_min / recipe.learning_rate;
