@@ -17,6 +17,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "common/clock.h"
+#include "common/flag_names.h"
 #include "common/logging.h"
 #include "common/spec_io.h"
 #include "coordinator/core/coordinator_core.h"
@@ -76,6 +77,8 @@ int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "quartet-coordinator --listen=127.0.0.1:50051 [--database_url_file=FILE]\n"
       "Serves CampaignService and WorkerService; state lives in PostgreSQL.");
+  std::vector<std::string> normalized_flags;
+  quartet::common::NormalizeFlagNames(argc, argv, normalized_flags);
   absl::ParseCommandLine(argc, argv);
   if (auto s = quartet::common::InitLogging("coordinator", absl::GetFlag(FLAGS_log_level),
                                             absl::GetFlag(FLAGS_log_file));

@@ -12,6 +12,7 @@
 #include "absl/flags/usage.h"
 #include "common/clock.h"
 #include "common/grpc_client.h"
+#include "common/flag_names.h"
 #include "common/logging.h"
 #include "spdlog/spdlog.h"
 #include "worker/daemon/coordinator_client.h"
@@ -36,6 +37,8 @@ int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "quartet-worker --coordinator=HOST:PORT --device=cuda:0\n"
       "Pulls Quartet candidates, trains them, reports results.");
+  std::vector<std::string> normalized_flags;
+  quartet::common::NormalizeFlagNames(argc, argv, normalized_flags);
   absl::ParseCommandLine(argc, argv);
   if (auto s = quartet::common::InitLogging("worker", absl::GetFlag(FLAGS_log_level),
                                             absl::GetFlag(FLAGS_log_file));

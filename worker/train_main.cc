@@ -19,6 +19,7 @@
 #include "absl/strings/str_split.h"
 #include "common/catalog.h"
 #include "common/error_class.h"
+#include "common/flag_names.h"
 #include "common/logging.h"
 #include "common/spec_io.h"
 #include "worker/train/torch_trainer.h"
@@ -81,6 +82,8 @@ int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "quartet-train --families=A,B,C,D --dataset=fashion-mnist [--output=result.json]\n"
       "Trains one MoE candidate locally. --list-families prints the catalog.");
+  std::vector<std::string> normalized_flags;
+  quartet::common::NormalizeFlagNames(argc, argv, normalized_flags);
   absl::ParseCommandLine(argc, argv);
   if (absl::GetFlag(FLAGS_list_families)) {
     ListFamilies();

@@ -159,7 +159,7 @@ absl::Status WorkerDaemon::RegisterWithRetry() {
       return absl::OkStatus();
     }
     if (!Transient(resp.status())) return resp.status();
-    spdlog::warn("coordinator unreachable ({}); retrying in {}", resp.status().message(),
+    spdlog::warn("coordinator unreachable ({}); retrying in {}", std::string(resp.status().message()),
                  absl::FormatDuration(backoff));
     if (!SleepUnlessStopping(backoff)) break;
     backoff = std::min(backoff * 2, options_.max_backoff);
@@ -236,7 +236,7 @@ void WorkerDaemon::RunCandidate(const quartet::v1::LeaseCandidateResponse& lease
         }
       } else if (resp.status().code() == absl::StatusCode::kFailedPrecondition ||
                  resp.status().code() == absl::StatusCode::kNotFound) {
-        spdlog::warn("candidate {}: lease lost ({}); abandoning it", id, resp.status().message());
+        spdlog::warn("candidate {}: lease lost ({}); abandoning it", id, std::string(resp.status().message()));
         lease_lost = true;
       } else {
         spdlog::warn("candidate {}: heartbeat failed ({}); will retry", id,
@@ -315,7 +315,7 @@ void WorkerDaemon::RunCandidate(const quartet::v1::LeaseCandidateResponse& lease
   req.set_retryable(common::IsRetryable(cls));
   absl::Status s = with_retry([&]() -> absl::Status { return client_->Fail(req).status(); });
   spdlog::info("candidate {}: failed ({}: {}), handed back {}", id,
-               quartet::v1::ErrorClass_Name(cls), result.status().message(),
+               quartet::v1::ErrorClass_Name(cls), std::string(result.status().message()),
                s.ok() ? (req.retryable() ? "for retry" : "as final") : "unsuccessfully: " + s.ToString());
 }
 
