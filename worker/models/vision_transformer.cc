@@ -25,6 +25,12 @@
 //   reaches the whole network from the first step.
 // - patch_size >= 1 makes LEMUR's get_closest_split find no divisor and crash; here it gives one
 //   patch covering the whole image.
+// - Degenerate sizes: at a prime side (17, 23, 29, ...) LEMUR's rule falls back to 1-pixel patches,
+//   i.e. H^2 tokens (842 at 29 px: minutes per step on a CPU). When the rule would give a patch
+//   grid wider than max(16, 2 / patch_size), the input is resized (bilinear) to the next larger side
+//   whose grid is not (29 -> 30: patch 15, 4 patches). Every side LEMUR itself used (32, 64, 128,
+//   256, 299, 512) is unaffected, and so is the parameter count at 32 px.
+#include <algorithm>
 #include <cmath>
 
 #include "worker/models/blocks.h"
@@ -44,6 +50,15 @@ int64_t VisionTransformerPatchSize(int64_t size, double fraction) {
       return (d - close_to) > (close_to - previous) ? previous : d;
     }
     previous = d;
+  }
+  return size;
+}
+
+// The side the encoder runs at: `size` unless LEMUR's rule degenerates there (see the header).
+int64_t VisionTransformerWorkingSize(int64_t size, double fraction) {
+  const double max_grid = std::max(16.0, 2.0 / std::max(fraction, 1e-9));
+  for (int64_t s = size; s <= 2 * size + 16; ++s) {
+    if (s / VisionTransformerPatchSize(s, fraction) <= max_grid) return s;
   }
   return size;
 }
@@ -130,8 +145,10 @@ class VisionTransformerImpl : public ClassifierImpl {
  public:
   explicit VisionTransformerImpl(const ModelOptions& o) {
     constexpr int64_t kHidden = 768;
-    patch_ = VisionTransformerPatchSize(o.input_size, o.Param("patch_size", 0.5));
-    const int64_t grid = o.input_size / patch_;
+    const double fraction = o.Param("patch_size", 0.5);
+    size_ = VisionTransformerWorkingSize(o.input_size, fraction);
+    patch_ = VisionTransformerPatchSize(size_, fraction);
+    const int64_t grid = size_ / patch_;
     conv_proj = register_module(
         "conv_proj",
         torch::nn::Conv2d(torch::nn::Conv2dOptions(o.in_channels, kHidden, patch_).stride(patch_)));
@@ -149,11 +166,19 @@ class VisionTransformerImpl : public ClassifierImpl {
   }
 
   torch::Tensor forward(torch::Tensor x) override {
+    if (x.size(2) != size_ || x.size(3) != size_) {
+      x = torch::nn::functional::interpolate(
+          x, torch::nn::functional::InterpolateFuncOptions()
+                 .size(std::vector<int64_t>{size_, size_})
+                 .mode(torch::kBilinear)
+                 .align_corners(false));
+    }
     x = conv_proj(x).flatten(2).transpose(1, 2);
     return head(encoder(x));
   }
 
  private:
+  int64_t size_;
   int64_t patch_;
   torch::nn::Conv2d conv_proj{nullptr};
   VisionTransformerEncoder encoder{nullptr};
