@@ -177,7 +177,7 @@ int main(int argc, char** argv) {
       "Observe().\n");
   if (!json) std::cout << table;
   if (record &&
-      !AppendResults("bench/RESULTS.md", "Adaptive sampler: draws to find the best combination",
+      !AppendResults(ResultsPath(), "Adaptive sampler: draws to find the best combination",
                      CommandLine(argc, argv), table)) {
     return 1;
   }

@@ -48,6 +48,8 @@ std::string MachineDescription() {
                          mem_gib, os);
 }
 
+std::string ResultsPath() { return std::string(QUARTET_SOURCE_DIR) + "/bench/RESULTS.md"; }
+
 std::string Today() { return absl::FormatTime("%Y-%m-%d", absl::Now(), absl::UTCTimeZone()); }
 
 std::string CommandLine(int argc, char** argv) {

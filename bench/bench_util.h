@@ -15,6 +15,9 @@ std::string Today();
 // The command line as typed (argv joined by spaces).
 std::string CommandLine(int argc, char** argv);
 
+// The source tree's bench/RESULTS.md, wherever the benchmark runs from.
+std::string ResultsPath();
+
 // Appends "## <title>\n\n<machine, date, command>\n\n<body>\n" to `path`. Returns false (and
 // prints why to stderr) when the file cannot be written.
 bool AppendResults(const std::string& path, const std::string& title, const std::string& command,

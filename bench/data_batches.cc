@@ -176,7 +176,7 @@ int Main(int argc, char** argv) {
   }
   std::cout << body;
   if (record) {
-    if (!AppendResults("bench/RESULTS.md", "Data batches (worker/data)", CommandLine(argc, argv),
+    if (!AppendResults(ResultsPath(), "Data batches (worker/data)", CommandLine(argc, argv),
                        body)) {
       return 1;
     }

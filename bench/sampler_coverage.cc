@@ -276,7 +276,7 @@ int main(int argc, char** argv) {
       "covering plan there). ADAPTIVE is fed noisy accuracies from a hidden additive landscape "
       "(bench/synthetic_accuracy.h, one observation per draw).\n");
   if (!json) std::cout << table;
-  if (record && !AppendResults("bench/RESULTS.md", "Sampler coverage (n = 29, k = 4)",
+  if (record && !AppendResults(ResultsPath(), "Sampler coverage (n = 29, k = 4)",
                                CommandLine(argc, argv), table)) {
     return 1;
   }

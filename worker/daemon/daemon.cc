@@ -170,6 +170,7 @@ absl::Status WorkerDaemon::RegisterWithRetry() {
 absl::Status WorkerDaemon::Run() {
   if (absl::Status s = RegisterWithRetry(); !s.ok()) return s;
   absl::Duration backoff = options_.initial_backoff;
+  int idle_polls = 0;
   while (!stopping()) {
     if (options_.max_candidates > 0 && done_ >= options_.max_candidates) break;
     auto resp = client_->Lease(worker_id_);
@@ -189,9 +190,12 @@ absl::Status WorkerDaemon::Run() {
     }
     backoff = options_.initial_backoff;
     if (!resp->has_lease()) {
-      SleepUnlessStopping(absl::Milliseconds(std::max(100, resp->retry_after_ms())));
+      const absl::Duration base = absl::Milliseconds(std::max(100, resp->retry_after_ms()));
+      SleepUnlessStopping(std::min(base * (1 << std::min(idle_polls++, 6)),
+                                   std::max(base, options_.max_idle_poll)));
       continue;
     }
+    idle_polls = 0;
     RunCandidate(*resp);
   }
   spdlog::info("worker {} stopping after {} candidates", worker_id_, done_.load());

@@ -6,7 +6,8 @@
 //         -> CompleteCandidate | FailCandidate(error class, retryable)
 //
 // Back-off: when the coordinator is unreachable, calls are retried with exponential back-off
-// (initial_backoff doubling up to max_backoff). Stop() (SIGTERM/SIGINT) makes training stop at its
+// (initial_backoff doubling up to max_backoff); while there is no work, polls slow down from the
+// coordinator's retry_after up to max_idle_poll and speed up again with the first lease. Stop() (SIGTERM/SIGINT) makes training stop at its
 // next step; the candidate is handed back as PREEMPTED and retryable so another worker takes it;
 // Run() then returns OK.
 //
@@ -37,8 +38,11 @@ class WorkerDaemon {
     std::string version;
     // Overrides the coordinator's suggested heartbeat interval when > 0.
     absl::Duration heartbeat_interval = absl::ZeroDuration();
+    // Back-off while the coordinator is unreachable: doubling from initial to max.
     absl::Duration initial_backoff = absl::Milliseconds(500);
     absl::Duration max_backoff = absl::Seconds(30);
+    // While there is no work, polls start at the coordinator's retry_after and double up to this.
+    absl::Duration max_idle_poll = absl::Seconds(5);
     // Metric points are sent at least this often (and whenever 64 are waiting).
     absl::Duration metric_flush_interval = absl::Seconds(1);
     // Stop after this many candidates (0 = never); for tests and batch jobs.
