@@ -15,7 +15,10 @@ packages=(
   zlib1g-dev procps
 )
 if [[ "${QUARTET_NO_WORKER:-0}" != "1" ]]; then
-  packages+=(libtorch-dev dataset-fashion-mnist python3-torch python3-torchvision python3-grpcio)
+  # libopenblas0-openmp: Debian's LibTorch calls BLAS through the libblas.so.3 alternative, which
+  # is the slow reference BLAS unless an optimised one is installed (15x on Linear-heavy families).
+  packages+=(libtorch-dev libopenblas0-openmp dataset-fashion-mnist python3-torch
+             python3-torchvision python3-grpcio)
 fi
 
 missing=()
