@@ -10,6 +10,7 @@
 //   ./build/bench/train_throughput [--sizes=32,256] [--record]
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <chrono>
 #include <cstdio>
@@ -33,6 +34,7 @@ ABSL_FLAG(std::string, sizes, "32,256", "Input sides to measure.");
 ABSL_FLAG(int, steps_32, 20, "Timed steps at sides <= 64.");
 ABSL_FLAG(int, steps_large, 4, "Timed steps at larger sides.");
 ABSL_FLAG(int, warmup, 2, "Untimed steps first.");
+ABSL_FLAG(int, repeats, 3, "Runs of each configuration, interleaved; the table reports medians.");
 ABSL_FLAG(int, threads, 0, "Intra-op threads for both sides (0 = all cores).");
 ABSL_FLAG(std::string, python, "/usr/bin/python3", "Python with Debian's torch and torchvision.");
 ABSL_FLAG(bool, record, false, "Append the table to bench/RESULTS.md.");
@@ -96,6 +98,17 @@ absl::StatusOr<Measurement> MeasurePython(const std::string& mode, int size, int
   return Measurement{j["samples_per_second"].get<double>(), j["parameters"].get<int64_t>()};
 }
 
+double Median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v.size() % 2 ? v[v.size() / 2] : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2;
+}
+
+// "median (min-max)".
+std::string Cell(const std::vector<double>& v) {
+  return absl::StrFormat("%.1f (%.1f-%.1f)", Median(v), *std::min_element(v.begin(), v.end()),
+                         *std::max_element(v.begin(), v.end()));
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -116,33 +129,40 @@ int main(int argc, char** argv) {
       return 2;
     }
     const int steps = size <= 64 ? absl::GetFlag(FLAGS_steps_32) : absl::GetFlag(FLAGS_steps_large);
-    std::cerr << "measuring " << size << " px: Quartet..." << std::endl;
-    auto q = MeasureQuartet(size, steps, warmup, threads);
-    std::cerr << "  PyTorch pre-batched..." << std::endl;
-    auto pre = MeasurePython("prebatched", size, steps, warmup, threads);
-    std::cerr << "  PyTorch published way..." << std::endl;
-    auto pub = MeasurePython("published", size, steps, warmup, threads);
-    for (const auto* m : {&q, &pre, &pub}) {
-      if (!m->ok()) {
-        std::cerr << m->status() << "\n";
-        return 1;
+    // Interleaved repeats (Quartet, pre-batched, published, Quartet, ...) so drift on a shared
+    // machine hits every configuration alike; medians reported, with the range.
+    std::vector<double> qs, pres, pubs;
+    absl::StatusOr<Measurement> q, pre, pub;
+    for (int rep = 0; rep < absl::GetFlag(FLAGS_repeats); ++rep) {
+      std::cerr << "measuring " << size << " px, run " << rep + 1 << ": Quartet, PyTorch pre-batched, "
+                << "PyTorch published way" << std::endl;
+      q = MeasureQuartet(size, steps, warmup, threads);
+      pre = MeasurePython("prebatched", size, steps, warmup, threads);
+      pub = MeasurePython("published", size, steps, warmup, threads);
+      for (const auto* m : {&q, &pre, &pub}) {
+        if (!m->ok()) {
+          std::cerr << m->status() << "\n";
+          return 1;
+        }
       }
+      qs.push_back(q->samples_per_second);
+      pres.push_back(pre->samples_per_second);
+      pubs.push_back(pub->samples_per_second);
     }
     params_cpp = q->parameters;
     params_py = pre->parameters;
-    absl::StrAppendFormat(&table, "| %d px | %.1f | %.1f | %.2fx | %.1f | %.2fx |\n", size,
-                          q->samples_per_second, pre->samples_per_second,
-                          q->samples_per_second / pre->samples_per_second,
-                          pub->samples_per_second,
-                          q->samples_per_second / pub->samples_per_second);
+    const double mq = Median(qs), mpre = Median(pres), mpub = Median(pubs);
+    absl::StrAppendFormat(&table, "| %d px | %s | %s | %.2fx | %s | %.2fx |\n", size, Cell(qs),
+                          Cell(pres), mq / mpre, Cell(pubs), mq / mpub);
   }
   const std::string notes = absl::StrFormat(
       "\nMoE4 of AirNet + ResNet + ShuffleNet + MobileNetV3, DENSE router, batch 32, AdamW (gate "
       "2x lr), warm-up + cosine per step, label smoothing 0.1, mixup 0.2, clip 1.0; CPU, %d "
       "threads on both sides; %d untimed warm-up steps, then %d timed steps at 32 px and %d at "
-      "larger sides. Parameters: Quartet %d, PyTorch %d. The published way uses torchvision "
+      "larger sides; %d interleaved runs of each, median (min-max). Parameters: Quartet %d, PyTorch %d. The published way uses torchvision "
       "transforms on PIL images in a DataLoader with one worker process.\n",
-      threads, warmup, absl::GetFlag(FLAGS_steps_32), absl::GetFlag(FLAGS_steps_large), params_cpp,
+      threads, warmup, absl::GetFlag(FLAGS_steps_32), absl::GetFlag(FLAGS_steps_large),
+      absl::GetFlag(FLAGS_repeats), params_cpp,
       params_py);
   std::cout << table << notes;
   if (absl::GetFlag(FLAGS_record)) {
