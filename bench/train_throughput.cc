@@ -1,7 +1,8 @@
 // bench/train_throughput: training throughput of one fixed MoE4 (AirNet + ResNet + ShuffleNet +
 // MobileNetV3, DENSE router, batch 32) in Quartet's trainer against the same model and recipe in
 // PyTorch eager (bench/train_throughput.py, Debian's python3-torch: the same kernels), side by side
-// in one run, at 32 px and at 256 px (CIFAR-10-shaped data upsampled as the published pipeline did).
+// in one run, at 32 px and at 256 px (CIFAR-10-shaped data upsampled as the published pipeline
+// did).
 //
 // PyTorch is fed two ways: the published pipeline's way (PIL images, torchvision per-sample
 // transforms, a DataLoader with one worker) and pre-batched tensors. Quartet builds its batches on
@@ -134,7 +135,8 @@ int main(int argc, char** argv) {
     std::vector<double> qs, pres, pubs;
     absl::StatusOr<Measurement> q, pre, pub;
     for (int rep = 0; rep < absl::GetFlag(FLAGS_repeats); ++rep) {
-      std::cerr << "measuring " << size << " px, run " << rep + 1 << ": Quartet, PyTorch pre-batched, "
+      std::cerr << "measuring " << size << " px, run " << rep + 1
+                << ": Quartet, PyTorch pre-batched, "
                 << "PyTorch published way" << std::endl;
       q = MeasureQuartet(size, steps, warmup, threads);
       pre = MeasurePython("prebatched", size, steps, warmup, threads);
@@ -159,14 +161,15 @@ int main(int argc, char** argv) {
       "\nMoE4 of AirNet + ResNet + ShuffleNet + MobileNetV3, DENSE router, batch 32, AdamW (gate "
       "2x lr), warm-up + cosine per step, label smoothing 0.1, mixup 0.2, clip 1.0; CPU, %d "
       "threads on both sides; %d untimed warm-up steps, then %d timed steps at 32 px and %d at "
-      "larger sides; %d interleaved runs of each, median (min-max). Parameters: Quartet %d, PyTorch %d. The published way uses torchvision "
+      "larger sides; %d interleaved runs of each, median (min-max). Parameters: Quartet %d, "
+      "PyTorch %d. The published way uses torchvision "
       "transforms on PIL images in a DataLoader with one worker process.\n",
       threads, warmup, absl::GetFlag(FLAGS_steps_32), absl::GetFlag(FLAGS_steps_large),
-      absl::GetFlag(FLAGS_repeats), params_cpp,
-      params_py);
+      absl::GetFlag(FLAGS_repeats), params_cpp, params_py);
   std::cout << table << notes;
   if (absl::GetFlag(FLAGS_record)) {
-    if (!quartet::bench::AppendResults(quartet::bench::ResultsPath(), "Training throughput: Quartet vs PyTorch eager (CPU)",
+    if (!quartet::bench::AppendResults(quartet::bench::ResultsPath(),
+                                       "Training throughput: Quartet vs PyTorch eager (CPU)",
                                        quartet::bench::CommandLine(argc, argv), table + notes)) {
       return 1;
     }

@@ -62,7 +62,8 @@ int MeasureOne(const std::string& name) {
   (*model)->train();
   const int batch = absl::GetFlag(FLAGS_batch);
   torch::Tensor x = torch::randn({batch, 3, size, size}, device);
-  torch::Tensor y = torch::randint(0, 10, {batch}, torch::TensorOptions(torch::kLong).device(device));
+  torch::Tensor y =
+      torch::randint(0, 10, {batch}, torch::TensorOptions(torch::kLong).device(device));
   auto step = [&] {
     (*model)->zero_grad();
     torch::nn::functional::cross_entropy((*model)->forward(x), y).backward();
@@ -73,8 +74,8 @@ int MeasureOne(const std::string& name) {
   for (int i = 0; i < absl::GetFlag(FLAGS_iterations); ++i) {
     const auto t0 = std::chrono::steady_clock::now();
     step();
-    ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0)
-                     .count());
+    ms.push_back(
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
   }
   std::sort(ms.begin(), ms.end());
   out["size"] = size;
@@ -165,8 +166,9 @@ int main(int argc, char** argv) {
   std::cout << table << notes;
   if (absl::GetFlag(FLAGS_record)) {
     if (!quartet::bench::AppendResults(
-            quartet::bench::ResultsPath(), absl::StrCat("Family zoo: parameters, forward+backward time, memory (",
-                               absl::GetFlag(FLAGS_device), ")"),
+            quartet::bench::ResultsPath(),
+            absl::StrCat("Family zoo: parameters, forward+backward time, memory (",
+                         absl::GetFlag(FLAGS_device), ")"),
             quartet::bench::CommandLine(argc, argv), table + notes)) {
       return 1;
     }

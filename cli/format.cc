@@ -102,27 +102,23 @@ std::string CampaignDetails(const quartet::v1::Campaign& c) {
   std::string out;
   absl::StrAppend(&out, "campaign ", c.id(), "  '", cfg.name(), "'  ", StateName(c.state()), "\n");
   absl::StrAppend(&out, "  space      ", cfg.k(), " of ", cfg.pool_size(), " families",
-                  cfg.required_size() ? absl::StrCat(" (required: ",
-                                                     absl::StrJoin(cfg.required(), ", "), ")")
-                                      : "",
+                  cfg.required_size()
+                      ? absl::StrCat(" (required: ", absl::StrJoin(cfg.required(), ", "), ")")
+                      : "",
                   ", ", c.space_size(), " combinations\n");
   absl::StrAppend(&out, "  sampler    ", SamplerName(cfg.sampler()), ", seed ", cfg.seed(),
-                  ", repeats ", cfg.repeats(), ", max attempts ", cfg.max_attempts(),
-                  ", priority ", cfg.priority(), "\n");
-  absl::StrAppend(&out, "  dataset    ",
-                  Strip(quartet::v1::Dataset_Name(cfg.data().dataset()), "DATASET_"),
-                  cfg.data().train_limit() ? absl::StrCat(", train limit ", cfg.data().train_limit())
-                                           : "",
-                  cfg.data().test_limit() ? absl::StrCat(", test limit ", cfg.data().test_limit())
-                                          : "",
-                  "\n");
-  const auto& r = cfg.recipe();
+                  ", repeats ", cfg.repeats(), ", max attempts ", cfg.max_attempts(), ", priority ",
+                  cfg.priority(), "\n");
   absl::StrAppend(
-      &out, "  recipe     ", r.epochs(), " epoch(s), batch ", r.batch_size(), ", ",
-      Strip(quartet::v1::Optimizer_Name(r.optimizer()), "OPTIMIZER_"), " lr ",
-      absl::StrFormat("%g", r.learning_rate()), ", router ",
-      Strip(quartet::v1::Router_Name(r.router()), "ROUTER_"), ", input ",
-      r.input_size() ? absl::StrCat(r.input_size(), " px") : std::string("auto"), "\n");
+      &out, "  dataset    ", Strip(quartet::v1::Dataset_Name(cfg.data().dataset()), "DATASET_"),
+      cfg.data().train_limit() ? absl::StrCat(", train limit ", cfg.data().train_limit()) : "",
+      cfg.data().test_limit() ? absl::StrCat(", test limit ", cfg.data().test_limit()) : "", "\n");
+  const auto& r = cfg.recipe();
+  absl::StrAppend(&out, "  recipe     ", r.epochs(), " epoch(s), batch ", r.batch_size(), ", ",
+                  Strip(quartet::v1::Optimizer_Name(r.optimizer()), "OPTIMIZER_"), " lr ",
+                  absl::StrFormat("%g", r.learning_rate()), ", router ",
+                  Strip(quartet::v1::Router_Name(r.router()), "ROUTER_"), ", input ",
+                  r.input_size() ? absl::StrCat(r.input_size(), " px") : std::string("auto"), "\n");
   absl::StrAppend(&out, "  budget     ", cfg.budget(), " candidates, ", c.issued(), " issued\n");
   absl::StrAppend(&out, "  progress   ", ProgressLine(c), "\n");
   absl::StrAppend(&out, "  states     pending ", n.pending(), ", leased ", n.leased(),
@@ -135,7 +131,8 @@ std::string CampaignDetails(const quartet::v1::Campaign& c) {
                     " per succeeded candidate\n");
   }
   absl::StrAppend(&out, "  created    ", When(c.created_unix_ms()), "\n");
-  if (c.finished_unix_ms()) absl::StrAppend(&out, "  finished   ", When(c.finished_unix_ms()), "\n");
+  if (c.finished_unix_ms())
+    absl::StrAppend(&out, "  finished   ", When(c.finished_unix_ms()), "\n");
   return out;
 }
 
@@ -155,14 +152,13 @@ std::string CampaignList(const std::vector<quartet::v1::Campaign>& campaigns) {
 }
 
 std::string CoverageText(const quartet::v1::CoverageReport& r, bool show_pairs) {
-  std::vector<std::vector<std::string>> rows = {{"FAMILY", "TOTAL", "PENDING", "LEASED",
-                                                 "SUCCEEDED", "FAILED", "CANCELLED", "vs UNIFORM"}};
+  std::vector<std::vector<std::string>> rows = {
+      {"FAMILY", "TOTAL", "PENDING", "LEASED", "SUCCEEDED", "FAILED", "CANCELLED", "vs UNIFORM"}};
   for (const auto& f : r.families()) {
     const auto& n = f.counts();
     rows.push_back({f.family(), absl::StrCat(f.total()), absl::StrCat(n.pending()),
-                    absl::StrCat(n.leased()), absl::StrCat(n.succeeded()),
-                    absl::StrCat(n.failed()), absl::StrCat(n.cancelled()),
-                    absl::StrFormat("%.2fx", f.share_vs_uniform())});
+                    absl::StrCat(n.leased()), absl::StrCat(n.succeeded()), absl::StrCat(n.failed()),
+                    absl::StrCat(n.cancelled()), absl::StrFormat("%.2fx", f.share_vs_uniform())});
   }
   std::string out = absl::StrCat("coverage of campaign ", r.campaign_id(), ": k = ", r.k(), " of ",
                                  r.pool_size(), " families\n\n");
@@ -177,10 +173,9 @@ std::string CoverageText(const quartet::v1::CoverageReport& r, bool show_pairs) 
                   "  (largest minus smallest count)\n");
   absl::StrAppend(&out, "pairs seen          ", r.pairs_seen(), " of ", r.pairs_total(), " (",
                   Pct(r.pair_coverage()), "), counts ", r.min_pair_count(), "..",
-                  r.max_pair_count(), "; with a success: ", Pct(r.pair_coverage_succeeded()),
-                  "\n");
-  absl::StrAppend(&out, "triples seen        ", r.triples_seen(), " of ", r.triples_total(),
-                  " (", Pct(r.triple_coverage()), ")\n");
+                  r.max_pair_count(), "; with a success: ", Pct(r.pair_coverage_succeeded()), "\n");
+  absl::StrAppend(&out, "triples seen        ", r.triples_seen(), " of ", r.triples_total(), " (",
+                  Pct(r.triple_coverage()), ")\n");
   if (show_pairs && r.pairs_size() > 0) {
     std::vector<std::vector<std::string>> prow = {
         {"PAIR", "TOTAL", "PENDING", "LEASED", "SUCCEEDED", "FAILED", "CANCELLED"}};
@@ -211,8 +206,8 @@ std::string YieldText(const quartet::v1::YieldReport& r) {
             e.succeeded() ? Acc(e.max_accuracy()) : "-",
             failures.empty() ? "-" : failures};
   };
-  const std::vector<std::string> header = {"FAMILY",  "OK",     "FAILED", "YIELD",
-                                           "MEAN",    "MEDIAN", "MAX",    "FAILURES"};
+  const std::vector<std::string> header = {"FAMILY", "OK",     "FAILED", "YIELD",
+                                           "MEAN",   "MEDIAN", "MAX",    "FAILURES"};
   std::vector<std::vector<std::string>> rows = {header};
   for (const auto& e : r.families()) rows.push_back(row(e));
   std::string out = absl::StrCat("yield of campaign ", r.campaign_id(), "\n\n", Table(rows));
@@ -245,14 +240,13 @@ std::string ResultsText(const std::vector<quartet::v1::CandidateSummary>& result
   int i = 0;
   for (const auto& c : results) {
     const bool ok = c.state() == quartet::v1::CANDIDATE_STATE_SUCCEEDED;
-    rows.push_back({absl::StrCat(++i), absl::StrCat(c.candidate_id()),
-                    Combination(c.combination()), absl::StrCat(c.repeat()), StateName(c.state()),
-                    ok ? Acc(c.result().test_accuracy()) : "-",
-                    ok ? Duration(c.result().wall_seconds()) : "-",
-                    ok ? c.result().device()
-                       : absl::StrCat(Strip(quartet::v1::ErrorClass_Name(c.error_class()),
-                                            "ERROR_CLASS_"),
-                                      " ", c.error_message())});
+    rows.push_back(
+        {absl::StrCat(++i), absl::StrCat(c.candidate_id()), Combination(c.combination()),
+         absl::StrCat(c.repeat()), StateName(c.state()), ok ? Acc(c.result().test_accuracy()) : "-",
+         ok ? Duration(c.result().wall_seconds()) : "-",
+         ok ? c.result().device()
+            : absl::StrCat(Strip(quartet::v1::ErrorClass_Name(c.error_class()), "ERROR_CLASS_"),
+                           " ", c.error_message())});
   }
   return Table(rows);
 }

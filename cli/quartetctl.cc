@@ -30,8 +30,8 @@ constexpr absl::Duration kCallTimeout = absl::Seconds(30);
 
 // Exit codes.
 constexpr int kOk = 0;
-constexpr int kError = 1;       // server or usage error
-constexpr int kCancelled = 2;   // watch: the campaign ended CANCELLED
+constexpr int kError = 1;      // server or usage error
+constexpr int kCancelled = 2;  // watch: the campaign ended CANCELLED
 
 int PrintError(const absl::Status& status) {
   std::cerr << "quartetctl: error: " << absl::StatusCodeToString(status.code()) << ": "
@@ -145,8 +145,9 @@ class Ctl {
       if (Lower(name) == "fashion_mnist" || Lower(name) == "fmnist") name = "FASHION_MNIST";
       if (Lower(name) == "cifar_10") name = "CIFAR10";
       if (!ParseEnum<quartet::v1::Dataset>(name, "DATASET_", &quartet::v1::Dataset_Parse, &d)) {
-        return PrintError(absl::InvalidArgumentError(absl::StrCat(
-            "--dataset: '", f.dataset, "' is not one of cifar10, mnist, fashion-mnist, synthetic")));
+        return PrintError(absl::InvalidArgumentError(
+            absl::StrCat("--dataset: '", f.dataset,
+                         "' is not one of cifar10, mnist, fashion-mnist, synthetic")));
       }
       data->set_dataset(d);
     }
@@ -206,8 +207,8 @@ class Ctl {
       quartet::v1::CampaignState st;
       if (!ParseEnum<quartet::v1::CampaignState>(state, "CAMPAIGN_STATE_",
                                                  &quartet::v1::CampaignState_Parse, &st)) {
-        return PrintError(absl::InvalidArgumentError(absl::StrCat(
-            "--state: '", state, "' is not one of running, paused, cancelled, done")));
+        return PrintError(absl::InvalidArgumentError(
+            absl::StrCat("--state: '", state, "' is not one of running, paused, cancelled, done")));
       }
       req.add_states(st);
     }
@@ -342,7 +343,8 @@ class Ctl {
     req.set_campaign_id(id);
     req.set_limit(n);
     if (all_states) {
-      for (auto st : {quartet::v1::CANDIDATE_STATE_SUCCEEDED, quartet::v1::CANDIDATE_STATE_FAILED}) {
+      for (auto st :
+           {quartet::v1::CANDIDATE_STATE_SUCCEEDED, quartet::v1::CANDIDATE_STATE_FAILED}) {
         req.add_states(st);
       }
     }

@@ -143,8 +143,9 @@ int main(int argc, char** argv) {
   }
   quartet::coordinator::TokenAuth auth(token);
   if (!auth.enabled()) {
-    spdlog::warn("no --token_file: calls are not authenticated; serve on loopback or a trusted "
-                 "network only");
+    spdlog::warn(
+        "no --token_file: calls are not authenticated; serve on loopback or a trusted "
+        "network only");
   }
   quartet::coordinator::CampaignServiceImpl campaigns(core->get(), &auth);
   quartet::coordinator::WorkerServiceImpl workers(core->get(), &auth);
@@ -170,9 +171,8 @@ int main(int argc, char** argv) {
   builder.SetMaxReceiveMessageSize(64 << 20);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr || port == 0) {
-    return Fail(absl::UnavailableError(
-        absl::StrCat("cannot listen on ", absl::GetFlag(FLAGS_listen),
-                     " (address in use or not local?)")));
+    return Fail(absl::UnavailableError(absl::StrCat(
+        "cannot listen on ", absl::GetFlag(FLAGS_listen), " (address in use or not local?)")));
   }
   (*core)->Start();
   spdlog::info("quartet-coordinator serving on port {} (lease {}, issue ahead {})", port,

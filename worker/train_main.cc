@@ -176,9 +176,9 @@ int main(int argc, char** argv) {
   };
   auto result = (*trainer)->Train(spec, callbacks);
   if (!result.ok()) {
-    return Fail(absl::StrCat(
-        quartet::v1::ErrorClass_Name(quartet::common::ErrorClassOf(result.status())), ": ",
-        result.status().message()));
+    return Fail(
+        absl::StrCat(quartet::v1::ErrorClass_Name(quartet::common::ErrorClassOf(result.status())),
+                     ": ", result.status().message()));
   }
   const std::string json = quartet::common::MessageToJson(*result, true);
   if (!absl::GetFlag(FLAGS_output).empty()) {
@@ -187,9 +187,8 @@ int main(int argc, char** argv) {
     if (!out) return Fail(absl::StrCat("cannot write ", absl::GetFlag(FLAGS_output)));
   }
   std::cout << absl::StrFormat("test accuracy %.4f, test loss %.4f, %.1f s, %d parameters, %d px\n",
-                               result->test_accuracy(), result->test_loss(),
-                               result->wall_seconds(), result->parameter_count(),
-                               result->input_size());
+                               result->test_accuracy(), result->test_loss(), result->wall_seconds(),
+                               result->parameter_count(), result->input_size());
   for (const auto& e : result->epochs()) {
     std::cout << absl::StrFormat(
         "  epoch %d: train loss %.4f acc %.4f | test loss %.4f acc %.4f | %.1f samples/s | "

@@ -8,10 +8,10 @@ namespace {
 
 using common::ToGrpcStatus;
 
-#define QUARTET_CHECK_AUTH(context)                   \
-  do {                                                \
+#define QUARTET_CHECK_AUTH(context)                    \
+  do {                                                 \
     grpc::Status auth_status = auth_->Check(*context); \
-    if (!auth_status.ok()) return auth_status;        \
+    if (!auth_status.ok()) return auth_status;         \
   } while (0)
 
 // Copies a StatusOr's value into `out` or returns its status.
@@ -96,15 +96,17 @@ grpc::Status CampaignServiceImpl::WatchCampaign(
       absl::SleepFor(std::min(absl::Milliseconds(50), interval - slept));
     }
   }
-  return grpc::Status(grpc::StatusCode::UNAVAILABLE, "coordinator shutting down or watch cancelled");
+  return grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                      "coordinator shutting down or watch cancelled");
 }
 
 grpc::Status CampaignServiceImpl::GetCoverageReport(
     grpc::ServerContext* context, const quartet::v1::GetCoverageReportRequest* request,
     quartet::v1::GetCoverageReportResponse* response) {
   QUARTET_CHECK_AUTH(context);
-  return Respond(core_->GetCoverageReport(request->campaign_id(), request->include_all_pairs()),
-                 [&](quartet::v1::CoverageReport r) { *response->mutable_report() = std::move(r); });
+  return Respond(
+      core_->GetCoverageReport(request->campaign_id(), request->include_all_pairs()),
+      [&](quartet::v1::CoverageReport r) { *response->mutable_report() = std::move(r); });
 }
 
 grpc::Status CampaignServiceImpl::GetYieldReport(grpc::ServerContext* context,
@@ -120,10 +122,9 @@ grpc::Status CampaignServiceImpl::ListResults(grpc::ServerContext* context,
                                               const quartet::v1::ListResultsRequest* request,
                                               quartet::v1::ListResultsResponse* response) {
   QUARTET_CHECK_AUTH(context);
-  return Respond(core_->ListResults(*request),
-                 [&](std::vector<quartet::v1::CandidateSummary> all) {
-                   for (auto& c : all) *response->add_candidates() = std::move(c);
-                 });
+  return Respond(core_->ListResults(*request), [&](std::vector<quartet::v1::CandidateSummary> all) {
+    for (auto& c : all) *response->add_candidates() = std::move(c);
+  });
 }
 
 // ---- WorkerService -----------------------------------------------------------------------------

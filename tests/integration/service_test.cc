@@ -38,8 +38,8 @@ class ServiceTest : public ::testing::Test {
     b.RegisterService(workers_.get());
     server_ = b.BuildAndStart();
     ASSERT_GT(port, 0);
-    auto channel =
-        grpc::CreateChannel("127.0.0.1:" + std::to_string(port), grpc::InsecureChannelCredentials());
+    auto channel = grpc::CreateChannel("127.0.0.1:" + std::to_string(port),
+                                       grpc::InsecureChannelCredentials());
     campaign_stub_ = quartet::v1::CampaignService::NewStub(channel);
     worker_stub_ = quartet::v1::WorkerService::NewStub(channel);
     channel_ = channel;
@@ -221,7 +221,8 @@ TEST_F(ServiceTest, HealthServiceAnswersServing) {
   std::vector<grpc::Slice> slices;
   ASSERT_TRUE(response.Dump(&slices).ok());
   std::string bytes;
-  for (const auto& slice : slices) bytes.append(reinterpret_cast<const char*>(slice.begin()), slice.size());
+  for (const auto& slice : slices)
+    bytes.append(reinterpret_cast<const char*>(slice.begin()), slice.size());
   EXPECT_EQ(bytes, std::string("\x08\x01", 2));
 }
 

@@ -1,10 +1,9 @@
 // CoordinatorCore on a MemoryStore and a FakeClock: validation, issuing, the lease protocol,
 // expiry, cancellation, restart, and the reports.
-#include "coordinator/core/coordinator_core.h"
-
 #include <map>
 #include <set>
 
+#include "coordinator/core/coordinator_core.h"
 #include "coordinator/storage/memory_store.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -12,8 +11,8 @@
 namespace quartet::coordinator {
 namespace {
 
-using ::testing::HasSubstr;
 using quartet::v1::CampaignConfig;
+using ::testing::HasSubstr;
 
 CampaignConfig SmallConfig(int64_t budget = 6) {
   CampaignConfig c;
@@ -292,7 +291,8 @@ TEST_F(CoreTest, ARestartedCoreContinuesWithoutReissuingAndKeepsBalance) {
   for (int i = 0; i < 6; ++i) {
     auto lease = Lease(*restarted, w);
     ASSERT_TRUE(lease.has_lease()) << i;
-    EXPECT_TRUE(ranks.insert(lease.spec().combination().rank()).second) << "re-issued after restart";
+    EXPECT_TRUE(ranks.insert(lease.spec().combination().rank()).second)
+        << "re-issued after restart";
     ASSERT_TRUE(Complete(*restarted, w, lease, 0.5).ok());
   }
   EXPECT_EQ(ranks.size(), 10u);

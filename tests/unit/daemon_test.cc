@@ -85,7 +85,7 @@ class ScriptedTrainer : public train::Trainer {
   std::atomic<int> started{0};
 
   absl::StatusOr<quartet::v1::Result> Train(const quartet::v1::CandidateSpec& spec,
-                                             const train::TrainCallbacks& cb) override {
+                                            const train::TrainCallbacks& cb) override {
     started++;
     quartet::v1::MetricPoint p;
     p.set_step(1);

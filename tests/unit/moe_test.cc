@@ -1,6 +1,4 @@
 // The MoE4: gate temperature, routers, balance losses, and any 4 families combining.
-#include "worker/moe/moe4.h"
-
 #include <algorithm>
 #include <atomic>
 #include <map>
@@ -10,6 +8,7 @@
 #include "coordinator/space/sampler.h"
 #include "coordinator/space/space.h"
 #include "gtest/gtest.h"
+#include "worker/moe/moe4.h"
 
 namespace quartet::worker::moe {
 namespace {
@@ -60,7 +59,8 @@ TEST(GateTest, TemperatureStartsAtTwoReceivesGradientAndStaysInItsClamp) {
   ASSERT_TRUE(gate->temperature.grad().defined());
   EXPECT_NE(gate->temperature.grad().item<double>(), 0.0);
 
-  // Big steps in both directions: the parameter is clamped back, the effective value stays in range.
+  // Big steps in both directions: the parameter is clamped back, the effective value stays in
+  // range.
   torch::optim::SGD opt(gate->parameters(), torch::optim::SGDOptions(1000.0));
   for (double direction : {1.0, -1.0}) {
     for (int i = 0; i < 3; ++i) {
@@ -161,8 +161,8 @@ TEST(RouterTest, TopPUsesTheSmallestSetReachingPWithinItsBounds) {
 }
 
 TEST(RouterTest, BalanceLossesHaveGradientOnTheGate) {
-  for (auto kind : {common::RouterKind::kDense, common::RouterKind::kTopK,
-                    common::RouterKind::kTopP}) {
+  for (auto kind :
+       {common::RouterKind::kDense, common::RouterKind::kTopK, common::RouterKind::kTopP}) {
     Fixture f = MakeMoe({kind, 2, 0.5});
     torch::Tensor x = torch::randn({16, 3, 8, 8});
     MoEOutput out = f.moe->Forward(x);

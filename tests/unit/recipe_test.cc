@@ -47,8 +47,7 @@ TEST(RecipeTest, ExplicitZeroesAreKept) {
 TEST(RecipeTest, BadValuesNameTheirField) {
   quartet::v1::TrainingRecipe p;
   p.set_learning_rate(std::nan(""));
-  EXPECT_THAT(std::string(ResolveRecipe(p).status().message()),
-              HasSubstr("recipe.learning_rate"));
+  EXPECT_THAT(std::string(ResolveRecipe(p).status().message()), HasSubstr("recipe.learning_rate"));
   p.Clear();
   p.set_dropout(1.0);
   EXPECT_THAT(std::string(ResolveRecipe(p).status().message()), HasSubstr("recipe.dropout"));

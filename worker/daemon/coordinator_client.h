@@ -1,6 +1,6 @@
-// The worker's view of the coordinator, behind an interface: GrpcCoordinatorClient talks gRPC; tests
-// use a fake. Every method is one call; errors are absl::Status with the server's code (UNAVAILABLE
-// when the coordinator cannot be reached). Implementations are thread-safe.
+// The worker's view of the coordinator, behind an interface: GrpcCoordinatorClient talks gRPC;
+// tests use a fake. Every method is one call; errors are absl::Status with the server's code
+// (UNAVAILABLE when the coordinator cannot be reached). Implementations are thread-safe.
 #ifndef QUARTET_WORKER_DAEMON_COORDINATOR_CLIENT_H_
 #define QUARTET_WORKER_DAEMON_COORDINATOR_CLIENT_H_
 

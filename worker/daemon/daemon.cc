@@ -159,8 +159,8 @@ absl::Status WorkerDaemon::RegisterWithRetry() {
       return absl::OkStatus();
     }
     if (!Transient(resp.status())) return resp.status();
-    spdlog::warn("coordinator unreachable ({}); retrying in {}", std::string(resp.status().message()),
-                 absl::FormatDuration(backoff));
+    spdlog::warn("coordinator unreachable ({}); retrying in {}",
+                 std::string(resp.status().message()), absl::FormatDuration(backoff));
     if (!SleepUnlessStopping(backoff)) break;
     backoff = std::min(backoff * 2, options_.max_backoff);
   }
@@ -240,7 +240,8 @@ void WorkerDaemon::RunCandidate(const quartet::v1::LeaseCandidateResponse& lease
         }
       } else if (resp.status().code() == absl::StatusCode::kFailedPrecondition ||
                  resp.status().code() == absl::StatusCode::kNotFound) {
-        spdlog::warn("candidate {}: lease lost ({}); abandoning it", id, std::string(resp.status().message()));
+        spdlog::warn("candidate {}: lease lost ({}); abandoning it", id,
+                     std::string(resp.status().message()));
         lease_lost = true;
       } else {
         spdlog::warn("candidate {}: heartbeat failed ({}); will retry", id,
@@ -318,9 +319,10 @@ void WorkerDaemon::RunCandidate(const quartet::v1::LeaseCandidateResponse& lease
   req.set_message(std::string(result.status().message()));
   req.set_retryable(common::IsRetryable(cls));
   absl::Status s = with_retry([&]() -> absl::Status { return client_->Fail(req).status(); });
-  spdlog::info("candidate {}: failed ({}: {}), handed back {}", id,
-               quartet::v1::ErrorClass_Name(cls), std::string(result.status().message()),
-               s.ok() ? (req.retryable() ? "for retry" : "as final") : "unsuccessfully: " + s.ToString());
+  spdlog::info(
+      "candidate {}: failed ({}: {}), handed back {}", id, quartet::v1::ErrorClass_Name(cls),
+      std::string(result.status().message()),
+      s.ok() ? (req.retryable() ? "for retry" : "as final") : "unsuccessfully: " + s.ToString());
 }
 
 }  // namespace quartet::worker::daemon

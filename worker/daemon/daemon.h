@@ -1,4 +1,5 @@
-// The worker daemon: registers, pulls candidates, trains them, streams metrics, reports the outcome.
+// The worker daemon: registers, pulls candidates, trains them, streams metrics, reports the
+// outcome.
 //
 //   loop: LeaseCandidate -> (nothing: sleep retry_after) | train with
 //         [heartbeat thread: renews the lease; "cancel" or a lost lease stops training]
@@ -7,9 +8,9 @@
 //
 // Back-off: when the coordinator is unreachable, calls are retried with exponential back-off
 // (initial_backoff doubling up to max_backoff); while there is no work, polls slow down from the
-// coordinator's retry_after up to max_idle_poll and speed up again with the first lease. Stop() (SIGTERM/SIGINT) makes training stop at its
-// next step; the candidate is handed back as PREEMPTED and retryable so another worker takes it;
-// Run() then returns OK.
+// coordinator's retry_after up to max_idle_poll and speed up again with the first lease. Stop()
+// (SIGTERM/SIGINT) makes training stop at its next step; the candidate is handed back as PREEMPTED
+// and retryable so another worker takes it; Run() then returns OK.
 //
 // Thread safety: Run() on one thread; Stop() from any thread (a signal-handling thread).
 #ifndef QUARTET_WORKER_DAEMON_DAEMON_H_

@@ -5,9 +5,9 @@
 #ifndef QUARTET_WORKER_DATA_BATCHER_H_
 #define QUARTET_WORKER_DATA_BATCHER_H_
 
-#include <cstdint>
-
 #include <torch/torch.h>
+
+#include <cstdint>
 
 #include "worker/data/dataset.h"
 

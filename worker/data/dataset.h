@@ -7,11 +7,11 @@
 #ifndef QUARTET_WORKER_DATA_DATASET_H_
 #define QUARTET_WORKER_DATA_DATASET_H_
 
+#include <torch/torch.h>
+
 #include <cstdint>
 #include <string>
 #include <vector>
-
-#include <torch/torch.h>
 
 #include "absl/status/statusor.h"
 #include "quartet/v1/spec.pb.h"

@@ -27,9 +27,9 @@
 //   patch covering the whole image.
 // - Degenerate sizes: at a prime side (17, 23, 29, ...) LEMUR's rule falls back to 1-pixel patches,
 //   i.e. H^2 tokens (842 at 29 px: minutes per step on a CPU). When the rule would give a patch
-//   grid wider than max(16, 2 / patch_size), the input is resized (bilinear) to the next larger side
-//   whose grid is not (29 -> 30: patch 15, 4 patches). Every side LEMUR itself used (32, 64, 128,
-//   256, 299, 512) is unaffected, and so is the parameter count at 32 px.
+//   grid wider than max(16, 2 / patch_size), the input is resized (bilinear) to the next larger
+//   side whose grid is not (29 -> 30: patch 15, 4 patches). Every side LEMUR itself used (32, 64,
+//   128, 256, 299, 512) is unaffected, and so is the parameter count at 32 px.
 #include <algorithm>
 #include <cmath>
 
@@ -167,11 +167,10 @@ class VisionTransformerImpl : public ClassifierImpl {
 
   torch::Tensor forward(torch::Tensor x) override {
     if (x.size(2) != size_ || x.size(3) != size_) {
-      x = torch::nn::functional::interpolate(
-          x, torch::nn::functional::InterpolateFuncOptions()
-                 .size(std::vector<int64_t>{size_, size_})
-                 .mode(torch::kBilinear)
-                 .align_corners(false));
+      x = torch::nn::functional::interpolate(x, torch::nn::functional::InterpolateFuncOptions()
+                                                    .size(std::vector<int64_t>{size_, size_})
+                                                    .mode(torch::kBilinear)
+                                                    .align_corners(false));
     }
     x = conv_proj(x).flatten(2).transpose(1, 2);
     return head(encoder(x));

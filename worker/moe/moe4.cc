@@ -16,7 +16,8 @@ GateImpl::GateImpl(int64_t in_channels, int64_t num_experts, double noise_std,
                    double initial_temperature)
     : noise_std_(noise_std) {
   conv1 = register_module(
-      "conv1", torch::nn::Conv2d(torch::nn::Conv2dOptions(in_channels, 64, 3).stride(2).padding(1)));
+      "conv1",
+      torch::nn::Conv2d(torch::nn::Conv2dOptions(in_channels, 64, 3).stride(2).padding(1)));
   bn1 = register_module("bn1", torch::nn::BatchNorm2d(64));
   conv2 = register_module(
       "conv2", torch::nn::Conv2d(torch::nn::Conv2dOptions(64, 128, 3).stride(2).padding(1)));
@@ -46,7 +47,8 @@ torch::Tensor GateImpl::forward(torch::Tensor x) {
   return z;
 }
 
-// ---- Routing statistics --------------------------------------------------------------------------
+// ---- Routing statistics
+// --------------------------------------------------------------------------
 
 void RoutingStats::Add(const MoEOutput& out) {
   torch::NoGradGuard no_grad;
@@ -136,8 +138,9 @@ absl::StatusOr<std::shared_ptr<MoE4Impl>> MoE4Impl::Build(const MoE4Options& opt
     models::ModelOptions mo;
     auto resolved = common::FamilyCatalog::Get().Resolve(options.experts[i]);
     if (!resolved.ok()) return resolved.status();
-    mo.in_channels =
-        options.in_channels == 1 && !resolved->variant->supports_one_channel ? 3 : options.in_channels;
+    mo.in_channels = options.in_channels == 1 && !resolved->variant->supports_one_channel
+                         ? 3
+                         : options.in_channels;
     mo.num_classes = options.num_classes;
     mo.input_size = options.input_size;
     mo.dropout = options.dropout;

@@ -22,11 +22,11 @@
 #ifndef QUARTET_WORKER_MOE_MOE4_H_
 #define QUARTET_WORKER_MOE_MOE4_H_
 
+#include <torch/torch.h>
+
 #include <cstdint>
 #include <string>
 #include <vector>
-
-#include <torch/torch.h>
 
 #include "absl/status/statusor.h"
 #include "common/recipe.h"

@@ -1,6 +1,7 @@
 #include "worker/train/torch_trainer.h"
 
 #include <sys/resource.h>
+#include <torch/torch.h>
 
 #include <algorithm>
 #include <chrono>
@@ -8,8 +9,6 @@
 #include <map>
 #include <random>
 #include <tuple>
-
-#include <torch/torch.h>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -57,7 +56,8 @@ int64_t PeakMemoryBytes(const torch::Device& device) {
 #ifdef QUARTET_WITH_CUDA
   if (device.is_cuda()) {
     auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(device.index());
-    return stats.allocated_bytes[static_cast<size_t>(c10::cuda::CUDACachingAllocator::StatType::AGGREGATE)]
+    return stats
+        .allocated_bytes[static_cast<size_t>(c10::cuda::CUDACachingAllocator::StatType::AGGREGATE)]
         .peak;
   }
 #endif
@@ -159,9 +159,9 @@ absl::StatusOr<std::unique_ptr<TorchTrainer>> TorchTrainer::Create(const Options
   try {
     t->state_->device = torch::Device(options.device);
   } catch (const c10::Error& e) {
-    return absl::InvalidArgumentError(absl::StrCat("device: '", options.device,
-                                                   "' is not a device (cpu, cuda, cuda:N): ",
-                                                   e.what_without_backtrace()));
+    return absl::InvalidArgumentError(
+        absl::StrCat("device: '", options.device,
+                     "' is not a device (cpu, cuda, cuda:N): ", e.what_without_backtrace()));
   }
   if (t->state_->device.is_cuda()) {
     if (!torch::cuda::is_available()) {
@@ -190,7 +190,7 @@ std::string TorchTrainer::GpuName() const { return state_->gpu_name; }
 int64_t TorchTrainer::GpuMemoryBytes() const { return state_->gpu_memory; }
 
 absl::StatusOr<quartet::v1::Result> TorchTrainer::Train(const quartet::v1::CandidateSpec& spec,
-                                                         const TrainCallbacks& callbacks) {
+                                                        const TrainCallbacks& callbacks) {
   const auto start = std::chrono::steady_clock::now();
   State& st = *state_;
   const torch::Device device = st.device;
@@ -218,9 +218,9 @@ absl::StatusOr<quartet::v1::Result> TorchTrainer::Train(const quartet::v1::Candi
       try {
         dataset = std::make_shared<data::Dataset>(data::ToDevice(*loaded, device));
       } catch (const c10::Error& e) {
-        return Classified(absl::StatusCode::kResourceExhausted, quartet::v1::ERROR_CLASS_OOM,
-                          absl::StrCat("moving the dataset to ", device.str(), ": ",
-                                       e.what_without_backtrace()));
+        return Classified(
+            absl::StatusCode::kResourceExhausted, quartet::v1::ERROR_CLASS_OOM,
+            absl::StrCat("moving the dataset to ", device.str(), ": ", e.what_without_backtrace()));
       }
       if (st.datasets.size() >= 2) st.datasets.clear();  // keep device memory bounded
       st.datasets[key] = dataset;
@@ -277,9 +277,9 @@ absl::StatusOr<quartet::v1::Result> TorchTrainer::Train(const quartet::v1::Candi
       }
     }
   } catch (const c10::Error& e) {
-    return Classified(absl::StatusCode::kResourceExhausted, quartet::v1::ERROR_CLASS_OOM,
-                      absl::StrCat("moving the model to ", device.str(), ": ",
-                                   e.what_without_backtrace()));
+    return Classified(
+        absl::StatusCode::kResourceExhausted, quartet::v1::ERROR_CLASS_OOM,
+        absl::StrCat("moving the model to ", device.str(), ": ", e.what_without_backtrace()));
   }
 #ifdef QUARTET_WITH_CUDA
   if (cuda) c10::cuda::CUDACachingAllocator::resetPeakStats(device.index());
@@ -295,11 +295,13 @@ absl::StatusOr<quartet::v1::Result> TorchTrainer::Train(const quartet::v1::Candi
   std::unique_ptr<torch::optim::Optimizer> optimizer;
   if (recipe.optimizer == common::OptimizerKind::kAdamW) {
     std::vector<torch::optim::OptimizerParamGroup> groups;
-    groups.emplace_back(expert_params, std::make_unique<torch::optim::AdamWOptions>(
-                                           torch::optim::AdamWOptions(recipe.learning_rate)
-                                               .weight_decay(recipe.weight_decay)));
-    groups.emplace_back(gate_params, std::make_unique<torch::optim::AdamWOptions>(
-                                         torch::optim::AdamWOptions(gate_lr).weight_decay(gate_wd)));
+    groups.emplace_back(
+        expert_params,
+        std::make_unique<torch::optim::AdamWOptions>(
+            torch::optim::AdamWOptions(recipe.learning_rate).weight_decay(recipe.weight_decay)));
+    groups.emplace_back(gate_params,
+                        std::make_unique<torch::optim::AdamWOptions>(
+                            torch::optim::AdamWOptions(gate_lr).weight_decay(gate_wd)));
     optimizer = std::make_unique<torch::optim::AdamW>(std::move(groups));
   } else {
     std::vector<torch::optim::OptimizerParamGroup> groups;
@@ -307,12 +309,12 @@ absl::StatusOr<quartet::v1::Result> TorchTrainer::Train(const quartet::v1::Candi
                                            torch::optim::SGDOptions(recipe.learning_rate)
                                                .momentum(recipe.momentum)
                                                .weight_decay(recipe.weight_decay)));
-    groups.emplace_back(gate_params, std::make_unique<torch::optim::SGDOptions>(
-                                         torch::optim::SGDOptions(gate_lr)
-                                             .momentum(recipe.momentum)
-                                             .weight_decay(gate_wd)));
+    groups.emplace_back(
+        gate_params,
+        std::make_unique<torch::optim::SGDOptions>(
+            torch::optim::SGDOptions(gate_lr).momentum(recipe.momentum).weight_decay(gate_wd)));
     optimizer = std::make_unique<torch::optim::SGD>(std::move(groups),
-                                                     torch::optim::SGDOptions(recipe.learning_rate));
+                                                    torch::optim::SGDOptions(recipe.learning_rate));
   }
   const std::vector<double> base_lr = {recipe.learning_rate, gate_lr};
   const double floor_factor = recipe.eta_min / recipe.learning_rate;
@@ -343,10 +345,7 @@ absl::StatusOr<quartet::v1::Result> TorchTrainer::Train(const quartet::v1::Candi
                                         : absl::StrCat(device.str(), " (", st.gpu_name, ")"));
   spdlog::info("training {} (router {}, {} parameters) at {} px on {}: {} epoch(s) x {} steps",
                absl::StrJoin(families, "+"), common::RouterName(recipe.router),
-               result.parameter_count(), input_size, device.str(), recipe.epochs,
-               steps_per_epoch);
-
-
+               result.parameter_count(), input_size, device.str(), recipe.epochs, steps_per_epoch);
 
   for (int epoch = 1; epoch <= recipe.epochs; ++epoch) {
     const auto epoch_start = std::chrono::steady_clock::now();
@@ -354,7 +353,8 @@ absl::StatusOr<quartet::v1::Result> TorchTrainer::Train(const quartet::v1::Candi
     double loss_sum = 0;
     int64_t correct = 0, seen = 0;
     model->train();
-    torch::Tensor perm = torch::randperm(n_train, torch::TensorOptions().dtype(torch::kLong).device(device));
+    torch::Tensor perm =
+        torch::randperm(n_train, torch::TensorOptions().dtype(torch::kLong).device(device));
     for (int64_t s = 0; s < steps_per_epoch; ++s) {
       if (callbacks.should_stop && callbacks.should_stop()) {
         return Classified(absl::StatusCode::kCancelled, quartet::v1::ERROR_CLASS_PREEMPTED,
@@ -369,9 +369,9 @@ absl::StatusOr<quartet::v1::Result> TorchTrainer::Train(const quartet::v1::Candi
       const int64_t b = idx.size(0);
       if (b < 2) continue;  // BatchNorm cannot train on one sample
       const auto step_start = std::chrono::steady_clock::now();
-      SetLearningRates(*optimizer, base_lr,
-                       LearningRateFactor(step, total_steps, warmup, recipe.warmup_start_factor,
-                                          floor_factor));
+      SetLearningRates(
+          *optimizer, base_lr,
+          LearningRateFactor(step, total_steps, warmup, recipe.warmup_start_factor, floor_factor));
       const double lam = SampleMixupLambda(recipe.mixup_alpha, rng);
       MixedBatch mixed;
       {
@@ -420,9 +420,9 @@ absl::StatusOr<quartet::v1::Result> TorchTrainer::Train(const quartet::v1::Candi
           if (cuda) c10::cuda::CUDACachingAllocator::emptyCache();
 #endif
           if (micro <= 1) {
-            return Classified(absl::StatusCode::kResourceExhausted, quartet::v1::ERROR_CLASS_OOM,
-                              absl::StrCat("out of memory at a micro-batch of 1: ",
-                                           e.what_without_backtrace()));
+            return Classified(
+                absl::StatusCode::kResourceExhausted, quartet::v1::ERROR_CLASS_OOM,
+                absl::StrCat("out of memory at a micro-batch of 1: ", e.what_without_backtrace()));
           }
           micro = std::max<int64_t>(1, micro / 2);
           ++oom_fallbacks;
@@ -468,7 +468,8 @@ absl::StatusOr<quartet::v1::Result> TorchTrainer::Train(const quartet::v1::Candi
       torch::NoGradGuard no_grad;
       for (int64_t i = 0; i < n_test; i += options_.eval_batch_size) {
         const int64_t c = std::min<int64_t>(options_.eval_batch_size, n_test - i);
-        torch::Tensor idx = torch::arange(i, i + c, torch::TensorOptions().dtype(torch::kLong).device(device));
+        torch::Tensor idx =
+            torch::arange(i, i + c, torch::TensorOptions().dtype(torch::kLong).device(device));
         torch::Tensor x = test_batches.Test(idx);
         torch::Tensor y = test_batches.TestLabels(idx);
         moe::MoEOutput out;

@@ -45,7 +45,7 @@ class TorchTrainer : public Trainer {
   ~TorchTrainer() override;
 
   absl::StatusOr<quartet::v1::Result> Train(const quartet::v1::CandidateSpec& spec,
-                                             const TrainCallbacks& callbacks) override;
+                                            const TrainCallbacks& callbacks) override;
   std::vector<std::string> Families() const override;
   std::string Device() const override;
   std::string GpuName() const override;

@@ -38,7 +38,7 @@ class Trainer {
   // non-finite loss, OOM when even a micro-batch of 1 does not fit, BUILD, DATA, TIMEOUT past the
   // recipe's time budget, PREEMPTED (CANCELLED code) when should_stop() said so.
   virtual absl::StatusOr<quartet::v1::Result> Train(const quartet::v1::CandidateSpec& spec,
-                                                     const TrainCallbacks& callbacks) = 0;
+                                                    const TrainCallbacks& callbacks) = 0;
 
   // The families this trainer can build.
   virtual std::vector<std::string> Families() const = 0;
