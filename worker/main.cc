@@ -26,7 +26,7 @@ ABSL_FLAG(std::string, data_root, "/var/lib/quartet/data",
 ABSL_FLAG(std::string, worker_id, "", "Stable worker id to re-attach as (default: assigned).");
 ABSL_FLAG(std::string, token_file, "", "Bearer token file (default: $QUARTET_TOKEN).");
 ABSL_FLAG(std::string, tls_ca, "", "PEM root certificates: connect with TLS.");
-ABSL_FLAG(int, threads, 0, "CPU threads for LibTorch (0 = its default).");
+ABSL_FLAG(int, threads, 0, "CPU threads for LibTorch (0 = every online CPU).");
 ABSL_FLAG(int, max_candidates, 0, "Exit after this many candidates (0 = run until stopped).");
 ABSL_FLAG(absl::Duration, heartbeat_interval, absl::ZeroDuration(),
           "Override the coordinator's suggested heartbeat interval.");

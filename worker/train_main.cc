@@ -44,7 +44,7 @@ ABSL_FLAG(double, mixup_alpha, -1, "Mixup alpha (0 = off; default 0.2).");
 ABSL_FLAG(double, time_budget, 0, "Seconds before the run fails with TIMEOUT (0 = none).");
 ABSL_FLAG(int64_t, seed, -1, "Seed (default 0).");
 ABSL_FLAG(std::string, device, "cpu", "cpu, cuda or cuda:N.");
-ABSL_FLAG(int, threads, 0, "CPU threads (0 = LibTorch's default).");
+ABSL_FLAG(int, threads, 0, "CPU threads (0 = every online CPU).");
 ABSL_FLAG(std::string, output, "", "Write the result as JSON to this file.");
 ABSL_FLAG(std::string, log_level, "info", "trace, debug, info, warn, error or off.");
 

@@ -1,6 +1,7 @@
 #include "worker/train/torch_trainer.h"
 
 #include <sys/resource.h>
+#include <unistd.h>
 #include <torch/torch.h>
 
 #include <algorithm>
@@ -179,7 +180,10 @@ absl::StatusOr<std::unique_ptr<TorchTrainer>> TorchTrainer::Create(const Options
     at::globalContext().setBenchmarkCuDNN(true);
 #endif
   }
-  if (options.threads > 0) torch::set_num_threads(options.threads);
+  // LibTorch's own default can be a single thread on small VMs; 0 means every online CPU.
+  const int threads =
+      options.threads > 0 ? options.threads : static_cast<int>(sysconf(_SC_NPROCESSORS_ONLN));
+  torch::set_num_threads(std::max(1, threads));
   return t;
 }
 
@@ -411,7 +415,9 @@ absl::StatusOr<quartet::v1::Result> TorchTrainer::Train(const quartet::v1::Candi
             }
             (loss * (static_cast<double>(c) / b) * scaler.scale()).backward();
             step_loss += value * c;
-            step_correct += out.logits.argmax(1).eq(chunk.y_a).sum().item<int64_t>();
+            // Under mixup a sample's label is the one with the larger weight.
+            const torch::Tensor& major = lam >= 0.5 ? chunk.y_a : chunk.y_b;
+            step_correct += out.logits.argmax(1).eq(major).sum().item<int64_t>();
           }
           break;
         } catch (const c10::OutOfMemoryError& e) {

@@ -31,7 +31,7 @@ class TorchTrainer : public Trainer {
     int eval_batch_size = 256;
     // A progress callback and a per-step loss point every this many optimiser steps.
     int progress_every_steps = 10;
-    // Intra-op threads on CPU; 0 keeps LibTorch's default.
+    // Intra-op threads on CPU; 0 means every online CPU.
     int threads = 0;
     // Tests only: behave as if every micro-batch larger than this ran out of memory (-1 = off;
     // 0 makes even a micro-batch of 1 fail).
