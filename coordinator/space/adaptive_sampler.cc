@@ -27,6 +27,7 @@
 #include <limits>
 
 #include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
 #include "coordinator/space/sampler_internal.h"
 
 namespace quartet::coordinator::space::internal {
@@ -252,13 +253,10 @@ class AdditiveModel {
   std::vector<double> coupling_;  // scratch of Estimate
 };
 
-class AdaptiveSampler : public Sampler {
+class AdaptiveSampler : public CoverageSampler {
  public:
   AdaptiveSampler(const Space& space, uint64_t seed, const SamplerOptions& options)
-      : free_(space.n() - static_cast<int>(space.required().size()),
-              space.k() - static_cast<int>(space.required().size())),
-        state_(&free_, Tracking()),
-        seed_(seed),
+      : CoverageSampler(space, seed, Tracking()),
         options_(options),
         plan_(BuildPairCoveringPlan(free_, seed)),
         model_(&free_) {}
@@ -266,9 +264,7 @@ class AdaptiveSampler : public Sampler {
   SamplerKind kind() const override { return SamplerKind::kAdaptive; }
 
   absl::StatusOr<uint64_t> Next() override {
-    if (state_.exhausted()) {
-      return absl::OutOfRangeError("every combination of the space is drawn");
-    }
+    QUARTET_RETURN_IF_ERROR(CheckNotExhausted());
     const uint64_t draws = state_.draws();
     uint64_t rank;
     if (state_.uncovered_pairs() > 0) {
@@ -291,18 +287,6 @@ class AdaptiveSampler : public Sampler {
     return rank;
   }
 
-  absl::Status MarkDrawn(uint64_t rank) override {
-    if (rank >= free_.size()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("rank ", rank, " is outside the space [0, ", free_.size(), ")"));
-    }
-    if (state_.Drawn(rank)) {
-      return absl::AlreadyExistsError(absl::StrCat("rank ", rank, " is already drawn"));
-    }
-    Record(rank);
-    return absl::OkStatus();
-  }
-
   void Observe(uint64_t rank, double accuracy) override {
     if (rank >= free_.size()) return;
     int c[kMaxK];
@@ -310,21 +294,12 @@ class AdaptiveSampler : public Sampler {
     model_.Add(c, accuracy);
   }
 
-  uint64_t draws() const override { return state_.draws(); }
-  uint64_t relaxed_draws() const override { return relaxed_; }
-
  private:
   static CoverageState::Tracking Tracking() {
     CoverageState::Tracking tracking;
     tracking.pairs = true;
     tracking.gains = true;
     return tracking;
-  }
-
-  void Record(uint64_t rank) {
-    int c[kMaxK];
-    free_.Unrank(rank, c);
-    state_.Add(rank, c);
   }
 
   // The best undrawn combination under one posterior sample.
@@ -430,14 +405,10 @@ class AdaptiveSampler : public Sampler {
     }
   }
 
-  FreeSpace free_;
-  CoverageState state_;
-  uint64_t seed_;
   SamplerOptions options_;
   std::vector<uint64_t> plan_;
   size_t plan_pos_ = 0;
   AdditiveModel model_;
-  uint64_t relaxed_ = 0;
   std::vector<double> theta_, phi_;  // scratch: the current posterior sample
   // Scratch of BestUndrawn.
   std::vector<double> phi_matrix_, gain_;

@@ -8,7 +8,7 @@
 // as draws accumulate, so the choice depends on the drawn set alone and a rebuilt sampler resumes
 // exactly. Draws marked from outside the plan are accounted for (entries they make useless are
 // skipped); if the plan runs out with pairs unseen, plain greedy choices take over.
-#include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
 #include "coordinator/space/sampler_internal.h"
 
 namespace quartet::coordinator::space::internal {
@@ -16,41 +16,20 @@ namespace {
 
 constexpr uint64_t kPairCoveringTag = 0x7061697273ULL;  // "pairs"
 
-class PairCoveringSampler : public Sampler {
+class PairCoveringSampler : public CoverageSampler {
  public:
   PairCoveringSampler(const Space& space, uint64_t seed)
-      : free_(space.n() - static_cast<int>(space.required().size()),
-              space.k() - static_cast<int>(space.required().size())),
-        state_(&free_, Tracking()),
-        seed_(seed),
-        plan_(BuildPairCoveringPlan(free_, seed)) {}
+      : CoverageSampler(space, seed, Tracking()), plan_(BuildPairCoveringPlan(free_, seed)) {}
 
   SamplerKind kind() const override { return SamplerKind::kPairCovering; }
 
   absl::StatusOr<uint64_t> Next() override {
-    if (state_.exhausted()) {
-      return absl::OutOfRangeError("every combination of the space is drawn");
-    }
+    QUARTET_RETURN_IF_ERROR(CheckNotExhausted());
     const uint64_t rank = PlannedCoverChoice(state_, plan_, &plan_pos_,
                                              DrawKey(seed_, state_.draws(), kPairCoveringTag));
     Record(rank);
     return rank;
   }
-
-  absl::Status MarkDrawn(uint64_t rank) override {
-    if (rank >= free_.size()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("rank ", rank, " is outside the space [0, ", free_.size(), ")"));
-    }
-    if (state_.Drawn(rank)) {
-      return absl::AlreadyExistsError(absl::StrCat("rank ", rank, " is already drawn"));
-    }
-    Record(rank);
-    return absl::OkStatus();
-  }
-
-  void Observe(uint64_t /*rank*/, double /*accuracy*/) override {}
-  uint64_t draws() const override { return state_.draws(); }
 
  private:
   static CoverageState::Tracking Tracking() {
@@ -61,15 +40,6 @@ class PairCoveringSampler : public Sampler {
     return tracking;
   }
 
-  void Record(uint64_t rank) {
-    int c[kMaxK];
-    free_.Unrank(rank, c);
-    state_.Add(rank, c);
-  }
-
-  FreeSpace free_;
-  CoverageState state_;
-  uint64_t seed_;
   std::vector<uint64_t> plan_;
   size_t plan_pos_ = 0;  // entries before it are drawn or cover no unseen pair
 };

@@ -613,4 +613,38 @@ absl::Status PermutationSampler::MarkDrawn(uint64_t rank) {
   return absl::OkStatus();
 }
 
+// ---- CoverageSampler ----------------------------------------------------------------------------
+
+CoverageSampler::CoverageSampler(const Space& space, uint64_t seed,
+                                 const CoverageState::Tracking& tracking)
+    : free_(space.n() - static_cast<int>(space.required().size()),
+            space.k() - static_cast<int>(space.required().size())),
+      state_(&free_, tracking),
+      seed_(seed) {}
+
+absl::Status CoverageSampler::CheckNotExhausted() const {
+  if (state_.exhausted()) {
+    return absl::OutOfRangeError("every combination of the space is drawn");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CoverageSampler::MarkDrawn(uint64_t rank) {
+  if (rank >= free_.size()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("rank ", rank, " is outside the space [0, ", free_.size(), ")"));
+  }
+  if (state_.Drawn(rank)) {
+    return absl::AlreadyExistsError(absl::StrCat("rank ", rank, " is already drawn"));
+  }
+  Record(rank);
+  return absl::OkStatus();
+}
+
+void CoverageSampler::Record(uint64_t rank) {
+  int c[kMaxK];
+  free_.Unrank(rank, c);
+  state_.Add(rank, c);
+}
+
 }  // namespace quartet::coordinator::space::internal

@@ -220,6 +220,29 @@ class PermutationSampler : public Sampler {
   absl::flat_hash_set<uint64_t> ahead_;  // drawn indices >= cursor_
 };
 
+// Base of the samplers that keep a CoverageState of their draws (STRATIFIED, PAIR_COVERING,
+// ADAPTIVE): recording, MarkDrawn's checks and the draw counters are shared here.
+class CoverageSampler : public Sampler {
+ public:
+  absl::Status MarkDrawn(uint64_t rank) override;
+  void Observe(uint64_t /*rank*/, double /*accuracy*/) override {}
+  uint64_t draws() const override { return state_.draws(); }
+  uint64_t relaxed_draws() const override { return relaxed_; }
+
+ protected:
+  CoverageSampler(const Space& space, uint64_t seed, const CoverageState::Tracking& tracking);
+
+  // OUT_OF_RANGE once every combination is drawn; OK otherwise.
+  absl::Status CheckNotExhausted() const;
+  // Adds a draw to state_.
+  void Record(uint64_t rank);
+
+  FreeSpace free_;  // before state_, which points to it
+  CoverageState state_;
+  const uint64_t seed_;
+  uint64_t relaxed_ = 0;  // draws that had to give up family balance
+};
+
 // Factories (one per sampler file).
 std::unique_ptr<Sampler> NewLexicographicSampler(const Space& space);
 std::unique_ptr<Sampler> NewUniformSampler(const Space& space, uint64_t seed);

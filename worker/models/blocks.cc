@@ -28,6 +28,18 @@ torch::Tensor Activate(const torch::Tensor& x, Act act) {
   return x;
 }
 
+ConvNormActOptions ConvBnAct(int64_t in, int64_t out, int64_t kernel, int64_t stride,
+                             int64_t groups, Act act) {
+  ConvNormActOptions c;
+  c.in = in;
+  c.out = out;
+  c.kernel = kernel;
+  c.stride = stride;
+  c.groups = groups;
+  c.act = act;
+  return c;
+}
+
 ConvNormActImpl::ConvNormActImpl(const ConvNormActOptions& o) : act_(o.act) {
   const int64_t padding = o.padding >= 0 ? o.padding : ((o.kernel - 1) / 2) * o.dilation;
   const bool bias = o.bias >= 0 ? o.bias == 1 : !o.norm.enabled;

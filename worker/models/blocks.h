@@ -35,6 +35,10 @@ struct ConvNormActOptions {
   Act act = Act::kReLU;
 };
 
+// The common case: conv without bias, BatchNorm with PyTorch defaults, activation `act`.
+ConvNormActOptions ConvBnAct(int64_t in, int64_t out, int64_t kernel, int64_t stride = 1,
+                             int64_t groups = 1, Act act = Act::kReLU);
+
 class ConvNormActImpl : public torch::nn::Module {
  public:
   explicit ConvNormActImpl(const ConvNormActOptions& o);

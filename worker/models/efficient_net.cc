@@ -17,19 +17,6 @@
 namespace quartet::worker::models {
 namespace {
 
-// Conv (no bias), BN (PyTorch defaults), activation; padding (k - 1) / 2.
-ConvNormActOptions EfficientNetConv(int64_t in, int64_t out, int64_t kernel, int64_t stride,
-                                    int64_t groups, Act act) {
-  ConvNormActOptions c;
-  c.in = in;
-  c.out = out;
-  c.kernel = kernel;
-  c.stride = stride;
-  c.groups = groups;
-  c.act = act;
-  return c;
-}
-
 // MBConv: [1x1 expand, BN, SiLU] (when expanded != in), depthwise k x k (stride), BN, SiLU,
 // SE(expanded -> max(1, in / 4), SiLU, sigmoid), 1x1 project, BN. Residual with stochastic depth
 // when stride 1 and in == out.
@@ -40,16 +27,14 @@ class EfficientNetMBConvImpl : public torch::nn::Module {
       : use_residual_(stride == 1 && in == out), sd_prob_(sd_prob) {
     const int64_t expanded = MakeDivisible(static_cast<double>(in * expand_ratio), 8);
     if (expanded != in) {
-      expand = register_module("expand",
-                               ConvNormAct(EfficientNetConv(in, expanded, 1, 1, 1, Act::kSiLU)));
+      expand = register_module("expand", ConvNormAct(ConvBnAct(in, expanded, 1, 1, 1, Act::kSiLU)));
     }
-    depthwise = register_module(
-        "depthwise",
-        ConvNormAct(EfficientNetConv(expanded, expanded, kernel, stride, expanded, Act::kSiLU)));
+    depthwise = register_module("depthwise", ConvNormAct(ConvBnAct(expanded, expanded, kernel,
+                                                                   stride, expanded, Act::kSiLU)));
     se = register_module(
         "se", SqueezeExcitation(expanded, std::max<int64_t>(1, in / 4), Act::kSiLU, Act::kSigmoid));
-    project = register_module("project",
-                              ConvNormAct(EfficientNetConv(expanded, out, 1, 1, 1, Act::kNone)));
+    project =
+        register_module("project", ConvNormAct(ConvBnAct(expanded, out, 1, 1, 1, Act::kNone)));
   }
 
   torch::Tensor forward(torch::Tensor x) {
@@ -80,8 +65,7 @@ class EfficientNetImpl : public ClassifierImpl {
     const double sd_max = 0.2;
     const int total_blocks = 16;
 
-    stem = register_module("stem",
-                           ConvNormAct(EfficientNetConv(o.in_channels, 32, 3, 2, 1, Act::kSiLU)));
+    stem = register_module("stem", ConvNormAct(ConvBnAct(o.in_channels, 32, 3, 2, 1, Act::kSiLU)));
     int block_id = 0;
     for (const Stage& s : stages) {
       for (int64_t i = 0; i < s.repeats; ++i) {
@@ -92,7 +76,7 @@ class EfficientNetImpl : public ClassifierImpl {
       }
     }
     register_module("blocks", blocks);
-    head = register_module("head", ConvNormAct(EfficientNetConv(320, 1280, 1, 1, 1, Act::kSiLU)));
+    head = register_module("head", ConvNormAct(ConvBnAct(320, 1280, 1, 1, 1, Act::kSiLU)));
     fc = register_module("fc", torch::nn::Linear(1280, o.num_classes));
 
     InitConvKaimingBnOnes(*this);

@@ -14,19 +14,6 @@
 namespace quartet::worker::models {
 namespace {
 
-// Conv (no bias), BN, activation; padding (k - 1) / 2.
-ConvNormActOptions MobileNetV2Conv(int64_t in, int64_t out, int64_t kernel, int64_t stride,
-                                   int64_t groups, Act act) {
-  ConvNormActOptions c;
-  c.in = in;
-  c.out = out;
-  c.kernel = kernel;
-  c.stride = stride;
-  c.groups = groups;
-  c.act = act;
-  return c;
-}
-
 // Inverted residual: [1x1 expand to round(in * t), BN, ReLU6] (when t != 1), depthwise 3x3
 // (stride), BN, ReLU6, 1x1 project, BN. Residual when stride 1 and in == out.
 class MobileNetV2InvertedResidualImpl : public torch::nn::Module {
@@ -36,13 +23,11 @@ class MobileNetV2InvertedResidualImpl : public torch::nn::Module {
     const int64_t hidden =
         static_cast<int64_t>(std::nearbyint(static_cast<double>(in) * expand_ratio));
     if (expand_ratio != 1) {
-      expand =
-          register_module("expand", ConvNormAct(MobileNetV2Conv(in, hidden, 1, 1, 1, Act::kReLU6)));
+      expand = register_module("expand", ConvNormAct(ConvBnAct(in, hidden, 1, 1, 1, Act::kReLU6)));
     }
     depthwise = register_module(
-        "depthwise", ConvNormAct(MobileNetV2Conv(hidden, hidden, 3, stride, hidden, Act::kReLU6)));
-    project =
-        register_module("project", ConvNormAct(MobileNetV2Conv(hidden, out, 1, 1, 1, Act::kNone)));
+        "depthwise", ConvNormAct(ConvBnAct(hidden, hidden, 3, stride, hidden, Act::kReLU6)));
+    project = register_module("project", ConvNormAct(ConvBnAct(hidden, out, 1, 1, 1, Act::kNone)));
   }
 
   torch::Tensor forward(torch::Tensor x) {
@@ -68,8 +53,7 @@ class MobileNetV2Impl : public ClassifierImpl {
                             {6, 96, 3, 1}, {6, 160, 3, 2}, {6, 320, 1, 1}};
     const int64_t last_channel = 1280;
 
-    stem = register_module("stem",
-                           ConvNormAct(MobileNetV2Conv(o.in_channels, 32, 3, 2, 1, Act::kReLU6)));
+    stem = register_module("stem", ConvNormAct(ConvBnAct(o.in_channels, 32, 3, 2, 1, Act::kReLU6)));
     int64_t in = 32;
     for (const Group& g : groups) {
       for (int64_t i = 0; i < g.n; ++i) {
@@ -78,8 +62,7 @@ class MobileNetV2Impl : public ClassifierImpl {
       }
     }
     register_module("blocks", blocks);
-    head = register_module("head",
-                           ConvNormAct(MobileNetV2Conv(in, last_channel, 1, 1, 1, Act::kReLU6)));
+    head = register_module("head", ConvNormAct(ConvBnAct(in, last_channel, 1, 1, 1, Act::kReLU6)));
     fc = register_module("fc", torch::nn::Linear(last_channel, o.num_classes));
 
     InitConvKaimingBnOnes(*this);

@@ -21,15 +21,9 @@ namespace {
 ConvNormActOptions MobileNetV3Conv(int64_t in, int64_t out, int64_t kernel, int64_t stride,
                                    int64_t groups, int64_t dilation, Act act,
                                    const NormOptions& norm) {
-  ConvNormActOptions c;
-  c.in = in;
-  c.out = out;
-  c.kernel = kernel;
-  c.stride = stride;
-  c.groups = groups;
+  ConvNormActOptions c = ConvBnAct(in, out, kernel, stride, groups, act);
   c.dilation = dilation;
   c.norm = norm;
-  c.act = act;
   return c;
 }
 

@@ -17,19 +17,6 @@
 namespace quartet::worker::models {
 namespace {
 
-// Conv (no bias), BN, activation; padding (k - 1) / 2.
-ConvNormActOptions RegNetConv(int64_t in, int64_t out, int64_t kernel, int64_t stride,
-                              int64_t groups, Act act) {
-  ConvNormActOptions c;
-  c.in = in;
-  c.out = out;
-  c.kernel = kernel;
-  c.stride = stride;
-  c.groups = groups;
-  c.act = act;
-  return c;
-}
-
 // ResBottleneckBlock with SE: ReLU(shortcut(x) + f(x)), where f is 1x1 (in -> out), BN, ReLU,
 // grouped 3x3 (stride, groups out / 8), BN, ReLU, SE(out -> round(0.25 in), ReLU, sigmoid),
 // 1x1, BN; the shortcut is a 1x1 conv (stride) + BN when the shape changes, else identity.
@@ -39,13 +26,13 @@ class RegNetBlockImpl : public torch::nn::Module {
     const int64_t group_width = 8;
     const int64_t se_width = static_cast<int64_t>(std::nearbyint(0.25 * static_cast<double>(in)));
     if (in != out || stride != 1) {
-      proj = register_module("proj", ConvNormAct(RegNetConv(in, out, 1, stride, 1, Act::kNone)));
+      proj = register_module("proj", ConvNormAct(ConvBnAct(in, out, 1, stride, 1, Act::kNone)));
     }
-    a = register_module("a", ConvNormAct(RegNetConv(in, out, 1, 1, 1, Act::kReLU)));
-    b = register_module(
-        "b", ConvNormAct(RegNetConv(out, out, 3, stride, out / group_width, Act::kReLU)));
+    a = register_module("a", ConvNormAct(ConvBnAct(in, out, 1, 1, 1, Act::kReLU)));
+    b = register_module("b",
+                        ConvNormAct(ConvBnAct(out, out, 3, stride, out / group_width, Act::kReLU)));
     se = register_module("se", SqueezeExcitation(out, se_width, Act::kReLU, Act::kSigmoid));
-    c = register_module("c", ConvNormAct(RegNetConv(out, out, 1, 1, 1, Act::kNone)));
+    c = register_module("c", ConvNormAct(ConvBnAct(out, out, 1, 1, 1, Act::kNone)));
   }
 
   torch::Tensor forward(torch::Tensor x) {
@@ -66,7 +53,7 @@ class RegNetImpl : public ClassifierImpl {
     const int64_t depths[] = {1, 3, 6, 6};
 
     stem = register_module("stem",
-                           ConvNormAct(RegNetConv(o.in_channels, stem_width, 3, 2, 1, Act::kReLU)));
+                           ConvNormAct(ConvBnAct(o.in_channels, stem_width, 3, 2, 1, Act::kReLU)));
     int64_t in = stem_width;
     for (int s = 0; s < 4; ++s) {
       for (int64_t i = 0; i < depths[s]; ++i) {
