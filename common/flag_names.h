@@ -1,9 +1,18 @@
-// Lets the binaries that use absl flags accept --some-flag as well as --some_flag.
+// Command-line parsing shared by the binaries that use absl flags: --some-flag is accepted as well
+// as
+// --some_flag, and --help lists the flags the binary's own main file defines.
 #ifndef QUARTET_COMMON_FLAG_NAMES_H_
 #define QUARTET_COMMON_FLAG_NAMES_H_
 
+#include <algorithm>
 #include <string>
 #include <vector>
+
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/flags/usage_config.h"
+#include "absl/strings/match.h"
+#include "absl/strings/string_view.h"
 
 namespace quartet::common {
 
@@ -22,6 +31,24 @@ inline void NormalizeFlagNames(int argc, char** argv, std::vector<std::string>& 
     storage.push_back(arg);
     argv[i] = storage.back().data();
   }
+}
+
+// Sets the usage message, makes --help list the flags defined in the calling file (absl only lists
+// files named after the program by default, and ours are main.cc), normalizes flag names and
+// parses. `storage` as for NormalizeFlagNames.
+inline void ParseFlags(int argc, char** argv, absl::string_view usage,
+                       std::vector<std::string>& storage,
+                       const char* main_file = __builtin_FILE()) {
+  absl::SetProgramUsageMessage(usage);
+  absl::FlagsUsageConfig config;
+  const std::string own_file = main_file;
+  config.contains_help_flags = [own_file](absl::string_view file) {
+    return absl::EndsWith(own_file, file) || absl::EndsWith(file, own_file);
+  };
+  config.contains_helpshort_flags = config.contains_help_flags;
+  absl::SetFlagsUsageConfig(config);
+  NormalizeFlagNames(argc, argv, storage);
+  absl::ParseCommandLine(argc, argv);
 }
 
 }  // namespace quartet::common

@@ -74,12 +74,12 @@ int Fail(const absl::Status& status) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  absl::SetProgramUsageMessage(
-      "quartet-coordinator --listen=127.0.0.1:50051 [--database_url_file=FILE]\n"
-      "Serves CampaignService and WorkerService; state lives in PostgreSQL.");
   std::vector<std::string> normalized_flags;
-  quartet::common::NormalizeFlagNames(argc, argv, normalized_flags);
-  absl::ParseCommandLine(argc, argv);
+  quartet::common::ParseFlags(
+      argc, argv,
+      "quartet-coordinator --listen=127.0.0.1:50051 [--database_url_file=FILE]\n"
+      "Serves CampaignService and WorkerService; state lives in PostgreSQL.",
+      normalized_flags);
   if (auto s = quartet::common::InitLogging("coordinator", absl::GetFlag(FLAGS_log_level),
                                             absl::GetFlag(FLAGS_log_file));
       !s.ok()) {

@@ -34,12 +34,11 @@ ABSL_FLAG(std::string, log_level, "info", "trace, debug, info, warn, error or of
 ABSL_FLAG(std::string, log_file, "", "Append logs to this file instead of stderr.");
 
 int main(int argc, char** argv) {
-  absl::SetProgramUsageMessage(
-      "quartet-worker --coordinator=HOST:PORT --device=cuda:0\n"
-      "Pulls Quartet candidates, trains them, reports results.");
   std::vector<std::string> normalized_flags;
-  quartet::common::NormalizeFlagNames(argc, argv, normalized_flags);
-  absl::ParseCommandLine(argc, argv);
+  quartet::common::ParseFlags(argc, argv,
+                              "quartet-worker --coordinator=HOST:PORT --device=cuda:0\n"
+                              "Pulls Quartet candidates, trains them, reports results.",
+                              normalized_flags);
   if (auto s = quartet::common::InitLogging("worker", absl::GetFlag(FLAGS_log_level),
                                             absl::GetFlag(FLAGS_log_file));
       !s.ok()) {

@@ -79,12 +79,12 @@ void ListFamilies() {
 }  // namespace
 
 int main(int argc, char** argv) {
-  absl::SetProgramUsageMessage(
-      "quartet-train --families=A,B,C,D --dataset=fashion-mnist [--output=result.json]\n"
-      "Trains one MoE candidate locally. --list-families prints the catalog.");
   std::vector<std::string> normalized_flags;
-  quartet::common::NormalizeFlagNames(argc, argv, normalized_flags);
-  absl::ParseCommandLine(argc, argv);
+  quartet::common::ParseFlags(
+      argc, argv,
+      "quartet-train --families=A,B,C,D --dataset=fashion-mnist [--output=result.json]\n"
+      "Trains one MoE candidate locally. --list-families prints the catalog.",
+      normalized_flags);
   if (absl::GetFlag(FLAGS_list_families)) {
     ListFamilies();
     return 0;
