@@ -25,6 +25,6 @@ cpu=$(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1)
   printf '| experts | input | parameters | test accuracy | training samples/s | wall time |\n|---|---|---|---|---|---|\n'
   printf '| %s | %s px | %s | %.4f | %.1f | %.0f s (%.1f min) |\n' "${families//,/ + }" "$size" "$params" \
     "$acc" "$sps" "$wall" "$(/usr/bin/python3 -c "print($wall / 60)")"
-  printf '\nRecipe: the defaults (AdamW lr 1e-3 with the gate at 2x, 5%% warm-up then cosine per step, batch 32, label smoothing 0.1, mixup 0.2, clip 1.0, DENSE router) with the flags above; 1,875 steps; %s LibTorch threads; wall time includes data loading, model build and the final evaluation on all 10,000 test images.\n' "$(nproc)"
+  printf '\nRecipe: the defaults (AdamW lr 1e-3 with the gate at 2x, 5%% warm-up then cosine per step, batch 32, label smoothing 0.1, mixup 0.2, clip 1.0, DENSE router, training augmentation a random horizontal flip) with the flags above; 1,875 steps; %s LibTorch threads; wall time includes data loading, model build and the final evaluation on all 10,000 test images.\n' "$(nproc)"
 } >> bench/RESULTS.md
 echo "test accuracy $acc in $wall s ($seconds s end to end)"

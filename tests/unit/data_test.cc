@@ -569,9 +569,14 @@ torch::Tensor CandidateCrops(const DeviceBatcher& batcher, const torch::Tensor& 
 }
 
 TEST_F(DataBatcherTest, AugmentedSamplesAreShiftedFlippedCropsOfThePaddedOriginal) {
-  for (int64_t pad : {4, 0}) {
+  struct Case {
+    int64_t pad;
+    bool flip;
+  };
+  for (const Case& t : {Case{4, true}, Case{0, true}, Case{2, false}}) {
     BatchOptions options;
-    options.pad = pad;
+    options.pad = t.pad;
+    options.flip = t.flip;
     DeviceBatcher batcher(dataset_, options);
     const torch::Tensor indices = torch::arange(48, torch::kInt64);
     torch::manual_seed(3);
@@ -579,23 +584,40 @@ TEST_F(DataBatcherTest, AugmentedSamplesAreShiftedFlippedCropsOfThePaddedOrigina
     ASSERT_EQ(x.sizes(), (std::vector<int64_t>{48, 3, 32, 32}));
     int64_t identical = 0, flipped = 0, shifted = 0;
     for (int64_t b = 0; b < 48; ++b) {
-      const torch::Tensor candidates = CandidateCrops(batcher, dataset_.train_images[b], pad);
+      const torch::Tensor candidates = CandidateCrops(batcher, dataset_.train_images[b], t.pad);
       // Candidate k: shift k / 2 (dy * (2 pad + 1) + dx), flipped when k is odd.
       const torch::Tensor match =
           (candidates == x[b].unsqueeze(0)).flatten(1).all(1).nonzero().flatten();
       ASSERT_GE(match.numel(), 1) << "sample " << b << " is no crop of its padded original";
       const int64_t k = match[0].item<int64_t>();
-      const int64_t centre = pad * (2 * pad + 1) + pad;
+      const int64_t centre = t.pad * (2 * t.pad + 1) + t.pad;
       if (k == 2 * centre) ++identical;
       if (k % 2 == 1) ++flipped;
       if (k / 2 != centre) ++shifted;
     }
     // Augmentation happened (48 independent draws; chance of these failing is negligible).
-    EXPECT_LT(identical, 40) << pad;
-    EXPECT_GT(flipped, 8) << pad;
-    EXPECT_LT(flipped, 40) << pad;
-    if (pad > 0) EXPECT_GT(shifted, 30);
+    EXPECT_LT(identical, 40) << t.pad;
+    if (t.flip) {
+      EXPECT_GT(flipped, 8) << t.pad;
+      EXPECT_LT(flipped, 40) << t.pad;
+    } else {
+      EXPECT_EQ(flipped, 0) << "flip is off";
+    }
+    if (t.pad > 0) EXPECT_GT(shifted, 30) << t.pad;
   }
+}
+
+TEST(DataAugmentationTest, EachDatasetGetsItsUsualAugmentation) {
+  BatchOptions cifar, fashion, digits;
+  SetAugmentationFor("cifar10", &cifar);
+  SetAugmentationFor("fashion-mnist", &fashion);
+  SetAugmentationFor("mnist", &digits);
+  EXPECT_EQ(cifar.pad, 4);
+  EXPECT_TRUE(cifar.flip);
+  EXPECT_EQ(fashion.pad, 0);
+  EXPECT_TRUE(fashion.flip);
+  EXPECT_EQ(digits.pad, 0);
+  EXPECT_FALSE(digits.flip) << "a mirrored digit is not the same digit";
 }
 
 TEST_F(DataBatcherTest, SeededReproducibility) {

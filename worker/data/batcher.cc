@@ -14,16 +14,15 @@ torch::Tensor ChannelTensor(const std::vector<double>& values, const torch::Devi
       .to(device);
 }
 
-// Random crop of the zero-padded batch and random horizontal flip, per sample:
-// out[b, c, i, j] = padded[b, c, dy[b] + i, dx[b] + (flip[b] ? W-1-j : j)].
+// Random crop of the zero-padded batch and (when `flip`) random horizontal flip, per sample:
+// out[b, c, i, j] = padded[b, c, dy[b] + i, dx[b] + (mirror[b] ? W-1-j : j)].
 // The crop indexes a sliding-window view (rows and window start vary, each window row is copied
-// whole), then one gather reverses the columns of the flipped samples.
-torch::Tensor PadCropFlip(const torch::Tensor& batch, int64_t pad) {
+// whole), then one gather reverses the columns of the mirrored samples.
+torch::Tensor PadCropFlip(const torch::Tensor& batch, int64_t pad, bool flip) {
   const int64_t b = batch.size(0), c = batch.size(1), h = batch.size(2), w = batch.size(3);
   const auto longs = torch::dtype(torch::kInt64).device(batch.device());
   const torch::Tensor dy = torch::randint(2 * pad + 1, {b, 1, 1}, longs);
   const torch::Tensor dx = torch::randint(2 * pad + 1, {b, 1, 1}, longs);
-  const torch::Tensor flip = torch::randint(2, {b, 1, 1, 1}, longs).to(torch::kBool);
   torch::Tensor crop = batch;
   if (pad > 0) {
     const torch::Tensor windows =
@@ -32,13 +31,22 @@ torch::Tensor PadCropFlip(const torch::Tensor& batch, int64_t pad) {
                           torch::arange(c, longs).view({1, c, 1}),
                           dy + torch::arange(h, longs).view({1, 1, h}), dx});
   }
+  if (!flip) return crop;
+  const torch::Tensor mirror = torch::randint(2, {b, 1, 1, 1}, longs).to(torch::kBool);
   const torch::Tensor cols =
-      torch::where(flip, torch::arange(w - 1, -1, -1, longs).view({1, 1, 1, w}),
+      torch::where(mirror, torch::arange(w - 1, -1, -1, longs).view({1, 1, 1, w}),
                    torch::arange(w, longs).view({1, 1, 1, w}));
   return crop.gather(3, cols.expand({b, c, h, w}));
 }
 
 }  // namespace
+
+void SetAugmentationFor(const std::string& dataset_name, BatchOptions* options) {
+  const bool digits = dataset_name == "mnist";
+  const bool small_gray = digits || dataset_name == "fashion-mnist";
+  options->pad = small_gray ? 0 : 4;
+  options->flip = !digits;
+}
 
 DeviceBatcher::DeviceBatcher(const Dataset& dataset, const BatchOptions& options)
     : dataset_(dataset), options_(options) {
@@ -53,7 +61,9 @@ DeviceBatcher::DeviceBatcher(const Dataset& dataset, const BatchOptions& options
 torch::Tensor DeviceBatcher::Train(const torch::Tensor& indices) const {
   torch::NoGradGuard no_grad;
   torch::Tensor batch = dataset_.train_images.index_select(0, indices);
-  if (options_.augment) batch = PadCropFlip(batch, std::max<int64_t>(options_.pad, 0));
+  if (options_.augment) {
+    batch = PadCropFlip(batch, std::max<int64_t>(options_.pad, 0), options_.flip);
+  }
   return Finish(batch);
 }
 

@@ -1,8 +1,8 @@
 #include "worker/train/torch_trainer.h"
 
 #include <sys/resource.h>
-#include <unistd.h>
 #include <torch/torch.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
@@ -326,6 +326,7 @@ absl::StatusOr<quartet::v1::Result> TorchTrainer::Train(const quartet::v1::Candi
   data::BatchOptions train_opts;
   train_opts.output_size = input_size;
   train_opts.augment = recipe.augment;
+  data::SetAugmentationFor(dataset->name, &train_opts);
   train_opts.channels_last = cuda;
   data::BatchOptions test_opts = train_opts;
   test_opts.augment = false;
