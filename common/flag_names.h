@@ -1,6 +1,5 @@
-// Command-line parsing shared by the binaries that use absl flags: --some-flag is accepted as well
-// as
-// --some_flag, and --help lists the flags the binary's own main file defines.
+// Command-line parsing shared by the binaries that use absl flags: --some-flag is accepted as
+// well as --some_flag, and --help lists the flags the binary's own main file defines.
 #ifndef QUARTET_COMMON_FLAG_NAMES_H_
 #define QUARTET_COMMON_FLAG_NAMES_H_
 

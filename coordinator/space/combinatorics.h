@@ -1,8 +1,8 @@
 // k-subsets of [0, n) and their ranks. Pure functions, no I/O, thread-safe.
 //
 // Ranks are lexicographic (the order of Python's itertools.combinations over sorted names),
-// computed with the combinatorial number system: for a sorted combination c_0 < ... < c_{k-1} of
-// [0, n),
+// computed with the combinatorial number system: for a sorted combination
+// c_0 < ... < c_{k-1} of [0, n),
 //   rank(c) = C(n, k) - 1 - sum_i C(n - 1 - c_i, k - i).
 // Supports n <= 64 and k <= 8 (C(64, 8) = 4,426,165,368); all arithmetic is checked.
 #ifndef QUARTET_COORDINATOR_SPACE_COMBINATORICS_H_

@@ -18,7 +18,7 @@ struct BatchOptions {
   // Square output side; the native size when equal (no resize).
   int64_t output_size = 32;
   // Random crop with zero padding `pad` and (when `flip`) random horizontal flip on training
-  // batches. AugmentationFor() gives each dataset's defaults.
+  // batches. SetAugmentationFor() gives each dataset's defaults.
   bool augment = true;
   int64_t pad = 4;
   bool flip = true;
