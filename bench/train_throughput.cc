@@ -6,7 +6,9 @@
 //
 // PyTorch is fed two ways: the published pipeline's way (PIL images, torchvision per-sample
 // transforms, a DataLoader with one worker) and pre-batched tensors. Quartet builds its batches on
-// the device (pad-crop, flip, resize, normalise) inside the timed steps.
+// the device (pad-crop, flip, resize, normalise) inside the timed steps, and is measured twice: as
+// it trains (the gate and experts concurrently, one thread each) and with the experts one after
+// another on all threads (--parallel_experts=false), which is how PyTorch eager runs them.
 //
 //   ./build/bench/train_throughput [--sizes=32,256] [--record]
 #include <unistd.h>
@@ -54,9 +56,11 @@ struct Measurement {
 };
 
 // Quartet's trainer: steady-state samples/s between the end of the warm-up and the last step.
-absl::StatusOr<Measurement> MeasureQuartet(int size, int steps, int warmup, int threads) {
+absl::StatusOr<Measurement> MeasureQuartet(int size, int steps, int warmup, int threads,
+                                           bool parallel_experts) {
   TorchTrainer::Options o;
   o.threads = threads;
+  o.parallel_experts = parallel_experts;
   o.progress_every_steps = 1;
   auto trainer = TorchTrainer::Create(o);
   if (!trainer.ok()) return trainer.status();
@@ -120,8 +124,9 @@ int main(int argc, char** argv) {
   const int warmup = absl::GetFlag(FLAGS_warmup);
 
   std::string table =
-      "| input | Quartet (samples/s) | PyTorch pre-batched (samples/s) | ratio | PyTorch published "
-      "way (samples/s) | ratio |\n|---|---|---|---|---|---|\n";
+      "| input | Quartet (samples/s) | Quartet, experts in sequence (samples/s) | PyTorch "
+      "pre-batched (samples/s) | Quartet / pre-batched | PyTorch published way (samples/s) | "
+      "Quartet / published |\n|---|---|---|---|---|---|---|\n";
   int64_t params_cpp = 0, params_py = 0;
   for (absl::string_view s : absl::StrSplit(absl::GetFlag(FLAGS_sizes), ',')) {
     int size = 0;
@@ -132,35 +137,38 @@ int main(int argc, char** argv) {
     const int steps = size <= 64 ? absl::GetFlag(FLAGS_steps_32) : absl::GetFlag(FLAGS_steps_large);
     // Interleaved repeats (Quartet, pre-batched, published, Quartet, ...) so drift on a shared
     // machine hits every configuration alike; medians reported, with the range.
-    std::vector<double> qs, pres, pubs;
-    absl::StatusOr<Measurement> q, pre, pub;
+    std::vector<double> qs, seqs, pres, pubs;
+    absl::StatusOr<Measurement> q, seq, pre, pub;
     for (int rep = 0; rep < absl::GetFlag(FLAGS_repeats); ++rep) {
       std::cerr << "measuring " << size << " px, run " << rep + 1
-                << ": Quartet, PyTorch pre-batched, "
+                << ": Quartet, Quartet with experts in sequence, PyTorch pre-batched, "
                 << "PyTorch published way" << std::endl;
-      q = MeasureQuartet(size, steps, warmup, threads);
+      q = MeasureQuartet(size, steps, warmup, threads, /*parallel_experts=*/true);
+      seq = MeasureQuartet(size, steps, warmup, threads, /*parallel_experts=*/false);
       pre = MeasurePython("prebatched", size, steps, warmup, threads);
       pub = MeasurePython("published", size, steps, warmup, threads);
-      for (const auto* m : {&q, &pre, &pub}) {
+      for (const auto* m : {&q, &seq, &pre, &pub}) {
         if (!m->ok()) {
           std::cerr << m->status() << "\n";
           return 1;
         }
       }
       qs.push_back(q->samples_per_second);
+      seqs.push_back(seq->samples_per_second);
       pres.push_back(pre->samples_per_second);
       pubs.push_back(pub->samples_per_second);
     }
     params_cpp = q->parameters;
     params_py = pre->parameters;
     const double mq = Median(qs), mpre = Median(pres), mpub = Median(pubs);
-    absl::StrAppendFormat(&table, "| %d px | %s | %s | %.2fx | %s | %.2fx |\n", size, Cell(qs),
-                          Cell(pres), mq / mpre, Cell(pubs), mq / mpub);
+    absl::StrAppendFormat(&table, "| %d px | %s | %s | %s | %.2fx | %s | %.2fx |\n", size,
+                          Cell(qs), Cell(seqs), Cell(pres), mq / mpre, Cell(pubs), mq / mpub);
   }
   const std::string notes = absl::StrFormat(
       "\nMoE4 of AirNet + ResNet + ShuffleNet + MobileNetV3, DENSE router, batch 32, AdamW (gate "
       "2x lr), warm-up + cosine per step, label smoothing 0.1, mixup 0.2, clip 1.0; CPU, %d "
-      "threads on both sides; %d untimed warm-up steps, then %d timed steps at 32 px and %d at "
+      "threads on every side (Quartet runs its gate and experts concurrently, each task "
+      "single-threaded, unless 'in sequence'); %d untimed warm-up steps, then %d timed steps at 32 px and %d at "
       "larger sides; %d interleaved runs of each, median (min-max). Parameters: Quartet %d, "
       "PyTorch %d. The published way uses torchvision "
       "transforms on PIL images in a DataLoader with one worker process.\n",

@@ -27,6 +27,9 @@ ABSL_FLAG(std::string, worker_id, "", "Stable worker id to re-attach as (default
 ABSL_FLAG(std::string, token_file, "", "Bearer token file (default: $QUARTET_TOKEN).");
 ABSL_FLAG(std::string, tls_ca, "", "PEM root certificates: connect with TLS.");
 ABSL_FLAG(int, threads, 0, "CPU threads for LibTorch (0 = every online CPU).");
+ABSL_FLAG(bool, parallel_experts, true,
+          "On CPU, run the gate and experts concurrently, one thread each (false: one after "
+          "another on all threads).");
 ABSL_FLAG(int, max_candidates, 0, "Exit after this many candidates (0 = run until stopped).");
 ABSL_FLAG(absl::Duration, heartbeat_interval, absl::ZeroDuration(),
           "Override the coordinator's suggested heartbeat interval.");
@@ -55,6 +58,7 @@ int main(int argc, char** argv) {
   topts.device = absl::GetFlag(FLAGS_device);
   topts.data_root = absl::GetFlag(FLAGS_data_root);
   topts.threads = absl::GetFlag(FLAGS_threads);
+  topts.parallel_experts = absl::GetFlag(FLAGS_parallel_experts);
   auto trainer = quartet::worker::train::TorchTrainer::Create(topts);
   if (!trainer.ok()) {
     std::cerr << "quartet-worker: " << trainer.status().message() << "\n";

@@ -45,6 +45,9 @@ ABSL_FLAG(double, time_budget, 0, "Seconds before the run fails with TIMEOUT (0 
 ABSL_FLAG(int64_t, seed, -1, "Seed (default 0).");
 ABSL_FLAG(std::string, device, "cpu", "cpu, cuda or cuda:N.");
 ABSL_FLAG(int, threads, 0, "CPU threads (0 = every online CPU).");
+ABSL_FLAG(bool, parallel_experts, true,
+          "On CPU, run the gate and experts concurrently, one thread each (false: one after "
+          "another on all threads).");
 ABSL_FLAG(std::string, output, "", "Write the result as JSON to this file.");
 ABSL_FLAG(std::string, log_level, "info", "trace, debug, info, warn, error or off.");
 
@@ -157,6 +160,7 @@ int main(int argc, char** argv) {
   topts.device = absl::GetFlag(FLAGS_device);
   topts.data_root = absl::GetFlag(FLAGS_data_root);
   topts.threads = absl::GetFlag(FLAGS_threads);
+  topts.parallel_experts = absl::GetFlag(FLAGS_parallel_experts);
   auto trainer = quartet::worker::train::TorchTrainer::Create(topts);
   if (!trainer.ok()) return Fail(trainer.status().message());
 

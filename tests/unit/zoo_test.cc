@@ -1,6 +1,8 @@
 // The family zoo against its contract: every catalog variant is registered, builds, runs forward
 // and backward at its minimum size (and at 32 px when native) with 1 and 3 input channels, is
 // deterministic in eval mode, and has LEMUR's parameter count.
+#include <ATen/CPUGeneratorImpl.h>
+
 #include <algorithm>
 #include <cmath>
 #include <string>
@@ -8,6 +10,7 @@
 
 #include "common/catalog.h"
 #include "gtest/gtest.h"
+#include "worker/models/blocks.h"
 #include "worker/models/registry.h"
 
 namespace quartet::worker::models {
@@ -76,6 +79,47 @@ TEST(ZooRegistryTest, SameSeedSameWeightsOtherSeedOtherWeights) {
 }
 
 class ZooVariantTest : public ::testing::TestWithParam<std::string> {};
+
+TEST(ForwardRandomnessTest, ScopedGeneratorReplacesTheGlobalOneOnItsThread) {
+  const torch::Tensor x = torch::ones({4, 6, 5, 5});
+  at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(11);
+  auto draw_all = [&] {
+    return std::vector<torch::Tensor>{Dropout(x, 0.5, true), FeatureDropout(x, 0.5, true),
+                                      StochasticDepth(x, 0.5, true), RandnLike(x),
+                                      RandInt(7, {64}, torch::TensorOptions(torch::kLong))};
+  };
+  torch::manual_seed(5);
+  std::vector<torch::Tensor> first, second;
+  {
+    ScopedGenerator scope(&gen);
+    first = draw_all();
+  }
+  const torch::Tensor global_after = torch::rand({8});
+  torch::manual_seed(5);
+  EXPECT_TRUE(torch::equal(global_after, torch::rand({8})));  // the global stream was untouched
+  gen.set_current_seed(11);
+  {
+    ScopedGenerator scope(&gen);
+    second = draw_all();
+  }
+  for (size_t i = 0; i < first.size(); ++i) EXPECT_TRUE(torch::equal(first[i], second[i])) << i;
+  // Dropout keeps about half, scaled by 2; feature dropout and stochastic depth are constant over
+  // each (sample, channel) plane and each sample.
+  const torch::Tensor kept = first[0].ne(0);
+  EXPECT_TRUE(torch::equal(first[0].masked_select(kept), torch::full({kept.sum().item<int64_t>()}, 2.0f)));
+  EXPECT_NEAR(kept.to(torch::kFloat).mean().item<double>(), 0.5, 0.1);
+  EXPECT_TRUE(torch::equal(first[1], first[1].amax({2, 3}, true).expand_as(x)));
+  EXPECT_TRUE(torch::equal(first[2], first[2].amax({1, 2, 3}, true).expand_as(x)));
+  EXPECT_GE(first[4].min().item<int64_t>(), 0);
+  EXPECT_LT(first[4].max().item<int64_t>(), 7);
+  // Eval and p = 0 are the identity; without a scope the global generator serves.
+  EXPECT_TRUE(torch::equal(Dropout(x, 0.5, false), x));
+  EXPECT_TRUE(torch::equal(FeatureDropout(x, 0.0, true), x));
+  torch::manual_seed(9);
+  const torch::Tensor a = Dropout(x, 0.5, true);
+  torch::manual_seed(9);
+  EXPECT_TRUE(torch::equal(a, Dropout(x, 0.5, true)));
+}
 
 TEST_P(ZooVariantTest, ParameterCountMatchesLemur) {
   const std::string& name = GetParam();

@@ -36,9 +36,9 @@ class AlexNetImpl : public ClassifierImpl {
     x = torch::relu(conv4(x));
     x = torch::max_pool2d(torch::relu(conv5(x)), 3, 2);
     x = torch::adaptive_avg_pool2d(x, {6, 6}).flatten(1);
-    x = torch::dropout(x, dropout_, is_training());
+    x = Dropout(x, dropout_, is_training());
     x = torch::relu(fc1(x));
-    x = torch::dropout(x, dropout_, is_training());
+    x = Dropout(x, dropout_, is_training());
     x = torch::relu(fc2(x));
     return fc3(x);
   }

@@ -54,7 +54,7 @@ void BayesianNetRegister(torch::nn::Module& m, std::vector<int64_t> weight_shape
 template <typename VarFn>
 torch::Tensor BayesianNetSample(const torch::Tensor& mean, VarFn var_fn) {
   torch::Tensor var = var_fn() + kBayesianNetVarFloor;
-  return mean + torch::sqrt(var) * torch::randn_like(mean);
+  return mean + torch::sqrt(var) * RandnLike(mean);
 }
 
 class BayesianNetConvImpl : public torch::nn::Module {

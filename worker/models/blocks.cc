@@ -76,14 +76,68 @@ torch::Tensor SqueezeExcitationImpl::forward(torch::Tensor x) {
   return x * s;
 }
 
-torch::Tensor StochasticDepth(const torch::Tensor& x, double p, bool training) {
-  if (!training || p == 0.0) return x;
+namespace {
+
+thread_local at::Generator* current_generator = nullptr;
+
+// The scoped generator when x is a CPU tensor, else none (the global generator).
+c10::optional<at::Generator> GeneratorFor(const torch::Tensor& x) {
+  if (current_generator != nullptr && x.device().is_cpu()) return *current_generator;
+  return c10::nullopt;
+}
+
+// x * Bernoulli(1 - p) / (1 - p), one draw per element of a tensor of `shape` (broadcast over x).
+torch::Tensor MaskedScale(const torch::Tensor& x, at::IntArrayRef shape, double p,
+                          c10::optional<at::Generator> generator) {
   const double survival = 1.0 - p;
-  std::vector<int64_t> shape(x.dim(), 1);
-  shape[0] = x.size(0);
-  torch::Tensor noise = torch::empty(shape, x.options()).bernoulli_(survival);
+  torch::Tensor noise = torch::empty(shape, x.options()).bernoulli_(survival, generator);
   if (survival > 0.0) noise.div_(survival);
   return x * noise;
+}
+
+}  // namespace
+
+ScopedGenerator::ScopedGenerator(at::Generator* generator) : previous_(current_generator) {
+  current_generator = generator;
+}
+
+ScopedGenerator::~ScopedGenerator() { current_generator = previous_; }
+
+torch::Tensor Dropout(const torch::Tensor& x, double p, bool training) {
+  if (!training || p == 0.0) return x;
+  auto generator = GeneratorFor(x);
+  if (!generator) return torch::dropout(x, p, training);
+  return MaskedScale(x, x.sizes(), p, generator);
+}
+
+torch::Tensor FeatureDropout(const torch::Tensor& x, double p, bool training) {
+  if (!training || p == 0.0) return x;
+  auto generator = GeneratorFor(x);
+  if (!generator) return torch::feature_dropout(x, p, training);
+  std::vector<int64_t> shape(x.dim(), 1);
+  shape[0] = x.size(0);
+  if (x.dim() > 1) shape[1] = x.size(1);
+  return MaskedScale(x, shape, p, generator);
+}
+
+torch::Tensor RandnLike(const torch::Tensor& x) {
+  auto generator = GeneratorFor(x);
+  if (!generator) return torch::randn_like(x);
+  return torch::randn(x.sizes(), generator, x.options());
+}
+
+torch::Tensor RandInt(int64_t high, at::IntArrayRef size, const torch::TensorOptions& options) {
+  if (current_generator != nullptr && options.device().is_cpu()) {
+    return torch::randint(high, size, *current_generator, options);
+  }
+  return torch::randint(high, size, options);
+}
+
+torch::Tensor StochasticDepth(const torch::Tensor& x, double p, bool training) {
+  if (!training || p == 0.0) return x;
+  std::vector<int64_t> shape(x.dim(), 1);
+  shape[0] = x.size(0);
+  return MaskedScale(x, shape, p, GeneratorFor(x));
 }
 
 MlpImpl::MlpImpl(int64_t in, int64_t hidden, int64_t out, double dropout, Act act)
@@ -93,9 +147,8 @@ MlpImpl::MlpImpl(int64_t in, int64_t hidden, int64_t out, double dropout, Act ac
 }
 
 torch::Tensor MlpImpl::forward(torch::Tensor x) {
-  x = F::dropout(Activate(fc1(x), act_),
-                 F::DropoutFuncOptions().p(dropout_).training(is_training()));
-  return F::dropout(fc2(x), F::DropoutFuncOptions().p(dropout_).training(is_training()));
+  x = Dropout(Activate(fc1(x), act_), dropout_, is_training());
+  return Dropout(fc2(x), dropout_, is_training());
 }
 
 LayerNorm2dImpl::LayerNorm2dImpl(int64_t channels, double eps) {

@@ -67,6 +67,34 @@ class SqueezeExcitationImpl : public torch::nn::Module {
 };
 TORCH_MODULE(SqueezeExcitation);
 
+// ---- Random draws inside forward passes ----
+// While a ScopedGenerator lives on a thread, the draws below that this thread makes for CPU tensors
+// come from its generator instead of LibTorch's global one. The MoE gives each expert and the gate
+// a generator of their own, so experts that run concurrently on different threads draw the same
+// numbers as they would one after another. Without a scope, or for CUDA tensors, the draws use the
+// global generator (and the fused CUDA kernels). Every random draw a zoo family makes in forward
+// goes through these.
+class ScopedGenerator {
+ public:
+  // `generator` (a CPU generator) must outlive the scope; nullptr selects the global generator.
+  explicit ScopedGenerator(at::Generator* generator);
+  ~ScopedGenerator();
+  ScopedGenerator(const ScopedGenerator&) = delete;
+  ScopedGenerator& operator=(const ScopedGenerator&) = delete;
+
+ private:
+  at::Generator* previous_;
+};
+
+// Element-wise dropout (torch.nn.functional.dropout): identity in eval or for p = 0.
+torch::Tensor Dropout(const torch::Tensor& x, double p, bool training);
+// Channel-wise dropout (dropout2d): one draw per (sample, channel) of an NCHW tensor.
+torch::Tensor FeatureDropout(const torch::Tensor& x, double p, bool training);
+// Standard normal noise shaped like x.
+torch::Tensor RandnLike(const torch::Tensor& x);
+// Integers uniform in [0, high) of the given shape.
+torch::Tensor RandInt(int64_t high, at::IntArrayRef size, const torch::TensorOptions& options);
+
 // torchvision StochasticDepth in "row" mode: identity in eval or when p = 0; in training, one
 // Bernoulli(1 - p) per sample, scaled by 1 / (1 - p). The residual add is the caller's.
 torch::Tensor StochasticDepth(const torch::Tensor& x, double p, bool training);

@@ -41,12 +41,12 @@ class DiffuserImpl : public ClassifierImpl {
     const int64_t batch = x.size(0);
     torch::Tensor t;
     if (is_training()) {
-      t = torch::randint(kDiffuserTimesteps, {batch}, x.options().dtype(torch::kLong));
+      t = RandInt(kDiffuserTimesteps, {batch}, x.options().dtype(torch::kLong));
       // The schedule is 100 floats, rebuilt on x's device (LEMUR keeps it as a plain tensor).
       torch::Tensor beta =
           torch::linspace(kDiffuserBetaStart, kDiffuserBetaEnd, kDiffuserTimesteps, x.options());
       torch::Tensor alpha_t = torch::cumprod(1.0 - beta, 0).index_select(0, t).view({-1, 1, 1, 1});
-      x = torch::sqrt(alpha_t) * x + torch::sqrt(1.0 - alpha_t) * torch::randn_like(x);
+      x = torch::sqrt(alpha_t) * x + torch::sqrt(1.0 - alpha_t) * RandnLike(x);
     } else {
       t = torch::zeros({batch}, x.options());
     }

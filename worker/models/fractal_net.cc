@@ -42,8 +42,7 @@ class FractalNetConvBlockImpl : public torch::nn::Module {
   torch::Tensor forward(torch::Tensor x) {
     x = torch::relu(bn(conv(x)));
     if (drop_rate_ > 0.0) {
-      x = torch::nn::functional::dropout2d(
-          x, torch::nn::functional::Dropout2dFuncOptions().p(drop_rate_).training(is_training()));
+      x = FeatureDropout(x, drop_rate_, is_training());
     }
     return x;
   }

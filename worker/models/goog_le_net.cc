@@ -106,7 +106,7 @@ class GoogLeNetImpl : public ClassifierImpl {
     x = torch::max_pool2d(x, 2, 2, 0, 1, /*ceil_mode=*/true);
     x = inception5b(inception5a(x));
     x = torch::adaptive_avg_pool2d(x, {1, 1}).flatten(1);
-    x = torch::dropout(x, dropout_, is_training());
+    x = Dropout(x, dropout_, is_training());
     return fc(x);
   }
 

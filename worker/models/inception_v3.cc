@@ -225,7 +225,7 @@ class InceptionV3Impl : public ClassifierImpl {
     x = mixed6e(mixed6d(mixed6c(mixed6b(x))));
     x = mixed7c(mixed7b(mixed7a(x)));
     x = torch::adaptive_avg_pool2d(x, {1, 1});
-    x = torch::dropout(x, dropout_, is_training()).flatten(1);
+    x = Dropout(x, dropout_, is_training()).flatten(1);
     return fc(x);
   }
 

@@ -142,10 +142,10 @@ class MaxVitPartitionAttentionImpl : public torch::nn::Module {
 
   torch::Tensor forward(torch::Tensor x) {
     const bool training = is_training();
-    torch::Tensor a = torch::dropout(attn(attn_norm(x)), attention_dropout_, training);
+    torch::Tensor a = Dropout(attn(attn_norm(x)), attention_dropout_, training);
     x = x + StochasticDepth(a, p_stochastic_, training);
     torch::Tensor m = mlp_fc2(torch::gelu(mlp_fc1(mlp_norm(x))));
-    m = torch::dropout(m, mlp_dropout_, training);
+    m = Dropout(m, mlp_dropout_, training);
     return x + StochasticDepth(m, p_stochastic_, training);
   }
 

@@ -107,7 +107,7 @@ class MNASNetImpl : public ClassifierImpl {
     x = blocks->forward(x);
     x = torch::relu(tail_bn(tail_conv(x)));
     x = x.mean({2, 3});
-    x = torch::dropout(x, dropout_, is_training());
+    x = Dropout(x, dropout_, is_training());
     return fc(x);
   }
 

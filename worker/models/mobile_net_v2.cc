@@ -74,7 +74,7 @@ class MobileNetV2Impl : public ClassifierImpl {
   torch::Tensor forward(torch::Tensor x) override {
     x = head(blocks->forward(stem(x)));
     x = torch::adaptive_avg_pool2d(x, {1, 1}).flatten(1);
-    x = torch::dropout(x, dropout_, is_training());
+    x = Dropout(x, dropout_, is_training());
     return fc(x);
   }
 

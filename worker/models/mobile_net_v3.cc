@@ -114,7 +114,7 @@ class MobileNetV3Impl : public ClassifierImpl {
     x = head(blocks->forward(stem(x)));
     x = torch::adaptive_avg_pool2d(x, {1, 1}).flatten(1);
     x = torch::hardswish(fc1(x));
-    x = torch::dropout(x, dropout_, is_training());
+    x = Dropout(x, dropout_, is_training());
     return fc2(x);
   }
 

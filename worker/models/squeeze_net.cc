@@ -20,7 +20,6 @@
 namespace quartet::worker::models {
 namespace {
 
-namespace F = torch::nn::functional;
 
 class SqueezeNetFireImpl : public torch::nn::Module {
  public:
@@ -103,7 +102,7 @@ class SqueezeNetImpl : public ClassifierImpl {
 
   torch::Tensor forward(torch::Tensor x) override {
     x = features->forward(x);
-    x = F::dropout(x, F::DropoutFuncOptions().p(dropout_).training(is_training()));
+    x = Dropout(x, dropout_, is_training());
     x = torch::relu(final_conv(x));
     return torch::adaptive_avg_pool2d(x, {1, 1}).flatten(1);
   }

@@ -103,9 +103,9 @@ class SwinWindowAttentionImpl : public torch::nn::Module {
       attn = attn.view({b, windows, heads_, n, n}) + mask.unsqueeze(1).unsqueeze(0);
       attn = attn.view({b * windows, heads_, n, n});
     }
-    attn = torch::dropout(torch::softmax(attn, -1), attention_dropout_, is_training());
+    attn = Dropout(torch::softmax(attn, -1), attention_dropout_, is_training());
     x = torch::matmul(attn, v).transpose(1, 2).reshape({b * windows, n, c});
-    x = torch::dropout(proj(x), dropout_, is_training());
+    x = Dropout(proj(x), dropout_, is_training());
 
     x = x.view({b, nh, nw, ws, ws, c}).permute({0, 1, 3, 2, 4, 5}).reshape({b, ph, pw, c});
     if (shifted) x = torch::roll(x, {shift_h, shift_w}, {1, 2});

@@ -24,7 +24,6 @@
 namespace quartet::worker::models {
 namespace {
 
-namespace F = torch::nn::functional;
 
 enum class UNet2DBlock { kDown, kPlain, kUp };
 
@@ -84,7 +83,7 @@ class UNet2DImpl : public ClassifierImpl {
 
   torch::Tensor forward(torch::Tensor x) override {
     x = body->forward(x).mean({2, 3});
-    x = F::dropout(x, F::DropoutFuncOptions().p(dropout_).training(is_training()));
+    x = Dropout(x, dropout_, is_training());
     return classifier(x);
   }
 

@@ -14,7 +14,6 @@
 namespace quartet::worker::models {
 namespace {
 
-namespace F = torch::nn::functional;
 
 // Channel counts of configuration "A"; 0 is a max-pool.
 constexpr int64_t kVggConfigA[] = {64, 0, 128, 0, 256, 256, 0, 512, 512, 0, 512, 512, 0};
@@ -52,11 +51,10 @@ class VGGImpl : public ClassifierImpl {
   }
 
   torch::Tensor forward(torch::Tensor x) override {
-    const auto drop = F::DropoutFuncOptions().p(dropout_).training(is_training());
     x = features->forward(x);
     x = torch::adaptive_avg_pool2d(x, {kVggPoolSide, kVggPoolSide}).flatten(1);
-    x = F::dropout(torch::relu(fc1(x)), drop);
-    x = F::dropout(torch::relu(fc2(x)), drop);
+    x = Dropout(torch::relu(fc1(x)), dropout_, is_training());
+    x = Dropout(torch::relu(fc2(x)), dropout_, is_training());
     return fc3(x);
   }
 

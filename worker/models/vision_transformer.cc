@@ -68,7 +68,7 @@ class VisionTransformerBlockImpl : public torch::nn::Module {
  public:
   VisionTransformerBlockImpl(int64_t hidden, int64_t heads, int64_t mlp_dim, double dropout,
                              double attention_dropout)
-      : dropout_(dropout) {
+      : heads_(heads), dropout_(dropout), attention_dropout_(attention_dropout) {
     ln_1 = register_module("ln_1",
                            torch::nn::LayerNorm(torch::nn::LayerNormOptions({hidden}).eps(1e-6)));
     self_attention = register_module(
@@ -87,10 +87,28 @@ class VisionTransformerBlockImpl : public torch::nn::Module {
 
   torch::Tensor forward(const torch::Tensor& input) {
     torch::Tensor y = ln_1(input);
-    y = std::get<0>(
-        self_attention->forward(y, y, y, /*key_padding_mask=*/{}, /*need_weights=*/false));
-    torch::Tensor x = input + torch::dropout(y, dropout_, is_training());
+    torch::Tensor x = input + Dropout(SelfAttention(y), dropout_, is_training());
     return x + mlp(ln_2(x));
+  }
+
+  // MultiheadAttention::forward(x, x, x) without masks, written out on the module's parameters so
+  // that the attention dropout draws through Dropout (see ScopedGenerator in blocks.h).
+  torch::Tensor SelfAttention(const torch::Tensor& x) {  // (L, N, E)
+    const int64_t length = x.size(0), batch = x.size(1), embed = x.size(2);
+    const int64_t head_dim = embed / heads_;
+    std::vector<torch::Tensor> qkv = torch::nn::functional::linear(
+        x, self_attention->in_proj_weight, self_attention->in_proj_bias).chunk(3, -1);
+    auto split_heads = [&](const torch::Tensor& t) {  // (L, N, E) -> (N * heads, L, head_dim)
+      return t.contiguous().view({length, batch * heads_, head_dim}).transpose(0, 1);
+    };
+    torch::Tensor q = split_heads(qkv[0] * (1.0 / std::sqrt(static_cast<double>(head_dim))));
+    torch::Tensor attention = torch::softmax(torch::bmm(q, split_heads(qkv[1]).transpose(1, 2)), -1);
+    attention = Dropout(attention, attention_dropout_, is_training());
+    torch::Tensor out = torch::bmm(attention, split_heads(qkv[2]))
+                            .transpose(0, 1)
+                            .contiguous()
+                            .view({length, batch, embed});
+    return self_attention->out_proj(out);
   }
 
   torch::nn::LayerNorm ln_1{nullptr};
@@ -99,7 +117,8 @@ class VisionTransformerBlockImpl : public torch::nn::Module {
   Mlp mlp{nullptr};
 
  private:
-  double dropout_;
+  int64_t heads_;
+  double dropout_, attention_dropout_;
 };
 TORCH_MODULE(VisionTransformerBlock);
 
@@ -127,7 +146,7 @@ class VisionTransformerEncoderImpl : public torch::nn::Module {
   torch::Tensor forward(const torch::Tensor& patches) {
     const int64_t n = patches.size(0);
     torch::Tensor x = torch::cat({class_token.expand({n, -1, -1}), patches}, 1) + pos_embedding;
-    x = torch::dropout(x, dropout_, is_training()).transpose(0, 1);
+    x = Dropout(x, dropout_, is_training()).transpose(0, 1);
     x = layers->forward(x);
     return ln(x[0]);
   }

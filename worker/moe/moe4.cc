@@ -1,9 +1,18 @@
 #include "worker/moe/moe4.h"
 
+#include <ATen/CPUGeneratorImpl.h>
+#include <ATen/Parallel.h>
+#include <ATen/ThreadLocalState.h>
+#include <omp.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
 #include "common/catalog.h"
+#include "worker/models/blocks.h"
 #include "worker/models/registry.h"
 
 namespace quartet::worker::moe {
@@ -23,7 +32,6 @@ GateImpl::GateImpl(int64_t in_channels, int64_t num_experts, double noise_std,
       "conv2", torch::nn::Conv2d(torch::nn::Conv2dOptions(64, 128, 3).stride(2).padding(1)));
   bn2 = register_module("bn2", torch::nn::BatchNorm2d(128));
   fc1 = register_module("fc1", torch::nn::Linear(128, 64));
-  dropout = register_module("dropout", torch::nn::Dropout(0.1));
   fc2 = register_module("fc2", torch::nn::Linear(64, num_experts));
   temperature = register_parameter("temperature", torch::full({}, initial_temperature));
 }
@@ -41,9 +49,9 @@ torch::Tensor GateImpl::forward(torch::Tensor x) {
   x = torch::relu(bn1(conv1(x)));
   x = torch::relu(bn2(conv2(x)));
   x = F::adaptive_avg_pool2d(x, F::AdaptiveAvgPool2dFuncOptions({1, 1})).flatten(1);
-  torch::Tensor z = fc2(dropout(torch::relu(fc1(x))));
+  torch::Tensor z = fc2(models::Dropout(torch::relu(fc1(x)), dropout, is_training()));
   z = z / Temperature().to(z.dtype());
-  if (is_training() && noise_std_ > 0) z = z + torch::randn_like(z) * noise_std_;
+  if (is_training() && noise_std_ > 0) z = z + models::RandnLike(z) * noise_std_;
   return z;
 }
 
@@ -116,6 +124,14 @@ MoE4Impl::MoE4Impl(const MoE4Options& options, std::vector<models::ClassifierPtr
     replicate_.push_back(replicate);
   }
   gate_ = register_module("gate", Gate(options.in_channels, static_cast<int64_t>(experts_.size())));
+  // Generators: experts 0..E-1, then the gate; distinct, reproducible streams per position.
+  for (size_t i = 0; i <= experts_.size(); ++i) {
+    generators_.push_back(at::make_generator<at::CPUGeneratorImpl>(
+        options.seed * 0x9E3779B97F4A7C15ULL + (i + 1) * 0xBF58476D1CE4E5B9ULL));
+  }
+  forward_ms_.assign(experts_.size() + 1, 0.0);
+  backward_ms_.assign(experts_.size() + 1, 0.0);
+  deferred_.resize(experts_.size());
 }
 
 absl::StatusOr<std::shared_ptr<MoE4Impl>> MoE4Impl::Build(const MoE4Options& options) {
@@ -166,44 +182,141 @@ std::vector<torch::Tensor> MoE4Impl::ExpertParameters() const {
   return out;
 }
 
+bool MoE4Impl::Parallel() const {
+  // With more threads than tasks, some would idle; the experts then share all threads instead.
+  const int threads = at::get_num_threads();
+  return options_.parallel_experts && threads > 1 && threads <= num_experts() + 1 &&
+         !at::in_parallel_region();
+}
+
+void MoE4Impl::RunTasks(const std::vector<size_t>& tasks, std::vector<double>* cost_ms,
+                        const std::function<void(size_t)>& task) {
+  std::vector<size_t> order = tasks;
+  std::stable_sort(order.begin(), order.end(),
+                   [&](size_t a, size_t b) { return (*cost_ms)[a] > (*cost_ms)[b]; });
+  auto timed = [&](size_t i) {
+    const auto start = std::chrono::steady_clock::now();
+    task(i);
+    const double ms =
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start)
+            .count();
+    double& cost = (*cost_ms)[i];
+    cost = cost == 0 ? ms : 0.7 * cost + 0.3 * ms;
+  };
+  if (!ran_parallel_ || order.size() < 2) {
+    for (size_t i : order) timed(i);
+    return;
+  }
+  // Each thread of the team takes the longest task left. Inside a task every kernel must run
+  // single-threaded: ATen's and OpenBLAS's see the parallel region, but oneDNN sizes its
+  // primitives by omp_get_max_threads() and would wait forever at a barrier for threads the nested
+  // region never gets, so the task's own OpenMP thread count is set to 1 (and put back). Grad mode
+  // and the like are thread-local, so the caller's state goes with the tasks.
+  const at::ThreadLocalState state;
+  std::atomic<size_t> next{0};
+  at::parallel_for(0, static_cast<int64_t>(order.size()), 1, [&](int64_t, int64_t) {
+    at::ThreadLocalStateGuard guard(state);
+    const int threads = omp_get_max_threads();
+    omp_set_num_threads(1);
+    try {
+      for (size_t k = next++; k < order.size(); k = next++) timed(order[k]);
+    } catch (...) {
+      omp_set_num_threads(threads);
+      throw;
+    }
+    omp_set_num_threads(threads);
+  });
+}
+
+torch::Tensor MoE4Impl::RunGate(const torch::Tensor& x) {
+  models::ScopedGenerator scope(&generators_.back());
+  return gate_->forward(x);
+}
+
 torch::Tensor MoE4Impl::RunExpert(size_t e, const torch::Tensor& x) {
   const torch::Tensor in = replicate_[e] && x.size(1) == 1 ? x.expand({-1, 3, -1, -1}) : x;
-  return experts_[e]->forward(in);
+  torch::Tensor out;
+  {
+    models::ScopedGenerator scope(&generators_[e]);
+    out = experts_[e]->forward(in);
+  }
+  if (!ran_parallel_ || !is_training() || !torch::GradMode::is_enabled() || !out.requires_grad()) {
+    return out;
+  }
+  // Backward() runs this expert's backward pass concurrently with the others'.
+  Deferred& d = deferred_[e];
+  d.output = out;
+  d.leaf = out.detach().requires_grad_(true);
+  return d.leaf;
 }
 
 torch::Tensor MoE4Impl::MixSparse(const torch::Tensor& x, const torch::Tensor& active,
                                   const torch::Tensor& weights) {
-  torch::Tensor y;
-  for (size_t e = 0; e < experts_.size(); ++e) {
-    torch::Tensor rows = active.select(1, static_cast<int64_t>(e)).nonzero().squeeze(1);
-    const int64_t n = rows.size(0);
-    if (n == 0) continue;
-    torch::Tensor sub = x.index_select(0, rows);
-    torch::Tensor out;
-    if (n == 1 && is_training()) {
+  const size_t e_count = experts_.size();
+  std::vector<torch::Tensor> rows(e_count), outs(e_count);
+  std::vector<size_t> tasks;
+  for (size_t e = 0; e < e_count; ++e) {
+    rows[e] = active.select(1, static_cast<int64_t>(e)).nonzero().squeeze(1);
+    if (rows[e].size(0) > 0) tasks.push_back(e);
+  }
+  RunTasks(tasks, &forward_ms_, [&](size_t e) {
+    torch::Tensor sub = x.index_select(0, rows[e]);
+    if (rows[e].size(0) == 1 && is_training()) {
       // BatchNorm cannot train on one sample: run it twice and keep one output.
-      out = RunExpert(e, torch::cat({sub, sub})).narrow(0, 0, 1);
+      outs[e] = RunExpert(e, torch::cat({sub, sub})).narrow(0, 0, 1);
     } else {
-      out = RunExpert(e, sub);
+      outs[e] = RunExpert(e, sub);
     }
-    torch::Tensor w = weights.index_select(0, rows).select(1, static_cast<int64_t>(e)).unsqueeze(1);
-    if (!y.defined()) y = torch::zeros({x.size(0), out.size(1)}, out.options());
-    y = y.index_add(0, rows, out * w.to(out.dtype()));
+  });
+  torch::Tensor y;
+  for (size_t e : tasks) {  // in expert order, so the sum is the same whatever the schedule
+    torch::Tensor w =
+        weights.index_select(0, rows[e]).select(1, static_cast<int64_t>(e)).unsqueeze(1);
+    if (!y.defined()) y = torch::zeros({x.size(0), outs[e].size(1)}, outs[e].options());
+    y = y.index_add(0, rows[e], outs[e] * w.to(outs[e].dtype()));
   }
   return y;
 }
 
+void MoE4Impl::Backward(const torch::Tensor& loss) {
+  std::vector<Deferred> deferred(deferred_.size());
+  std::swap(deferred, deferred_);
+  loss.backward();
+  std::vector<size_t> tasks;
+  for (size_t e = 0; e < deferred.size(); ++e) {
+    if (deferred[e].output.defined() && deferred[e].leaf.grad().defined()) tasks.push_back(e);
+  }
+  RunTasks(tasks, &backward_ms_, [&](size_t e) {
+    torch::autograd::backward({deferred[e].output}, {deferred[e].leaf.grad()});
+  });
+}
+
 MoEOutput MoE4Impl::Forward(const torch::Tensor& x) {
   MoEOutput out;
-  const torch::Tensor logits = gate_->forward(x);
+  for (Deferred& d : deferred_) d = Deferred{};
+  ran_parallel_ = Parallel() && x.device().is_cpu();
+  const int64_t e = num_experts();
+  const bool dense = options_.router.kind == common::RouterKind::kDense;
+  std::vector<torch::Tensor> outs(experts_.size());
+  torch::Tensor logits;
+  if (dense) {
+    // The gate and every expert at once; task E is the gate.
+    std::vector<size_t> tasks(experts_.size() + 1);
+    for (size_t i = 0; i < tasks.size(); ++i) tasks[i] = i;
+    RunTasks(tasks, &forward_ms_, [&](size_t i) {
+      if (i == experts_.size()) {
+        logits = RunGate(x);
+      } else {
+        outs[i] = RunExpert(i, x);
+      }
+    });
+  } else {
+    logits = RunGate(x);  // sparse routing needs the gate first
+  }
   torch::Tensor p = torch::softmax(logits.to(torch::kFloat32), 1);
   out.probs = p;
-  const int64_t e = num_experts();
   switch (options_.router.kind) {
     case common::RouterKind::kDense: {
-      std::vector<torch::Tensor> outs;
-      outs.reserve(experts_.size());
-      for (size_t i = 0; i < experts_.size(); ++i) outs.push_back(RunExpert(i, x));
       torch::Tensor stacked = torch::stack(outs, 1);  // (B, E, C)
       out.logits = (p.unsqueeze(2).to(stacked.dtype()) * stacked).sum(1);
       out.active = torch::ones_like(p, torch::kBool);

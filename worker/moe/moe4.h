@@ -18,6 +18,16 @@
 // (CV^2 of sum_x p(x)), Switch-style for TOP_K/TOP_P (E * sum_e f_e * P_e, f = fraction of
 // assignments, P = mean probability).
 //
+// Expert-parallel execution (MoE4Options::parallel_experts, for CPU, used when the intra-op threads
+// are 2 to E + 1): the gate and the experts run concurrently on the intra-op thread team, each
+// single-threaded inside, longest first by their measured times (dynamic list scheduling). Their backward passes run
+// concurrently too: in training, each expert's output enters the mixture as a detached leaf, and
+// Backward() first back-propagates the loss to the leaves and the gate, then each expert's output
+// with its leaf's gradient. On a few cores this beats running each expert on all threads, whose
+// kernels scale poorly at small batches. Every expert and the gate draw their random numbers
+// (dropout, stochastic depth, noise) from their own generators (models::ScopedGenerator), so a
+// seeded run gives the same result whatever the schedule.
+//
 // Not thread-safe (a torch::nn::Module).
 #ifndef QUARTET_WORKER_MOE_MOE4_H_
 #define QUARTET_WORKER_MOE_MOE4_H_
@@ -25,6 +35,8 @@
 #include <torch/torch.h>
 
 #include <cstdint>
+#include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -53,8 +65,9 @@ class GateImpl : public torch::nn::Module {
   torch::nn::Conv2d conv1{nullptr}, conv2{nullptr};
   torch::nn::BatchNorm2d bn1{nullptr}, bn2{nullptr};
   torch::nn::Linear fc1{nullptr}, fc2{nullptr};
-  torch::nn::Dropout dropout{nullptr};
   torch::Tensor temperature;
+  // Dropout before fc2 (training only).
+  double dropout = 0.1;
 
  private:
   double noise_std_;
@@ -104,6 +117,9 @@ struct MoE4Options {
   double dropout = 0.2;
   uint64_t seed = 0;
   RouterOptions router;
+  // Run the gate and the experts concurrently (CPU only; see the header comment). Training code
+  // must then call Backward(loss) instead of loss.backward().
+  bool parallel_experts = false;
 };
 
 class MoE4Impl : public torch::nn::Module {
@@ -117,6 +133,9 @@ class MoE4Impl : public torch::nn::Module {
 
   MoEOutput Forward(const torch::Tensor& x);
   torch::Tensor forward(torch::Tensor x) { return Forward(x).logits; }
+  // loss.backward() for a loss computed from the last Forward(), including the experts' deferred
+  // backward passes when they run in parallel. Use it in place of loss.backward().
+  void Backward(const torch::Tensor& loss);
 
   int64_t num_experts() const { return static_cast<int64_t>(experts_.size()); }
   const std::vector<models::ClassifierPtr>& experts() const { return experts_; }
@@ -124,18 +143,40 @@ class MoE4Impl : public torch::nn::Module {
   const MoE4Options& options() const { return options_; }
   // Parameters of the experts (the gate's are gate()->parameters()).
   std::vector<torch::Tensor> ExpertParameters() const;
+  // Whether the last Forward() ran its tasks concurrently.
+  bool ran_parallel() const { return ran_parallel_; }
 
  private:
+  // Runs the expert on x with its generator; in parallel training, returns a detached leaf and
+  // keeps the real output for Backward().
   torch::Tensor RunExpert(size_t e, const torch::Tensor& x);
+  torch::Tensor RunGate(const torch::Tensor& x);
   // Sparse routing: runs each expert on the samples in `active` (B, E) and mixes with `weights`.
   torch::Tensor MixSparse(const torch::Tensor& x, const torch::Tensor& active,
                           const torch::Tensor& weights);
+  // Runs task(i) for each i in `tasks`, concurrently when parallel, longest first by `cost_ms`
+  // (updated with each task's wall time).
+  void RunTasks(const std::vector<size_t>& tasks, std::vector<double>* cost_ms,
+                const std::function<void(size_t)>& task);
+  bool Parallel() const;
+
+  // An expert output whose backward pass is deferred to Backward().
+  struct Deferred {
+    torch::Tensor output;  // with the expert's graph
+    torch::Tensor leaf;    // what the mixture used
+  };
 
   MoE4Options options_;
   std::vector<models::ClassifierPtr> experts_;
   // Experts that need 3 channels when the data has 1.
   std::vector<bool> replicate_;
   Gate gate_{nullptr};
+  // One generator per expert, then the gate's.
+  std::vector<at::Generator> generators_;
+  // Measured forward and backward wall times per task (experts, then the gate), in ms.
+  std::vector<double> forward_ms_, backward_ms_;
+  std::vector<Deferred> deferred_;  // indexed by expert; undefined outputs where none
+  bool ran_parallel_ = false;
 };
 TORCH_MODULE(MoE4);
 

@@ -264,6 +264,7 @@ absl::StatusOr<quartet::v1::Result> TorchTrainer::Train(const quartet::v1::Candi
   mo.router.top_k = recipe.top_k;
   mo.router.top_p = recipe.top_p;
   mo.router.max_active = recipe.max_active_experts;
+  mo.parallel_experts = options_.parallel_experts && !device.is_cuda();
   auto built = moe::MoE4Impl::Build(mo);
   if (!built.ok()) return WithErrorClass(built.status(), quartet::v1::ERROR_CLASS_BUILD);
   std::shared_ptr<moe::MoE4Impl> model = *built;
@@ -414,7 +415,7 @@ absl::StatusOr<quartet::v1::Result> TorchTrainer::Train(const quartet::v1::Candi
                                 absl::StrCat("non-finite loss (", value, ") at step ", step,
                                              " of epoch ", epoch));
             }
-            (loss * (static_cast<double>(c) / b) * scaler.scale()).backward();
+            model->Backward(loss * (static_cast<double>(c) / b) * scaler.scale());
             step_loss += value * c;
             // Under mixup a sample's label is the one with the larger weight.
             const torch::Tensor& major = lam >= 0.5 ? chunk.y_a : chunk.y_b;

@@ -33,6 +33,9 @@ class TorchTrainer : public Trainer {
     int progress_every_steps = 10;
     // Intra-op threads on CPU; 0 means every online CPU.
     int threads = 0;
+    // On CPU, run the gate and the experts concurrently, one thread each (moe::MoE4Options::
+    // parallel_experts); false runs them one after another on all threads.
+    bool parallel_experts = true;
     // Tests only: behave as if every micro-batch larger than this ran out of memory (-1 = off;
     // 0 makes even a micro-batch of 1 fail).
     int inject_oom_micro_batch_limit = -1;
