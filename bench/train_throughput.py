@@ -180,7 +180,9 @@ def main():
                                              batch_size=args.batch, shuffle=True, num_workers=1)
         batches = iter(loader)
     else:
-        x_all = torch.from_numpy(images).permute(0, 3, 1, 2).float().div(255)
+        # contiguous(): NCHW like the other two sides (the permuted view would otherwise carry
+        # channels-last strides into every convolution).
+        x_all = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous().float().div(255)
         if args.size != 32:
             x_all = F.interpolate(x_all, size=(args.size, args.size), mode="bilinear",
                                   align_corners=False)

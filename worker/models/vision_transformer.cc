@@ -15,7 +15,9 @@
 // Initialisation as LEMUR: patch conv trunc_normal(0, sqrt(1 / fan_in), [-2, 2]) with zero bias;
 // class token zeros; position embeddings normal(0, 0.02); MLP weights xavier-uniform with biases
 // normal(0, 1e-6); attention as PyTorch's MultiheadAttention (xavier-uniform in-projection, zero
-// biases, default out-projection weight); LayerNorm (1, 0).
+// biases, default out-projection weight); LayerNorm (1, 0). The attention's forward is written out
+// on the MultiheadAttention module's parameters (the same computation, checked equal to PyTorch's)
+// so that its dropout draws through blocks.h's Dropout.
 //
 // Departures:
 // - Head init: LEMUR zero-initialises the head weight and bias, which makes the first backward pass

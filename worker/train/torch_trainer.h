@@ -36,6 +36,9 @@ class TorchTrainer : public Trainer {
     // On CPU, run the gate and the experts concurrently, one thread each (moe::MoE4Options::
     // parallel_experts); false runs them one after another on all threads.
     bool parallel_experts = true;
+    // On CPU, have glibc keep freed memory for reuse instead of returning large blocks to the
+    // system (process-wide; the resident size then stays at the peak of a step).
+    bool cache_host_memory = true;
     // Tests only: behave as if every micro-batch larger than this ran out of memory (-1 = off;
     // 0 makes even a micro-batch of 1 fail).
     int inject_oom_micro_batch_limit = -1;
