@@ -161,14 +161,15 @@ int main(int argc, char** argv) {
     params_cpp = q->parameters;
     params_py = pre->parameters;
     const double mq = Median(qs), mpre = Median(pres), mpub = Median(pubs);
-    absl::StrAppendFormat(&table, "| %d px | %s | %s | %s | %.2fx | %s | %.2fx |\n", size,
-                          Cell(qs), Cell(seqs), Cell(pres), mq / mpre, Cell(pubs), mq / mpub);
+    absl::StrAppendFormat(&table, "| %d px | %s | %s | %s | %.2fx | %s | %.2fx |\n", size, Cell(qs),
+                          Cell(seqs), Cell(pres), mq / mpre, Cell(pubs), mq / mpub);
   }
   const std::string notes = absl::StrFormat(
       "\nMoE4 of AirNet + ResNet + ShuffleNet + MobileNetV3, DENSE router, batch 32, AdamW (gate "
       "2x lr), warm-up + cosine per step, label smoothing 0.1, mixup 0.2, clip 1.0; CPU, %d "
       "threads on every side (Quartet runs its gate and experts concurrently, each task "
-      "single-threaded, unless 'in sequence'); %d untimed warm-up steps, then %d timed steps at 32 px and %d at "
+      "single-threaded, unless 'in sequence'); %d untimed warm-up steps, then %d timed steps at 32 "
+      "px and %d at "
       "larger sides; %d interleaved runs of each, median (min-max). Parameters: Quartet %d, "
       "PyTorch %d. The published way uses torchvision "
       "transforms on PIL images in a DataLoader with one worker process.\n",

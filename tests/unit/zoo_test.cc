@@ -106,7 +106,8 @@ TEST(ForwardRandomnessTest, ScopedGeneratorReplacesTheGlobalOneOnItsThread) {
   // Dropout keeps about half, scaled by 2; feature dropout and stochastic depth are constant over
   // each (sample, channel) plane and each sample.
   const torch::Tensor kept = first[0].ne(0);
-  EXPECT_TRUE(torch::equal(first[0].masked_select(kept), torch::full({kept.sum().item<int64_t>()}, 2.0f)));
+  EXPECT_TRUE(
+      torch::equal(first[0].masked_select(kept), torch::full({kept.sum().item<int64_t>()}, 2.0f)));
   EXPECT_NEAR(kept.to(torch::kFloat).mean().item<double>(), 0.5, 0.1);
   EXPECT_TRUE(torch::equal(first[1], first[1].amax({2, 3}, true).expand_as(x)));
   EXPECT_TRUE(torch::equal(first[2], first[2].amax({1, 2, 3}, true).expand_as(x)));

@@ -80,10 +80,14 @@ namespace {
 
 thread_local at::Generator* current_generator = nullptr;
 
-// The scoped generator when x is a CPU tensor, else none (the global generator).
-c10::optional<at::Generator> GeneratorFor(const torch::Tensor& x) {
-  if (current_generator != nullptr && x.device().is_cpu()) return *current_generator;
+// The scoped generator for CPU draws, else none (the global generator).
+c10::optional<at::Generator> GeneratorFor(const torch::Device& device) {
+  if (current_generator != nullptr && device.is_cpu()) return *current_generator;
   return c10::nullopt;
+}
+
+c10::optional<at::Generator> GeneratorFor(const torch::Tensor& x) {
+  return GeneratorFor(x.device());
 }
 
 // x * Bernoulli(1 - p) / (1 - p), one draw per element of a tensor of `shape` (broadcast over x).
@@ -127,10 +131,7 @@ torch::Tensor RandnLike(const torch::Tensor& x) {
 }
 
 torch::Tensor RandInt(int64_t high, at::IntArrayRef size, const torch::TensorOptions& options) {
-  if (current_generator != nullptr && options.device().is_cpu()) {
-    return torch::randint(high, size, *current_generator, options);
-  }
-  return torch::randint(high, size, options);
+  return torch::randint(high, size, GeneratorFor(options.device()), options);
 }
 
 torch::Tensor StochasticDepth(const torch::Tensor& x, double p, bool training) {

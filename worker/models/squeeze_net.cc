@@ -20,7 +20,6 @@
 namespace quartet::worker::models {
 namespace {
 
-
 class SqueezeNetFireImpl : public torch::nn::Module {
  public:
   SqueezeNetFireImpl(int64_t in, int64_t squeeze_planes, int64_t expand1x1_planes,

@@ -24,7 +24,6 @@
 namespace quartet::worker::models {
 namespace {
 
-
 enum class UNet2DBlock { kDown, kPlain, kUp };
 
 constexpr int64_t kUNet2DWidths[] = {32, 64, 128, 128, 64, 32};

@@ -14,7 +14,6 @@
 namespace quartet::worker::models {
 namespace {
 
-
 // Channel counts of configuration "A"; 0 is a max-pool.
 constexpr int64_t kVggConfigA[] = {64, 0, 128, 0, 256, 256, 0, 512, 512, 0, 512, 512, 0};
 constexpr int64_t kVggPoolSide = 7;

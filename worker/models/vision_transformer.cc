@@ -98,13 +98,16 @@ class VisionTransformerBlockImpl : public torch::nn::Module {
   torch::Tensor SelfAttention(const torch::Tensor& x) {  // (L, N, E)
     const int64_t length = x.size(0), batch = x.size(1), embed = x.size(2);
     const int64_t head_dim = embed / heads_;
-    std::vector<torch::Tensor> qkv = torch::nn::functional::linear(
-        x, self_attention->in_proj_weight, self_attention->in_proj_bias).chunk(3, -1);
+    std::vector<torch::Tensor> qkv =
+        torch::nn::functional::linear(x, self_attention->in_proj_weight,
+                                      self_attention->in_proj_bias)
+            .chunk(3, -1);
     auto split_heads = [&](const torch::Tensor& t) {  // (L, N, E) -> (N * heads, L, head_dim)
       return t.contiguous().view({length, batch * heads_, head_dim}).transpose(0, 1);
     };
     torch::Tensor q = split_heads(qkv[0] * (1.0 / std::sqrt(static_cast<double>(head_dim))));
-    torch::Tensor attention = torch::softmax(torch::bmm(q, split_heads(qkv[1]).transpose(1, 2)), -1);
+    torch::Tensor attention =
+        torch::softmax(torch::bmm(q, split_heads(qkv[1]).transpose(1, 2)), -1);
     attention = Dropout(attention, attention_dropout_, is_training());
     torch::Tensor out = torch::bmm(attention, split_heads(qkv[2]))
                             .transpose(0, 1)

@@ -198,8 +198,7 @@ void MoE4Impl::RunTasks(const std::vector<size_t>& tasks, std::vector<double>* c
     const auto start = std::chrono::steady_clock::now();
     task(i);
     const double ms =
-        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start)
-            .count();
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
     double& cost = (*cost_ms)[i];
     cost = cost == 0 ? ms : 0.7 * cost + 0.3 * ms;
   };
@@ -214,17 +213,15 @@ void MoE4Impl::RunTasks(const std::vector<size_t>& tasks, std::vector<double>* c
   // and the like are thread-local, so the caller's state goes with the tasks.
   const at::ThreadLocalState state;
   std::atomic<size_t> next{0};
+  struct SingleThreaded {  // omp_set_num_threads(1) for a scope
+    int saved = omp_get_max_threads();
+    SingleThreaded() { omp_set_num_threads(1); }
+    ~SingleThreaded() { omp_set_num_threads(saved); }
+  };
   at::parallel_for(0, static_cast<int64_t>(order.size()), 1, [&](int64_t, int64_t) {
     at::ThreadLocalStateGuard guard(state);
-    const int threads = omp_get_max_threads();
-    omp_set_num_threads(1);
-    try {
-      for (size_t k = next++; k < order.size(); k = next++) timed(order[k]);
-    } catch (...) {
-      omp_set_num_threads(threads);
-      throw;
-    }
-    omp_set_num_threads(threads);
+    SingleThreaded single_threaded;
+    for (size_t k = next++; k < order.size(); k = next++) timed(order[k]);
   });
 }
 

@@ -20,13 +20,13 @@
 //
 // Expert-parallel execution (MoE4Options::parallel_experts, for CPU, used when the intra-op threads
 // are 2 to E + 1): the gate and the experts run concurrently on the intra-op thread team, each
-// single-threaded inside, longest first by their measured times (dynamic list scheduling). Their backward passes run
-// concurrently too: in training, each expert's output enters the mixture as a detached leaf, and
-// Backward() first back-propagates the loss to the leaves and the gate, then each expert's output
-// with its leaf's gradient. On a few cores this beats running each expert on all threads, whose
-// kernels scale poorly at small batches. Every expert and the gate draw their random numbers
-// (dropout, stochastic depth, noise) from their own generators (models::ScopedGenerator), so a
-// seeded run gives the same result whatever the schedule.
+// single-threaded inside, longest first by their measured times (dynamic list scheduling). Their
+// backward passes run concurrently too: in training, each expert's output enters the mixture as a
+// detached leaf, and Backward() first back-propagates the loss to the leaves and the gate, then
+// each expert's output with its leaf's gradient. On a few cores this beats running each expert on
+// all threads, whose kernels scale poorly at small batches. Every expert and the gate draw their
+// random numbers (dropout, stochastic depth, noise) from their own generators
+// (models::ScopedGenerator), so a seeded run gives the same result whatever the schedule.
 //
 // Not thread-safe (a torch::nn::Module).
 #ifndef QUARTET_WORKER_MOE_MOE4_H_
