@@ -26,8 +26,10 @@ absl::StatusOr<ClientConnection> ClientConnection::Create(const ClientOptions& o
   }
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(64 << 20);
-  // Reconnect quickly after a coordinator restart.
-  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2000);
+  // Reconnect within a second of a coordinator's return.
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 250);
+  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 250);
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
   c.channel_ = grpc::CreateCustomChannel(options.address, creds, args);
   return c;
 }

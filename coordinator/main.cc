@@ -5,6 +5,7 @@
 #include <grpcpp/health_check_service_interface.h>
 #include <signal.h>
 
+#include <atomic>
 #include <cstdlib>
 #include <fstream>
 #include <iostream>
@@ -55,6 +56,8 @@ ABSL_FLAG(std::string, log_file, "", "Append logs to this file instead of stderr
 namespace {
 
 using quartet::common::ReadFile;
+
+constexpr absl::Duration kHealthPollInterval = absl::Milliseconds(250);
 
 // First line of a file, trimmed; empty when path is empty.
 absl::StatusOr<std::string> FirstLine(const std::string& path) {
@@ -116,6 +119,13 @@ int main(int argc, char** argv) {
     }
     quartet::coordinator::PgStore::Options o;
     o.url = url;
+    if (absl::GetFlag(FLAGS_database_url).empty() &&
+        !absl::GetFlag(FLAGS_database_url_file).empty()) {
+      // Re-read at every reconnection: a database restarted elsewhere is found without a restart.
+      o.url_source = [path = absl::GetFlag(FLAGS_database_url_file)]() {
+        return FirstLine(path);
+      };
+    }
     o.schema = absl::GetFlag(FLAGS_database_schema);
     o.pool_size = absl::GetFlag(FLAGS_database_pool_size);
     auto pg = quartet::coordinator::PgStore::Create(o);
@@ -175,6 +185,19 @@ int main(int argc, char** argv) {
         "cannot listen on ", absl::GetFlag(FLAGS_listen), " (address in use or not local?)")));
   }
   (*core)->Start();
+  // Health follows the database: NOT_SERVING while PostgreSQL cannot be reached.
+  std::atomic<bool> health_stop{false};
+  std::thread health([&] {
+    bool last = true;
+    while (!health_stop.load()) {
+      const bool serving = (*core)->serving();
+      if (serving != last) {
+        server->GetHealthCheckService()->SetServingStatus(serving);
+        last = serving;
+      }
+      absl::SleepFor(kHealthPollInterval);
+    }
+  });
   spdlog::info("quartet-coordinator serving on port {} (lease {}, issue ahead {})", port,
                absl::FormatDuration(core_options.lease), core_options.issue_ahead);
   if (!absl::GetFlag(FLAGS_port_file).empty()) {
@@ -191,6 +214,8 @@ int main(int argc, char** argv) {
     server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
   });
   server->Wait();
+  health_stop = true;
+  health.join();
   (*core)->Stop();
   waiter.join();
   spdlog::info("quartet-coordinator stopped");

@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # A private PostgreSQL 15 cluster for tests, the quickstart and single-box deployments.
 #
-#   deploy/pg.sh start DIR [DB]   initialise DIR if needed, start on a free 127.0.0.1 port, create
-#                                 database DB (default quartet); prints the connection URL
+#   deploy/pg.sh start DIR [DB]   initialise DIR if needed, start on 127.0.0.1, create database DB
+#                                 (default quartet); prints the connection URL. A cluster that ran
+#                                 before comes back on its previous port (DIR/port) while that port
+#                                 is free, so URLs handed to running coordinators stay valid.
+#   deploy/pg.sh restart DIR      fast restart (pg_ctl restart -m fast) on the same port
 #   deploy/pg.sh stop DIR         stop the cluster in DIR (no error when it is not running)
 #   deploy/pg.sh url DIR [DB]     print the URL of the running cluster in DIR
 #
@@ -41,10 +44,17 @@ url_of() { echo "postgresql://$owner@127.0.0.1:$(port_of)/$db"; }
 
 running() { [[ -f "$data/postmaster.pid" ]] && as_owner "$PGBIN/pg_ctl" -D "$data" status >/dev/null 2>&1; }
 
+port_free() { ! (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null; }
+
 free_port() {
   local p
+  if [[ -f "$dir/port" ]]; then
+    p=$(cat "$dir/port")
+    if port_free "$p"; then echo "$p"; return 0; fi
+    echo "pg.sh: previous port $p is taken; choosing another (update --database_url_file)" >&2
+  fi
   for p in $(seq 54330 54429); do
-    if ! (exec 3<>/dev/tcp/127.0.0.1/"$p") 2>/dev/null; then echo "$p"; return 0; fi
+    if port_free "$p"; then echo "$p"; return 0; fi
   done
   echo "pg.sh: no free port in 54330-54429" >&2
   return 1
@@ -71,6 +81,7 @@ case "$cmd" in
         { tail -20 "$dir/postgres.log" >&2; exit 1; }
     fi
     port=$(port_of)
+    echo "$port" >"$dir/port"
     if ! as_owner psql -h 127.0.0.1 -p "$port" -U "$owner" -d postgres -tAc \
         "SELECT 1 FROM pg_database WHERE datname = '$db'" | grep -q 1; then
       as_owner psql -h 127.0.0.1 -p "$port" -U "$owner" -d postgres -qc "CREATE DATABASE \"$db\"" >/dev/null
@@ -80,12 +91,16 @@ case "$cmd" in
   stop)
     if running; then as_owner "$PGBIN/pg_ctl" -D "$data" -w -t 60 -m fast stop >/dev/null; fi
     ;;
+  restart)
+    running || { echo "pg.sh: no cluster running in $dir" >&2; exit 1; }
+    as_owner "$PGBIN/pg_ctl" -D "$data" -w -t 60 -m fast restart >/dev/null
+    ;;
   url)
     running || { echo "pg.sh: no cluster running in $dir" >&2; exit 1; }
     url_of
     ;;
   *)
-    echo "pg.sh: unknown command '$cmd' (start, stop, url)" >&2
+    echo "pg.sh: unknown command '$cmd' (start, stop, restart, url)" >&2
     exit 2
     ;;
 esac

@@ -58,7 +58,7 @@ addr="127.0.0.1:$(cat "$home/port")"
 echo "coordinator on $addr"
 for i in 1 2; do
   "$bin/worker/quartet-worker" --coordinator="$addr" --threads=1 \
-    --log_file="$home/logs/worker-$i.log" &
+    --log_file="$home/logs/worker-$i.log" --state_dir="$home/worker-$i" &
   pids+=($!)
 done
 ctl() { "$bin/cli/quartetctl" --coordinator="$addr" "$@"; }

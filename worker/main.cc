@@ -33,6 +33,10 @@ ABSL_FLAG(bool, parallel_experts, true,
 ABSL_FLAG(bool, cache_host_memory, true,
           "On CPU, keep freed memory in the process for reuse instead of unmapping large blocks "
           "(faster at large inputs; resident memory stays at its peak).");
+ABSL_FLAG(std::string, state_dir, "",
+          "Directory of this worker alone (one per worker process) for its id and undelivered "
+          "reports (spool/); reports spooled at a stop are delivered first at the next start. "
+          "Empty: nothing is kept across restarts.");
 ABSL_FLAG(int, max_candidates, 0, "Exit after this many candidates (0 = run until stopped).");
 ABSL_FLAG(absl::Duration, heartbeat_interval, absl::ZeroDuration(),
           "Override the coordinator's suggested heartbeat interval.");
@@ -87,6 +91,7 @@ int main(int argc, char** argv) {
   dopts.version = QUARTET_VERSION;
   dopts.heartbeat_interval = absl::GetFlag(FLAGS_heartbeat_interval);
   dopts.max_candidates = absl::GetFlag(FLAGS_max_candidates);
+  dopts.state_dir = absl::GetFlag(FLAGS_state_dir);
   quartet::worker::daemon::WorkerDaemon daemon(dopts, &client, trainer->get(),
                                                quartet::common::Clock::Real());
 

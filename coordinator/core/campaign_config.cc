@@ -15,6 +15,9 @@
 namespace quartet::coordinator {
 namespace {
 
+constexpr int kDefaultMaxPreemptions = 20;
+constexpr int kMaxPreemptionsLimit = 1000;
+
 using common::FamilyCatalog;
 using quartet::v1::CampaignConfig;
 
@@ -148,6 +151,11 @@ absl::StatusOr<ResolvedCampaign> ResolveCampaign(const CampaignConfig& in) {
   if (c.repeats() == 0) c.set_repeats(1);
   if (c.repeats() < 1 || c.repeats() > 1000) {
     return Invalid("repeats", absl::StrCat("must be in [1, 1000], got ", c.repeats()));
+  }
+  if (c.max_preemptions() == 0) c.set_max_preemptions(kDefaultMaxPreemptions);
+  if (c.max_preemptions() < 1 || c.max_preemptions() > kMaxPreemptionsLimit) {
+    return Invalid("max_preemptions", absl::StrCat("must be in [1, ", kMaxPreemptionsLimit,
+                                                   "], got ", c.max_preemptions()));
   }
   if (c.max_attempts() == 0) c.set_max_attempts(3);
   if (c.max_attempts() < 1 || c.max_attempts() > 100) {

@@ -17,6 +17,9 @@ namespace {
 
 using quartet::v1::CandidateSummary;
 
+constexpr absl::Duration kMinSweepInterval = absl::Milliseconds(100);
+constexpr absl::Duration kMaxSweepInterval = absl::Seconds(1);
+
 int64_t Millis(absl::Time t) { return t == absl::InfinitePast() ? 0 : absl::ToUnixMillis(t); }
 
 void FillCounts(const StateCounts& s, quartet::v1::StateCounts* out) {
@@ -100,8 +103,9 @@ absl::StatusOr<std::unique_ptr<CoordinatorCore>> CoordinatorCore::Create(const O
   Options o = options;
   if (o.heartbeat_interval <= absl::ZeroDuration()) o.heartbeat_interval = o.lease / 4;
   if (o.sweep_interval <= absl::ZeroDuration()) {
-    o.sweep_interval = std::max(o.lease / 4, absl::Milliseconds(100));
+    o.sweep_interval = std::clamp(o.lease / 4, kMinSweepInterval, kMaxSweepInterval);
   }
+  if (o.grace <= absl::ZeroDuration()) o.grace = o.lease;
   std::unique_ptr<CoordinatorCore> core(new CoordinatorCore(o, store, clock));
   QUARTET_ASSIGN_OR_RETURN(auto running, store->ListCampaigns({CampaignState::kRunning}, 0));
   for (const CampaignRecord& record : running) {
@@ -151,6 +155,13 @@ void CoordinatorCore::DropRuntime(int64_t campaign_id) {
 }
 
 void CoordinatorCore::Start() {
+  {
+    absl::MutexLock lock(&health_mu_);
+    expire_not_before_ = clock_->Now() + options_.grace;
+  }
+  spdlog::info("leases expire from {} on (grace {} after start)",
+               absl::FormatTime(clock_->Now() + options_.grace),
+               absl::FormatDuration(options_.grace));
   absl::MutexLock lock(&sweep_mu_);
   if (sweeper_.joinable()) return;
   stopping_ = false;
@@ -174,9 +185,38 @@ void CoordinatorCore::SweepLoop() {
       // decided by clock_->Now() inside the sweep.
       if (sweep_mu_.AwaitWithTimeout(absl::Condition(&stopping), options_.sweep_interval)) return;
     }
-    auto swept = SweepExpiredLeases();
+    auto swept = Tick();
     if (!swept.ok()) spdlog::warn("lease expiry sweep failed: {}", swept.status().ToString());
   }
+}
+
+bool CoordinatorCore::serving() {
+  absl::MutexLock lock(&health_mu_);
+  return store_available_;
+}
+
+absl::StatusOr<int> CoordinatorCore::Tick() {
+  const absl::Status ping = store_->Ping();
+  const absl::Time now = clock_->Now();
+  {
+    absl::MutexLock lock(&health_mu_);
+    if (!ping.ok()) {
+      if (store_available_) {
+        spdlog::error("database unreachable ({}): serving NOT_SERVING, lease expiry suspended",
+                      ping.ToString());
+      }
+      store_available_ = false;
+      return 0;
+    }
+    if (!store_available_) {
+      store_available_ = true;
+      expire_not_before_ = std::max(expire_not_before_, now + options_.grace);
+      spdlog::info("database reachable again: serving; leases get {} of grace",
+                   absl::FormatDuration(options_.grace));
+    }
+    if (now < expire_not_before_) return 0;
+  }
+  return SweepExpiredLeases();
 }
 
 absl::StatusOr<int> CoordinatorCore::SweepExpiredLeases() {
@@ -305,6 +345,7 @@ absl::StatusOr<quartet::v1::Campaign> CoordinatorCore::SubmitCampaign(
   record.k = resolved.config.k();
   record.budget = resolved.config.budget();
   record.max_attempts = resolved.config.max_attempts();
+  record.max_preemptions = resolved.config.max_preemptions();
   record.priority = resolved.config.priority();
   QUARTET_ASSIGN_OR_RETURN(CampaignRecord stored, store_->CreateCampaign(record, clock_->Now()));
   auto runtime = std::make_shared<Runtime>();
@@ -591,21 +632,30 @@ absl::StatusOr<quartet::v1::HeartbeatResponse> CoordinatorCore::Heartbeat(
   return out;
 }
 
-absl::StatusOr<int64_t> CoordinatorCore::AppendMetrics(const quartet::v1::MetricBatch& batch) {
-  std::vector<MetricRecord> points;
-  points.reserve(batch.points_size());
-  for (const auto& p : batch.points()) {
+absl::StatusOr<std::vector<MetricRecord>> CoordinatorCore::ToMetricRecords(
+    const google::protobuf::RepeatedPtrField<quartet::v1::MetricPoint>& points,
+    const char* field) {
+  std::vector<MetricRecord> out;
+  out.reserve(points.size());
+  const int64_t now_ms = absl::ToUnixMillis(clock_->Now());
+  for (const auto& p : points) {
     if (p.name().empty()) {
-      return absl::InvalidArgumentError("points.name: every metric point needs a name");
+      return absl::InvalidArgumentError(
+          absl::StrCat(field, ".name: every metric point needs a name"));
     }
     MetricRecord m;
     m.step = p.step();
     m.epoch = p.epoch();
     m.name = p.name();
     m.value = p.value();
-    m.time_unix_ms = p.time_unix_ms() ? p.time_unix_ms() : absl::ToUnixMillis(clock_->Now());
-    points.push_back(std::move(m));
+    m.time_unix_ms = p.time_unix_ms() ? p.time_unix_ms() : now_ms;
+    out.push_back(std::move(m));
   }
+  return out;
+}
+
+absl::StatusOr<int64_t> CoordinatorCore::AppendMetrics(const quartet::v1::MetricBatch& batch) {
+  QUARTET_ASSIGN_OR_RETURN(auto points, ToMetricRecords(batch.points(), "points"));
   return store_->AppendMetrics(batch.candidate_id(), batch.lease_token(), batch.worker_id(),
                                points);
 }
@@ -618,8 +668,15 @@ absl::Status CoordinatorCore::CompleteCandidate(
     return absl::InvalidArgumentError(
         absl::StrCat("result.test_accuracy: must be in [0, 1], got ", result.test_accuracy()));
   }
+  QUARTET_ASSIGN_OR_RETURN(auto final_metrics,
+                           ToMetricRecords(request.final_metrics(), "final_metrics"));
+  QUARTET_ASSIGN_OR_RETURN(CandidateRecord before, store_->GetCandidate(request.candidate_id()));
   QUARTET_RETURN_IF_ERROR(store_->CompleteCandidate(request.candidate_id(), request.lease_token(),
-                                                    request.worker_id(), result, clock_->Now()));
+                                                    request.worker_id(), result, final_metrics,
+                                                    clock_->Now()));
+  if (before.state == CandidateState::kSucceeded && before.lease_token == request.lease_token()) {
+    return absl::OkStatus();  // a repeat of a completion already stored
+  }
   QUARTET_ASSIGN_OR_RETURN(CandidateRecord c, store_->GetCandidate(request.candidate_id()));
   spdlog::info("candidate {} of campaign {} ({}) SUCCEEDED: test accuracy {:.4f} in {:.1f} s on {}",
                c.id, c.campaign_id, absl::StrJoin(c.families, "+"), result.test_accuracy(),

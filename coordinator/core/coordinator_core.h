@@ -42,8 +42,12 @@ class CoordinatorCore {
     absl::Duration lease = absl::Seconds(60);
     // Heartbeat interval suggested to workers (default lease / 4).
     absl::Duration heartbeat_interval = absl::ZeroDuration();
-    // How often the expiry sweep runs (default lease / 4, at least 100 ms).
+    // How often the expiry sweep runs and the database is checked (default lease / 4, between
+    // 100 ms and 1 s).
     absl::Duration sweep_interval = absl::ZeroDuration();
+    // No lease expires until this long after Start() and after the database comes back from an
+    // outage, so workers cut off by the outage can renew first (default: one lease).
+    absl::Duration grace = absl::ZeroDuration();
     // PENDING candidates each running campaign keeps ready.
     int issue_ahead = 4;
     // What LeaseCandidate tells a worker when there is no work.
@@ -61,8 +65,15 @@ class CoordinatorCore {
   void Start();
   void Stop();
 
-  // Runs one expiry sweep now. Returns how many leases ended.
+  // Runs one expiry sweep now, whatever the grace period. Returns how many leases ended.
   absl::StatusOr<int> SweepExpiredLeases();
+
+  // One tick of the background loop: checks the database, then sweeps unless the database is
+  // unreachable or a grace period is running. Returns how many leases ended.
+  absl::StatusOr<int> Tick();
+
+  // False while the database cannot be reached (health reports NOT_SERVING then).
+  bool serving();
 
   // ---- Operator API ----
 
@@ -114,6 +125,10 @@ class CoordinatorCore {
   absl::Status RefillAll();
   absl::StatusOr<quartet::v1::Campaign> ToProto(const CampaignRecord& record);
   quartet::v1::CandidateSpec SpecOf(const LeaseGrant& grant) const;
+  // Metric points as records; a point without time gets now. INVALID_ARGUMENT names `field`.
+  absl::StatusOr<std::vector<MetricRecord>> ToMetricRecords(
+      const google::protobuf::RepeatedPtrField<quartet::v1::MetricPoint>& points,
+      const char* field);
   void SweepLoop();
 
   const Options options_;
@@ -122,6 +137,11 @@ class CoordinatorCore {
 
   absl::Mutex mu_;
   std::map<int64_t, std::shared_ptr<Runtime>> runtimes_ ABSL_GUARDED_BY(mu_);
+
+  absl::Mutex health_mu_;
+  bool store_available_ ABSL_GUARDED_BY(health_mu_) = true;
+  // Leases expire only from this time on (grace after start and after a database outage).
+  absl::Time expire_not_before_ ABSL_GUARDED_BY(health_mu_) = absl::InfinitePast();
 
   absl::Mutex sweep_mu_;
   bool stopping_ ABSL_GUARDED_BY(sweep_mu_) = false;

@@ -3,19 +3,9 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
 
 namespace quartet::coordinator {
-namespace {
-
-std::vector<std::pair<std::string, std::string>> PairsOf(const std::vector<std::string>& f) {
-  std::vector<std::pair<std::string, std::string>> out;
-  for (size_t i = 0; i < f.size(); ++i) {
-    for (size_t j = i + 1; j < f.size(); ++j) out.emplace_back(f[i], f[j]);
-  }
-  return out;
-}
-
-}  // namespace
 
 absl::StatusOr<CampaignRecord> MemoryStore::CreateCampaign(const CampaignRecord& campaign,
                                                            absl::Time now) {
@@ -74,13 +64,15 @@ void MemoryStore::Transition(CandidateRecord& c, CandidateState to, absl::Time n
   const CandidateState from = c.state;
   camp.record.counts.at(from)--;
   camp.record.counts.at(to)++;
-  for (const std::string& f : c.families) {
-    camp.family[f].at(from)--;
-    camp.family[f].at(to)++;
+  FamilyTally tally;
+  tally.Add(c.families);
+  for (const auto& [f, n] : tally.families) {
+    camp.family[f].at(from) -= n;
+    camp.family[f].at(to) += n;
   }
-  for (const auto& p : PairsOf(c.families)) {
-    camp.pair[p].at(from)--;
-    camp.pair[p].at(to)++;
+  for (const auto& [p, n] : tally.pairs) {
+    camp.pair[p].at(from) -= n;
+    camp.pair[p].at(to) += n;
   }
   c.state = to;
   camp.record.updated_at = now;
@@ -171,15 +163,11 @@ absl::Status MemoryStore::InsertCandidates(int64_t campaign_id,
     c.created_at = now;
     camp.keys.insert({nc.rank, nc.repeat});
     r.counts.pending++;
-    for (const std::string& f : c.families) camp.family[f].pending++;
-    for (const auto& p : PairsOf(c.families)) camp.pair[p].pending++;
-    for (size_t a = 0; a < c.families.size(); ++a) {
-      for (size_t b = a + 1; b < c.families.size(); ++b) {
-        for (size_t d = b + 1; d < c.families.size(); ++d) {
-          camp.triple[{c.families[a], c.families[b], c.families[d]}]++;
-        }
-      }
-    }
+    FamilyTally tally;
+    tally.Add(c.families, 1, /*with_triples=*/true);
+    for (const auto& [f, n] : tally.families) camp.family[f].pending += n;
+    for (const auto& [p, n] : tally.pairs) camp.pair[p].pending += n;
+    for (const auto& [t, n] : tally.triples) camp.triple[t] += n;
     queue_.emplace(-r.priority, c.id);
     candidates_.emplace(c.id, std::move(c));
   }
@@ -215,65 +203,77 @@ absl::StatusOr<std::optional<LeaseGrant>> MemoryStore::LeaseNext(const std::stri
   return std::optional<LeaseGrant>();
 }
 
-absl::StatusOr<CandidateRecord*> MemoryStore::CheckLease(int64_t candidate_id, int64_t token,
-                                                         const std::string& worker_id,
-                                                         absl::Time /*now*/,
-                                                         bool /*allow_expired*/) {
+absl::StatusOr<MemoryStore::CheckedLease> MemoryStore::CheckLease(int64_t candidate_id,
+                                                                  int64_t token,
+                                                                  const std::string& worker_id,
+                                                                  LeaseUse use, absl::Time now) {
   auto it = candidates_.find(candidate_id);
   if (it == candidates_.end()) {
     return absl::NotFoundError(absl::StrCat("candidate ", candidate_id, " not found"));
   }
   CandidateRecord& c = it->second;
-  if (c.state != CandidateState::kLeased || c.lease_token != token) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("lease token ", token, " of candidate ", candidate_id,
-                     " is stale: the candidate is ", CandidateStateName(c.state), " (attempt ",
-                     c.attempt, ", current token ", c.lease_token, ")"));
+  QUARTET_ASSIGN_OR_RETURN(
+      LeaseVerdict verdict,
+      JudgeLease(candidate_id, {c.state, c.lease_token, c.worker_id, c.error_class}, token,
+                 worker_id, use));
+  if (verdict == LeaseVerdict::kRevive) {
+    CampaignData& camp = campaigns_.at(c.campaign_id);
+    if (c.state == CandidateState::kPending) queue_.erase({-camp.record.priority, c.id});
+    if (camp.record.state == CampaignState::kDone) camp.record.state = CampaignState::kRunning;
+    c.error_class = quartet::v1::ERROR_CLASS_UNSPECIFIED;
+    c.error_message.clear();
+    c.finished_at = absl::InfinitePast();
+    Transition(c, CandidateState::kLeased, now);
   }
-  if (c.worker_id != worker_id) {
-    return absl::FailedPreconditionError(absl::StrCat("candidate ", candidate_id,
-                                                      " is leased to worker '", c.worker_id,
-                                                      "', not '", worker_id, "'"));
+  return CheckedLease{&c, verdict};
+}
+
+int64_t MemoryStore::StoreMetrics(const CandidateRecord& c,
+                                  const std::vector<MetricRecord>& points) {
+  int64_t added = 0;
+  for (MetricRecord p : points) {
+    p.candidate_id = c.id;
+    p.attempt = c.attempt;
+    auto key = std::make_tuple(c.id, p.attempt, p.step, p.name);
+    if (metrics_.emplace(key, p).second) ++added;
   }
-  return &c;
+  return added;
 }
 
 absl::StatusOr<LeaseRenewal> MemoryStore::RenewLease(int64_t candidate_id, int64_t token,
                                                      const std::string& worker_id, absl::Time now,
                                                      absl::Duration lease) {
   absl::MutexLock lock(&mu_);
-  auto c = CheckLease(candidate_id, token, worker_id, now, false);
-  if (!c.ok()) return c.status();
-  (*c)->lease_deadline = now + lease;
+  QUARTET_ASSIGN_OR_RETURN(CheckedLease c,
+                           CheckLease(candidate_id, token, worker_id, LeaseUse::kRenew, now));
+  c.candidate->lease_deadline = now + lease;
   auto w = workers_.find(worker_id);
   if (w != workers_.end()) w->second.last_seen_at = now;
-  const bool cancelled = campaigns_.at((*c)->campaign_id).record.state == CampaignState::kCancelled;
-  return LeaseRenewal{(*c)->lease_deadline, (*c)->cancel_requested || cancelled};
+  const bool cancelled =
+      campaigns_.at(c.candidate->campaign_id).record.state == CampaignState::kCancelled;
+  return LeaseRenewal{c.candidate->lease_deadline, c.candidate->cancel_requested || cancelled};
 }
 
 absl::StatusOr<int64_t> MemoryStore::AppendMetrics(int64_t candidate_id, int64_t token,
                                                    const std::string& worker_id,
                                                    const std::vector<MetricRecord>& points) {
   absl::MutexLock lock(&mu_);
-  auto c = CheckLease(candidate_id, token, worker_id, absl::Now(), true);
-  if (!c.ok()) return c.status();
-  int64_t added = 0;
-  for (MetricRecord p : points) {
-    p.candidate_id = candidate_id;
-    p.attempt = (*c)->attempt;
-    auto key = std::make_tuple(candidate_id, p.attempt, p.step, p.name);
-    if (metrics_.emplace(key, p).second) ++added;
-  }
-  return added;
+  QUARTET_ASSIGN_OR_RETURN(
+      CheckedLease c, CheckLease(candidate_id, token, worker_id, LeaseUse::kMetrics, absl::Now()));
+  return StoreMetrics(*c.candidate, points);
 }
 
 absl::Status MemoryStore::CompleteCandidate(int64_t candidate_id, int64_t token,
                                             const std::string& worker_id,
-                                            const quartet::v1::Result& result, absl::Time now) {
+                                            const quartet::v1::Result& result,
+                                            const std::vector<MetricRecord>& final_metrics,
+                                            absl::Time now) {
   absl::MutexLock lock(&mu_);
-  auto c = CheckLease(candidate_id, token, worker_id, now, true);
-  if (!c.ok()) return c.status();
-  CandidateRecord& cand = **c;
+  QUARTET_ASSIGN_OR_RETURN(CheckedLease c,
+                           CheckLease(candidate_id, token, worker_id, LeaseUse::kComplete, now));
+  if (c.verdict == LeaseVerdict::kRepeat) return absl::OkStatus();
+  CandidateRecord& cand = *c.candidate;
+  StoreMetrics(cand, final_metrics);
   Transition(cand, CandidateState::kSucceeded, now);
   cand.result = result;
   cand.test_accuracy = result.test_accuracy();
@@ -294,16 +294,16 @@ absl::StatusOr<CandidateState> MemoryStore::FailCandidate(int64_t candidate_id, 
                                                           const std::string& message,
                                                           bool retryable, absl::Time now) {
   absl::MutexLock lock(&mu_);
-  auto c = CheckLease(candidate_id, token, worker_id, now, true);
-  if (!c.ok()) return c.status();
-  CandidateRecord& cand = **c;
+  QUARTET_ASSIGN_OR_RETURN(CheckedLease c,
+                           CheckLease(candidate_id, token, worker_id, LeaseUse::kFail, now));
+  CandidateRecord& cand = *c.candidate;
+  if (c.verdict == LeaseVerdict::kRepeat) return cand.state;
   CampaignData& camp = campaigns_.at(cand.campaign_id);
-  CandidateState to = CandidateState::kFailed;
-  if (camp.record.state == CampaignState::kCancelled) {
-    to = CandidateState::kCancelled;
-  } else if (retryable && cand.attempt < camp.record.max_attempts) {
-    to = CandidateState::kPending;
-  }
+  const bool preempted = error_class == quartet::v1::ERROR_CLASS_PREEMPTED;
+  if (preempted) ++cand.preemptions;
+  const CandidateState to = AfterLeaseEnds(camp.record.state, retryable, preempted, cand.attempt,
+                                           cand.preemptions, camp.record.max_attempts,
+                                           camp.record.max_preemptions);
   cand.error_class = error_class;
   cand.error_message = message;
   cand.cancel_requested = false;
@@ -318,12 +318,9 @@ absl::StatusOr<std::vector<ExpiredLease>> MemoryStore::ExpireLeases(absl::Time n
   for (auto& [id, c] : candidates_) {
     if (c.state != CandidateState::kLeased || c.lease_deadline >= now) continue;
     CampaignData& camp = campaigns_.at(c.campaign_id);
-    CandidateState to = CandidateState::kFailed;
-    if (camp.record.state == CampaignState::kCancelled) {
-      to = CandidateState::kCancelled;
-    } else if (c.attempt < camp.record.max_attempts) {
-      to = CandidateState::kPending;
-    }
+    const CandidateState to =
+        AfterLeaseEnds(camp.record.state, /*retryable=*/true, /*preempted=*/false, c.attempt,
+                       c.preemptions, camp.record.max_attempts, camp.record.max_preemptions);
     c.error_class = quartet::v1::ERROR_CLASS_LOST;
     c.error_message = absl::StrCat("lease expired: worker '", c.worker_id,
                                    "' stopped heartbeating (attempt ", c.attempt, ")");

@@ -36,7 +36,9 @@ class MemoryStore : public Store {
                                         const std::string& worker_id,
                                         const std::vector<MetricRecord>& points) override;
   absl::Status CompleteCandidate(int64_t candidate_id, int64_t token, const std::string& worker_id,
-                                 const quartet::v1::Result& result, absl::Time now) override;
+                                 const quartet::v1::Result& result,
+                                 const std::vector<MetricRecord>& final_metrics,
+                                 absl::Time now) override;
   absl::StatusOr<CandidateState> FailCandidate(int64_t candidate_id, int64_t token,
                                                const std::string& worker_id,
                                                quartet::v1::ErrorClass error_class,
@@ -48,6 +50,7 @@ class MemoryStore : public Store {
   absl::StatusOr<std::vector<MetricRecord>> GetMetrics(int64_t candidate_id) override;
   absl::StatusOr<CoverageCounters> GetCoverage(int64_t campaign_id) override;
   absl::StatusOr<WorkerRecord> RegisterWorker(const WorkerRecord& worker, absl::Time now) override;
+  absl::Status Ping() override { return absl::OkStatus(); }
 
  private:
   struct CampaignData {
@@ -61,10 +64,16 @@ class MemoryStore : public Store {
   // Moves a candidate between states, keeping campaign and coverage counters in step.
   void Transition(CandidateRecord& c, CandidateState to, absl::Time now)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // FAILED_PRECONDITION / NOT_FOUND per the Store contract; the leased candidate otherwise.
-  absl::StatusOr<CandidateRecord*> CheckLease(int64_t candidate_id, int64_t token,
-                                              const std::string& worker_id, absl::Time now,
-                                              bool allow_expired)
+  struct CheckedLease {
+    CandidateRecord* candidate;
+    LeaseVerdict verdict;
+  };
+  // NOT_FOUND, or JudgeLease's verdict; a kRevive candidate is already back to LEASED.
+  absl::StatusOr<CheckedLease> CheckLease(int64_t candidate_id, int64_t token,
+                                          const std::string& worker_id, LeaseUse use,
+                                          absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Stores points of the candidate's current attempt, ignoring ones already stored.
+  int64_t StoreMetrics(const CandidateRecord& c, const std::vector<MetricRecord>& points)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Marks the campaign DONE when its budget is issued and nothing is open.
   void MaybeFinish(CampaignData& c, absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

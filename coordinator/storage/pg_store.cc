@@ -94,13 +94,30 @@ const char* Column(CandidateState s) {
   return "pending";
 }
 
+// State values as SQL literals, so queries name states instead of numbers.
+std::string Sql(CandidateState s) { return std::to_string(static_cast<int>(s)); }
+std::string Sql(CampaignState s) { return std::to_string(static_cast<int>(s)); }
+const std::string kPending = Sql(CandidateState::kPending);
+const std::string kLeased = Sql(CandidateState::kLeased);
+const std::string kSucceeded = Sql(CandidateState::kSucceeded);
+const std::string kCandidateCancelled = Sql(CandidateState::kCancelled);
+const std::string kRunning = Sql(CampaignState::kRunning);
+const std::string kPaused = Sql(CampaignState::kPaused);
+const std::string kCampaignCancelled = Sql(CampaignState::kCancelled);
+const std::string kDone = Sql(CampaignState::kDone);
+
+// LeaseNext's retries when a concurrent leaser took the queue head first.
+constexpr int kLeaseRaceRetries = 16;
+// Leases one expiry sweep ends at most (the next sweep takes the rest).
+constexpr int kExpireBatch = 500;
+
 // ---- Row mapping ---------------------------------------------------------------------------
 
 constexpr char kCampaignColumns[] =
     "id, name, config::text, k, budget, max_attempts, priority, state, issued, pending, leased, "
     "succeeded, failed, cancelled, best_accuracy, best_candidate_id, succeeded_seconds, "
     "EXTRACT(EPOCH FROM created_at), EXTRACT(EPOCH FROM updated_at), "
-    "EXTRACT(EPOCH FROM finished_at)";
+    "EXTRACT(EPOCH FROM finished_at), max_preemptions";
 
 absl::StatusOr<CampaignRecord> ParseCampaign(const pqxx::row& r) {
   CampaignRecord c;
@@ -126,6 +143,7 @@ absl::StatusOr<CampaignRecord> ParseCampaign(const pqxx::row& r) {
   c.created_at = TimeOf(r[17]);
   c.updated_at = TimeOf(r[18]);
   c.finished_at = TimeOf(r[19]);
+  c.max_preemptions = r[20].as<int>();
   return c;
 }
 
@@ -133,7 +151,7 @@ constexpr char kCandidateColumns[] =
     "id, campaign_id, combo_rank, repeat, array_to_json(families)::text, state, attempt, "
     "lease_token, worker_id, EXTRACT(EPOCH FROM lease_deadline), cancel_requested, result::text, "
     "test_accuracy, error_class, error_message, EXTRACT(EPOCH FROM created_at), "
-    "EXTRACT(EPOCH FROM started_at), EXTRACT(EPOCH FROM finished_at)";
+    "EXTRACT(EPOCH FROM started_at), EXTRACT(EPOCH FROM finished_at), preemptions";
 
 absl::StatusOr<CandidateRecord> ParseCandidate(const pqxx::row& r) {
   CandidateRecord c;
@@ -161,12 +179,57 @@ absl::StatusOr<CandidateRecord> ParseCandidate(const pqxx::row& r) {
   c.created_at = TimeOf(r[15]);
   c.started_at = TimeOf(r[16]);
   c.finished_at = TimeOf(r[17]);
+  c.preemptions = r[18].as<int>();
   return c;
 }
 
 // ---- Shared transaction steps ----------------------------------------------------------------
 
-// Moves `n` candidates of one combination between states in the campaign's counters and coverage.
+// Counter deltas of a tally as parallel arrays, for unnest().
+struct TallyArrays {
+  std::vector<std::string> families, pair_a, pair_b, triple_a, triple_b, triple_c;
+  std::vector<int64_t> family_n, pair_n, triple_n;
+
+  explicit TallyArrays(const FamilyTally& t) {
+    for (const auto& [name, n] : t.families) {
+      families.push_back(name);
+      family_n.push_back(n);
+    }
+    for (const auto& [p, n] : t.pairs) {
+      pair_a.push_back(p.first);
+      pair_b.push_back(p.second);
+      pair_n.push_back(n);
+    }
+    for (const auto& [t3, n] : t.triples) {
+      triple_a.push_back(std::get<0>(t3));
+      triple_b.push_back(std::get<1>(t3));
+      triple_c.push_back(std::get<2>(t3));
+      triple_n.push_back(n);
+    }
+  }
+};
+
+// Moves the tallied candidates between states in the family and pair coverage counters. Returns
+// how many family rows matched.
+int64_t MoveCoverage(dbtransaction& tx, int64_t campaign_id, const FamilyTally& tally,
+                     const std::string& from, const std::string& to) {
+  const TallyArrays d(tally);
+  const std::string set =
+      from.empty() ? absl::StrCat(to, " = x.", to, " + d.n")
+                   : absl::StrCat(from, " = x.", from, " - d.n, ", to, " = x.", to, " + d.n");
+  pqxx::result fam = tx.exec_params(
+      absl::StrCat("UPDATE family_coverage x SET ", set,
+                   " FROM unnest($2::text[], $3::bigint[]) AS d(family, n) "
+                   "WHERE x.campaign_id = $1 AND x.family = d.family"),
+      campaign_id, TextArray(d.families), NumberArray(d.family_n));
+  tx.exec_params(absl::StrCat("UPDATE pair_coverage x SET ", set,
+                              " FROM unnest($2::text[], $3::text[], $4::bigint[]) AS d(a, b, n) "
+                              "WHERE x.campaign_id = $1 AND x.family_a = d.a AND x.family_b = d.b"),
+                 campaign_id, TextArray(d.pair_a), TextArray(d.pair_b), NumberArray(d.pair_n));
+  return fam.affected_rows();
+}
+
+// Moves one candidate between states in the campaign's counters and coverage.
 void ApplyTransition(dbtransaction& tx, int64_t campaign_id,
                      const std::vector<std::string>& families, CandidateState from,
                      CandidateState to, absl::Time now) {
@@ -174,76 +237,159 @@ void ApplyTransition(dbtransaction& tx, int64_t campaign_id,
   tx.exec_params(absl::StrCat("UPDATE campaigns SET ", f, " = ", f, " - 1, ", t, " = ", t,
                               " + 1, updated_at = to_timestamp($2) WHERE id = $1"),
                  campaign_id, Epoch(now));
-  tx.exec_params(absl::StrCat("UPDATE family_coverage SET ", f, " = ", f, " - 1, ", t, " = ", t,
-                              " + 1 WHERE campaign_id = $1 AND family = ANY($2::text[])"),
-                 campaign_id, TextArray(families));
-  std::vector<std::string> a, b;
-  for (size_t i = 0; i < families.size(); ++i) {
-    for (size_t j = i + 1; j < families.size(); ++j) {
-      a.push_back(families[i]);
-      b.push_back(families[j]);
-    }
-  }
-  tx.exec_params(absl::StrCat("UPDATE pair_coverage p SET ", f, " = p.", f, " - 1, ", t, " = p.", t,
-                              " + 1 FROM unnest($2::text[], $3::text[]) AS d(a, b) "
-                              "WHERE p.campaign_id = $1 AND p.family_a = d.a AND p.family_b = d.b"),
-                 campaign_id, TextArray(a), TextArray(b));
+  FamilyTally tally;
+  tally.Add(families);
+  MoveCoverage(tx, campaign_id, tally, f, t);
 }
 
 void MaybeFinish(dbtransaction& tx, int64_t campaign_id, absl::Time now) {
   tx.exec_params(
-      "UPDATE campaigns SET state = 4, finished_at = to_timestamp($2), updated_at = "
-      "to_timestamp($2) WHERE id = $1 AND state IN (1, 2) AND issued = budget AND pending = 0 "
-      "AND leased = 0",
+      absl::StrCat("UPDATE campaigns SET state = ", kDone,
+                   ", finished_at = to_timestamp($2), updated_at = to_timestamp($2) WHERE id = $1 "
+                   "AND state IN (",
+                   kRunning, ", ", kPaused,
+                   ") AND issued = budget AND pending = 0 AND leased = 0"),
       campaign_id, Epoch(now));
 }
 
-// The fields of a leased candidate the lease operations need.
-struct LeaseRow {
-  int64_t campaign_id;
-  int attempt;
-  std::vector<std::string> families;
-  bool cancel_requested;
-  CampaignState campaign_state;
+// A campaign row, locked FOR UPDATE: the first lock of every transaction that changes a campaign
+// or its candidates.
+struct CampaignLock {
+  CampaignState state;
   int max_attempts;
+  int max_preemptions;
   int priority;
+  std::string config_json;
 };
 
-// Locks the candidate and its campaign and checks the lease per the Store contract.
+absl::StatusOr<CampaignLock> LockCampaign(dbtransaction& tx, int64_t campaign_id) {
+  pqxx::result c = tx.exec_params(
+      "SELECT state, max_attempts, max_preemptions, priority, config::text FROM campaigns "
+      "WHERE id = $1 FOR UPDATE",
+      campaign_id);
+  if (c.empty()) return absl::NotFoundError(absl::StrCat("campaign ", campaign_id, " not found"));
+  return CampaignLock{static_cast<CampaignState>(c[0][0].as<int>()), c[0][1].as<int>(),
+                      c[0][2].as<int>(), c[0][3].as<int>(), c[0][4].as<std::string>()};
+}
+
+// A candidate a lease call names, after the fencing check.
+struct LeaseRow {
+  int64_t campaign_id;
+  CandidateState state;  // after a revival: LEASED
+  int attempt;
+  int preemptions;
+  std::vector<std::string> families;
+  bool cancel_requested;
+  LeaseVerdict verdict;
+  CampaignLock campaign;  // unset for metrics (which lock no campaign)
+};
+
+// Takes a candidate whose lease the sweep ended back to LEASED under the same lease.
+void Revive(dbtransaction& tx, int64_t candidate_id, LeaseRow& row, absl::Time now) {
+  if (row.state == CandidateState::kPending) {
+    tx.exec_params("DELETE FROM work_queue WHERE candidate_id = $1", candidate_id);
+  }
+  if (row.campaign.state == CampaignState::kDone) {
+    tx.exec_params(absl::StrCat("UPDATE campaigns SET state = ", kRunning,
+                                ", finished_at = NULL WHERE id = $1"),
+                   row.campaign_id);
+    row.campaign.state = CampaignState::kRunning;
+  }
+  tx.exec_params(absl::StrCat("UPDATE candidates SET state = ", kLeased,
+                              ", error_class = 0, error_message = '', finished_at = NULL "
+                              "WHERE id = $1"),
+                 candidate_id);
+  ApplyTransition(tx, row.campaign_id, row.families, row.state, CandidateState::kLeased, now);
+  spdlog::info("candidate {}: lease taken back by its holder after an outage ({} -> LEASED)",
+               candidate_id, CandidateStateName(row.state));
+  row.state = CandidateState::kLeased;
+}
+
+// The one fencing check of PgStore: locks the campaign (except for metrics) then the candidate,
+// judges the call with JudgeLease, and revives a lease the sweep ended.
 absl::StatusOr<LeaseRow> CheckLease(dbtransaction& tx, int64_t candidate_id, int64_t token,
-                                    const std::string& worker_id) {
-  pqxx::result r = tx.exec_params(
-      "SELECT state, lease_token, worker_id, campaign_id, attempt, "
-      "array_to_json(families)::text, cancel_requested FROM candidates WHERE id = $1 FOR UPDATE",
-      candidate_id);
-  if (r.empty()) {
+                                    const std::string& worker_id, LeaseUse use, absl::Time now) {
+  pqxx::result owner =
+      tx.exec_params("SELECT campaign_id FROM candidates WHERE id = $1", candidate_id);
+  if (owner.empty()) {
     return absl::NotFoundError(absl::StrCat("candidate ", candidate_id, " not found"));
   }
-  const auto state = static_cast<CandidateState>(r[0][0].as<int>());
-  const int64_t current = r[0][1].as<int64_t>();
-  const std::string holder = r[0][2].as<std::string>();
-  if (state != CandidateState::kLeased || current != token) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("lease token ", token, " of candidate ", candidate_id,
-                     " is stale: the candidate is ", CandidateStateName(state), " (attempt ",
-                     r[0][4].as<int>(), ", current token ", current, ")"));
+  LeaseRow row{};
+  row.campaign_id = owner[0][0].as<int64_t>();
+  const bool metrics = use == LeaseUse::kMetrics;
+  if (!metrics) {
+    QUARTET_ASSIGN_OR_RETURN(row.campaign, LockCampaign(tx, row.campaign_id));
   }
-  if (holder != worker_id) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "candidate ", candidate_id, " is leased to worker '", holder, "', not '", worker_id, "'"));
-  }
-  LeaseRow row;
-  row.campaign_id = r[0][3].as<int64_t>();
+  pqxx::result r = tx.exec_params(
+      absl::StrCat("SELECT state, lease_token, worker_id, error_class, attempt, preemptions, "
+                   "array_to_json(families)::text, cancel_requested FROM candidates WHERE id = $1 ",
+                   metrics ? "FOR SHARE" : "FOR UPDATE"),
+      candidate_id);
+  LeaseFacts facts;
+  facts.state = static_cast<CandidateState>(r[0][0].as<int>());
+  facts.token = r[0][1].as<int64_t>();
+  facts.holder = r[0][2].as<std::string>();
+  facts.error_class = static_cast<quartet::v1::ErrorClass>(r[0][3].as<int>());
+  QUARTET_ASSIGN_OR_RETURN(row.verdict, JudgeLease(candidate_id, facts, token, worker_id, use));
+  row.state = facts.state;
   row.attempt = r[0][4].as<int>();
-  row.families = ParseTextArrayJson(r[0][5]);
-  row.cancel_requested = r[0][6].as<bool>();
-  pqxx::result c =
-      tx.exec_params("SELECT state, max_attempts, priority FROM campaigns WHERE id = $1 FOR UPDATE",
-                     row.campaign_id);
-  row.campaign_state = static_cast<CampaignState>(c[0][0].as<int>());
-  row.max_attempts = c[0][1].as<int>();
-  row.priority = c[0][2].as<int>();
+  row.preemptions = r[0][5].as<int>();
+  row.families = ParseTextArrayJson(r[0][6]);
+  row.cancel_requested = r[0][7].as<bool>();
+  if (row.verdict == LeaseVerdict::kRevive) Revive(tx, candidate_id, row, now);
   return row;
+}
+
+// Stores metric points under the candidate's attempt; returns how many were new.
+int64_t InsertMetrics(dbtransaction& tx, int64_t candidate_id, int attempt,
+                      const std::vector<MetricRecord>& points) {
+  if (points.empty()) return 0;
+  std::vector<int64_t> steps, times;
+  std::vector<int> epochs;
+  std::vector<std::string> names;
+  std::vector<double> values;
+  for (const MetricRecord& p : points) {
+    steps.push_back(p.step);
+    epochs.push_back(p.epoch);
+    names.push_back(p.name);
+    values.push_back(p.value);
+    times.push_back(p.time_unix_ms);
+  }
+  pqxx::result ins = tx.exec_params(
+      "INSERT INTO metrics (candidate_id, attempt, step, name, epoch, value, recorded_at) "
+      "SELECT $1, $2, s, n, e, v, to_timestamp(t / 1000.0) "
+      "FROM unnest($3::bigint[], $4::text[], $5::int[], $6::float8[], $7::bigint[]) "
+      "AS u(s, n, e, v, t) ON CONFLICT DO NOTHING",
+      candidate_id, attempt, NumberArray(steps), TextArray(names), NumberArray(epochs),
+      NumberArray(values), NumberArray(times));
+  return ins.affected_rows();
+}
+
+// Ends a lease without a result: the candidate's new state, its error, the queue and counters.
+void EndLease(dbtransaction& tx, int64_t candidate_id, int64_t campaign_id,
+              const std::vector<std::string>& families, CandidateState to,
+              quartet::v1::ErrorClass error_class, const std::string& message, int preemptions,
+              int priority, absl::Time now) {
+  tx.exec_params(
+      absl::StrCat("UPDATE candidates SET state = $2::smallint, error_class = $3, error_message = "
+                   "$4, preemptions = $6, cancel_requested = FALSE, finished_at = CASE WHEN "
+                   "$2::smallint = ",
+                   kPending, " THEN NULL ELSE to_timestamp($5) END WHERE id = $1"),
+      candidate_id, static_cast<int>(to), static_cast<int>(error_class), message, Epoch(now),
+      preemptions);
+  if (to == CandidateState::kPending) {
+    tx.exec_params(
+        "INSERT INTO work_queue (candidate_id, campaign_id, priority) VALUES ($1, $2, $3)",
+        candidate_id, campaign_id, priority);
+  }
+  ApplyTransition(tx, campaign_id, families, CandidateState::kLeased, to, now);
+  MaybeFinish(tx, campaign_id, now);
+}
+
+// SQLSTATE classes 08 (connection exception) and 57 (operator intervention, e.g. a shutting-down
+// server): the connection is gone, not the query wrong.
+bool IsConnectionState(const std::string& sqlstate) {
+  return sqlstate.rfind("08", 0) == 0 || sqlstate.rfind("57", 0) == 0;
 }
 
 // Redacts the password of a libpq URL or keyword string for messages.
@@ -274,7 +420,7 @@ PgStore::PgStore(const Options& options) : options_(options) {}
 PgStore::~PgStore() = default;
 
 absl::StatusOr<std::unique_ptr<PgStore>> PgStore::Create(const Options& options) {
-  if (options.url.empty()) {
+  if (options.url.empty() && !options.url_source) {
     return absl::InvalidArgumentError(
         "database url: empty (pass --database_url, QUARTET_DATABASE_URL or --database_url_file)");
   }
@@ -292,9 +438,18 @@ absl::StatusOr<std::unique_ptr<PgStore>> PgStore::Create(const Options& options)
   return store;
 }
 
+absl::StatusOr<std::string> PgStore::CurrentUrl() const {
+  if (!options_.url_source) return options_.url;
+  auto url = options_.url_source();
+  if (!url.ok()) return absl::UnavailableError(url.status().message());
+  if (url->empty()) return absl::UnavailableError("the database URL source gave an empty URL");
+  return url;
+}
+
 absl::StatusOr<std::unique_ptr<pqxx::connection_base>> PgStore::Connect() {
+  QUARTET_ASSIGN_OR_RETURN(const std::string url, CurrentUrl());
   try {
-    std::unique_ptr<pqxx::connection_base> conn = std::make_unique<pqxx::connection>(options_.url);
+    std::unique_ptr<pqxx::connection_base> conn = std::make_unique<pqxx::connection>(url);
     if (!options_.schema.empty()) {
       pqxx::nontransaction n(*conn);
       n.exec(absl::StrCat("CREATE SCHEMA IF NOT EXISTS ", options_.schema));
@@ -303,10 +458,10 @@ absl::StatusOr<std::unique_ptr<pqxx::connection_base>> PgStore::Connect() {
     return conn;
   } catch (const pqxx::broken_connection& e) {
     return absl::UnavailableError(
-        absl::StrCat("cannot connect to PostgreSQL at ", Redact(options_.url), ": ", e.what()));
+        absl::StrCat("cannot connect to PostgreSQL at ", Redact(url), ": ", e.what()));
   } catch (const std::exception& e) {
     return absl::InvalidArgumentError(
-        absl::StrCat("database url '", Redact(options_.url), "': ", e.what()));
+        absl::StrCat("database url '", Redact(url), "': ", e.what()));
   }
 }
 
@@ -334,19 +489,26 @@ void PgStore::Release(std::unique_ptr<pqxx::connection_base> conn, bool healthy)
   }
 }
 
+void PgStore::DropIdle() {
+  absl::MutexLock lock(&mu_);
+  open_ -= static_cast<int>(idle_.size());
+  idle_.clear();
+}
+
 absl::Status PgStore::Run(const TxBody& body) {
   std::unique_ptr<pqxx::connection_base> conn = Acquire();
-  if (conn == nullptr) {
-    auto fresh = Connect();
-    if (!fresh.ok()) {
-      Release(nullptr, false);
-      return fresh.status();
-    }
-    conn = std::move(*fresh);
-  }
   absl::Status status;
   bool healthy = true;
+  bool reconnected = false;
   for (int attempt = 1;; ++attempt) {
+    if (conn == nullptr) {
+      auto fresh = Connect();
+      if (!fresh.ok()) {
+        Release(nullptr, false);
+        return fresh.status();
+      }
+      conn = std::move(*fresh);
+    }
     try {
       pqxx::work tx(*conn);
       status = body(tx);
@@ -357,26 +519,35 @@ absl::Status PgStore::Run(const TxBody& body) {
       status = absl::AbortedError(
           absl::StrCat("transaction lost ", attempt, " conflicts, retry: ", e.what()));
       break;
-    } catch (const pqxx::broken_connection& e) {
-      healthy = false;
-      status = absl::UnavailableError(absl::StrCat("lost the PostgreSQL connection: ", e.what()));
-      break;
     } catch (const pqxx::in_doubt_error& e) {
       healthy = false;
       status = absl::UnavailableError(
           absl::StrCat("PostgreSQL connection lost during commit (outcome unknown): ", e.what()));
       break;
+    } catch (const pqxx::broken_connection& e) {
+      status = absl::UnavailableError(absl::StrCat("lost the PostgreSQL connection: ", e.what()));
     } catch (const pqxx::unique_violation& e) {
       status = absl::AlreadyExistsError(e.what());
       break;
     } catch (const pqxx::sql_error& e) {
-      status = absl::InternalError(
-          absl::StrCat("SQL error ", e.sqlstate(), ": ", e.what(), " in: ", e.query()));
-      break;
+      if (!IsConnectionState(e.sqlstate())) {
+        status = absl::InternalError(
+            absl::StrCat("SQL error ", e.sqlstate(), ": ", e.what(), " in: ", e.query()));
+        break;
+      }
+      status = absl::UnavailableError(
+          absl::StrCat("PostgreSQL ended the connection (", e.sqlstate(), "): ", e.what()));
     } catch (const std::exception& e) {
       status = absl::InternalError(absl::StrCat("database error: ", e.what()));
       break;
     }
+    // The connection broke before the commit was sent, so nothing was committed: a pooled
+    // connection that died with a database restart is replaced and the transaction runs once more.
+    Release(std::move(conn), false);
+    DropIdle();  // pooled connections died with the same server
+    if (reconnected) return status;
+    reconnected = true;
+    conn = Acquire();
   }
   if (healthy && !conn->is_open()) healthy = false;
   Release(std::move(conn), healthy);
@@ -417,11 +588,12 @@ absl::StatusOr<CampaignRecord> PgStore::CreateCampaign(const CampaignRecord& cam
   CampaignRecord out;
   QUARTET_RETURN_IF_ERROR(Run([&](dbtransaction& tx) -> absl::Status {
     pqxx::result r = tx.exec_params(
-        "INSERT INTO campaigns (name, config, k, budget, max_attempts, priority, state, "
-        "created_at, updated_at) VALUES ($1, $2::jsonb, $3, $4, $5, $6, 1, to_timestamp($7), "
-        "to_timestamp($7)) RETURNING id",
+        absl::StrCat("INSERT INTO campaigns (name, config, k, budget, max_attempts, priority, "
+                     "state, created_at, updated_at, max_preemptions) VALUES ($1, $2::jsonb, $3, "
+                     "$4, $5, $6, ",
+                     kRunning, ", to_timestamp($7), to_timestamp($7), $8) RETURNING id"),
         campaign.name, common::MessageToJson(campaign.config), campaign.k, campaign.budget,
-        campaign.max_attempts, campaign.priority, Epoch(now));
+        campaign.max_attempts, campaign.priority, Epoch(now), campaign.max_preemptions);
     const int64_t id = r[0][0].as<int64_t>();
     std::vector<std::string> pool(campaign.config.pool().begin(), campaign.config.pool().end());
     tx.exec_params(
@@ -478,56 +650,30 @@ absl::StatusOr<std::vector<CampaignRecord>> PgStore::ListCampaigns(
 absl::StatusOr<CampaignRecord> PgStore::CancelCampaign(int64_t campaign_id, absl::Time now) {
   CampaignRecord out;
   QUARTET_RETURN_IF_ERROR(Run([&](dbtransaction& tx) -> absl::Status {
-    pqxx::result c =
-        tx.exec_params("SELECT state FROM campaigns WHERE id = $1 FOR UPDATE", campaign_id);
-    if (c.empty()) return absl::NotFoundError(absl::StrCat("campaign ", campaign_id, " not found"));
-    const auto state = static_cast<CampaignState>(c[0][0].as<int>());
-    if (IsFinal(state)) {
+    QUARTET_ASSIGN_OR_RETURN(CampaignLock camp, LockCampaign(tx, campaign_id));
+    if (IsFinal(camp.state)) {
       return absl::FailedPreconditionError(
-          absl::StrCat("campaign ", campaign_id, " is already ", CampaignStateName(state)));
+          absl::StrCat("campaign ", campaign_id, " is already ", CampaignStateName(camp.state)));
     }
-    // Pending candidates: cancelled in bulk, counters moved per family and pair.
-    tx.exec_params("DELETE FROM work_queue WHERE campaign_id = $1", campaign_id);
+    // Lock order: campaign (above), candidates, then the queue.
     pqxx::result moved = tx.exec_params(
-        "UPDATE candidates SET state = 5, finished_at = to_timestamp($2) "
-        "WHERE campaign_id = $1 AND state = 1 RETURNING array_to_json(families)::text",
+        absl::StrCat("UPDATE candidates SET state = ", kCandidateCancelled,
+                     ", finished_at = to_timestamp($2) WHERE campaign_id = $1 AND state = ",
+                     kPending, " RETURNING array_to_json(families)::text"),
         campaign_id, Epoch(now));
-    std::map<std::string, int64_t> fam;
-    std::map<std::pair<std::string, std::string>, int64_t> pairs;
-    for (const auto& row : moved) {
-      std::vector<std::string> f = ParseTextArrayJson(row[0]);
-      for (size_t i = 0; i < f.size(); ++i) {
-        fam[f[i]]++;
-        for (size_t j = i + 1; j < f.size(); ++j) pairs[{f[i], f[j]}]++;
-      }
-    }
-    std::vector<std::string> fn, pa, pb;
-    std::vector<int64_t> fc, pc;
-    for (const auto& [name, n] : fam) {
-      fn.push_back(name);
-      fc.push_back(n);
-    }
-    for (const auto& [p, n] : pairs) {
-      pa.push_back(p.first);
-      pb.push_back(p.second);
-      pc.push_back(n);
-    }
+    FamilyTally tally;
+    for (const auto& row : moved) tally.Add(ParseTextArrayJson(row[0]));
+    MoveCoverage(tx, campaign_id, tally, Column(CandidateState::kPending),
+                 Column(CandidateState::kCancelled));
+    tx.exec_params(absl::StrCat("UPDATE candidates SET cancel_requested = TRUE WHERE campaign_id "
+                                "= $1 AND state = ",
+                                kLeased),
+                   campaign_id);
+    tx.exec_params("DELETE FROM work_queue WHERE campaign_id = $1", campaign_id);
     tx.exec_params(
-        "UPDATE family_coverage f SET pending = f.pending - d.n, cancelled = f.cancelled + d.n "
-        "FROM unnest($2::text[], $3::bigint[]) AS d(family, n) "
-        "WHERE f.campaign_id = $1 AND f.family = d.family",
-        campaign_id, TextArray(fn), NumberArray(fc));
-    tx.exec_params(
-        "UPDATE pair_coverage p SET pending = p.pending - d.n, cancelled = p.cancelled + d.n "
-        "FROM unnest($2::text[], $3::text[], $4::bigint[]) AS d(a, b, n) "
-        "WHERE p.campaign_id = $1 AND p.family_a = d.a AND p.family_b = d.b",
-        campaign_id, TextArray(pa), TextArray(pb), NumberArray(pc));
-    tx.exec_params(
-        "UPDATE candidates SET cancel_requested = TRUE WHERE campaign_id = $1 AND state = 2",
-        campaign_id);
-    tx.exec_params(
-        "UPDATE campaigns SET state = 3, cancelled = cancelled + pending, pending = 0, "
-        "finished_at = to_timestamp($2), updated_at = to_timestamp($2) WHERE id = $1",
+        absl::StrCat("UPDATE campaigns SET state = ", kCampaignCancelled,
+                     ", cancelled = cancelled + pending, pending = 0, finished_at = "
+                     "to_timestamp($2), updated_at = to_timestamp($2) WHERE id = $1"),
         campaign_id, Epoch(now));
     pqxx::result r = tx.exec_params(
         absl::StrCat("SELECT ", kCampaignColumns, " FROM campaigns WHERE id = $1"), campaign_id);
@@ -546,9 +692,7 @@ absl::Status PgStore::InsertCandidates(int64_t campaign_id,
   std::vector<int64_t> ranks;
   std::vector<int> repeats;
   std::vector<std::string> joined;
-  std::map<std::string, int64_t> fam;
-  std::map<std::pair<std::string, std::string>, int64_t> pairs;
-  std::map<std::tuple<std::string, std::string, std::string>, int64_t> triples;
+  FamilyTally tally;
   for (const NewCandidate& nc : candidates) {
     for (const std::string& f : nc.families) {
       if (f.empty() || f.find(',') != std::string::npos) {
@@ -558,32 +702,9 @@ absl::Status PgStore::InsertCandidates(int64_t campaign_id,
     ranks.push_back(static_cast<int64_t>(nc.rank));
     repeats.push_back(nc.repeat);
     joined.push_back(absl::StrJoin(nc.families, ","));
-    const auto& f = nc.families;
-    for (size_t i = 0; i < f.size(); ++i) {
-      fam[f[i]]++;
-      for (size_t j = i + 1; j < f.size(); ++j) {
-        pairs[{f[i], f[j]}]++;
-        for (size_t l = j + 1; l < f.size(); ++l) triples[{f[i], f[j], f[l]}]++;
-      }
-    }
+    tally.Add(nc.families, 1, /*with_triples=*/true);
   }
-  std::vector<std::string> fn, pa, pb, ta, tb, tc;
-  std::vector<int64_t> fcount, pcount, tcount;
-  for (const auto& [name, n] : fam) {
-    fn.push_back(name);
-    fcount.push_back(n);
-  }
-  for (const auto& [p, n] : pairs) {
-    pa.push_back(p.first);
-    pb.push_back(p.second);
-    pcount.push_back(n);
-  }
-  for (const auto& [t, n] : triples) {
-    ta.push_back(std::get<0>(t));
-    tb.push_back(std::get<1>(t));
-    tc.push_back(std::get<2>(t));
-    tcount.push_back(n);
-  }
+  const TallyArrays d(tally);
   const int64_t n = static_cast<int64_t>(candidates.size());
   absl::Status status = Run([&](dbtransaction& tx) -> absl::Status {
     pqxx::result c = tx.exec_params(
@@ -602,27 +723,20 @@ absl::Status PgStore::InsertCandidates(int64_t campaign_id,
           "campaign ", campaign_id, ": issuing ", n, " more candidates would exceed the budget of ",
           budget, " (", issued, " issued)"));
     }
-    pqxx::result fam_rows = tx.exec_params(
-        "UPDATE family_coverage f SET pending = f.pending + d.n "
-        "FROM unnest($2::text[], $3::bigint[]) AS d(family, n) "
-        "WHERE f.campaign_id = $1 AND f.family = d.family",
-        campaign_id, TextArray(fn), NumberArray(fcount));
-    if (static_cast<size_t>(fam_rows.affected_rows()) != fn.size()) {
+    const int64_t matched =
+        MoveCoverage(tx, campaign_id, tally, "", Column(CandidateState::kPending));
+    if (static_cast<size_t>(matched) != d.families.size()) {
       return absl::InvalidArgumentError(
           absl::StrCat("families: a family is not in the pool of campaign ", campaign_id));
     }
-    tx.exec_params(
-        "UPDATE pair_coverage p SET pending = p.pending + d.n "
-        "FROM unnest($2::text[], $3::text[], $4::bigint[]) AS d(a, b, n) "
-        "WHERE p.campaign_id = $1 AND p.family_a = d.a AND p.family_b = d.b",
-        campaign_id, TextArray(pa), TextArray(pb), NumberArray(pcount));
-    if (!ta.empty()) {
+    if (!d.triple_a.empty()) {
       tx.exec_params(
           "INSERT INTO triple_coverage (campaign_id, family_a, family_b, family_c, issued) "
           "SELECT $1, a, b, c, n FROM unnest($2::text[], $3::text[], $4::text[], $5::bigint[]) "
           "AS d(a, b, c, n) ON CONFLICT (campaign_id, family_a, family_b, family_c) "
           "DO UPDATE SET issued = triple_coverage.issued + EXCLUDED.issued",
-          campaign_id, TextArray(ta), TextArray(tb), TextArray(tc), NumberArray(tcount));
+          campaign_id, TextArray(d.triple_a), TextArray(d.triple_b), TextArray(d.triple_c),
+          NumberArray(d.triple_n));
     }
     tx.exec_params(
         "WITH ins AS (INSERT INTO candidates (campaign_id, combo_rank, repeat, families, "
@@ -652,40 +766,46 @@ absl::StatusOr<std::optional<LeaseGrant>> PgStore::LeaseNext(const std::string& 
   std::optional<LeaseGrant> out;
   QUARTET_RETURN_IF_ERROR(Run([&](dbtransaction& tx) -> absl::Status {
     out.reset();
-    pqxx::result w = tx.exec_params(
-        "UPDATE workers SET last_seen_at = to_timestamp($2) WHERE id = $1", worker_id, Epoch(now));
-    if (w.affected_rows() == 0) {
+    if (tx.exec_params("SELECT 1 FROM workers WHERE id = $1", worker_id).empty()) {
       return absl::NotFoundError(
           absl::StrCat("worker '", worker_id, "' is not registered; call RegisterWorker first"));
     }
-    pqxx::result next = tx.exec(
-        "SELECT q.candidate_id, q.campaign_id FROM work_queue q "
-        "JOIN campaigns c ON c.id = q.campaign_id WHERE c.state = 1 "
-        "ORDER BY q.priority DESC, q.candidate_id LIMIT 1 FOR UPDATE OF q SKIP LOCKED");
-    if (next.empty()) return absl::OkStatus();
-    const int64_t candidate_id = next[0][0].as<int64_t>();
-    const int64_t campaign_id = next[0][1].as<int64_t>();
-    pqxx::result camp = tx.exec_params(
-        "SELECT config::text, state FROM campaigns WHERE id = $1 FOR UPDATE", campaign_id);
-    if (static_cast<CampaignState>(camp[0][1].as<int>()) != CampaignState::kRunning) {
-      return absl::OkStatus();  // cancelled meanwhile; the next call sees the queue without it
+    // The queue head is read without a lock, then locked in the order campaign, candidate, queue
+    // row; a head another leaser took meanwhile is skipped.
+    for (int race = 0; race < kLeaseRaceRetries && !out.has_value(); ++race) {
+      pqxx::result next = tx.exec(absl::StrCat(
+          "SELECT q.candidate_id, q.campaign_id FROM work_queue q JOIN campaigns c ON c.id = "
+          "q.campaign_id WHERE c.state = ",
+          kRunning, " ORDER BY q.priority DESC, q.candidate_id LIMIT 1"));
+      if (next.empty()) break;
+      const int64_t candidate_id = next[0][0].as<int64_t>();
+      const int64_t campaign_id = next[0][1].as<int64_t>();
+      QUARTET_ASSIGN_OR_RETURN(CampaignLock camp, LockCampaign(tx, campaign_id));
+      if (camp.state != CampaignState::kRunning) continue;
+      tx.exec_params("SELECT 1 FROM candidates WHERE id = $1 FOR UPDATE", candidate_id);
+      if (tx.exec_params("DELETE FROM work_queue WHERE candidate_id = $1", candidate_id)
+              .affected_rows() == 0) {
+        continue;
+      }
+      pqxx::result c = tx.exec_params(
+          absl::StrCat("UPDATE candidates SET state = ", kLeased,
+                       ", attempt = attempt + 1, lease_token = nextval('lease_tokens'), "
+                       "worker_id = $2, lease_deadline = to_timestamp($3), cancel_requested = "
+                       "FALSE, started_at = COALESCE(started_at, to_timestamp($4)) WHERE id = $1 "
+                       "RETURNING ",
+                       kCandidateColumns),
+          candidate_id, worker_id, Epoch(now + lease), Epoch(now));
+      LeaseGrant grant;
+      QUARTET_ASSIGN_OR_RETURN(grant.candidate, ParseCandidate(c[0]));
+      QUARTET_RETURN_IF_ERROR(common::ParseMessage(camp.config_json.c_str(),
+                                                   common::TextFormat::kJson, "campaigns.config",
+                                                   &grant.config));
+      ApplyTransition(tx, campaign_id, grant.candidate.families, CandidateState::kPending,
+                      CandidateState::kLeased, now);
+      out = std::move(grant);
     }
-    tx.exec_params("DELETE FROM work_queue WHERE candidate_id = $1", candidate_id);
-    pqxx::result c = tx.exec_params(
-        absl::StrCat("UPDATE candidates SET state = 2, attempt = attempt + 1, lease_token = "
-                     "nextval('lease_tokens'), worker_id = $2, lease_deadline = to_timestamp($3), "
-                     "cancel_requested = FALSE, started_at = COALESCE(started_at, "
-                     "to_timestamp($4)) WHERE id = $1 RETURNING ",
-                     kCandidateColumns),
-        candidate_id, worker_id, Epoch(now + lease), Epoch(now));
-    LeaseGrant grant;
-    QUARTET_ASSIGN_OR_RETURN(grant.candidate, ParseCandidate(c[0]));
-    grant.candidate.state = CandidateState::kLeased;
-    QUARTET_RETURN_IF_ERROR(common::ParseMessage(camp[0][0].c_str(), common::TextFormat::kJson,
-                                                 "campaigns.config", &grant.config));
-    ApplyTransition(tx, campaign_id, grant.candidate.families, CandidateState::kPending,
-                    CandidateState::kLeased, now);
-    out = std::move(grant);
+    tx.exec_params("UPDATE workers SET last_seen_at = to_timestamp($2) WHERE id = $1", worker_id,
+                   Epoch(now));
     return absl::OkStatus();
   }));
   return out;
@@ -696,9 +816,10 @@ absl::StatusOr<LeaseRenewal> PgStore::RenewLease(int64_t candidate_id, int64_t t
                                                  absl::Duration lease) {
   LeaseRenewal out;
   QUARTET_RETURN_IF_ERROR(Run([&](dbtransaction& tx) -> absl::Status {
-    QUARTET_ASSIGN_OR_RETURN(LeaseRow row, CheckLease(tx, candidate_id, token, worker_id));
+    QUARTET_ASSIGN_OR_RETURN(LeaseRow row,
+                             CheckLease(tx, candidate_id, token, worker_id, LeaseUse::kRenew, now));
     out.deadline = now + lease;
-    out.cancel = row.cancel_requested || row.campaign_state == CampaignState::kCancelled;
+    out.cancel = row.cancel_requested || row.campaign.state == CampaignState::kCancelled;
     tx.exec_params("UPDATE candidates SET lease_deadline = to_timestamp($2) WHERE id = $1",
                    candidate_id, Epoch(out.deadline));
     tx.exec_params("UPDATE workers SET last_seen_at = to_timestamp($2) WHERE id = $1", worker_id,
@@ -711,47 +832,13 @@ absl::StatusOr<LeaseRenewal> PgStore::RenewLease(int64_t candidate_id, int64_t t
 absl::StatusOr<int64_t> PgStore::AppendMetrics(int64_t candidate_id, int64_t token,
                                                const std::string& worker_id,
                                                const std::vector<MetricRecord>& points) {
-  std::vector<int64_t> steps, times;
-  std::vector<int> epochs;
-  std::vector<std::string> names;
-  std::vector<double> values;
-  for (const MetricRecord& p : points) {
-    steps.push_back(p.step);
-    epochs.push_back(p.epoch);
-    names.push_back(p.name);
-    values.push_back(p.value);
-    times.push_back(p.time_unix_ms);
-  }
   int64_t added = 0;
   QUARTET_RETURN_IF_ERROR(Run([&](dbtransaction& tx) -> absl::Status {
-    // Shared lock: metric batches of one lease may be stored concurrently with heartbeats.
-    pqxx::result r = tx.exec_params(
-        "SELECT state, lease_token, worker_id, attempt FROM candidates WHERE id = $1 FOR SHARE",
-        candidate_id);
-    if (r.empty()) {
-      return absl::NotFoundError(absl::StrCat("candidate ", candidate_id, " not found"));
-    }
-    const auto state = static_cast<CandidateState>(r[0][0].as<int>());
-    if (state != CandidateState::kLeased || r[0][1].as<int64_t>() != token) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("lease token ", token, " of candidate ", candidate_id,
-                       " is stale: the candidate is ", CandidateStateName(state), " (attempt ",
-                       r[0][3].as<int>(), ", current token ", r[0][1].as<int64_t>(), ")"));
-    }
-    if (r[0][2].as<std::string>() != worker_id) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("candidate ", candidate_id, " is leased to worker '",
-                       r[0][2].as<std::string>(), "', not '", worker_id, "'"));
-    }
-    if (points.empty()) return absl::OkStatus();
-    pqxx::result ins = tx.exec_params(
-        "INSERT INTO metrics (candidate_id, attempt, step, name, epoch, value, recorded_at) "
-        "SELECT $1, $2, s, n, e, v, to_timestamp(t / 1000.0) "
-        "FROM unnest($3::bigint[], $4::text[], $5::int[], $6::float8[], $7::bigint[]) "
-        "AS u(s, n, e, v, t) ON CONFLICT DO NOTHING",
-        candidate_id, r[0][3].as<int>(), NumberArray(steps), TextArray(names), NumberArray(epochs),
-        NumberArray(values), NumberArray(times));
-    added = ins.affected_rows();
+    // A shared lock on the candidate only: batches of one lease may be stored concurrently with
+    // heartbeats.
+    QUARTET_ASSIGN_OR_RETURN(
+        LeaseRow row, CheckLease(tx, candidate_id, token, worker_id, LeaseUse::kMetrics, absl::Now()));
+    added = InsertMetrics(tx, candidate_id, row.attempt, points);
     return absl::OkStatus();
   }));
   return added;
@@ -759,12 +846,18 @@ absl::StatusOr<int64_t> PgStore::AppendMetrics(int64_t candidate_id, int64_t tok
 
 absl::Status PgStore::CompleteCandidate(int64_t candidate_id, int64_t token,
                                         const std::string& worker_id,
-                                        const quartet::v1::Result& result, absl::Time now) {
+                                        const quartet::v1::Result& result,
+                                        const std::vector<MetricRecord>& final_metrics,
+                                        absl::Time now) {
   return Run([&](dbtransaction& tx) -> absl::Status {
-    QUARTET_ASSIGN_OR_RETURN(LeaseRow row, CheckLease(tx, candidate_id, token, worker_id));
+    QUARTET_ASSIGN_OR_RETURN(
+        LeaseRow row, CheckLease(tx, candidate_id, token, worker_id, LeaseUse::kComplete, now));
+    if (row.verdict == LeaseVerdict::kRepeat) return absl::OkStatus();
+    InsertMetrics(tx, candidate_id, row.attempt, final_metrics);
     tx.exec_params(
-        "UPDATE candidates SET state = 3, result = $2::jsonb, test_accuracy = $3, finished_at = "
-        "to_timestamp($4), cancel_requested = FALSE WHERE id = $1",
+        absl::StrCat("UPDATE candidates SET state = ", kSucceeded,
+                     ", result = $2::jsonb, test_accuracy = $3, finished_at = to_timestamp($4), "
+                     "cancel_requested = FALSE WHERE id = $1"),
         candidate_id, common::MessageToJson(result), result.test_accuracy(), Epoch(now));
     ApplyTransition(tx, row.campaign_id, row.families, CandidateState::kLeased,
                     CandidateState::kSucceeded, now);
@@ -788,25 +881,18 @@ absl::StatusOr<CandidateState> PgStore::FailCandidate(int64_t candidate_id, int6
                                                       absl::Time now) {
   CandidateState to = CandidateState::kFailed;
   QUARTET_RETURN_IF_ERROR(Run([&](dbtransaction& tx) -> absl::Status {
-    QUARTET_ASSIGN_OR_RETURN(LeaseRow row, CheckLease(tx, candidate_id, token, worker_id));
-    to = CandidateState::kFailed;
-    if (row.campaign_state == CampaignState::kCancelled) {
-      to = CandidateState::kCancelled;
-    } else if (retryable && row.attempt < row.max_attempts) {
-      to = CandidateState::kPending;
+    QUARTET_ASSIGN_OR_RETURN(LeaseRow row,
+                             CheckLease(tx, candidate_id, token, worker_id, LeaseUse::kFail, now));
+    if (row.verdict == LeaseVerdict::kRepeat) {
+      to = row.state;
+      return absl::OkStatus();
     }
-    tx.exec_params(
-        "UPDATE candidates SET state = $2::smallint, error_class = $3, error_message = $4, "
-        "cancel_requested = FALSE, finished_at = CASE WHEN $2::smallint = 1 THEN NULL ELSE "
-        "to_timestamp($5) END WHERE id = $1",
-        candidate_id, static_cast<int>(to), static_cast<int>(error_class), message, Epoch(now));
-    if (to == CandidateState::kPending) {
-      tx.exec_params(
-          "INSERT INTO work_queue (candidate_id, campaign_id, priority) VALUES ($1, $2, $3)",
-          candidate_id, row.campaign_id, row.priority);
-    }
-    ApplyTransition(tx, row.campaign_id, row.families, CandidateState::kLeased, to, now);
-    MaybeFinish(tx, row.campaign_id, now);
+    const bool preempted = error_class == quartet::v1::ERROR_CLASS_PREEMPTED;
+    const int preemptions = row.preemptions + (preempted ? 1 : 0);
+    to = AfterLeaseEnds(row.campaign.state, retryable, preempted, row.attempt, preemptions,
+                        row.campaign.max_attempts, row.campaign.max_preemptions);
+    EndLease(tx, candidate_id, row.campaign_id, row.families, to, error_class, message,
+             preemptions, row.campaign.priority, now);
     return absl::OkStatus();
   }));
   return to;
@@ -816,41 +902,35 @@ absl::StatusOr<std::vector<ExpiredLease>> PgStore::ExpireLeases(absl::Time now) 
   std::vector<ExpiredLease> out;
   QUARTET_RETURN_IF_ERROR(Run([&](dbtransaction& tx) -> absl::Status {
     out.clear();
-    pqxx::result rows = tx.exec_params(
-        "SELECT c.id, c.campaign_id, c.worker_id, c.attempt, array_to_json(c.families)::text, "
-        "k.state, k.max_attempts, k.priority FROM candidates c JOIN campaigns k ON "
-        "k.id = c.campaign_id WHERE c.state = 2 AND c.lease_deadline < to_timestamp($1) "
-        "ORDER BY c.id LIMIT 500 FOR UPDATE OF c SKIP LOCKED",
+    // Read without locks, then lock campaign before candidate (in campaign order), rechecking
+    // that each lease is still live and overdue.
+    pqxx::result due = tx.exec_params(
+        absl::StrCat("SELECT id, campaign_id FROM candidates WHERE state = ", kLeased,
+                     " AND lease_deadline < to_timestamp($1) ORDER BY campaign_id, id LIMIT ",
+                     kExpireBatch),
         Epoch(now));
-    for (const auto& r : rows) {
+    for (const auto& d : due) {
+      const int64_t candidate_id = d[0].as<int64_t>();
       ExpiredLease e;
-      e.candidate_id = r[0].as<int64_t>();
-      e.campaign_id = r[1].as<int64_t>();
-      e.worker_id = r[2].as<std::string>();
-      e.attempt = r[3].as<int>();
-      const auto campaign_state = static_cast<CampaignState>(r[5].as<int>());
-      const int max_attempts = r[6].as<int>();
-      e.new_state = campaign_state == CampaignState::kCancelled ? CandidateState::kCancelled
-                    : e.attempt < max_attempts                  ? CandidateState::kPending
-                                                                : CandidateState::kFailed;
-      tx.exec_params("SELECT 1 FROM campaigns WHERE id = $1 FOR UPDATE", e.campaign_id);
-      tx.exec_params(
-          "UPDATE candidates SET state = $2::smallint, error_class = $3, error_message = $4, "
-          "cancel_requested = FALSE, finished_at = CASE WHEN $2::smallint = 1 THEN NULL ELSE "
-          "to_timestamp($5) END WHERE id = $1",
-          e.candidate_id, static_cast<int>(e.new_state),
-          static_cast<int>(quartet::v1::ERROR_CLASS_LOST),
-          absl::StrCat("lease expired: worker '", e.worker_id, "' stopped heartbeating (attempt ",
-                       e.attempt, ")"),
-          Epoch(now));
-      if (e.new_state == CandidateState::kPending) {
-        tx.exec_params(
-            "INSERT INTO work_queue (candidate_id, campaign_id, priority) VALUES ($1, $2, $3)",
-            e.candidate_id, e.campaign_id, r[7].as<int>());
-      }
-      ApplyTransition(tx, e.campaign_id, ParseTextArrayJson(r[4]), CandidateState::kLeased,
-                      e.new_state, now);
-      MaybeFinish(tx, e.campaign_id, now);
+      e.campaign_id = d[1].as<int64_t>();
+      QUARTET_ASSIGN_OR_RETURN(CampaignLock camp, LockCampaign(tx, e.campaign_id));
+      pqxx::result r = tx.exec_params(
+          absl::StrCat("SELECT worker_id, attempt, preemptions, array_to_json(families)::text "
+                       "FROM candidates WHERE id = $1 AND state = ",
+                       kLeased, " AND lease_deadline < to_timestamp($2) FOR UPDATE"),
+          candidate_id, Epoch(now));
+      if (r.empty()) continue;  // renewed or reported meanwhile
+      e.candidate_id = candidate_id;
+      e.worker_id = r[0][0].as<std::string>();
+      e.attempt = r[0][1].as<int>();
+      const int preemptions = r[0][2].as<int>();
+      e.new_state = AfterLeaseEnds(camp.state, /*retryable=*/true, /*preempted=*/false, e.attempt,
+                                   preemptions, camp.max_attempts, camp.max_preemptions);
+      EndLease(tx, candidate_id, e.campaign_id, ParseTextArrayJson(r[0][3]), e.new_state,
+               quartet::v1::ERROR_CLASS_LOST,
+               absl::StrCat("lease expired: the worker stopped heartbeating (attempt ", e.attempt,
+                            ")"),
+               preemptions, camp.priority, now);
       out.push_back(std::move(e));
     }
     return absl::OkStatus();
@@ -965,6 +1045,13 @@ absl::StatusOr<CoverageCounters> PgStore::GetCoverage(int64_t campaign_id) {
     return absl::OkStatus();
   }));
   return out;
+}
+
+absl::Status PgStore::Ping() {
+  return Run([](dbtransaction& tx) -> absl::Status {
+    tx.exec("SELECT 1");
+    return absl::OkStatus();
+  });
 }
 
 absl::StatusOr<WorkerRecord> PgStore::RegisterWorker(const WorkerRecord& worker, absl::Time now) {

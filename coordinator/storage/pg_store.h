@@ -3,8 +3,10 @@
 // Create() connects, takes an advisory lock and applies every migration the database lacks
 // (coordinator/storage/migrations/*.sql, compiled in), each in its own transaction, so several
 // coordinators starting at once migrate exactly once. Every Store method is one transaction on a
-// pooled connection; serialization failures and deadlocks are retried (then ABORTED); a lost
-// connection gives UNAVAILABLE and is replaced on the next call. libpqxx exceptions never leave
+// pooled connection; serialization failures and deadlocks are retried (then ABORTED). A connection
+// found broken before commit (a database restart) is replaced, with the whole pool, and the
+// transaction runs once more; when that fails too the call gets UNAVAILABLE. Every new connection
+// asks Options::url_source for the URL, so a database that moved is found without a restart. libpqxx exceptions never leave
 // this class. Thread-safe.
 #ifndef QUARTET_COORDINATOR_STORAGE_PG_STORE_H_
 #define QUARTET_COORDINATOR_STORAGE_PG_STORE_H_
@@ -30,6 +32,9 @@ class PgStore : public Store {
   struct Options {
     // libpq connection string or URI, e.g. "postgresql://quartet@127.0.0.1:5432/quartet".
     std::string url;
+    // When set, asked for the URL at every new connection (for example: re-read a URL file), so a
+    // database that came back elsewhere is found without a restart. `url` is then unused.
+    std::function<absl::StatusOr<std::string>()> url_source;
     // Schema holding the tables; created when missing. Empty means the connection's default
     // (public). Tests use a fresh schema each.
     std::string schema;
@@ -64,7 +69,9 @@ class PgStore : public Store {
                                         const std::string& worker_id,
                                         const std::vector<MetricRecord>& points) override;
   absl::Status CompleteCandidate(int64_t candidate_id, int64_t token, const std::string& worker_id,
-                                 const quartet::v1::Result& result, absl::Time now) override;
+                                 const quartet::v1::Result& result,
+                                 const std::vector<MetricRecord>& final_metrics,
+                                 absl::Time now) override;
   absl::StatusOr<CandidateState> FailCandidate(int64_t candidate_id, int64_t token,
                                                const std::string& worker_id,
                                                quartet::v1::ErrorClass error_class,
@@ -76,6 +83,8 @@ class PgStore : public Store {
   absl::StatusOr<std::vector<MetricRecord>> GetMetrics(int64_t candidate_id) override;
   absl::StatusOr<CoverageCounters> GetCoverage(int64_t campaign_id) override;
   absl::StatusOr<WorkerRecord> RegisterWorker(const WorkerRecord& worker, absl::Time now) override;
+  // Runs SELECT 1; UNAVAILABLE while the database cannot be reached.
+  absl::Status Ping() override;
 
  private:
   explicit PgStore(const Options& options);
@@ -86,9 +95,12 @@ class PgStore : public Store {
   absl::Status Run(const TxBody& body);
 
   absl::StatusOr<std::unique_ptr<pqxx::connection_base>> Connect();
+  absl::StatusOr<std::string> CurrentUrl() const;
   absl::Status Migrate();
   std::unique_ptr<pqxx::connection_base> Acquire();
   void Release(std::unique_ptr<pqxx::connection_base> conn, bool healthy);
+  // Closes every idle pooled connection (after one was found broken).
+  void DropIdle();
 
   const Options options_;
   int schema_version_ = 0;

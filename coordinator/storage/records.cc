@@ -1,5 +1,7 @@
 #include "coordinator/storage/records.h"
 
+#include "absl/strings/str_cat.h"
+
 namespace quartet::coordinator {
 
 const char* CampaignStateName(CampaignState s) {
@@ -49,5 +51,56 @@ int64_t& StateCounts::at(CandidateState s) {
 }
 
 int64_t StateCounts::at(CandidateState s) const { return const_cast<StateCounts*>(this)->at(s); }
+
+absl::StatusOr<LeaseVerdict> JudgeLease(int64_t candidate_id, const LeaseFacts& current,
+                                        int64_t token, const std::string& worker_id,
+                                        LeaseUse use) {
+  if (current.token != token || current.holder != worker_id) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "lease ", token, " of candidate ", candidate_id,
+        " is not this worker's current lease (a newer lease was granted, or the token or worker "
+        "is wrong); drop the candidate"));
+  }
+  const bool lost = current.error_class == quartet::v1::ERROR_CLASS_LOST;
+  switch (current.state) {
+    case CandidateState::kLeased:
+      return LeaseVerdict::kLive;
+    case CandidateState::kPending:
+    case CandidateState::kFailed:
+      if (lost) return use == LeaseUse::kMetrics ? LeaseVerdict::kRepeat : LeaseVerdict::kRevive;
+      if (use == LeaseUse::kFail || use == LeaseUse::kMetrics) return LeaseVerdict::kRepeat;
+      break;
+    case CandidateState::kSucceeded:
+      if (use == LeaseUse::kComplete || use == LeaseUse::kMetrics) return LeaseVerdict::kRepeat;
+      break;
+    case CandidateState::kCancelled:
+      if (use == LeaseUse::kFail || use == LeaseUse::kMetrics) return LeaseVerdict::kRepeat;
+      break;
+  }
+  return absl::FailedPreconditionError(
+      absl::StrCat("lease ", token, " of candidate ", candidate_id, " has ended: the candidate is ",
+                   CandidateStateName(current.state), "; drop the candidate"));
+}
+
+CandidateState AfterLeaseEnds(CampaignState campaign, bool retryable, bool preempted, int attempt,
+                              int preemptions, int max_attempts, int max_preemptions) {
+  if (campaign == CampaignState::kCancelled) return CandidateState::kCancelled;
+  if (!retryable) return CandidateState::kFailed;
+  if (preempted) {
+    return preemptions <= max_preemptions ? CandidateState::kPending : CandidateState::kFailed;
+  }
+  return attempt - preemptions < max_attempts ? CandidateState::kPending : CandidateState::kFailed;
+}
+
+void FamilyTally::Add(const std::vector<std::string>& f, int64_t n, bool with_triples) {
+  for (size_t i = 0; i < f.size(); ++i) {
+    families[f[i]] += n;
+    for (size_t j = i + 1; j < f.size(); ++j) {
+      pairs[{f[i], f[j]}] += n;
+      if (!with_triples) continue;
+      for (size_t l = j + 1; l < f.size(); ++l) triples[{f[i], f[j], f[l]}] += n;
+    }
+  }
+}
 
 }  // namespace quartet::coordinator

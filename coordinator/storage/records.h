@@ -4,10 +4,13 @@
 #define QUARTET_COORDINATOR_STORAGE_RECORDS_H_
 
 #include <cstdint>
+#include <map>
 #include <optional>
+#include <tuple>
 #include <string>
 #include <vector>
 
+#include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "quartet/v1/campaign.pb.h"
 #include "quartet/v1/spec.pb.h"
@@ -58,6 +61,8 @@ struct CampaignRecord {
   int k = 4;
   int64_t budget = 0;
   int max_attempts = 3;
+  // Graceful hand-backs (PREEMPTED) a candidate may take before it is FAILED; they cost no attempt.
+  int max_preemptions = 20;
   int priority = 0;
   CampaignState state = CampaignState::kRunning;
   // Candidates created so far (<= budget) and their states.
@@ -89,8 +94,11 @@ struct CandidateRecord {
   int repeat = 0;
   std::vector<std::string> families;
   CandidateState state = CandidateState::kPending;
-  // Leases taken so far; the current (or last) lease's attempt number.
+  // Leases taken so far; the current (or last) lease's attempt number. Metric points are keyed by it.
   int attempt = 0;
+  // Leases of those that ended in a graceful hand-back (PREEMPTED); attempts used = attempt -
+  // preemptions.
+  int preemptions = 0;
   // Current (or last) lease: fencing token, holder, expiry.
   int64_t lease_token = 0;
   std::string worker_id;
@@ -172,6 +180,55 @@ struct CoverageCounters {
   std::vector<PairCounter> pairs;
   // Triples seen at least once.
   std::vector<TripleCounter> triples;
+};
+
+// ---- Rules both stores apply (written once here) -------------------------------------------------
+
+// What a call naming a lease wants to do with it.
+enum class LeaseUse { kRenew, kMetrics, kComplete, kFail };
+
+// How a call naming (token, worker) stands against the candidate's current lease.
+enum class LeaseVerdict {
+  // The candidate is LEASED under this lease: go ahead.
+  kLive,
+  // The lease ran out and the sweep ended it (PENDING, or FAILED with attempts used up), and no
+  // newer lease was granted: the holder is still working on it. Take the candidate back to LEASED
+  // under the same lease, then go ahead. A result is never refused for an outage it did not cause.
+  kRevive,
+  // The same report arrived again (its answer was lost): answer OK and change nothing. For
+  // metrics: store the points (they are idempotent), change no state.
+  kRepeat,
+};
+
+// The candidate's side of the fencing check.
+struct LeaseFacts {
+  CandidateState state = CandidateState::kPending;
+  int64_t token = 0;
+  std::string holder;
+  quartet::v1::ErrorClass error_class = quartet::v1::ERROR_CLASS_UNSPECIFIED;
+};
+
+// The fencing rule. FAILED_PRECONDITION, naming neither the current token nor the holder, when the
+// token is not the candidate's current lease or `worker_id` does not hold it, or when the lease
+// ended in a way `use` cannot follow (a heartbeat after completion, a completion after a failure).
+absl::StatusOr<LeaseVerdict> JudgeLease(int64_t candidate_id, const LeaseFacts& current,
+                                        int64_t token, const std::string& worker_id, LeaseUse use);
+
+// Where a candidate goes when its lease ends without a result: CANCELLED when the campaign was
+// cancelled; PENDING when `retryable` and attempts remain (a preemption, counted in `preemptions`
+// already, costs no attempt but is capped at `max_preemptions`); FAILED otherwise.
+CandidateState AfterLeaseEnds(CampaignState campaign, bool retryable, bool preempted, int attempt,
+                              int preemptions, int max_attempts, int max_preemptions);
+
+// Per-family, per-pair and per-triple counts of a set of combinations, in name order. The one
+// place combinations are tallied into coverage deltas.
+struct FamilyTally {
+  std::map<std::string, int64_t> families;
+  std::map<std::pair<std::string, std::string>, int64_t> pairs;
+  std::map<std::tuple<std::string, std::string, std::string>, int64_t> triples;
+
+  // Counts one combination (families in pool order) `n` times; triples only with `triples`.
+  void Add(const std::vector<std::string>& combination, int64_t n = 1, bool with_triples = false);
 };
 
 struct CandidateQuery {

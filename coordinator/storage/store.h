@@ -7,10 +7,18 @@
 //
 // Leases and fencing. LeaseNext gives the candidate a new lease token larger than every earlier
 // one. RenewLease, AppendMetrics, CompleteCandidate and FailCandidate name (candidate, token,
-// worker): NOT_FOUND when the candidate does not exist; FAILED_PRECONDITION, changing nothing, when
-// the candidate is not LEASED, the token is not its current one, or the worker is not the holder.
-// A lease stays valid until ExpireLeases ends it: a worker that overran its deadline but was not
-// yet swept may still renew or finish (nobody else holds the candidate).
+// worker) and follow JudgeLease (records.h): NOT_FOUND when the candidate does not exist;
+// FAILED_PRECONDITION, changing nothing, when the token is not its current lease or the worker is
+// not the holder. A lease ended by ExpireLeases, with no newer lease granted since, is taken back by
+// its holder's next call (the holder was cut off by an outage, not gone). Complete and Fail are
+// idempotent: the same report again answers OK and changes nothing.
+//
+// Attempts and preemptions. Every lease raises `attempt` (metric points are keyed by it); a
+// PREEMPTED failure also raises `preemptions`, so a graceful hand-back costs no attempt. Requeueing
+// follows AfterLeaseEnds (records.h).
+//
+// Lock order (PgStore): campaign row, then candidate rows, then work-queue rows, in every
+// transaction, so concurrent cancels, leases and reports cannot deadlock.
 //
 // Error codes: INVALID_ARGUMENT for malformed input, NOT_FOUND for unknown ids,
 // FAILED_PRECONDITION for wrong states, UNAVAILABLE when the database cannot be reached (retry),
@@ -76,22 +84,24 @@ class Store {
                                                 const std::vector<MetricRecord>& points) = 0;
 
   // LEASED -> SUCCEEDED with the result; updates the campaign's best and DONE when this was its
-  // last open candidate of a fully issued budget.
+  // last open candidate of a fully issued budget. `final_metrics` (the per-epoch points) are stored
+  // in the same transaction, so no SUCCEEDED candidate lacks them.
   virtual absl::Status CompleteCandidate(int64_t candidate_id, int64_t token,
                                          const std::string& worker_id,
-                                         const quartet::v1::Result& result, absl::Time now) = 0;
+                                         const quartet::v1::Result& result,
+                                         const std::vector<MetricRecord>& final_metrics,
+                                         absl::Time now) = 0;
 
-  // LEASED -> PENDING (requeued) when `retryable` and attempts < max_attempts and the campaign is
-  // RUNNING; -> CANCELLED when the campaign is cancelled; -> FAILED otherwise. Returns the new
-  // state.
+  // LEASED -> PENDING, CANCELLED or FAILED per AfterLeaseEnds; ERROR_CLASS_PREEMPTED counts a
+  // preemption instead of an attempt. Returns the new state (the stored one for a repeat).
   virtual absl::StatusOr<CandidateState> FailCandidate(int64_t candidate_id, int64_t token,
                                                        const std::string& worker_id,
                                                        quartet::v1::ErrorClass error_class,
                                                        const std::string& message, bool retryable,
                                                        absl::Time now) = 0;
 
-  // Ends every lease whose deadline is before `now`: back to PENDING while attempts remain, FAILED
-  // (ERROR_CLASS_LOST) when they are used up, CANCELLED when the campaign was cancelled.
+  // Ends every lease whose deadline is before `now` (ERROR_CLASS_LOST): back to PENDING while
+  // attempts remain, FAILED when they are used up, CANCELLED when the campaign was cancelled.
   virtual absl::StatusOr<std::vector<ExpiredLease>> ExpireLeases(absl::Time now) = 0;
 
   virtual absl::StatusOr<CandidateRecord> GetCandidate(int64_t candidate_id) = 0;
@@ -102,6 +112,11 @@ class Store {
 
   // ---- Coverage ----
   virtual absl::StatusOr<CoverageCounters> GetCoverage(int64_t campaign_id) = 0;
+
+  // ---- Health ----
+
+  // OK when the store can serve; UNAVAILABLE while its database cannot be reached.
+  virtual absl::Status Ping() = 0;
 
   // ---- Workers ----
 

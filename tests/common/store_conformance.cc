@@ -11,6 +11,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 
 namespace quartet::coordinator::testing {
@@ -18,6 +19,7 @@ namespace {
 
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 const absl::Time kT0 = absl::FromUnixSeconds(1'800'000'000);
 const absl::Duration kLease = absl::Seconds(30);
@@ -271,20 +273,23 @@ TEST_P(StoreConformanceTest, RenewExtendsTheLeaseAndRefusesStaleTokensAndOtherWo
 
   auto stale = store_->RenewLease(id, token + 1000, "w1", kT0, kLease);
   EXPECT_EQ(stale.status().code(), absl::StatusCode::kFailedPrecondition);
-  EXPECT_THAT(std::string(stale.status().message()), HasSubstr("stale"));
+  EXPECT_THAT(std::string(stale.status().message()), HasSubstr("not this worker's current lease"));
+  // Neither the current token nor the holder is revealed.
+  EXPECT_THAT(std::string(stale.status().message()),
+              Not(HasSubstr(absl::StrCat("lease ", token, " "))));
   auto other = store_->RenewLease(id, token, "w2", kT0, kLease);
   EXPECT_EQ(other.status().code(), absl::StatusCode::kFailedPrecondition);
-  EXPECT_THAT(std::string(other.status().message()), HasSubstr("w1"));
+  EXPECT_THAT(std::string(other.status().message()), Not(HasSubstr("w1")));
   EXPECT_EQ(store_->RenewLease(id + 1000, token, "w1", kT0, kLease).status().code(),
             absl::StatusCode::kNotFound);
 }
 
-TEST_P(StoreConformanceTest, CompleteStoresTheResultAndALateCallIsRefused) {
+TEST_P(StoreConformanceTest, CompleteStoresTheResultAndARepeatChangesNothing) {
   int64_t campaign;
   LeaseGrant g;
   ASSERT_NO_FATAL_FAILURE(LeasedFixture::Setup(*store_, 2, 3, &campaign, &g));
   const int64_t id = g.candidate.id, token = g.candidate.lease_token;
-  ASSERT_TRUE(store_->CompleteCandidate(id, token, "w1", MakeResult(0.81, 12), kT0).ok());
+  ASSERT_TRUE(store_->CompleteCandidate(id, token, "w1", MakeResult(0.81, 12), {}, kT0).ok());
   auto c = store_->GetCandidate(id);
   ASSERT_TRUE(c.ok());
   EXPECT_EQ(c->state, CandidateState::kSucceeded);
@@ -297,9 +302,17 @@ TEST_P(StoreConformanceTest, CompleteStoresTheResultAndALateCallIsRefused) {
   EXPECT_EQ(camp->best_candidate_id, id);
   EXPECT_DOUBLE_EQ(camp->succeeded_seconds, 12);
 
-  auto late = store_->CompleteCandidate(id, token, "w1", MakeResult(0.99), kT0);
-  EXPECT_EQ(late.code(), absl::StatusCode::kFailedPrecondition);
+  // The same report again (its answer was lost): OK, and nothing changes.
+  auto repeat = store_->CompleteCandidate(id, token, "w1", MakeResult(0.99), {}, kT0);
+  EXPECT_TRUE(repeat.ok()) << repeat;
   EXPECT_DOUBLE_EQ(store_->GetCandidate(id)->test_accuracy, 0.81);
+  EXPECT_EQ(store_->GetCampaign(campaign)->counts.succeeded, 1);
+  EXPECT_DOUBLE_EQ(store_->GetCampaign(campaign)->succeeded_seconds, 12);
+  // Another worker or a wrong token is still refused.
+  EXPECT_EQ(store_->CompleteCandidate(id, token, "w2", MakeResult(0.99), {}, kT0).code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(store_->CompleteCandidate(id, token + 1, "w1", MakeResult(0.99), {}, kT0).code(),
+            absl::StatusCode::kFailedPrecondition);
   EXPECT_EQ(store_->FailCandidate(id, token, "w1", quartet::v1::ERROR_CLASS_NUMERIC, "x", true, kT0)
                 .status()
                 .code(),
@@ -312,7 +325,7 @@ TEST_P(StoreConformanceTest, RetryableFailuresRequeueUntilAttemptsRunOut) {
   LeaseGrant g;
   ASSERT_NO_FATAL_FAILURE(LeasedFixture::Setup(*store_, 1, 2, &campaign, &g));
   auto first = store_->FailCandidate(g.candidate.id, g.candidate.lease_token, "w1",
-                                     quartet::v1::ERROR_CLASS_PREEMPTED, "stopping", true, kT0);
+                                     quartet::v1::ERROR_CLASS_INTERNAL, "device fault", true, kT0);
   ASSERT_TRUE(first.ok()) << first.status();
   EXPECT_EQ(*first, CandidateState::kPending);
   auto again = store_->LeaseNext("w2", kT0, kLease);
@@ -321,12 +334,12 @@ TEST_P(StoreConformanceTest, RetryableFailuresRequeueUntilAttemptsRunOut) {
   EXPECT_EQ((*again)->candidate.attempt, 2);
   EXPECT_GT((*again)->candidate.lease_token, g.candidate.lease_token);
   auto second = store_->FailCandidate(g.candidate.id, (*again)->candidate.lease_token, "w2",
-                                      quartet::v1::ERROR_CLASS_PREEMPTED, "stopping", true, kT0);
+                                      quartet::v1::ERROR_CLASS_INTERNAL, "device fault", true, kT0);
   ASSERT_TRUE(second.ok());
   EXPECT_EQ(*second, CandidateState::kFailed);
   auto c = store_->GetCandidate(g.candidate.id);
-  EXPECT_EQ(c->error_class, quartet::v1::ERROR_CLASS_PREEMPTED);
-  EXPECT_EQ(c->error_message, "stopping");
+  EXPECT_EQ(c->error_class, quartet::v1::ERROR_CLASS_INTERNAL);
+  EXPECT_EQ(c->error_message, "device fault");
   EXPECT_EQ(store_->GetCampaign(campaign)->state, CampaignState::kDone);
   ExpectCoverageMatchesCandidates(*store_, campaign);
 }
@@ -363,7 +376,7 @@ TEST_P(StoreConformanceTest, ExpiredLeaseReturnsToPendingAndTheOldTokenIsRefused
   EXPECT_EQ((*again)->candidate.attempt, 2);
   // The first worker comes back late: every call with its token is refused.
   EXPECT_EQ(
-      store_->CompleteCandidate(g.candidate.id, g.candidate.lease_token, "w1", MakeResult(0.5), kT0)
+      store_->CompleteCandidate(g.candidate.id, g.candidate.lease_token, "w1", MakeResult(0.5), {}, kT0)
           .code(),
       absl::StatusCode::kFailedPrecondition);
   EXPECT_EQ(store_
@@ -386,6 +399,127 @@ TEST_P(StoreConformanceTest, ExpiredLeaseReturnsToPendingAndTheOldTokenIsRefused
   EXPECT_EQ(c->state, CandidateState::kFailed);
   EXPECT_EQ(c->error_class, quartet::v1::ERROR_CLASS_LOST);
   EXPECT_EQ(store_->GetCampaign(campaign)->state, CampaignState::kDone);
+  ExpectCoverageMatchesCandidates(*store_, campaign);
+}
+
+TEST_P(StoreConformanceTest, PreemptionsCostNoAttemptUpToTheirCap) {
+  int64_t campaign;
+  LeaseGrant g;
+  ASSERT_NO_FATAL_FAILURE(LeasedFixture::Setup(*store_, 1, 1, &campaign, &g));
+  // max_attempts 1: three graceful hand-backs in a row still requeue.
+  int64_t token = g.candidate.lease_token;
+  for (int i = 0; i < 3; ++i) {
+    auto r = store_->FailCandidate(g.candidate.id, token, "w1",
+                                   quartet::v1::ERROR_CLASS_PREEMPTED, "draining", true, kT0);
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_EQ(*r, CandidateState::kPending) << "preemption " << i + 1;
+    auto again = store_->LeaseNext("w1", kT0, kLease);
+    ASSERT_TRUE(again.ok() && again->has_value());
+    token = (*again)->candidate.lease_token;
+    EXPECT_EQ((*again)->candidate.attempt, i + 2);  // attempts still number every lease
+    EXPECT_EQ((*again)->candidate.preemptions, i + 1);
+  }
+  // A real failure then uses the one attempt.
+  auto r = store_->FailCandidate(g.candidate.id, token, "w1", quartet::v1::ERROR_CLASS_INTERNAL,
+                                 "device fault", true, kT0);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(*r, CandidateState::kFailed);
+  ExpectCoverageMatchesCandidates(*store_, campaign);
+}
+
+TEST_P(StoreConformanceTest, PreemptionCapStopsEndlessLoops) {
+  CampaignRecord rec = MakeCampaign({"A", "B", "C"}, 1, 3);
+  rec.max_preemptions = 2;
+  ASSERT_TRUE(store_->RegisterWorker({"w1"}, kT0).ok());
+  auto c = store_->CreateCampaign(rec, kT0);
+  ASSERT_TRUE(c.ok());
+  ASSERT_TRUE(store_->InsertCandidates(c->id, {Cand(0, {"A", "B", "C"})}, kT0).ok());
+  std::vector<CandidateState> states;
+  for (int i = 0; i < 3; ++i) {
+    auto g = store_->LeaseNext("w1", kT0, kLease);
+    ASSERT_TRUE(g.ok() && g->has_value());
+    auto r = store_->FailCandidate((*g)->candidate.id, (*g)->candidate.lease_token, "w1",
+                                   quartet::v1::ERROR_CLASS_PREEMPTED, "draining", true, kT0);
+    ASSERT_TRUE(r.ok());
+    states.push_back(*r);
+  }
+  EXPECT_THAT(states, ElementsAre(CandidateState::kPending, CandidateState::kPending,
+                                  CandidateState::kFailed));
+  ExpectCoverageMatchesCandidates(*store_, c->id);
+}
+
+TEST_P(StoreConformanceTest, TheHolderTakesBackALeaseTheSweepEndedWhileNoNewerLeaseExists) {
+  int64_t campaign;
+  LeaseGrant g;
+  ASSERT_NO_FATAL_FAILURE(LeasedFixture::Setup(*store_, 2, 3, &campaign, &g));
+  const int64_t id = g.candidate.id, token = g.candidate.lease_token;
+  // An outage: the lease runs out and the sweep requeues the candidate.
+  auto expired = store_->ExpireLeases(kT0 + kLease + absl::Seconds(1));
+  ASSERT_TRUE(expired.ok());
+  ASSERT_EQ(expired->size(), 1u);
+  EXPECT_EQ(store_->GetCandidate(id)->state, CandidateState::kPending);
+  // The holder's heartbeat comes back first: the lease is live again and the queue lost it.
+  auto renewed = store_->RenewLease(id, token, "w1", kT0 + absl::Minutes(1), kLease);
+  ASSERT_TRUE(renewed.ok()) << renewed.status();
+  auto c = store_->GetCandidate(id);
+  EXPECT_EQ(c->state, CandidateState::kLeased);
+  EXPECT_EQ(c->lease_token, token);
+  EXPECT_EQ(c->error_class, quartet::v1::ERROR_CLASS_UNSPECIFIED);
+  ExpectCoverageMatchesCandidates(*store_, campaign);
+  // Nobody else can lease it now: the other pending candidate comes next.
+  auto other = store_->LeaseNext("w2", kT0 + absl::Minutes(1), kLease);
+  ASSERT_TRUE(other.ok() && other->has_value());
+  EXPECT_NE((*other)->candidate.id, id);
+  // Its completion is accepted, with the final metrics in the same transaction.
+  ASSERT_TRUE(store_
+                  ->CompleteCandidate(id, token, "w1", MakeResult(0.7),
+                                      {{0, 0, 5, 1, "test_accuracy", 0.7, 1000}}, kT0)
+                  .ok());
+  EXPECT_EQ(store_->GetCandidate(id)->state, CandidateState::kSucceeded);
+  auto metrics = store_->GetMetrics(id);
+  ASSERT_TRUE(metrics.ok());
+  ASSERT_EQ(metrics->size(), 1u);
+  EXPECT_EQ((*metrics)[0].attempt, 1);
+  ExpectCoverageMatchesCandidates(*store_, campaign);
+}
+
+TEST_P(StoreConformanceTest, ACompletionAfterTheSweepIsAcceptedEvenWhenAttemptsRanOut) {
+  int64_t campaign;
+  LeaseGrant g;
+  ASSERT_NO_FATAL_FAILURE(LeasedFixture::Setup(*store_, 1, 1, &campaign, &g));
+  auto expired = store_->ExpireLeases(kT0 + kLease + absl::Seconds(1));
+  ASSERT_TRUE(expired.ok());
+  ASSERT_EQ(expired->size(), 1u);
+  EXPECT_EQ((*expired)[0].new_state, CandidateState::kFailed);
+  EXPECT_EQ(store_->GetCampaign(campaign)->state, CampaignState::kDone);
+  // The finished result arrives after the outage: accepted; the campaign is DONE again with it.
+  auto done = store_->CompleteCandidate(g.candidate.id, g.candidate.lease_token, "w1",
+                                        MakeResult(0.6), {}, kT0 + absl::Minutes(2));
+  ASSERT_TRUE(done.ok()) << done;
+  EXPECT_EQ(store_->GetCandidate(g.candidate.id)->state, CandidateState::kSucceeded);
+  auto camp = store_->GetCampaign(campaign);
+  EXPECT_EQ(camp->state, CampaignState::kDone);
+  EXPECT_EQ(camp->counts.succeeded, 1);
+  EXPECT_EQ(camp->counts.failed, 0);
+  ExpectCoverageMatchesCandidates(*store_, campaign);
+}
+
+TEST_P(StoreConformanceTest, FailIsIdempotent) {
+  int64_t campaign;
+  LeaseGrant g;
+  ASSERT_NO_FATAL_FAILURE(LeasedFixture::Setup(*store_, 2, 1, &campaign, &g));
+  const int64_t id = g.candidate.id, token = g.candidate.lease_token;
+  auto first = store_->FailCandidate(id, token, "w1", quartet::v1::ERROR_CLASS_PREEMPTED, "stop",
+                                     true, kT0);
+  ASSERT_TRUE(first.ok());
+  auto repeat = store_->FailCandidate(id, token, "w1", quartet::v1::ERROR_CLASS_PREEMPTED, "stop",
+                                      true, kT0);
+  ASSERT_TRUE(repeat.ok()) << repeat.status();
+  EXPECT_EQ(*repeat, *first);
+  EXPECT_EQ(store_->GetCandidate(id)->preemptions, 1);
+  // A completion after the failure was reported is refused.
+  EXPECT_EQ(store_->CompleteCandidate(id, token, "w1", MakeResult(0.5), {}, kT0).code(),
+            absl::StatusCode::kFailedPrecondition);
   ExpectCoverageMatchesCandidates(*store_, campaign);
 }
 
@@ -452,7 +586,7 @@ TEST_P(StoreConformanceTest, CampaignIsDoneOnlyWhenTheWholeBudgetIsFinal) {
   ASSERT_TRUE(g.ok() && g->has_value());
   ASSERT_TRUE(store_
                   ->CompleteCandidate((*g)->candidate.id, (*g)->candidate.lease_token, "w1",
-                                      MakeResult(0.4), kT0)
+                                      MakeResult(0.4), {}, kT0)
                   .ok());
   EXPECT_EQ(store_->GetCampaign(c->id)->state, CampaignState::kRunning);  // 1 of 2 issued
   ASSERT_TRUE(store_->InsertCandidates(c->id, {Cand(1, {"A", "B", "D"})}, kT0).ok());
@@ -460,7 +594,7 @@ TEST_P(StoreConformanceTest, CampaignIsDoneOnlyWhenTheWholeBudgetIsFinal) {
   ASSERT_TRUE(g.ok() && g->has_value());
   ASSERT_TRUE(store_
                   ->CompleteCandidate((*g)->candidate.id, (*g)->candidate.lease_token, "w1",
-                                      MakeResult(0.3), kT0 + absl::Seconds(9))
+                                      MakeResult(0.3), {}, kT0 + absl::Seconds(9))
                   .ok());
   auto done = store_->GetCampaign(c->id);
   EXPECT_EQ(done->state, CampaignState::kDone);
@@ -484,7 +618,7 @@ TEST_P(StoreConformanceTest, ListsCandidatesByStateAndAccuracy) {
     ASSERT_TRUE(g.ok() && g->has_value());
     ASSERT_TRUE(store_
                     ->CompleteCandidate((*g)->candidate.id, (*g)->candidate.lease_token, "w1",
-                                        MakeResult(a), kT0)
+                                        MakeResult(a), {}, kT0)
                     .ok());
   }
   auto best = store_->ListCandidates({c->id, {CandidateState::kSucceeded}, true, 0});
@@ -577,7 +711,7 @@ TEST_P(StoreConformanceTest, CountersEqualARecountAfterRandomOperations) {
           auto g = held.back();
           held.pop_back();
           (void)store_->CompleteCandidate(g.candidate.id, g.candidate.lease_token, "w1",
-                                          MakeResult((rng() % 100) / 100.0), now);
+                                          MakeResult((rng() % 100) / 100.0), {}, now);
         }
         break;
       case 3:

@@ -57,7 +57,7 @@ start_coordinator() {
 start_worker() {
   local id=$1; shift
   "$WORKER" --coordinator="$COORD_ADDR" --worker_id="$id" --threads=1 \
-    --log_file="$E2E_DIR/$id.log" --heartbeat_interval=1s "$@" &
+    --log_file="$E2E_DIR/$id.log" --heartbeat_interval=1s --state_dir="$E2E_DIR/$id.state" "$@" &
   local pid=$!
   E2E_PIDS+=($pid)
   printf -v "WORKER_PID_$id" '%s' "$pid"

@@ -1,6 +1,10 @@
 // The Store conformance suite against a real PostgreSQL, plus what only PgStore has: migrations.
 #include <pqxx/pqxx>
 
+#include <atomic>
+#include <thread>
+#include <vector>
+
 #include "coordinator/storage/migrations.h"
 #include "tests/common/pg_test_env.h"
 #include "tests/common/store_conformance.h"
@@ -46,6 +50,117 @@ TEST(PgStoreTest, UnreachableDatabaseIsUnavailableAndHidesThePassword) {
   ASSERT_FALSE(s.ok());
   EXPECT_EQ(s.status().code(), absl::StatusCode::kUnavailable);
   EXPECT_EQ(std::string(s.status().message()).find("s3cret"), std::string::npos) << s.status();
+}
+
+int64_t DeadlocksSoFar(const std::string& url) {
+  pqxx::connection conn(url);
+  pqxx::work tx(conn);
+  return tx.exec("SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()")[0][0]
+      .as<int64_t>();
+}
+
+// Cancels race leases, heartbeats, completions and expiry on the same campaigns. Every
+// transaction takes campaign, candidate and queue rows in that order, so PostgreSQL must report no
+// deadlock (its pg_stat_database counter) and no call may give up with ABORTED.
+TEST(PgStoreTest, ConcurrentCancelsLeasesAndReportsNeverDeadlock) {
+  QUARTET_REQUIRE_PG_OR_SKIP();
+  auto store = MakeTestPgStore();
+  ASSERT_NE(store, nullptr);
+  constexpr int kWorkers = 8, kCampaigns = 6, kPerCampaign = 12;
+  const absl::Time t0 = absl::Now();
+  for (int w = 0; w < kWorkers; ++w) {
+    ASSERT_TRUE(store->RegisterWorker({"w" + std::to_string(w)}, t0).ok());
+  }
+  std::vector<int64_t> campaigns;
+  for (int c = 0; c < kCampaigns; ++c) {
+    CampaignRecord r;
+    r.name = "race";
+    r.k = 2;
+    r.budget = kPerCampaign;
+    for (const char* f : {"A", "B", "C", "D"}) r.config.add_pool(f);
+    auto rec = store->CreateCampaign(r, t0);
+    ASSERT_TRUE(rec.ok()) << rec.status();
+    std::vector<NewCandidate> cands;
+    for (int i = 0; i < kPerCampaign; ++i) cands.push_back({0, i, {"A", "B"}});
+    ASSERT_TRUE(store->InsertCandidates(rec->id, cands, t0).ok());
+    campaigns.push_back(rec->id);
+  }
+  const int64_t deadlocks_before = DeadlocksSoFar(PgTestUrl());
+  std::atomic<int> aborted{0}, other_errors{0};
+  std::vector<std::thread> threads;
+  for (int w = 0; w < kWorkers; ++w) {
+    threads.emplace_back([&, w] {
+      const std::string id = "w" + std::to_string(w);
+      for (int i = 0; i < kPerCampaign; ++i) {  // bounded
+        auto g = store->LeaseNext(id, t0, absl::Seconds(30));
+        if (!g.ok()) {
+          (g.status().code() == absl::StatusCode::kAborted ? aborted : other_errors)++;
+          continue;
+        }
+        if (!g->has_value()) break;
+        const auto& c = (*g)->candidate;
+        (void)store->RenewLease(c.id, c.lease_token, id, t0, absl::Seconds(30));
+        (void)store->AppendMetrics(c.id, c.lease_token, id, {{0, 0, 1, 1, "loss", 1, 0}});
+        absl::Status s = i % 2 ? store->CompleteCandidate(c.id, c.lease_token, id, {}, {}, t0)
+                               : store->FailCandidate(c.id, c.lease_token, id,
+                                                      quartet::v1::ERROR_CLASS_PREEMPTED, "",
+                                                      true, t0)
+                                     .status();
+        if (s.code() == absl::StatusCode::kAborted) aborted++;
+      }
+    });
+  }
+  threads.emplace_back([&] {
+    for (int64_t c : campaigns) {
+      auto r = store->CancelCampaign(c, t0);
+      if (!r.ok() && r.status().code() == absl::StatusCode::kAborted) aborted++;
+      (void)store->ExpireLeases(t0 - absl::Seconds(1));
+    }
+  });
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(aborted.load(), 0);
+  EXPECT_EQ(other_errors.load(), 0);
+  EXPECT_EQ(DeadlocksSoFar(PgTestUrl()), deadlocks_before);
+}
+
+// The URL is asked for at every new connection: a database that moved is found again.
+TEST(PgStoreTest, AskTheUrlSourceAgainAfterTheConnectionBreaks) {
+  QUARTET_REQUIRE_PG_OR_SKIP();
+  PgStore::Options o;
+  o.schema = FreshSchema();
+  o.pool_size = 1;
+  std::atomic<int> asked{0};
+  std::atomic<bool> moved{false};
+  // A name of its own, so only this store's connection is terminated below.
+  const std::string app = "quartet_" + o.schema;
+  const std::string url = PgTestUrl() + (PgTestUrl().find('?') == std::string::npos ? "?" : "&") +
+                          "application_name=" + app;
+  o.url_source = [&]() -> absl::StatusOr<std::string> {
+    asked++;
+    if (moved) return std::string("postgresql://nobody@127.0.0.1:1/nowhere?connect_timeout=2");
+    return url;
+  };
+  auto terminate = [&] {
+    pqxx::connection admin(PgTestUrl());
+    pqxx::work tx(admin);
+    tx.exec("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = " +
+            tx.quote(app));
+    tx.commit();
+  };
+  auto store = PgStore::Create(o);
+  ASSERT_TRUE(store.ok()) << store.status();
+  ASSERT_TRUE((*store)->Ping().ok());
+  // Kill the pooled connection from outside, as a database restart would.
+  terminate();
+  const int before = asked.load();
+  absl::Status again = (*store)->Ping();  // reconnects once, transparently
+  EXPECT_TRUE(again.ok()) << again;
+  EXPECT_GT(asked.load(), before);
+  moved = true;
+  terminate();
+  absl::Status s = (*store)->Ping();
+  EXPECT_EQ(s.code(), absl::StatusCode::kUnavailable) << s;
+  EXPECT_GT(asked.load(), before);
 }
 
 }  // namespace

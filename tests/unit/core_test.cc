@@ -317,3 +317,59 @@ TEST_F(CoreTest, HigherPriorityCampaignsAreLeasedFirst) {
 
 }  // namespace
 }  // namespace quartet::coordinator
+
+namespace quartet::coordinator {
+namespace {
+
+// A MemoryStore whose database can be "down".
+class FlakyStore : public MemoryStore {
+ public:
+  absl::Status Ping() override {
+    return down ? absl::UnavailableError("database down") : absl::OkStatus();
+  }
+  bool down = false;
+};
+
+class GraceTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    CoordinatorCore::Options o;
+    o.lease = absl::Seconds(30);
+    core_ = std::move(*CoordinatorCore::Create(o, &store_, &clock_));
+    ASSERT_TRUE(core_->SubmitCampaign(SmallConfig(2)).ok());
+    quartet::v1::RegisterWorkerRequest r;
+    worker_ = core_->RegisterWorker(r)->worker_id();
+    ASSERT_TRUE(core_->LeaseCandidate(worker_)->has_lease());
+  }
+
+  FlakyStore store_;
+  common::FakeClock clock_;
+  std::unique_ptr<CoordinatorCore> core_;
+  std::string worker_;
+};
+
+TEST_F(GraceTest, NoLeaseExpiresUntilOneLeaseAfterStart) {
+  core_->Start();  // a restarted coordinator: grace until now + lease
+  core_->Stop();
+  clock_.Advance(absl::Seconds(31));  // the lease is overdue, but the grace runs
+  EXPECT_EQ(*core_->Tick(), 0);
+  clock_.Advance(absl::Seconds(30));
+  EXPECT_EQ(*core_->Tick(), 1);
+}
+
+TEST_F(GraceTest, ADatabaseOutageSuspendsExpiryAndGrantsGraceAfterwards) {
+  store_.down = true;
+  clock_.Advance(absl::Seconds(40));
+  EXPECT_EQ(*core_->Tick(), 0);
+  EXPECT_FALSE(core_->serving());
+  store_.down = false;
+  EXPECT_EQ(*core_->Tick(), 0);  // back: one lease of grace first
+  EXPECT_TRUE(core_->serving());
+  clock_.Advance(absl::Seconds(29));
+  EXPECT_EQ(*core_->Tick(), 0);
+  clock_.Advance(absl::Seconds(2));
+  EXPECT_EQ(*core_->Tick(), 1);
+}
+
+}  // namespace
+}  // namespace quartet::coordinator

@@ -4,6 +4,8 @@
 #include "worker/daemon/daemon.h"
 
 #include <atomic>
+#include <cstdlib>
+#include <stdexcept>
 #include <thread>
 
 #include "common/error_class.h"
@@ -38,23 +40,33 @@ class InProcessClient : public CoordinatorClient {
     return core_->Heartbeat(request);
   }
   std::unique_ptr<MetricStream> OpenMetricStream() override {
-    return std::make_unique<Stream>(core_);
+    return std::make_unique<Stream>(core_, Take(broken_streams));
   }
   absl::Status Complete(const quartet::v1::CompleteCandidateRequest& request) override {
+    if (Take(unavailable_reports)) return absl::UnavailableError("down");
     return core_->CompleteCandidate(request);
   }
   absl::StatusOr<quartet::v1::FailCandidateResponse> Fail(
       const quartet::v1::FailCandidateRequest& request) override {
+    if (Take(unavailable_reports)) return absl::UnavailableError("down");
     return core_->FailCandidate(request);
   }
 
   std::atomic<int> heartbeats{0};
+  // Fail this many Complete/Fail calls, and this many metric streams, with UNAVAILABLE.
+  std::atomic<int> unavailable_reports{0};
+  std::atomic<int> broken_streams{0};
+  // While true, every report fails with UNAVAILABLE.
+  std::atomic<bool> reports_down{false};
 
  private:
   class Stream : public MetricStream {
    public:
-    explicit Stream(CoordinatorCore* core) : core_(core) {}
+    Stream(CoordinatorCore* core, bool broken) : core_(core) {
+      if (broken) status_ = absl::UnavailableError("stream broke");
+    }
     bool Write(const quartet::v1::MetricBatch& batch) override {
+      if (!status_.ok()) return false;
       auto r = core_->AppendMetrics(batch);
       if (!r.ok()) status_ = r.status();
       return r.ok();
@@ -66,10 +78,12 @@ class InProcessClient : public CoordinatorClient {
     absl::Status status_;
   };
 
-  bool Unavailable() {
-    int left = unavailable_calls.load();
+  bool Unavailable() { return Take(unavailable_calls); }
+  bool Take(std::atomic<int>& budget) {
+    if (&budget == &unavailable_reports && reports_down.load()) return true;
+    int left = budget.load();
     while (left > 0) {
-      if (unavailable_calls.compare_exchange_weak(left, left - 1)) return true;
+      if (budget.compare_exchange_weak(left, left - 1)) return true;
     }
     return false;
   }
@@ -80,7 +94,7 @@ class InProcessClient : public CoordinatorClient {
 // A trainer whose behaviour the test scripts.
 class ScriptedTrainer : public train::Trainer {
  public:
-  enum class Mode { kSucceed, kFailNumeric, kRunUntilStopped };
+  enum class Mode { kSucceed, kFailNumeric, kRunUntilStopped, kThrowOnce };
   Mode mode = Mode::kSucceed;
   std::atomic<int> started{0};
 
@@ -104,6 +118,9 @@ class ScriptedTrainer : public train::Trainer {
       case Mode::kFailNumeric:
         return common::WithErrorClass(absl::AbortedError("loss is nan"),
                                       quartet::v1::ERROR_CLASS_NUMERIC);
+      case Mode::kThrowOnce:
+        mode = Mode::kSucceed;
+        throw std::runtime_error("CUDA error: an illegal memory access was encountered");
       case Mode::kRunUntilStopped:
         for (int i = 0; i < 2000 && !cb.should_stop(); ++i) absl::SleepFor(absl::Milliseconds(5));
         return common::WithErrorClass(absl::CancelledError("stopped"),
@@ -228,6 +245,89 @@ TEST_F(DaemonTest, BacksOffWhileTheCoordinatorIsUnreachable) {
   ASSERT_TRUE(d.Run().ok());
   EXPECT_EQ(d.candidates_done(), 1);
   EXPECT_EQ(client_->unavailable_calls.load(), 0);
+}
+
+TEST_F(DaemonTest, ATrainerThatThrowsFailsTheCandidateAndTheWorkerCarriesOn) {
+  const int64_t id = Submit(2);
+  trainer_.mode = ScriptedTrainer::Mode::kThrowOnce;
+  WorkerDaemon d(Fast(2), client_.get(), &trainer_, common::Clock::Real());
+  ASSERT_TRUE(d.Run().ok());
+  EXPECT_EQ(d.candidates_done(), 2);
+  auto cands = store_.ListCandidates({id, {}, false, 0});
+  int internal = 0, succeeded = 0;
+  for (const auto& c : *cands) {
+    if (c.error_class == quartet::v1::ERROR_CLASS_INTERNAL) ++internal;
+    if (c.state == coordinator::CandidateState::kSucceeded) ++succeeded;
+  }
+  EXPECT_EQ(internal, 1);
+  EXPECT_GE(succeeded, 1);
+}
+
+TEST_F(DaemonTest, BrokenMetricStreamsAreRetriedAndNothingIsLost) {
+  const int64_t id = Submit(2);
+  client_->broken_streams = 3;
+  WorkerDaemon d(Fast(2), client_.get(), &trainer_, common::Clock::Real());
+  ASSERT_TRUE(d.Run().ok());
+  EXPECT_EQ(client_->broken_streams.load(), 0);
+  for (const auto& cand : *store_.ListCandidates({id, {}, false, 0})) {
+    EXPECT_EQ(cand.state, coordinator::CandidateState::kSucceeded);
+    auto metrics = store_.GetMetrics(cand.id);
+    ASSERT_TRUE(metrics.ok());
+    EXPECT_EQ(metrics->size(), 1u) << "candidate " << cand.id;
+  }
+}
+
+TEST_F(DaemonTest, HeartbeatsGoOnUntilTheReportIsAcknowledged) {
+  const int64_t id = Submit(1);
+  client_->unavailable_reports = 6;  // the coordinator is away when training ends
+  WorkerDaemon::Options o = Fast(1);
+  o.heartbeat_interval = absl::Milliseconds(5);
+  o.initial_backoff = absl::Milliseconds(20);
+  o.max_backoff = absl::Milliseconds(40);
+  WorkerDaemon d(o, client_.get(), &trainer_, common::Clock::Real());
+  ASSERT_TRUE(d.Run().ok());
+  EXPECT_EQ(client_->unavailable_reports.load(), 0);
+  // The scripted training takes no time, so heartbeats happened while the report was retried.
+  EXPECT_GT(client_->heartbeats.load(), 3);
+  EXPECT_EQ(core_->GetCampaign(id)->counts().succeeded(), 1);
+}
+
+TEST_F(DaemonTest, AReportThatCannotBeDeliveredAtStopIsSpooledAndDeliveredAtTheNextStart) {
+  const int64_t id = Submit(1);
+  char tmpl[] = "/tmp/quartet-daemon-state.XXXXXX";
+  ASSERT_NE(mkdtemp(tmpl), nullptr);
+  const std::string state_dir = tmpl;
+  client_->reports_down = true;
+  WorkerDaemon::Options o = Fast(1);
+  o.state_dir = state_dir;
+  o.stop_report_budget = absl::Milliseconds(200);
+  WorkerDaemon first(o, client_.get(), &trainer_, common::Clock::Real());
+  std::thread stopper([&] {
+    // Stop while the completion cannot be delivered.
+    while (first.candidates_done() == 0) absl::SleepFor(absl::Milliseconds(5));
+    absl::SleepFor(absl::Milliseconds(50));
+    first.Stop();
+  });
+  const absl::Time asked = absl::Now();
+  ASSERT_TRUE(first.Run().ok());
+  stopper.join();
+  EXPECT_LT(absl::Now() - asked, absl::Seconds(5));
+  EXPECT_EQ(first.reports_spooled(), 1);
+  EXPECT_EQ(core_->GetCampaign(id)->counts().succeeded(), 0);
+
+  // The next start (same state dir) re-attaches under the same id and delivers it first.
+  client_->reports_down = false;
+  WorkerDaemon second(o, client_.get(), &trainer_, common::Clock::Real());
+  std::thread stop_soon([&] {
+    while (second.spooled_delivered() == 0) absl::SleepFor(absl::Milliseconds(5));
+    second.Stop();
+  });
+  ASSERT_TRUE(second.Run().ok());
+  stop_soon.join();
+  EXPECT_EQ(second.worker_id(), first.worker_id());
+  EXPECT_EQ(core_->GetCampaign(id)->counts().succeeded(), 1);
+  EXPECT_EQ(trainer_.started.load(), 1);  // not trained twice
+  std::system(("rm -rf " + state_dir).c_str());
 }
 
 }  // namespace

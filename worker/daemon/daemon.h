@@ -1,16 +1,27 @@
 // The worker daemon: registers, pulls candidates, trains them, streams metrics, reports the
-// outcome.
+// outcome, and loses nothing finished.
 //
-//   loop: LeaseCandidate -> (nothing: sleep retry_after) | train with
-//         [heartbeat thread: renews the lease; "cancel" or a lost lease stops training]
-//         [metric sender: batches points onto a StreamMetrics call]
-//         -> CompleteCandidate | FailCandidate(error class, retryable)
+//   start: re-attach as the id kept in state_dir; deliver reports spooled by an earlier run
+//   loop:  LeaseCandidate -> (nothing: sleep retry_after) | train with
+//          [Heartbeater: renews the lease until the report is acknowledged]
+//          [MetricSender: batches points onto StreamMetrics, retried until acknowledged]
+//          -> CompleteCandidate (carrying the per-epoch points) | FailCandidate(error class)
 //
-// Back-off: when the coordinator is unreachable, calls are retried with exponential back-off
-// (initial_backoff doubling up to max_backoff); while there is no work, polls slow down from the
-// coordinator's retry_after up to max_idle_poll and speed up again with the first lease. Stop()
-// (SIGTERM/SIGINT) makes training stop at its next step; the candidate is handed back as PREEMPTED
-// and retryable so another worker takes it; Run() then returns OK.
+// Nothing finished is lost. The lease is renewed until the coordinator acknowledges the report, so
+// an outage after training cannot expire it. A report is retried with back-off while the
+// coordinator is unreachable. When the worker must stop first (SIGTERM) or has retried for
+// max_report_time, the report and its unacknowledged metric batches are written to
+// state_dir/spool/ (temporary file, fsync, rename) and delivered first at the next start: accepted
+// when the lease is still current, otherwise logged and discarded.
+//
+// Back-off: unreachable-coordinator retries double from initial_backoff up to max_backoff and reset
+// on the first success; while there is no work, polls slow down from the coordinator's
+// retry_after up to max_idle_poll. Stop() (SIGTERM/SIGINT) makes training stop at its next step;
+// the candidate is handed back as PREEMPTED, which costs it no attempt. Stop is honoured within
+// stop_report_budget plus one training step: a report that cannot be delivered by then is spooled.
+//
+// A trainer that throws is caught: the candidate fails with ERROR_CLASS_INTERNAL and the daemon
+// carries on.
 //
 // Thread safety: Run() on one thread; Stop() from any thread (a signal-handling thread).
 #ifndef QUARTET_WORKER_DAEMON_DAEMON_H_
@@ -18,7 +29,9 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <string>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
@@ -33,19 +46,28 @@ namespace quartet::worker::daemon {
 class WorkerDaemon {
  public:
   struct Options {
-    // Worker id to re-attach as; empty lets the coordinator assign one.
+    // Worker id to re-attach as; empty uses the one kept in state_dir, else the coordinator's.
     std::string worker_id;
     std::string host;
     std::string version;
+    // Directory for the worker's id and its undelivered reports (spool/). Empty: nothing is kept
+    // across restarts.
+    std::string state_dir;
     // Overrides the coordinator's suggested heartbeat interval when > 0.
     absl::Duration heartbeat_interval = absl::ZeroDuration();
-    // Back-off while the coordinator is unreachable: doubling from initial to max.
-    absl::Duration initial_backoff = absl::Milliseconds(500);
-    absl::Duration max_backoff = absl::Seconds(30);
+    // Back-off while the coordinator is unreachable: doubling from initial to max, reset on the
+    // first success.
+    absl::Duration initial_backoff = absl::Milliseconds(250);
+    absl::Duration max_backoff = absl::Seconds(1);
     // While there is no work, polls start at the coordinator's retry_after and double up to this.
     absl::Duration max_idle_poll = absl::Seconds(5);
     // Metric points are sent at least this often (and whenever 64 are waiting).
     absl::Duration metric_flush_interval = absl::Seconds(1);
+    // After Stop(), how long a report may still be retried before it is spooled.
+    absl::Duration stop_report_budget = absl::Seconds(3);
+    // How long a report is retried while the worker runs before it is spooled and the worker
+    // moves on.
+    absl::Duration max_report_time = absl::Minutes(30);
     // Stop after this many candidates (0 = never); for tests and batch jobs.
     int max_candidates = 0;
   };
@@ -61,12 +83,34 @@ class WorkerDaemon {
 
   // Candidates this daemon finished (completed or failed), for tests and logs.
   int candidates_done() const { return done_.load(); }
+  // Reports written to the spool, and spooled reports delivered (or discarded) at start.
+  int reports_spooled() const { return spooled_.load(); }
+  int spooled_delivered() const { return spool_delivered_.load(); }
   const std::string& worker_id() const { return worker_id_; }
 
  private:
   absl::Status RegisterWithRetry();
   // Trains one leased candidate and reports its outcome.
   void RunCandidate(const quartet::v1::LeaseCandidateResponse& lease);
+  // Runs the trainer, turning an exception into an INTERNAL error.
+  absl::StatusOr<quartet::v1::Result> TrainSafely(const quartet::v1::CandidateSpec& spec,
+                                                  const train::TrainCallbacks& callbacks);
+  // Builds the Complete or Fail request of a finished training.
+  quartet::v1::SpooledReport MakeReport(int64_t candidate_id, int64_t token,
+                                        const absl::StatusOr<quartet::v1::Result>& result,
+                                        std::vector<quartet::v1::MetricPoint> epoch_points,
+                                        bool cancelled);
+  // Sends a report until acknowledged, refused, or it must be spooled. OK when acknowledged.
+  absl::Status Deliver(const quartet::v1::SpooledReport& report);
+  // One attempt at sending a report (metric batches first, then the outcome).
+  absl::Status SendOnce(const quartet::v1::SpooledReport& report);
+  // Spool: write one report / deliver every spooled report (keeps those still undeliverable).
+  void Spool(const quartet::v1::SpooledReport& report);
+  void DeliverSpooled();
+  // Worker id kept in state_dir.
+  std::string LoadWorkerId() const;
+  void SaveWorkerId() const;
+
   // Sleeps up to `d`, waking early on Stop(). Returns false when stopping.
   bool SleepUnlessStopping(absl::Duration d);
   bool stopping() const { return stopping_.load(); }
@@ -79,6 +123,8 @@ class WorkerDaemon {
   absl::Duration heartbeat_interval_ = absl::Seconds(10);
   std::atomic<bool> stopping_{false};
   std::atomic<int> done_{0};
+  std::atomic<int> spooled_{0};
+  std::atomic<int> spool_delivered_{0};
   absl::Mutex sleep_mu_;
 };
 
