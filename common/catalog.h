@@ -27,6 +27,9 @@
 
 namespace quartet::common {
 
+// Names longer than this get no "closest:" hints when unknown (the edit distance is quadratic).
+inline constexpr size_t kMaxHintedNameBytes = 64;
+
 // One buildable model.
 struct VariantInfo {
   // Model name, e.g. "SqueezeNet-2" (or the family name for single-variant families).
@@ -74,7 +77,8 @@ class FamilyCatalog {
   absl::Span<const FamilyInfo> families() const { return families_; }
   size_t size() const { return families_.size(); }
 
-  // Resolves a family or variant name. NOT_FOUND (naming the closest known names) otherwise.
+  // Resolves a family or variant name. NOT_FOUND otherwise, echoing at most kMaxEchoBytes of
+  // `name` (escaped) and, for names of at most kMaxHintedNameBytes, naming the closest known names.
   absl::StatusOr<ResolvedModel> Resolve(absl::string_view name) const;
 
   // The default campaign pool: the default variant of every family, in catalog order.

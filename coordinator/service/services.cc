@@ -2,6 +2,7 @@
 
 #include "absl/time/clock.h"
 #include "common/grpc_status.h"
+#include "common/input_bounds.h"
 
 namespace quartet::coordinator {
 namespace {
@@ -13,6 +14,13 @@ using common::ToGrpcStatus;
   do {                                                         \
     grpc::Status auth_status = auth_->Require(*context, role); \
     if (!auth_status.ok()) return auth_status;                 \
+  } while (0)
+
+// Returns from the handler with INVALID_ARGUMENT unless `expr` (an absl::Status) is OK.
+#define QUARTET_REQUIRE_VALID(expr)                            \
+  do {                                                         \
+    absl::Status valid_status = (expr);                        \
+    if (!valid_status.ok()) return ToGrpcStatus(valid_status); \
   } while (0)
 
 // Copies a StatusOr's value into `out` or returns its status.
@@ -134,6 +142,7 @@ grpc::Status WorkerServiceImpl::RegisterWorker(grpc::ServerContext* context,
                                                const quartet::v1::RegisterWorkerRequest* request,
                                                quartet::v1::RegisterWorkerResponse* response) {
   QUARTET_REQUIRE_ROLE(context, Role::kWorker);
+  QUARTET_REQUIRE_VALID(common::ValidateRegisterWorker(*request));
   return Respond(core_->RegisterWorker(*request),
                  [&](quartet::v1::RegisterWorkerResponse r) { *response = std::move(r); });
 }
@@ -142,6 +151,7 @@ grpc::Status WorkerServiceImpl::LeaseCandidate(grpc::ServerContext* context,
                                                const quartet::v1::LeaseCandidateRequest* request,
                                                quartet::v1::LeaseCandidateResponse* response) {
   QUARTET_REQUIRE_ROLE(context, Role::kWorker);
+  QUARTET_REQUIRE_VALID(common::ValidateName("worker_id", request->worker_id(), false));
   return Respond(core_->LeaseCandidate(request->worker_id()),
                  [&](quartet::v1::LeaseCandidateResponse r) { *response = std::move(r); });
 }
@@ -150,6 +160,7 @@ grpc::Status WorkerServiceImpl::Heartbeat(grpc::ServerContext* context,
                                           const quartet::v1::HeartbeatRequest* request,
                                           quartet::v1::HeartbeatResponse* response) {
   QUARTET_REQUIRE_ROLE(context, Role::kWorker);
+  QUARTET_REQUIRE_VALID(common::ValidateName("worker_id", request->worker_id(), false));
   return Respond(core_->Heartbeat(*request),
                  [&](quartet::v1::HeartbeatResponse r) { *response = std::move(r); });
 }
@@ -161,6 +172,7 @@ grpc::Status WorkerServiceImpl::StreamMetrics(grpc::ServerContext* context,
   quartet::v1::MetricBatch batch;
   int64_t accepted = 0;
   while (reader->Read(&batch)) {
+    QUARTET_REQUIRE_VALID(common::ValidateMetricBatch(batch, absl::Now()));
     auto added = core_->AppendMetrics(batch);
     if (!added.ok()) return ToGrpcStatus(added.status());
     accepted += *added;
@@ -173,6 +185,8 @@ grpc::Status WorkerServiceImpl::CompleteCandidate(
     grpc::ServerContext* context, const quartet::v1::CompleteCandidateRequest* request,
     quartet::v1::CompleteCandidateResponse* /*response*/) {
   QUARTET_REQUIRE_ROLE(context, Role::kWorker);
+  QUARTET_REQUIRE_VALID(common::ValidateName("worker_id", request->worker_id(), false));
+  QUARTET_REQUIRE_VALID(common::ValidateResult(request->result()));
   return ToGrpcStatus(core_->CompleteCandidate(*request));
 }
 
@@ -180,7 +194,10 @@ grpc::Status WorkerServiceImpl::FailCandidate(grpc::ServerContext* context,
                                               const quartet::v1::FailCandidateRequest* request,
                                               quartet::v1::FailCandidateResponse* response) {
   QUARTET_REQUIRE_ROLE(context, Role::kWorker);
-  return Respond(core_->FailCandidate(*request),
+  QUARTET_REQUIRE_VALID(common::ValidateFailCandidate(*request));
+  quartet::v1::FailCandidateRequest bounded = *request;
+  bounded.set_message(common::SanitizeFailMessage(std::move(*bounded.mutable_message())));
+  return Respond(core_->FailCandidate(bounded),
                  [&](quartet::v1::FailCandidateResponse r) { *response = std::move(r); });
 }
 

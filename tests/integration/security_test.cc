@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 #include <future>
+#include <limits>
 #include <map>
 
 #include "absl/strings/str_cat.h"
@@ -39,6 +40,7 @@ class Server {
     grpc::EnableDefaultHealthCheckService(true);
     grpc::ServerBuilder b;
     b.AddListeningPort("127.0.0.1:0", transport, &port_);
+    b.SetMaxReceiveMessageSize(64 << 20);  // as quartet-coordinator
     b.RegisterService(campaigns_.get());
     b.RegisterService(workers_.get());
     server_ = b.BuildAndStart();
@@ -183,6 +185,82 @@ TEST(Roles, WithoutCredentialsEveryCallIsAllowed) {
     grpc::Status s = CallEmpty(channel, method, "");
     EXPECT_NE(s.error_code(), grpc::StatusCode::UNAUTHENTICATED) << method;
     EXPECT_NE(s.error_code(), grpc::StatusCode::PERMISSION_DENIED) << method;
+  }
+}
+
+// ---- Bounded input on the wire -----------------------------------------------------------------
+
+class BoundsTest : public ::testing::Test {
+ protected:
+  BoundsTest()
+      : server_(ThreeRoles(), grpc::InsecureServerCredentials()),
+        stub_(quartet::v1::WorkerService::NewStub(
+            grpc::CreateChannel(server_.address(), grpc::InsecureChannelCredentials()))) {}
+
+  static void Prepare(grpc::ClientContext* ctx) {
+    ctx->AddMetadata("authorization", absl::StrCat("Bearer ", kWorker));
+  }
+  static void ExpectInvalid(const grpc::Status& s, const std::string& field) {
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << s.error_message();
+    EXPECT_THAT(s.error_message(), ::testing::StartsWith(field + ": "));
+    EXPECT_LT(s.error_message().size(), 300u);
+  }
+
+  Server server_;
+  std::unique_ptr<quartet::v1::WorkerService::Stub> stub_;
+};
+
+TEST_F(BoundsTest, OversizedAndMalformedWorkerFieldsAreInvalidArgumentNamingTheField) {
+  {
+    quartet::v1::RegisterWorkerRequest r;
+    r.set_host(std::string(10 << 20, 'h'));
+    quartet::v1::RegisterWorkerResponse resp;
+    grpc::ClientContext ctx;
+    Prepare(&ctx);
+    ExpectInvalid(stub_->RegisterWorker(&ctx, r, &resp), "host");
+  }
+  {
+    quartet::v1::RegisterWorkerRequest r;
+    r.set_host("box\n2026-12-02 [info] forged");
+    quartet::v1::RegisterWorkerResponse resp;
+    grpc::ClientContext ctx;
+    Prepare(&ctx);
+    ExpectInvalid(stub_->RegisterWorker(&ctx, r, &resp), "host");
+  }
+  {
+    quartet::v1::CompleteCandidateRequest r;
+    r.set_worker_id("w");
+    r.set_candidate_id(1);
+    r.set_lease_token(1);
+    r.mutable_result()->set_test_accuracy(0.99);
+    r.mutable_result()->set_wall_seconds(std::numeric_limits<double>::quiet_NaN());
+    quartet::v1::CompleteCandidateResponse resp;
+    grpc::ClientContext ctx;
+    Prepare(&ctx);
+    ExpectInvalid(stub_->CompleteCandidate(&ctx, r, &resp), "wall_seconds");
+  }
+  {
+    quartet::v1::FailCandidateRequest r;
+    r.set_worker_id("w");
+    r.set_message(std::string("out of memory\0", 14));
+    quartet::v1::FailCandidateResponse resp;
+    grpc::ClientContext ctx;
+    Prepare(&ctx);
+    ExpectInvalid(stub_->FailCandidate(&ctx, r, &resp), "message");
+  }
+  {
+    grpc::ClientContext ctx;
+    Prepare(&ctx);
+    quartet::v1::StreamMetricsResponse resp;
+    auto writer = stub_->StreamMetrics(&ctx, &resp);
+    quartet::v1::MetricBatch b;
+    b.set_worker_id("w");
+    auto* p = b.add_points();
+    p->set_name("train_loss");
+    p->set_step(-5);
+    writer->Write(b);
+    writer->WritesDone();
+    ExpectInvalid(writer->Finish(), "points[0].step");
   }
 }
 
