@@ -377,8 +377,15 @@ int main(int argc, char** argv) {
       ->envname("QUARTET_COORDINATOR")
       ->capture_default_str();
   app.add_option("--token-file", g.client.token_file,
-                 "File holding the bearer token (default: $QUARTET_TOKEN)");
+                 "File whose first non-blank line is the bearer token (default: "
+                 "$QUARTET_TOKEN). Submit and cancel need an admin token; the other commands a "
+                 "viewer or admin token");
   app.add_option("--tls-ca", g.client.tls_ca_file, "PEM root certificates: connect with TLS");
+  app.add_option("--tls-client-cert", g.client.tls_client_cert_file,
+                 "PEM client certificate, for a coordinator run with --tls_client_ca (needs "
+                 "--tls-ca and --tls-client-key)");
+  app.add_option("--tls-client-key", g.client.tls_client_key_file,
+                 "PEM private key of --tls-client-cert");
   app.add_option("--format", g.format, "Output format")
       ->check(CLI::IsMember({"text", "json"}))
       ->capture_default_str();

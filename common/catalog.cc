@@ -5,9 +5,13 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/log_escape.h"
 
 namespace quartet::common {
 namespace {
+
+// Names longer than this get no "closest:" hints when unknown (the edit distance is quadratic).
+constexpr size_t kMaxHintedNameBytes = 64;
 
 // Columns: name, min input, max input (0 = none), native 32, 1-channel, parameters, note.
 // Minimum inputs and parameter counts are measured on LEMUR's Python models
@@ -138,6 +142,11 @@ absl::StatusOr<ResolvedModel> FamilyCatalog::Resolve(absl::string_view name) con
       if (v.name == name) return ResolvedModel{&family, &v};
     }
   }
+  // Hints cost |name| x |candidate| per catalog name: only short names get them.
+  if (name.size() > kMaxHintedNameBytes) {
+    return absl::NotFoundError(absl::StrCat("unknown family '", EscapeForLog(name, kMaxEchoBytes),
+                                            "' (`quartet-train --list-families` lists all)"));
+  }
   std::vector<std::pair<size_t, absl::string_view>> scored;
   for (const FamilyInfo& family : families_) {
     scored.emplace_back(EditDistance(name, family.name), family.name);
@@ -148,7 +157,7 @@ absl::StatusOr<ResolvedModel> FamilyCatalog::Resolve(absl::string_view name) con
   std::sort(scored.begin(), scored.end());
   std::vector<absl::string_view> hints;
   for (size_t i = 0; i < scored.size() && i < 3; ++i) hints.push_back(scored[i].second);
-  return absl::NotFoundError(absl::StrCat("unknown family '", name,
+  return absl::NotFoundError(absl::StrCat("unknown family '", EscapeForLog(name, kMaxEchoBytes),
                                           "' (closest: ", absl::StrJoin(hints, ", "),
                                           "; `quartet-train --list-families` lists all)"));
 }

@@ -18,14 +18,20 @@ struct ClientOptions {
   std::string address = "127.0.0.1:50051";
   // PEM root certificates; non-empty means TLS.
   std::string tls_ca_file;
-  // File holding the bearer token; empty falls back to $QUARTET_TOKEN, then to none.
+  // PEM client certificate chain and its private key, for a coordinator that requires client
+  // certificates (mutual TLS). Both or neither; they need tls_ca_file.
+  std::string tls_client_cert_file;
+  std::string tls_client_key_file;
+  // File whose first non-blank line is the bearer token; empty falls back to $QUARTET_TOKEN, then
+  // to none.
   std::string token_file;
 };
 
 // A connected client configuration: the channel and the token to attach.
 class ClientConnection {
  public:
-  // NOT_FOUND when a named file cannot be read. The channel connects lazily.
+  // NOT_FOUND when a named file cannot be read; INVALID_ARGUMENT when the token file holds no
+  // token, or the client certificate options are incomplete. The channel connects lazily.
   static absl::StatusOr<ClientConnection> Create(const ClientOptions& options);
 
   const std::shared_ptr<grpc::Channel>& channel() const { return channel_; }

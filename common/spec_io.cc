@@ -63,6 +63,10 @@ absl::Status ParseMessage(absl::string_view text, TextFormat format, absl::strin
       json = YamlToJson(root).dump();
     } catch (const YAML::Exception& e) {
       return absl::InvalidArgumentError(absl::StrCat(source, ": not valid YAML: ", e.what()));
+    } catch (const nlohmann::json::exception& e) {
+      // A scalar that is not valid UTF-8 cannot become JSON text.
+      return absl::InvalidArgumentError(
+          absl::StrCat(source, ": not valid YAML text (strings must be UTF-8): ", e.what()));
     }
   } else {
     json = std::string(text);

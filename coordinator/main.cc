@@ -10,6 +10,7 @@
 #include <fstream>
 #include <iostream>
 #include <memory>
+#include <optional>
 #include <thread>
 
 #include "absl/flags/flag.h"
@@ -45,11 +46,25 @@ ABSL_FLAG(absl::Duration, lease, absl::Seconds(60),
 ABSL_FLAG(absl::Duration, heartbeat_interval, absl::ZeroDuration(),
           "Heartbeat interval suggested to workers (default: lease / 4).");
 ABSL_FLAG(int, issue_ahead, 4, "Pending candidates each running campaign keeps ready.");
+ABSL_FLAG(std::string, credentials_file, "",
+          "File of `role token` lines (role admin, worker or viewer; # comments and blank lines "
+          "allowed). admin may make every call, worker the WorkerService calls, viewer the "
+          "read-only CampaignService calls.");
+ABSL_FLAG(std::string, admin_token_file, "", "File whose first non-blank line is an admin token.");
+ABSL_FLAG(std::string, worker_token_file, "", "File whose first non-blank line is a worker token.");
+ABSL_FLAG(std::string, viewer_token_file, "", "File whose first non-blank line is a viewer token.");
 ABSL_FLAG(std::string, token_file, "",
-          "File holding a bearer token every client must present (also QUARTET_TOKEN). Without "
-          "one, calls are not authenticated.");
+          "Deprecated: the same as --admin_token_file. QUARTET_TOKEN, also deprecated, is an "
+          "admin token read only when no credential flag is given. With no credential source at "
+          "all, calls are not authenticated.");
+ABSL_FLAG(std::optional<bool>, reflection, std::nullopt,
+          "Serve gRPC server reflection (it lists every service and message, to anyone who can "
+          "connect). Default: on when calls are not authenticated, off when they are.");
 ABSL_FLAG(std::string, tls_cert, "", "PEM certificate chain; with --tls_key, serve TLS.");
-ABSL_FLAG(std::string, tls_key, "", "PEM private key for --tls_cert.");
+ABSL_FLAG(std::string, tls_key, "", "PEM private key of --tls_cert; with --tls_cert, serve TLS.");
+ABSL_FLAG(std::string, tls_client_ca, "",
+          "PEM roots for mutual TLS: every client must present a certificate signed by one of "
+          "them (needs --tls_cert and --tls_key).");
 ABSL_FLAG(std::string, log_level, "info", "trace, debug, info, warn, error or off.");
 ABSL_FLAG(std::string, log_file, "", "Append logs to this file instead of stderr.");
 
@@ -95,6 +110,54 @@ int main(int argc, char** argv) {
   sigaddset(&signals, SIGINT);
   sigaddset(&signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  // ---- Credentials and transport, checked before anything is opened ----
+  quartet::coordinator::CredentialSources sources;
+  sources.credentials_file = absl::GetFlag(FLAGS_credentials_file);
+  sources.admin_token_file = absl::GetFlag(FLAGS_admin_token_file);
+  sources.worker_token_file = absl::GetFlag(FLAGS_worker_token_file);
+  sources.viewer_token_file = absl::GetFlag(FLAGS_viewer_token_file);
+  sources.legacy_token_file = absl::GetFlag(FLAGS_token_file);
+  if (const char* env = std::getenv("QUARTET_TOKEN")) sources.legacy_env_token = env;
+  auto credentials = quartet::coordinator::LoadCredentials(sources);
+  if (!credentials.ok()) return Fail(credentials.status());
+  if (!sources.legacy_token_file.empty()) {
+    spdlog::warn(
+        "--token_file is deprecated: it is an admin token; use --admin_token_file, and "
+        "give workers and viewers their own roles");
+  }
+  for (const auto& c : *credentials) {
+    if (c.source == "QUARTET_TOKEN") {
+      spdlog::warn(
+          "QUARTET_TOKEN on the coordinator is deprecated: it is an admin token; use "
+          "--admin_token_file or --credentials_file");
+    }
+  }
+  const size_t credential_count = credentials->size();
+  quartet::coordinator::Authenticator auth(std::move(*credentials));
+  if (auth.enabled()) {
+    spdlog::info("authentication on: {} credential(s) loaded", credential_count);
+  } else {
+    spdlog::warn(
+        "no credentials (--credentials_file, --admin_token_file, --worker_token_file, "
+        "--viewer_token_file, --token_file or QUARTET_TOKEN): every call is allowed without a "
+        "token; serve on loopback or a trusted network only");
+  }
+
+  quartet::coordinator::ServerTlsOptions tls;
+  tls.cert_file = absl::GetFlag(FLAGS_tls_cert);
+  tls.key_file = absl::GetFlag(FLAGS_tls_key);
+  tls.client_ca_file = absl::GetFlag(FLAGS_tls_client_ca);
+  auto creds = quartet::coordinator::MakeServerCredentials(tls);
+  if (!creds.ok()) return Fail(creds.status());
+  if (tls.cert_file.empty()) {
+    if (auth.enabled()) {
+      spdlog::warn("no --tls_cert: serving plaintext; tokens cross the network in the clear");
+    }
+  } else {
+    spdlog::info("serving TLS{}", tls.client_ca_file.empty() ? "" : " with client certificates");
+  }
+  const bool reflection = absl::GetFlag(FLAGS_reflection).value_or(!auth.enabled());
 
   // ---- Store ----
   std::unique_ptr<quartet::coordinator::Store> store;
@@ -144,38 +207,18 @@ int main(int argc, char** argv) {
   if (!core.ok()) return Fail(core.status());
 
   // ---- Services ----
-  std::string token;
-  {
-    auto from_file = FirstLine(absl::GetFlag(FLAGS_token_file));
-    if (!from_file.ok()) return Fail(from_file.status());
-    token = *from_file;
-    if (token.empty() && std::getenv("QUARTET_TOKEN")) token = std::getenv("QUARTET_TOKEN");
-  }
-  quartet::coordinator::TokenAuth auth(token);
-  if (!auth.enabled()) {
-    spdlog::warn(
-        "no --token_file: calls are not authenticated; serve on loopback or a trusted "
-        "network only");
-  }
   quartet::coordinator::CampaignServiceImpl campaigns(core->get(), &auth);
   quartet::coordinator::WorkerServiceImpl workers(core->get(), &auth);
 
-  std::shared_ptr<grpc::ServerCredentials> creds = grpc::InsecureServerCredentials();
-  if (!absl::GetFlag(FLAGS_tls_cert).empty()) {
-    auto cert = ReadFile(absl::GetFlag(FLAGS_tls_cert));
-    auto key = ReadFile(absl::GetFlag(FLAGS_tls_key));
-    if (!cert.ok()) return Fail(cert.status());
-    if (!key.ok()) return Fail(key.status());
-    grpc::SslServerCredentialsOptions ssl;
-    ssl.pem_key_cert_pairs.push_back({*key, *cert});
-    creds = grpc::SslServerCredentials(ssl);
-  }
-
   grpc::EnableDefaultHealthCheckService(true);
-  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  if (reflection) {
+    // Reflection is not role-checked: it is served to anyone who can connect.
+    grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+    if (auth.enabled()) spdlog::warn("--reflection: server reflection is served without a token");
+  }
   grpc::ServerBuilder builder;
   int port = 0;
-  builder.AddListeningPort(absl::GetFlag(FLAGS_listen), creds, &port);
+  builder.AddListeningPort(absl::GetFlag(FLAGS_listen), *creds, &port);
   builder.RegisterService(&campaigns);
   builder.RegisterService(&workers);
   builder.SetMaxReceiveMessageSize(64 << 20);

@@ -24,8 +24,14 @@ ABSL_FLAG(std::string, device, "cpu", "Training device: cpu, cuda or cuda:N.");
 ABSL_FLAG(std::string, data_root, "/var/lib/quartet/data",
           "Directory with cifar-10/, mnist/, fashion-mnist/ for specs that name no data_dir.");
 ABSL_FLAG(std::string, worker_id, "", "Stable worker id to re-attach as (default: assigned).");
-ABSL_FLAG(std::string, token_file, "", "Bearer token file (default: $QUARTET_TOKEN).");
+ABSL_FLAG(std::string, token_file, "",
+          "File whose first non-blank line is a worker-role (or admin) token (default: "
+          "$QUARTET_TOKEN).");
 ABSL_FLAG(std::string, tls_ca, "", "PEM root certificates: connect with TLS.");
+ABSL_FLAG(std::string, tls_client_cert, "",
+          "PEM client certificate, for a coordinator run with --tls_client_ca (needs --tls_ca "
+          "and --tls_client_key).");
+ABSL_FLAG(std::string, tls_client_key, "", "PEM private key of --tls_client_cert.");
 ABSL_FLAG(int, threads, 0, "CPU threads for LibTorch (0 = every online CPU).");
 ABSL_FLAG(bool, parallel_experts, true,
           "On CPU, run the gate and experts concurrently, one thread each (false: one after "
@@ -76,6 +82,8 @@ int main(int argc, char** argv) {
   copts.address = absl::GetFlag(FLAGS_coordinator);
   copts.token_file = absl::GetFlag(FLAGS_token_file);
   copts.tls_ca_file = absl::GetFlag(FLAGS_tls_ca);
+  copts.tls_client_cert_file = absl::GetFlag(FLAGS_tls_client_cert);
+  copts.tls_client_key_file = absl::GetFlag(FLAGS_tls_client_key);
   auto conn = quartet::common::ClientConnection::Create(copts);
   if (!conn.ok()) {
     std::cerr << "quartet-worker: " << conn.status().message() << "\n";

@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/catalog.h"
+#include "common/input_bounds.h"
 #include "common/recipe.h"
 #include "common/status_macros.h"
 #include "coordinator/space/combinatorics.h"
@@ -25,6 +26,10 @@ using quartet::v1::CampaignConfig;
 std::pair<int, int> OrderOf(const common::ResolvedModel& m) {
   return {m.family->id, static_cast<int>(m.variant - m.family->variants.data())};
 }
+
+// Names a pool, exclude or required list may hold: far more than the catalog has, so only a
+// request built to cost work reaches it.
+constexpr int kMaxListedNames = 1000;
 
 absl::Status Invalid(absl::string_view field, absl::string_view what) {
   return absl::InvalidArgumentError(absl::StrCat(field, ": ", what));
@@ -70,7 +75,18 @@ absl::StatusOr<ResolvedCampaign> ResolveCampaign(const CampaignConfig& in) {
   c = in;
 
   if (c.name().empty()) return Invalid("name", "required (a short human-readable name)");
-  if (c.name().size() > 200) return Invalid("name", "longer than 200 characters");
+  QUARTET_RETURN_IF_ERROR(common::ValidateName("name", c.name(), /*required=*/true));
+  QUARTET_RETURN_IF_ERROR(common::ValidateText("data.data_dir", c.data().data_dir(),
+                                               common::kMaxPathBytes, /*single_line=*/true));
+  for (const auto* list : {&in.pool(), &in.exclude(), &in.required()}) {
+    if (list->size() > kMaxListedNames) {
+      const char* field = list == &in.pool()      ? "pool"
+                          : list == &in.exclude() ? "exclude"
+                                                  : "required";
+      return Invalid(field,
+                     absl::StrCat("at most ", kMaxListedNames, " names, got ", list->size()));
+    }
+  }
 
   // Pool: resolve names, refuse unknowns and duplicates, order by catalog.
   std::vector<std::string> pool_names;
@@ -80,12 +96,20 @@ absl::StatusOr<ResolvedCampaign> ResolveCampaign(const CampaignConfig& in) {
     pool_names.assign(in.pool().begin(), in.pool().end());
   }
   std::map<std::pair<int, int>, std::string> pool;  // catalog order -> variant name
+  std::map<int, std::string> family_variant;        // family id -> variant name in the pool
   for (const std::string& name : pool_names) {
     auto m = catalog.Resolve(name);
     if (!m.ok()) return Invalid("pool", m.status().message());
     auto [it, inserted] = pool.emplace(OrderOf(*m), std::string(m->variant->name));
     if (!inserted) {
       return Invalid("pool", absl::StrCat("'", name, "' is listed twice (as ", it->second, ")"));
+    }
+    // Variants of one family are one network: a candidate holds each family once.
+    auto [same, first] = family_variant.emplace(m->family->id, std::string(m->variant->name));
+    if (!first) {
+      return Invalid("pool", absl::StrCat("'", same->second, "' and '", m->variant->name,
+                                          "' are variants of the same network (family ",
+                                          m->family->name, "); keep one of them"));
     }
   }
   for (const std::string& name : in.exclude()) {

@@ -27,7 +27,9 @@ struct ResolvedCampaign {
 // "repeats", "max_attempts", "recipe.<field>", "data.<field>", "adaptive.exploration_share") for
 // every kind of bad input: unknown family, k < 2 or above the pool size (or 8), a budget above
 // the distinct combinations times repeats, negative or NaN recipe values, an empty name, an input
-// size below a pool family's minimum.
+// size below a pool family's minimum, two variants of one family in the pool (DPN68 and DPN131),
+// a name over 200 characters, NUL bytes or control characters in the name or data.data_dir, more
+// than 1000 names in pool, exclude or required. Messages echo at most 64 bytes of client input.
 absl::StatusOr<ResolvedCampaign> ResolveCampaign(const quartet::v1::CampaignConfig& config);
 
 // The space of a resolved campaign.

@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/log_escape.h"
 #include "common/status_macros.h"
 #include "coordinator/space/combinatorics.h"
 #include "coordinator/space/coverage_stats.h"
@@ -17,6 +18,9 @@ namespace {
 
 using quartet::v1::CandidateSummary;
 
+// Client strings in log lines: escaped (no forged lines) and cut to these lengths.
+constexpr size_t kLoggedIdBytes = 200;
+constexpr size_t kLoggedMessageBytes = 512;
 constexpr absl::Duration kMinSweepInterval = absl::Milliseconds(100);
 constexpr absl::Duration kMaxSweepInterval = absl::Seconds(1);
 
@@ -709,8 +713,10 @@ absl::StatusOr<quartet::v1::FailCandidateResponse> CoordinatorCore::FailCandidat
                             request.error_class(), request.message(), request.retryable(),
                             clock_->Now()));
   spdlog::info("candidate {} failed on {} ({}: {}) -> {}", request.candidate_id(),
-               request.worker_id(), quartet::v1::ErrorClass_Name(request.error_class()),
-               request.message(), CandidateStateName(to));
+               common::EscapeForLog(request.worker_id(), kLoggedIdBytes),
+               quartet::v1::ErrorClass_Name(request.error_class()),
+               common::EscapeForLog(request.message(), kLoggedMessageBytes),
+               CandidateStateName(to));
   quartet::v1::FailCandidateResponse out;
   out.set_requeued(to == CandidateState::kPending);
   return out;

@@ -2,16 +2,25 @@
 
 #include "absl/time/clock.h"
 #include "common/grpc_status.h"
+#include "common/input_bounds.h"
 
 namespace quartet::coordinator {
 namespace {
 
 using common::ToGrpcStatus;
 
-#define QUARTET_CHECK_AUTH(context)                    \
-  do {                                                 \
-    grpc::Status auth_status = auth_->Check(*context); \
-    if (!auth_status.ok()) return auth_status;         \
+// Returns from the handler unless the call's credential grants `role`.
+#define QUARTET_REQUIRE_ROLE(context, role)                    \
+  do {                                                         \
+    grpc::Status auth_status = auth_->Require(*context, role); \
+    if (!auth_status.ok()) return auth_status;                 \
+  } while (0)
+
+// Returns from the handler with INVALID_ARGUMENT unless `expr` (an absl::Status) is OK.
+#define QUARTET_REQUIRE_VALID(expr)                            \
+  do {                                                         \
+    absl::Status valid_status = (expr);                        \
+    if (!valid_status.ok()) return ToGrpcStatus(valid_status); \
   } while (0)
 
 // Copies a StatusOr's value into `out` or returns its status.
@@ -29,7 +38,7 @@ grpc::Status Respond(absl::StatusOr<T> result, F&& fill) {
 grpc::Status CampaignServiceImpl::SubmitCampaign(grpc::ServerContext* context,
                                                  const quartet::v1::SubmitCampaignRequest* request,
                                                  quartet::v1::SubmitCampaignResponse* response) {
-  QUARTET_CHECK_AUTH(context);
+  QUARTET_REQUIRE_ROLE(context, Role::kAdmin);
   return Respond(core_->SubmitCampaign(request->config()),
                  [&](quartet::v1::Campaign c) { *response->mutable_campaign() = std::move(c); });
 }
@@ -37,7 +46,7 @@ grpc::Status CampaignServiceImpl::SubmitCampaign(grpc::ServerContext* context,
 grpc::Status CampaignServiceImpl::GetCampaign(grpc::ServerContext* context,
                                               const quartet::v1::GetCampaignRequest* request,
                                               quartet::v1::GetCampaignResponse* response) {
-  QUARTET_CHECK_AUTH(context);
+  QUARTET_REQUIRE_ROLE(context, Role::kViewer);
   return Respond(core_->GetCampaign(request->campaign_id()),
                  [&](quartet::v1::Campaign c) { *response->mutable_campaign() = std::move(c); });
 }
@@ -45,7 +54,7 @@ grpc::Status CampaignServiceImpl::GetCampaign(grpc::ServerContext* context,
 grpc::Status CampaignServiceImpl::ListCampaigns(grpc::ServerContext* context,
                                                 const quartet::v1::ListCampaignsRequest* request,
                                                 quartet::v1::ListCampaignsResponse* response) {
-  QUARTET_CHECK_AUTH(context);
+  QUARTET_REQUIRE_ROLE(context, Role::kViewer);
   std::vector<quartet::v1::CampaignState> states;
   for (int s : request->states()) states.push_back(static_cast<quartet::v1::CampaignState>(s));
   return Respond(core_->ListCampaigns(states, request->limit()),
@@ -57,7 +66,7 @@ grpc::Status CampaignServiceImpl::ListCampaigns(grpc::ServerContext* context,
 grpc::Status CampaignServiceImpl::CancelCampaign(grpc::ServerContext* context,
                                                  const quartet::v1::CancelCampaignRequest* request,
                                                  quartet::v1::CancelCampaignResponse* response) {
-  QUARTET_CHECK_AUTH(context);
+  QUARTET_REQUIRE_ROLE(context, Role::kAdmin);
   return Respond(core_->CancelCampaign(request->campaign_id()),
                  [&](quartet::v1::Campaign c) { *response->mutable_campaign() = std::move(c); });
 }
@@ -65,7 +74,7 @@ grpc::Status CampaignServiceImpl::CancelCampaign(grpc::ServerContext* context,
 grpc::Status CampaignServiceImpl::WatchCampaign(
     grpc::ServerContext* context, const quartet::v1::WatchCampaignRequest* request,
     grpc::ServerWriter<quartet::v1::WatchCampaignResponse>* writer) {
-  QUARTET_CHECK_AUTH(context);
+  QUARTET_REQUIRE_ROLE(context, Role::kViewer);
   if (request->interval_ms() < 0) {
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "interval_ms: must be >= 0");
   }
@@ -103,7 +112,7 @@ grpc::Status CampaignServiceImpl::WatchCampaign(
 grpc::Status CampaignServiceImpl::GetCoverageReport(
     grpc::ServerContext* context, const quartet::v1::GetCoverageReportRequest* request,
     quartet::v1::GetCoverageReportResponse* response) {
-  QUARTET_CHECK_AUTH(context);
+  QUARTET_REQUIRE_ROLE(context, Role::kViewer);
   return Respond(
       core_->GetCoverageReport(request->campaign_id(), request->include_all_pairs()),
       [&](quartet::v1::CoverageReport r) { *response->mutable_report() = std::move(r); });
@@ -112,7 +121,7 @@ grpc::Status CampaignServiceImpl::GetCoverageReport(
 grpc::Status CampaignServiceImpl::GetYieldReport(grpc::ServerContext* context,
                                                  const quartet::v1::GetYieldReportRequest* request,
                                                  quartet::v1::GetYieldReportResponse* response) {
-  QUARTET_CHECK_AUTH(context);
+  QUARTET_REQUIRE_ROLE(context, Role::kViewer);
   return Respond(
       core_->GetYieldReport(request->campaign_id(), request->min_samples(), request->top()),
       [&](quartet::v1::YieldReport r) { *response->mutable_report() = std::move(r); });
@@ -121,7 +130,7 @@ grpc::Status CampaignServiceImpl::GetYieldReport(grpc::ServerContext* context,
 grpc::Status CampaignServiceImpl::ListResults(grpc::ServerContext* context,
                                               const quartet::v1::ListResultsRequest* request,
                                               quartet::v1::ListResultsResponse* response) {
-  QUARTET_CHECK_AUTH(context);
+  QUARTET_REQUIRE_ROLE(context, Role::kViewer);
   return Respond(core_->ListResults(*request), [&](std::vector<quartet::v1::CandidateSummary> all) {
     for (auto& c : all) *response->add_candidates() = std::move(c);
   });
@@ -132,7 +141,8 @@ grpc::Status CampaignServiceImpl::ListResults(grpc::ServerContext* context,
 grpc::Status WorkerServiceImpl::RegisterWorker(grpc::ServerContext* context,
                                                const quartet::v1::RegisterWorkerRequest* request,
                                                quartet::v1::RegisterWorkerResponse* response) {
-  QUARTET_CHECK_AUTH(context);
+  QUARTET_REQUIRE_ROLE(context, Role::kWorker);
+  QUARTET_REQUIRE_VALID(common::ValidateRegisterWorker(*request));
   return Respond(core_->RegisterWorker(*request),
                  [&](quartet::v1::RegisterWorkerResponse r) { *response = std::move(r); });
 }
@@ -140,7 +150,8 @@ grpc::Status WorkerServiceImpl::RegisterWorker(grpc::ServerContext* context,
 grpc::Status WorkerServiceImpl::LeaseCandidate(grpc::ServerContext* context,
                                                const quartet::v1::LeaseCandidateRequest* request,
                                                quartet::v1::LeaseCandidateResponse* response) {
-  QUARTET_CHECK_AUTH(context);
+  QUARTET_REQUIRE_ROLE(context, Role::kWorker);
+  QUARTET_REQUIRE_VALID(common::ValidateName("worker_id", request->worker_id(), false));
   return Respond(core_->LeaseCandidate(request->worker_id()),
                  [&](quartet::v1::LeaseCandidateResponse r) { *response = std::move(r); });
 }
@@ -148,7 +159,8 @@ grpc::Status WorkerServiceImpl::LeaseCandidate(grpc::ServerContext* context,
 grpc::Status WorkerServiceImpl::Heartbeat(grpc::ServerContext* context,
                                           const quartet::v1::HeartbeatRequest* request,
                                           quartet::v1::HeartbeatResponse* response) {
-  QUARTET_CHECK_AUTH(context);
+  QUARTET_REQUIRE_ROLE(context, Role::kWorker);
+  QUARTET_REQUIRE_VALID(common::ValidateName("worker_id", request->worker_id(), false));
   return Respond(core_->Heartbeat(*request),
                  [&](quartet::v1::HeartbeatResponse r) { *response = std::move(r); });
 }
@@ -156,10 +168,11 @@ grpc::Status WorkerServiceImpl::Heartbeat(grpc::ServerContext* context,
 grpc::Status WorkerServiceImpl::StreamMetrics(grpc::ServerContext* context,
                                               grpc::ServerReader<quartet::v1::MetricBatch>* reader,
                                               quartet::v1::StreamMetricsResponse* response) {
-  QUARTET_CHECK_AUTH(context);
+  QUARTET_REQUIRE_ROLE(context, Role::kWorker);
   quartet::v1::MetricBatch batch;
   int64_t accepted = 0;
   while (reader->Read(&batch)) {
+    QUARTET_REQUIRE_VALID(common::ValidateMetricBatch(batch, absl::Now()));
     auto added = core_->AppendMetrics(batch);
     if (!added.ok()) return ToGrpcStatus(added.status());
     accepted += *added;
@@ -171,15 +184,22 @@ grpc::Status WorkerServiceImpl::StreamMetrics(grpc::ServerContext* context,
 grpc::Status WorkerServiceImpl::CompleteCandidate(
     grpc::ServerContext* context, const quartet::v1::CompleteCandidateRequest* request,
     quartet::v1::CompleteCandidateResponse* /*response*/) {
-  QUARTET_CHECK_AUTH(context);
+  QUARTET_REQUIRE_ROLE(context, Role::kWorker);
+  QUARTET_REQUIRE_VALID(common::ValidateName("worker_id", request->worker_id(), false));
+  QUARTET_REQUIRE_VALID(common::ValidateResult(request->result()));
+  QUARTET_REQUIRE_VALID(
+      common::ValidateMetricPoints("final_metrics", request->final_metrics(), absl::Now()));
   return ToGrpcStatus(core_->CompleteCandidate(*request));
 }
 
 grpc::Status WorkerServiceImpl::FailCandidate(grpc::ServerContext* context,
                                               const quartet::v1::FailCandidateRequest* request,
                                               quartet::v1::FailCandidateResponse* response) {
-  QUARTET_CHECK_AUTH(context);
-  return Respond(core_->FailCandidate(*request),
+  QUARTET_REQUIRE_ROLE(context, Role::kWorker);
+  QUARTET_REQUIRE_VALID(common::ValidateFailCandidate(*request));
+  quartet::v1::FailCandidateRequest bounded = *request;
+  bounded.set_message(common::SanitizeFailMessage(std::move(*bounded.mutable_message())));
+  return Respond(core_->FailCandidate(bounded),
                  [&](quartet::v1::FailCandidateResponse r) { *response = std::move(r); });
 }
 

@@ -1,6 +1,8 @@
-// The gRPC services: thin adapters from the wire to CoordinatorCore. Each handler checks
-// authentication, makes one core call and maps the absl::Status with ToGrpcStatus. No business
-// logic, SQL or locking here. Thread-safe (the core is).
+// The gRPC services: thin adapters from the wire to CoordinatorCore. Each handler checks the role
+// its call needs (see auth.h: SubmitCampaign and CancelCampaign need admin, the other
+// CampaignService calls viewer, every WorkerService call worker; admin may make every call), makes
+// one core call and maps the absl::Status with ToGrpcStatus. No business logic, SQL or locking
+// here. Thread-safe (the core is).
 #ifndef QUARTET_COORDINATOR_SERVICE_SERVICES_H_
 #define QUARTET_COORDINATOR_SERVICE_SERVICES_H_
 
@@ -17,7 +19,8 @@ namespace quartet::coordinator {
 class CampaignServiceImpl final : public quartet::v1::CampaignService::Service {
  public:
   // Neither pointer is owned.
-  CampaignServiceImpl(CoordinatorCore* core, const TokenAuth* auth) : core_(core), auth_(auth) {}
+  CampaignServiceImpl(CoordinatorCore* core, const Authenticator* auth)
+      : core_(core), auth_(auth) {}
 
   // Ends every WatchCampaign stream (at its next poll) so the server can shut down.
   void Shutdown() { shutting_down_ = true; }
@@ -49,13 +52,13 @@ class CampaignServiceImpl final : public quartet::v1::CampaignService::Service {
 
  private:
   CoordinatorCore* const core_;
-  const TokenAuth* const auth_;
+  const Authenticator* const auth_;
   std::atomic<bool> shutting_down_{false};
 };
 
 class WorkerServiceImpl final : public quartet::v1::WorkerService::Service {
  public:
-  WorkerServiceImpl(CoordinatorCore* core, const TokenAuth* auth) : core_(core), auth_(auth) {}
+  WorkerServiceImpl(CoordinatorCore* core, const Authenticator* auth) : core_(core), auth_(auth) {}
 
   grpc::Status RegisterWorker(grpc::ServerContext* context,
                               const quartet::v1::RegisterWorkerRequest* request,
@@ -77,7 +80,7 @@ class WorkerServiceImpl final : public quartet::v1::WorkerService::Service {
 
  private:
   CoordinatorCore* const core_;
-  const TokenAuth* const auth_;
+  const Authenticator* const auth_;
 };
 
 }  // namespace quartet::coordinator

@@ -78,11 +78,13 @@ worker_up() {
   E2E_PIDS+=(${WPID[$id]})
 }
 
-submit() {  # submit NAME BUDGET: prints the campaign id
+# submit NAME BUDGET PRIORITY: prints the campaign id. Each phase's campaign outranks the earlier
+# ones, so its faults hit its own candidates at once.
+submit() {
   local out
   out=$(ctl campaign submit --name="$1" --dataset=synthetic --train-limit=384 --test-limit=64 \
     --families=AirNet,ShuffleNet,SqueezeNet,MobileNetV3 -k 2 --repeats=8 --budget="$2" \
-    --batch-size=32 --max-attempts=12 --seed=$((RANDOM)))
+    --priority="$3" --batch-size=32 --max-attempts=12 --seed=$((RANDOM)))
   echo "$out" | sed -n 's/^submitted campaign \([0-9]*\).*/\1/p'
 }
 
@@ -91,7 +93,21 @@ held_by() {
   sql "SELECT c.id || ' ' || c.lease_token FROM candidates c WHERE c.campaign_id = $1
        AND c.state = 2 AND c.worker_id = '$2' LIMIT 1"
 }
-campaign_open() { [[ $(sql "SELECT state FROM campaigns WHERE id = $1") == 1 ]]; }
+# wait_held CAMPAIGN [WORKER]: waits until a candidate of CAMPAIGN is leased (to WORKER); fails
+# (status 1) when the campaign has nothing left to lease.
+wait_held() {
+  local who=""
+  [[ -n "${2:-}" ]] && who="AND worker_id = '$2'"
+  for _ in $(seq 1 600); do  # at most 120 s
+    [[ -n $(sql "SELECT 1 FROM candidates WHERE campaign_id = $1 AND state = 2 $who LIMIT 1") ]] &&
+      return 0
+    [[ $(sql "SELECT count(*) FILTER (WHERE state IN (1, 2)) > 0 OR (SELECT issued < budget
+              FROM campaigns WHERE id = $1) FROM candidates WHERE campaign_id = $1") == t ]] ||
+      return 1
+    sleep 0.2
+  done
+  e2e_fail "no candidate of campaign $1 was leased ${2:+to $2 }within 120 s"
+}
 releases=()     # "kind seconds" per trial: fault to the candidate's next lease (or completion)
 reattaches=()   # "kind seconds": recovery to the first renewed lease
 record() { echo "FAULT $*"; }
@@ -110,14 +126,14 @@ for w in w1 w2; do worker_up $w; done
 start_all=$(now)
 
 # ---- 1. SIGKILL a worker at random points ------------------------------------------------------
-c1=$(submit worker-kill 16)
+c1=$(submit worker-kill 40 0)
 [[ -n "$c1" ]] || e2e_fail "submit failed"
 for trial in $(seq 1 "$WORKER_KILLS"); do
-  campaign_open "$c1" || { record "worker-kill trial $trial skipped: campaign done"; break; }
   w=w$(( (trial % 2) + 1 ))
-  poll 120 bash -c "[[ -n \$(psql '$E2E_URL' -qtAc \"SELECT 1 FROM candidates WHERE campaign_id = $c1 AND state = 2 AND worker_id = '$w'\") ]]"
+  wait_held "$c1" "$w" || { record "worker-kill trial $trial skipped: campaign done"; break; }
   sleep "0.$(( RANDOM % 10 ))"
-  read -r cand token < <(held_by "$c1" "$w")
+  cand="" token=""
+  read -r cand token < <(held_by "$c1" "$w") || true
   [[ -n "${cand:-}" ]] || continue
   t0=$(now)
   kill -KILL "${WPID[$w]}"
@@ -128,22 +144,23 @@ for trial in $(seq 1 "$WORKER_KILLS"); do
 done
 
 # ---- 2. SIGKILL the coordinator ------------------------------------------------------------------
-c2=$(submit coord-kill 10)
+c2=$(submit coord-kill 20 1)
 for outage in "${COORD_OUTAGES[@]}"; do
-  poll 120 bash -c "[[ -n \$(psql '$E2E_URL' -qtAc \"SELECT 1 FROM candidates WHERE campaign_id = $c2 AND state = 2\") ]]"
+  wait_held "$c2" || { record "coord-kill skipped: campaign done"; break; }
   kill -KILL "$COORD_PID"
   sleep "$outage"
-  t0=$(now)
+  t_start=$(now)
   coordinator_up
-  wait_renewal "$(date +%s)"
+  t0=$(now)  # serving again
+  wait_renewal "${t0%.*}"
   reattaches+=("coord-kill $(since "$t0")")
-  record "coord-kill: outage ${outage}s (lease ${LEASE_S}s); workers reattached after $(since "$t0") s"
+  record "coord-kill: outage ${outage}s (lease ${LEASE_S}s); serving $(awk -v a="$t_start" -v b="$t0" 'BEGIN { printf "%.1f", b - a }') s after the restart; workers reattached $(since "$t0") s after that"
 done
 
 # ---- 3. Restart PostgreSQL -----------------------------------------------------------------------
-c3=$(submit pg-restart 8)
+c3=$(submit pg-restart 12 2)
 for how in "${PG_RESTARTS[@]}"; do
-  poll 120 bash -c "[[ -n \$(psql '$E2E_URL' -qtAc \"SELECT 1 FROM candidates WHERE campaign_id = $c3 AND state = 2\") ]]"
+  wait_held "$c3" || { record "pg-restart skipped: campaign done"; break; }
   if [[ $how == fast ]]; then
     "$root/deploy/pg.sh" restart "$pgdir"
   else
@@ -157,18 +174,18 @@ for how in "${PG_RESTARTS[@]}"; do
     poll 10 health_is SERVING
   fi
   t0=$(now)
-  wait_renewal "$(date +%s)"
+  wait_renewal "${t0%.*}"
   reattaches+=("pg-restart $(since "$t0")")
   record "pg-restart ($how): leases renewed $(since "$t0") s after PostgreSQL was back"
 done
 
 # ---- 4. SIGTERM a worker mid-training -------------------------------------------------------------
-c4=$(submit worker-term 6)
+c4=$(submit worker-term 10 3)
 for trial in $(seq 1 "$WORKER_TERMS"); do
-  campaign_open "$c4" || { record "worker-term trial $trial skipped: campaign done"; break; }
   w=w$(( (trial % 2) + 1 ))
-  poll 120 bash -c "[[ -n \$(psql '$E2E_URL' -qtAc \"SELECT 1 FROM candidates WHERE campaign_id = $c4 AND state = 2 AND worker_id = '$w'\") ]]"
-  read -r cand token < <(held_by "$c4" "$w")
+  wait_held "$c4" "$w" || { record "worker-term trial $trial skipped: campaign done"; break; }
+  cand="" token=""
+  read -r cand token < <(held_by "$c4" "$w") || true
   [[ -n "${cand:-}" ]] || continue
   t0=$(now)
   kill -TERM "${WPID[$w]}"
@@ -222,7 +239,7 @@ report() {
   echo "- Fault to re-lease of the candidate the fault hit:"
   echo "  - $(summary worker-kill "${releases[@]}")"
   echo "  - $(summary worker-term "${releases[@]}")"
-  echo "- Recovery to reattach (the first lease renewed or granted after the coordinator or database was back):"
+  echo "- Recovery to reattach (the first lease renewed or granted after the coordinator served again, or after PostgreSQL was back):"
   echo "  - $(summary coord-kill "${reattaches[@]}") (outages: ${COORD_OUTAGES[*]} s)"
   echo "  - $(summary pg-restart "${reattaches[@]}") (${PG_RESTARTS[*]})"
   echo "- Finished trainings lost (reports refused or discarded): $refused; metric rows lost (SUCCEEDED without final-attempt rows): $no_metrics"

@@ -27,7 +27,8 @@ class ServiceTest : public ::testing::Test {
     CoordinatorCore::Options o;
     o.lease = absl::Seconds(30);
     core_ = std::move(*CoordinatorCore::Create(o, store_.get(), common::Clock::Real()));
-    auth_ = std::make_unique<TokenAuth>("sesame");
+    auth_ =
+        std::make_unique<Authenticator>(std::vector<Credential>{{Role::kAdmin, "sesame", "test"}});
     campaigns_ = std::make_unique<CampaignServiceImpl>(core_.get(), auth_.get());
     workers_ = std::make_unique<WorkerServiceImpl>(core_.get(), auth_.get());
     grpc::EnableDefaultHealthCheckService(true);
@@ -65,7 +66,7 @@ class ServiceTest : public ::testing::Test {
 
   std::unique_ptr<PgStore> store_;
   std::unique_ptr<CoordinatorCore> core_;
-  std::unique_ptr<TokenAuth> auth_;
+  std::unique_ptr<Authenticator> auth_;
   std::unique_ptr<CampaignServiceImpl> campaigns_;
   std::unique_ptr<WorkerServiceImpl> workers_;
   std::unique_ptr<grpc::Server> server_;

@@ -3,6 +3,8 @@
 #include <set>
 #include <string>
 
+#include "absl/strings/str_cat.h"
+#include "common/log_escape.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -10,6 +12,7 @@ namespace quartet::common {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 TEST(CatalogTest, DefaultPoolIsTheTwentyNineCanonicalFamiliesInAsciiOrder) {
   const FamilyCatalog& catalog = FamilyCatalog::Get();
@@ -50,6 +53,22 @@ TEST(CatalogTest, UnknownNameIsNotFoundWithHints) {
   EXPECT_EQ(r.status().code(), absl::StatusCode::kNotFound);
   EXPECT_THAT(r.status().message(), HasSubstr("ResNett"));
   EXPECT_THAT(r.status().message(), HasSubstr("ResNet"));
+}
+
+TEST(CatalogTest, LongUnknownNamesGetNoHintsAndAreEchoedShortAndEscaped) {
+  const FamilyCatalog& catalog = FamilyCatalog::Get();
+  // 64 bytes: the longest name catalog.cc still computes hints for.
+  const std::string at_limit(64, 'R');
+  EXPECT_THAT(catalog.Resolve(at_limit).status().message(), HasSubstr("closest:"));
+
+  const std::string huge = "ResNet\n[info] forged" + std::string(8 << 20, 'x');
+  auto r = catalog.Resolve(huge);
+  ASSERT_EQ(r.status().code(), absl::StatusCode::kNotFound);
+  const std::string message(r.status().message());
+  EXPECT_THAT(message, Not(HasSubstr("closest:")));
+  EXPECT_THAT(message, HasSubstr("ResNet\\n[info] forged"));
+  EXPECT_THAT(message, HasSubstr(absl::StrCat("[", huge.size() - kMaxEchoBytes, " more bytes]")));
+  EXPECT_LT(message.size(), 200u);
 }
 
 TEST(CatalogTest, OnlyAlexNetAndInceptionAreNotNativeAt32) {

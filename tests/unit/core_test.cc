@@ -349,11 +349,12 @@ class GraceTest : public ::testing::Test {
 };
 
 TEST_F(GraceTest, NoLeaseExpiresUntilOneLeaseAfterStart) {
-  core_->Start();  // a restarted coordinator: grace until now + lease
+  clock_.Advance(absl::Seconds(20));
+  core_->Start();  // a restarted coordinator at t+20: grace until t+50
   core_->Stop();
-  clock_.Advance(absl::Seconds(31));  // the lease is overdue, but the grace runs
+  clock_.Advance(absl::Seconds(11));  // t+31: the lease (deadline t+30) is overdue, grace runs
   EXPECT_EQ(*core_->Tick(), 0);
-  clock_.Advance(absl::Seconds(30));
+  clock_.Advance(absl::Seconds(20));  // t+51
   EXPECT_EQ(*core_->Tick(), 1);
 }
 

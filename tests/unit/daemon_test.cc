@@ -96,11 +96,14 @@ class ScriptedTrainer : public train::Trainer {
  public:
   enum class Mode { kSucceed, kFailNumeric, kRunUntilStopped, kThrowOnce };
   Mode mode = Mode::kSucceed;
+  // With kThrowOnce: where the exception comes from (0 preparing, 1 training, 2 reporting).
+  int throw_phase = 0;
   std::atomic<int> started{0};
 
   absl::StatusOr<quartet::v1::Result> Train(const quartet::v1::CandidateSpec& spec,
                                             const train::TrainCallbacks& cb) override {
     started++;
+    if (mode == Mode::kThrowOnce && throw_phase == 0) Throw();
     quartet::v1::MetricPoint p;
     p.set_step(1);
     p.set_epoch(1);
@@ -119,14 +122,19 @@ class ScriptedTrainer : public train::Trainer {
         return common::WithErrorClass(absl::AbortedError("loss is nan"),
                                       quartet::v1::ERROR_CLASS_NUMERIC);
       case Mode::kThrowOnce:
-        mode = Mode::kSucceed;
-        throw std::runtime_error("CUDA error: an illegal memory access was encountered");
+        if (throw_phase == 1) Throw();
+        if (cb.should_stop()) return absl::CancelledError("stopped");
+        Throw();
       case Mode::kRunUntilStopped:
         for (int i = 0; i < 2000 && !cb.should_stop(); ++i) absl::SleepFor(absl::Milliseconds(5));
         return common::WithErrorClass(absl::CancelledError("stopped"),
                                       quartet::v1::ERROR_CLASS_PREEMPTED);
     }
     return absl::InternalError("unreachable");
+  }
+  [[noreturn]] void Throw() {
+    mode = Mode::kSucceed;
+    throw std::runtime_error("CUDA error: an illegal memory access was encountered");
   }
   std::vector<std::string> Families() const override { return {"ResNet"}; }
   std::string Device() const override { return "cpu"; }
@@ -247,20 +255,26 @@ TEST_F(DaemonTest, BacksOffWhileTheCoordinatorIsUnreachable) {
   EXPECT_EQ(client_->unavailable_calls.load(), 0);
 }
 
-TEST_F(DaemonTest, ATrainerThatThrowsFailsTheCandidateAndTheWorkerCarriesOn) {
-  const int64_t id = Submit(2);
-  trainer_.mode = ScriptedTrainer::Mode::kThrowOnce;
-  WorkerDaemon d(Fast(2), client_.get(), &trainer_, common::Clock::Real());
-  ASSERT_TRUE(d.Run().ok());
-  EXPECT_EQ(d.candidates_done(), 2);
-  auto cands = store_.ListCandidates({id, {}, false, 0});
-  int internal = 0, succeeded = 0;
-  for (const auto& c : *cands) {
-    if (c.error_class == quartet::v1::ERROR_CLASS_INTERNAL) ++internal;
-    if (c.state == coordinator::CandidateState::kSucceeded) ++succeeded;
+TEST_F(DaemonTest, ATrainerThatThrowsInAnyPhaseFailsOnlyThatCandidate) {
+  for (int phase = 0; phase < 3; ++phase) {
+    SCOPED_TRACE(phase);
+    const int64_t id = Submit(2);
+    trainer_.mode = ScriptedTrainer::Mode::kThrowOnce;
+    trainer_.throw_phase = phase;
+    // Three trainings: the one that throws (INTERNAL, retryable), its retry, the other candidate.
+    WorkerDaemon d(Fast(3), client_.get(), &trainer_, common::Clock::Real());
+    ASSERT_TRUE(d.Run().ok());  // the worker stays up
+    EXPECT_EQ(d.candidates_done(), 3);
+    auto cands = store_.ListCandidates({id, {}, false, 0});
+    int internal = 0, succeeded = 0;
+    for (const auto& c : *cands) {
+      if (c.error_class == quartet::v1::ERROR_CLASS_INTERNAL && c.attempt == 2) ++internal;
+      if (c.state == coordinator::CandidateState::kSucceeded) ++succeeded;
+    }
+    EXPECT_EQ(internal, 1);
+    EXPECT_EQ(succeeded, 2);
+    EXPECT_EQ(core_->GetCampaign(id)->state(), quartet::v1::CAMPAIGN_STATE_DONE);
   }
-  EXPECT_EQ(internal, 1);
-  EXPECT_GE(succeeded, 1);
 }
 
 TEST_F(DaemonTest, BrokenMetricStreamsAreRetriedAndNothingIsLost) {
@@ -269,7 +283,10 @@ TEST_F(DaemonTest, BrokenMetricStreamsAreRetriedAndNothingIsLost) {
   WorkerDaemon d(Fast(2), client_.get(), &trainer_, common::Clock::Real());
   ASSERT_TRUE(d.Run().ok());
   EXPECT_EQ(client_->broken_streams.load(), 0);
-  for (const auto& cand : *store_.ListCandidates({id, {}, false, 0})) {
+  auto cands = store_.ListCandidates({id, {}, false, 0});
+  ASSERT_TRUE(cands.ok());
+  ASSERT_EQ(cands->size(), 2u);
+  for (const auto& cand : *cands) {
     EXPECT_EQ(cand.state, coordinator::CandidateState::kSucceeded);
     auto metrics = store_.GetMetrics(cand.id);
     ASSERT_TRUE(metrics.ok());

@@ -92,6 +92,17 @@ TEST(SpecIoTest, ReadsYamlAndJsonAndNamesUnknownFields) {
   EXPECT_EQ(ReadMessageFile("/nonexistent/spec.yaml", &r).code(), absl::StatusCode::kNotFound);
 }
 
+TEST(SpecIoTest, YamlWithInvalidUtf8IsInvalidArgumentNotACrash) {
+  // Found by tests/fuzz/fuzz_campaign_spec: a key or value that is not UTF-8 used to throw out of
+  // ParseMessage.
+  quartet::v1::TrainingRecipe r;
+  for (const char* text : {"epochs\xC9: 3\n", "dropout: \"\xFF\"\n"}) {
+    auto s = ParseMessage(text, TextFormat::kYaml, "x.yaml", &r);
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << text;
+    EXPECT_THAT(std::string(s.message()), HasSubstr("x.yaml"));
+  }
+}
+
 TEST(ErrorClassTest, PayloadWinsOverTheCodeAndRetryabilityFollowsTheClass) {
   absl::Status s = WithErrorClass(absl::AbortedError("nan"), quartet::v1::ERROR_CLASS_NUMERIC);
   EXPECT_EQ(ErrorClassOf(s), quartet::v1::ERROR_CLASS_NUMERIC);

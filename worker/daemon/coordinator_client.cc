@@ -7,6 +7,15 @@ namespace {
 
 using common::FromGrpcStatus;
 constexpr absl::Duration kTimeout = absl::Seconds(20);
+// Register, Lease and Heartbeat wait for the channel to connect (wait_for_ready) up to this long,
+// so a worker's next call goes through as soon as the coordinator is back instead of failing fast
+// and sleeping a back-off. Short enough that a stop is never held up for long.
+constexpr absl::Duration kWaitForReadyTimeout = absl::Seconds(3);
+
+void PrepareWaiting(const common::ClientConnection& connection, grpc::ClientContext* ctx) {
+  connection.Prepare(ctx, kWaitForReadyTimeout);
+  ctx->set_wait_for_ready(true);
+}
 
 class GrpcMetricStream : public MetricStream {
  public:
@@ -35,7 +44,7 @@ GrpcCoordinatorClient::GrpcCoordinatorClient(const common::ClientConnection& con
 absl::StatusOr<quartet::v1::RegisterWorkerResponse> GrpcCoordinatorClient::Register(
     const quartet::v1::RegisterWorkerRequest& request) {
   grpc::ClientContext ctx;
-  connection_.Prepare(&ctx, kTimeout);
+  PrepareWaiting(connection_, &ctx);
   quartet::v1::RegisterWorkerResponse out;
   grpc::Status s = stub_->RegisterWorker(&ctx, request, &out);
   if (!s.ok()) return FromGrpcStatus(s);
@@ -45,7 +54,7 @@ absl::StatusOr<quartet::v1::RegisterWorkerResponse> GrpcCoordinatorClient::Regis
 absl::StatusOr<quartet::v1::LeaseCandidateResponse> GrpcCoordinatorClient::Lease(
     const std::string& worker_id) {
   grpc::ClientContext ctx;
-  connection_.Prepare(&ctx, kTimeout);
+  PrepareWaiting(connection_, &ctx);
   quartet::v1::LeaseCandidateRequest req;
   req.set_worker_id(worker_id);
   quartet::v1::LeaseCandidateResponse out;
@@ -57,7 +66,7 @@ absl::StatusOr<quartet::v1::LeaseCandidateResponse> GrpcCoordinatorClient::Lease
 absl::StatusOr<quartet::v1::HeartbeatResponse> GrpcCoordinatorClient::Heartbeat(
     const quartet::v1::HeartbeatRequest& request) {
   grpc::ClientContext ctx;
-  connection_.Prepare(&ctx, kTimeout);
+  PrepareWaiting(connection_, &ctx);
   quartet::v1::HeartbeatResponse out;
   grpc::Status s = stub_->Heartbeat(&ctx, request, &out);
   if (!s.ok()) return FromGrpcStatus(s);

@@ -140,9 +140,8 @@ void MaybeInjectOom(int limit, int64_t micro_batch) {
   }
 }
 
-}  // namespace
-
-struct TorchTrainer::State {
+// What a trainer keeps between candidates: its device and the datasets on it.
+struct TrainerState {
   torch::Device device{torch::kCPU};
   std::string gpu_name;
   int64_t gpu_memory = 0;
@@ -150,6 +149,471 @@ struct TorchTrainer::State {
   // Datasets on the device, by (dataset, dir, train limit, test limit).
   std::map<std::tuple<int, std::string, int, int>, std::shared_ptr<data::Dataset>> datasets;
 };
+
+// Runs one phase of a training, turning any exception LibTorch (or anything below it) throws into a
+// Status with an error class: OOM for an allocation failure, `cls` for other LibTorch errors,
+// INTERNAL for the rest. A worker never dies of a training's exception.
+template <typename F>
+absl::Status Guarded(const char* phase, ErrorClass cls, F&& body) {
+  try {
+    return body();
+  } catch (const c10::OutOfMemoryError& e) {
+    return Classified(absl::StatusCode::kResourceExhausted, quartet::v1::ERROR_CLASS_OOM,
+                      absl::StrCat(phase, ": ", e.what_without_backtrace()));
+  } catch (const c10::Error& e) {
+    return Classified(absl::StatusCode::kInternal, cls,
+                      absl::StrCat(phase, ": ", e.what_without_backtrace()));
+  } catch (const std::exception& e) {
+    return Classified(absl::StatusCode::kInternal, quartet::v1::ERROR_CLASS_INTERNAL,
+                      absl::StrCat(phase, ": ", e.what()));
+  }
+}
+
+// One candidate's training, in phases: Prepare (recipe, data, model, optimiser), then per epoch
+// TrainEpoch (optimiser steps), Evaluate (the whole test split) and Report (epoch metrics), then
+// Finish. Each phase returns a Status with an error class.
+class TrainingRun {
+ public:
+  TrainingRun(const TorchTrainer::Options& options, TrainerState& state,
+              const quartet::v1::CandidateSpec& spec, const TrainCallbacks& callbacks)
+      : options_(options),
+        st_(state),
+        spec_(spec),
+        callbacks_(callbacks),
+        start_(std::chrono::steady_clock::now()),
+        device_(state.device),
+        scaler_(false) {}
+
+  int epochs() const { return recipe_.epochs; }
+
+  absl::Status Prepare() {
+    QUARTET_RETURN_IF_ERROR(ResolveSpec());
+    QUARTET_RETURN_IF_ERROR(LoadData());
+    QUARTET_RETURN_IF_ERROR(BuildModel());
+    MakeOptimizer();
+    MakeBatchers();
+    return absl::OkStatus();
+  }
+
+  absl::Status TrainEpoch(int epoch);
+  absl::Status Evaluate(int epoch);
+  void Report(int epoch);
+
+  quartet::v1::Result Finish() {
+    if (callbacks_.on_progress) callbacks_.on_progress({recipe_.epochs, step_, total_steps_});
+    result_.set_micro_batch_size(static_cast<int32_t>(micro_));
+    result_.set_oom_fallbacks(oom_fallbacks_);
+    result_.set_wall_seconds(Seconds(start_));
+    return result_;
+  }
+
+ private:
+  absl::Status ResolveSpec();
+  absl::Status LoadData();
+  absl::Status BuildModel();
+  void MakeOptimizer();
+  void MakeBatchers();
+  // One optimiser step on the samples `idx`, in micro-batches; halves them on out-of-memory.
+  absl::Status Step(int epoch, const torch::Tensor& idx);
+  void SendEpochMetrics(int epoch, const quartet::v1::EpochMetrics& em);
+
+  const TorchTrainer::Options& options_;
+  TrainerState& st_;
+  const quartet::v1::CandidateSpec& spec_;
+  const TrainCallbacks& callbacks_;
+  const std::chrono::steady_clock::time_point start_;
+  const torch::Device device_;
+
+  common::Recipe recipe_;
+  std::vector<std::string> families_;
+  std::shared_ptr<data::Dataset> dataset_;
+  int64_t n_train_ = 0, n_test_ = 0, input_size_ = 0;
+  std::mt19937_64 rng_;
+  std::shared_ptr<moe::MoE4Impl> model_;
+  bool cuda_ = false, amp_ = false;
+  torch::ScalarType amp_dtype_ = torch::kHalf;
+  LossScaler scaler_;
+  std::vector<torch::Tensor> all_params_;
+  std::unique_ptr<torch::optim::Optimizer> optimizer_;
+  std::vector<double> base_lr_;
+  double floor_factor_ = 0;
+  std::unique_ptr<data::DeviceBatcher> train_batches_, test_batches_;
+  int64_t batch_ = 0, steps_per_epoch_ = 0, total_steps_ = 0, warmup_ = 0, micro_ = 0;
+  int oom_fallbacks_ = 0;
+  int64_t step_ = 0;
+  quartet::v1::Result result_;
+  // The current epoch's training and evaluation tallies.
+  std::chrono::steady_clock::time_point epoch_start_;
+  double train_time_ = 0, loss_sum_ = 0, test_loss_ = 0;
+  int64_t correct_ = 0, seen_ = 0, test_correct_ = 0;
+  moe::RoutingStats routing_;
+};
+
+absl::Status TrainingRun::ResolveSpec() {
+  auto recipe = common::ResolveRecipe(spec_.recipe());
+  if (!recipe.ok()) return WithErrorClass(recipe.status(), quartet::v1::ERROR_CLASS_BUILD);
+  recipe_ = *recipe;
+  if (spec_.combination().families_size() < 2) {
+    return Classified(absl::StatusCode::kInvalidArgument, quartet::v1::ERROR_CLASS_BUILD,
+                      "combination.families: a candidate needs at least 2 families");
+  }
+  families_.assign(spec_.combination().families().begin(), spec_.combination().families().end());
+  return absl::OkStatus();
+}
+
+absl::Status TrainingRun::LoadData() {
+  const auto& d = spec_.data();
+  auto key = std::make_tuple(static_cast<int>(d.dataset()), d.data_dir(), d.train_limit(),
+                             d.test_limit());
+  auto it = st_.datasets.find(key);
+  if (it != st_.datasets.end()) {
+    dataset_ = it->second;
+  } else {
+    auto loaded = data::LoadDataset(d, options_.data_root);
+    if (!loaded.ok()) return WithErrorClass(loaded.status(), quartet::v1::ERROR_CLASS_DATA);
+    try {
+      dataset_ = std::make_shared<data::Dataset>(data::ToDevice(*loaded, device_));
+    } catch (const c10::Error& e) {
+      return Classified(
+          absl::StatusCode::kResourceExhausted, quartet::v1::ERROR_CLASS_OOM,
+          absl::StrCat("moving the dataset to ", device_.str(), ": ", e.what_without_backtrace()));
+    }
+    if (st_.datasets.size() >= 2) st_.datasets.clear();  // keep device memory bounded
+    st_.datasets[key] = dataset_;
+  }
+  n_train_ = dataset_->train_images.size(0);
+  n_test_ = dataset_->test_images.size(0);
+  if (n_train_ < 2 || n_test_ < 1) {
+    return Classified(absl::StatusCode::kFailedPrecondition, quartet::v1::ERROR_CLASS_DATA,
+                      absl::StrCat("dataset ", dataset_->name, " has ", n_train_, " training and ",
+                                   n_test_, " test samples; need at least 2 and 1"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status TrainingRun::BuildModel() {
+  input_size_ = recipe_.input_size;
+  if (input_size_ == 0) {
+    input_size_ = std::max(dataset_->height(), dataset_->width());
+    for (const auto& f : families_) {
+      auto m = common::FamilyCatalog::Get().Resolve(f);
+      if (!m.ok()) return WithErrorClass(m.status(), quartet::v1::ERROR_CLASS_BUILD);
+      input_size_ = std::max<int64_t>(input_size_, m->variant->min_input_size);
+    }
+  }
+  const uint64_t seed = recipe_.has_seed ? recipe_.seed : 0;
+  torch::manual_seed(seed);
+  rng_.seed(seed ^ 0x5DEECE66DULL);
+
+  moe::MoE4Options mo;
+  mo.experts = families_;
+  mo.in_channels = dataset_->channels();
+  mo.num_classes = dataset_->num_classes;
+  mo.input_size = input_size_;
+  mo.dropout = recipe_.dropout;
+  mo.seed = seed;
+  mo.router.kind = recipe_.router;
+  mo.router.top_k = recipe_.top_k;
+  mo.router.top_p = recipe_.top_p;
+  mo.router.max_active = recipe_.max_active_experts;
+  mo.parallel_experts = options_.parallel_experts && !device_.is_cuda();
+  auto built = moe::MoE4Impl::Build(mo);
+  if (!built.ok()) return WithErrorClass(built.status(), quartet::v1::ERROR_CLASS_BUILD);
+  model_ = *built;
+
+  cuda_ = device_.is_cuda();
+  amp_ = cuda_ && recipe_.amp;
+  amp_dtype_ = st_.bf16_supported ? torch::kBFloat16 : torch::kHalf;
+  scaler_ = LossScaler(amp_ && amp_dtype_ == torch::kHalf);
+  try {
+    model_->to(device_);
+    if (cuda_) {
+      torch::NoGradGuard no_grad;
+      for (auto& p : model_->parameters()) {
+        if (p.dim() == 4) p.set_data(p.contiguous(torch::MemoryFormat::ChannelsLast));
+      }
+    }
+  } catch (const c10::Error& e) {
+    return Classified(
+        absl::StatusCode::kResourceExhausted, quartet::v1::ERROR_CLASS_OOM,
+        absl::StrCat("moving the model to ", device_.str(), ": ", e.what_without_backtrace()));
+  }
+#ifdef QUARTET_WITH_CUDA
+  if (cuda_) c10::cuda::CUDACachingAllocator::resetPeakStats(device_.index());
+#endif
+  result_.set_parameter_count(models::CountParameters(*model_));
+  result_.set_input_size(static_cast<int32_t>(input_size_));
+  result_.set_device(st_.gpu_name.empty() ? device_.str()
+                                          : absl::StrCat(device_.str(), " (", st_.gpu_name, ")"));
+  return absl::OkStatus();
+}
+
+// Experts at lr / wd, the gate at multiplied lr / wd.
+void TrainingRun::MakeOptimizer() {
+  const double gate_lr = recipe_.learning_rate * recipe_.gate_lr_multiplier;
+  const double gate_wd = recipe_.weight_decay * recipe_.gate_weight_decay_multiplier;
+  std::vector<torch::Tensor> expert_params = model_->ExpertParameters();
+  std::vector<torch::Tensor> gate_params = model_->gate()->parameters();
+  all_params_ = expert_params;
+  all_params_.insert(all_params_.end(), gate_params.begin(), gate_params.end());
+  std::vector<torch::optim::OptimizerParamGroup> groups;
+  if (recipe_.optimizer == common::OptimizerKind::kAdamW) {
+    groups.emplace_back(
+        expert_params,
+        std::make_unique<torch::optim::AdamWOptions>(
+            torch::optim::AdamWOptions(recipe_.learning_rate).weight_decay(recipe_.weight_decay)));
+    groups.emplace_back(gate_params,
+                        std::make_unique<torch::optim::AdamWOptions>(
+                            torch::optim::AdamWOptions(gate_lr).weight_decay(gate_wd)));
+    optimizer_ = std::make_unique<torch::optim::AdamW>(std::move(groups));
+  } else {
+    groups.emplace_back(expert_params, std::make_unique<torch::optim::SGDOptions>(
+                                           torch::optim::SGDOptions(recipe_.learning_rate)
+                                               .momentum(recipe_.momentum)
+                                               .weight_decay(recipe_.weight_decay)));
+    groups.emplace_back(
+        gate_params,
+        std::make_unique<torch::optim::SGDOptions>(
+            torch::optim::SGDOptions(gate_lr).momentum(recipe_.momentum).weight_decay(gate_wd)));
+    optimizer_ = std::make_unique<torch::optim::SGD>(
+        std::move(groups), torch::optim::SGDOptions(recipe_.learning_rate));
+  }
+  base_lr_ = {recipe_.learning_rate, gate_lr};
+  floor_factor_ = recipe_.eta_min / recipe_.learning_rate;
+}
+
+void TrainingRun::MakeBatchers() {
+  data::BatchOptions train_opts;
+  train_opts.output_size = input_size_;
+  train_opts.augment = recipe_.augment;
+  data::SetAugmentationFor(dataset_->name, &train_opts);
+  train_opts.channels_last = cuda_;
+  data::BatchOptions test_opts = train_opts;
+  test_opts.augment = false;
+  train_batches_ = std::make_unique<data::DeviceBatcher>(*dataset_, train_opts);
+  test_batches_ = std::make_unique<data::DeviceBatcher>(*dataset_, test_opts);
+
+  batch_ = std::min<int64_t>(recipe_.batch_size, n_train_);
+  steps_per_epoch_ = (n_train_ + batch_ - 1) / batch_;
+  total_steps_ = steps_per_epoch_ * recipe_.epochs;
+  warmup_ = recipe_.warmup_steps >= 0 ? recipe_.warmup_steps
+                                      : static_cast<int64_t>(std::llround(0.05 * total_steps_));
+  micro_ = batch_;
+  spdlog::info("training {} (router {}, {} parameters) at {} px on {}: {} epoch(s) x {} steps",
+               absl::StrJoin(families_, "+"), common::RouterName(recipe_.router),
+               result_.parameter_count(), input_size_, device_.str(), recipe_.epochs,
+               steps_per_epoch_);
+}
+
+absl::Status TrainingRun::TrainEpoch(int epoch) {
+  epoch_start_ = std::chrono::steady_clock::now();
+  train_time_ = loss_sum_ = 0;
+  correct_ = seen_ = 0;
+  model_->train();
+  torch::Tensor perm =
+      torch::randperm(n_train_, torch::TensorOptions().dtype(torch::kLong).device(device_));
+  for (int64_t s = 0; s < steps_per_epoch_; ++s) {
+    if (callbacks_.should_stop && callbacks_.should_stop()) {
+      return Classified(absl::StatusCode::kCancelled, quartet::v1::ERROR_CLASS_PREEMPTED,
+                        absl::StrCat("stopped at step ", step_, " of ", total_steps_));
+    }
+    if (recipe_.time_budget_seconds > 0 && Seconds(start_) > recipe_.time_budget_seconds) {
+      return Classified(absl::StatusCode::kDeadlineExceeded, quartet::v1::ERROR_CLASS_TIMEOUT,
+                        absl::StrFormat("time budget of %.0f s exceeded at step %d of %d",
+                                        recipe_.time_budget_seconds, step_, total_steps_));
+    }
+    torch::Tensor idx = perm.slice(0, s * batch_, std::min((s + 1) * batch_, n_train_));
+    if (idx.size(0) < 2) continue;  // BatchNorm cannot train on one sample
+    QUARTET_RETURN_IF_ERROR(Step(epoch, idx));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status TrainingRun::Step(int epoch, const torch::Tensor& idx) {
+  const int64_t b = idx.size(0);
+  const auto step_start = std::chrono::steady_clock::now();
+  SetLearningRates(*optimizer_, base_lr_,
+                   LearningRateFactor(step_, total_steps_, warmup_, recipe_.warmup_start_factor,
+                                      floor_factor_));
+  const double lam = SampleMixupLambda(recipe_.mixup_alpha, rng_);
+  MixedBatch mixed;
+  {
+    torch::NoGradGuard no_grad;
+    torch::Tensor partner;
+    if (lam < 1.0) {
+      partner = torch::randperm(b, torch::TensorOptions().dtype(torch::kLong).device(device_));
+    }
+    mixed = Mixup(train_batches_->Train(idx), train_batches_->TrainLabels(idx), lam, partner);
+  }
+  // Forward/backward in micro-batches; halve them on out-of-memory and redo the step.
+  double step_loss = 0;
+  int64_t step_correct = 0;
+  while (true) {
+    try {
+      optimizer_->zero_grad();
+      step_loss = 0;
+      step_correct = 0;
+      for (int64_t c0 = 0; c0 < b; c0 += micro_) {
+        const int64_t c = std::min(micro_, b - c0);
+        MaybeInjectOom(options_.inject_oom_micro_batch_limit, c);
+        MixedBatch chunk{mixed.x.narrow(0, c0, c), mixed.y_a.narrow(0, c0, c),
+                         mixed.y_b.narrow(0, c0, c), lam};
+        moe::MoEOutput out;
+        {
+          AutocastScope autocast(amp_, amp_dtype_);
+          out = model_->Forward(chunk.x);
+        }
+        torch::Tensor loss = MixupLoss(out.logits, chunk, recipe_.label_smoothing);
+        if (step_ == options_.inject_nan_loss_at_step) loss = loss * std::nan("");
+        loss = loss + recipe_.balance_loss_weight * out.balance_loss;
+        const double value = loss.item<double>();
+        if (!std::isfinite(value)) {
+          return Classified(absl::StatusCode::kAborted, quartet::v1::ERROR_CLASS_NUMERIC,
+                            absl::StrCat("non-finite loss (", value, ") at step ", step_,
+                                         " of epoch ", epoch));
+        }
+        model_->Backward(loss * (static_cast<double>(c) / b) * scaler_.scale());
+        step_loss += value * c;
+        // Under mixup a sample's label is the one with the larger weight.
+        const torch::Tensor& major = lam >= 0.5 ? chunk.y_a : chunk.y_b;
+        step_correct += out.logits.argmax(1).eq(major).sum().item<int64_t>();
+      }
+      break;
+    } catch (const c10::OutOfMemoryError& e) {
+      optimizer_->zero_grad();
+#ifdef QUARTET_WITH_CUDA
+      if (cuda_) c10::cuda::CUDACachingAllocator::emptyCache();
+#endif
+      if (micro_ <= 1) {
+        return Classified(
+            absl::StatusCode::kResourceExhausted, quartet::v1::ERROR_CLASS_OOM,
+            absl::StrCat("out of memory at a micro-batch of 1: ", e.what_without_backtrace()));
+      }
+      micro_ = std::max<int64_t>(1, micro_ / 2);
+      ++oom_fallbacks_;
+      spdlog::warn("out of memory at step {}: micro-batch halved to {} (effective batch {})", step_,
+                   micro_, batch_);
+    }
+  }
+  if (scaler_.Unscale(all_params_)) {
+    if (recipe_.grad_clip_norm > 0) {
+      torch::nn::utils::clip_grad_norm_(all_params_, recipe_.grad_clip_norm);
+    }
+    optimizer_->step();
+  }
+  model_->gate()->ClampTemperature();
+  ++step_;
+  loss_sum_ += step_loss;
+  correct_ += step_correct;
+  seen_ += b;
+  train_time_ += Seconds(step_start);
+  if (options_.progress_every_steps > 0 && step_ % options_.progress_every_steps == 0) {
+    if (callbacks_.on_progress) callbacks_.on_progress({epoch, step_, total_steps_});
+    if (callbacks_.on_metrics) {
+      quartet::v1::MetricPoint p;
+      p.set_step(step_);
+      p.set_epoch(epoch);
+      p.set_name("step/train_loss");
+      p.set_value(step_loss / b);
+      p.set_time_unix_ms(NowMillis());
+      callbacks_.on_metrics({p});
+    }
+  }
+  return absl::OkStatus();
+}
+
+// The whole test split, clean inputs.
+absl::Status TrainingRun::Evaluate(int epoch) {
+  model_->eval();
+  routing_ = moe::RoutingStats();
+  test_loss_ = 0;
+  test_correct_ = 0;
+  torch::NoGradGuard no_grad;
+  for (int64_t i = 0; i < n_test_; i += options_.eval_batch_size) {
+    const int64_t c = std::min<int64_t>(options_.eval_batch_size, n_test_ - i);
+    torch::Tensor idx =
+        torch::arange(i, i + c, torch::TensorOptions().dtype(torch::kLong).device(device_));
+    torch::Tensor x = test_batches_->Test(idx);
+    torch::Tensor y = test_batches_->TestLabels(idx);
+    moe::MoEOutput out;
+    {
+      AutocastScope autocast(amp_, amp_dtype_);
+      out = model_->Forward(x);
+    }
+    test_loss_ += F::cross_entropy(out.logits.to(torch::kFloat32), y,
+                                   F::CrossEntropyFuncOptions().reduction(torch::kSum))
+                      .item<double>();
+    test_correct_ += out.logits.argmax(1).eq(y).sum().item<int64_t>();
+    routing_.Add(out);
+  }
+  if (!std::isfinite(test_loss_)) {
+    return Classified(absl::StatusCode::kAborted, quartet::v1::ERROR_CLASS_NUMERIC,
+                      absl::StrCat("non-finite test loss after epoch ", epoch));
+  }
+  return absl::OkStatus();
+}
+
+void TrainingRun::Report(int epoch) {
+  const bool dense = recipe_.router == common::RouterKind::kDense;
+  const double test_accuracy = static_cast<double>(test_correct_) / n_test_;
+  quartet::v1::EpochMetrics* em = result_.add_epochs();
+  em->set_epoch(epoch);
+  em->set_train_loss(seen_ ? loss_sum_ / seen_ : 0);
+  em->set_train_accuracy(seen_ ? static_cast<double>(correct_) / seen_ : 0);
+  em->set_test_loss(test_loss_ / n_test_);
+  em->set_test_accuracy(test_accuracy);
+  em->set_learning_rate(optimizer_->param_groups()[0].options().get_lr());
+  em->set_gate_temperature(model_->gate()->Temperature().item<double>());
+  for (double l : routing_.Load(dense)) em->add_expert_load(l);
+  em->set_load_cv(routing_.LoadCv(dense));
+  em->set_routing_entropy(routing_.NormalizedEntropy());
+  em->set_mean_active_experts(routing_.MeanActive());
+  em->set_samples_per_second(train_time_ > 0 ? seen_ / train_time_ : 0);
+  em->set_peak_memory_bytes(PeakMemoryBytes(device_));
+  em->set_wall_seconds(Seconds(epoch_start_));
+  spdlog::info(
+      "epoch {}/{}: train loss {:.4f} acc {:.4f}, test loss {:.4f} acc {:.4f}, {:.1f} samples/s, "
+      "load cv {:.3f}, T {:.3f}",
+      epoch, recipe_.epochs, em->train_loss(), em->train_accuracy(), em->test_loss(),
+      em->test_accuracy(), em->samples_per_second(), em->load_cv(), em->gate_temperature());
+  SendEpochMetrics(epoch, *em);
+  result_.set_test_accuracy(test_accuracy);
+  result_.set_test_loss(test_loss_ / n_test_);
+}
+
+void TrainingRun::SendEpochMetrics(int epoch, const quartet::v1::EpochMetrics& em) {
+  if (!callbacks_.on_metrics) return;
+  std::vector<quartet::v1::MetricPoint> points;
+  auto add = [&](const std::string& name, double value) {
+    quartet::v1::MetricPoint p;
+    p.set_step(step_);
+    p.set_epoch(epoch);
+    p.set_name(name);
+    p.set_value(value);
+    p.set_time_unix_ms(NowMillis());
+    points.push_back(std::move(p));
+  };
+  add("train_loss", em.train_loss());
+  add("train_accuracy", em.train_accuracy());
+  add("test_loss", em.test_loss());
+  add("test_accuracy", em.test_accuracy());
+  add("learning_rate", em.learning_rate());
+  add("gate_temperature", em.gate_temperature());
+  for (int i = 0; i < em.expert_load_size(); ++i) {
+    add(absl::StrCat("expert_load/", i), em.expert_load(i));
+  }
+  add("load_cv", em.load_cv());
+  add("routing_entropy", em.routing_entropy());
+  add("mean_active_experts", em.mean_active_experts());
+  add("samples_per_second", em.samples_per_second());
+  add("peak_memory_bytes", static_cast<double>(em.peak_memory_bytes()));
+  add("epoch_seconds", em.wall_seconds());
+  callbacks_.on_metrics(points);
+}
+
+}  // namespace
+
+struct TorchTrainer::State : TrainerState {};
 
 TorchTrainer::TorchTrainer(const Options& options)
     : options_(options), state_(std::make_unique<State>()) {}
@@ -206,368 +670,22 @@ int64_t TorchTrainer::GpuMemoryBytes() const { return state_->gpu_memory; }
 
 absl::StatusOr<quartet::v1::Result> TorchTrainer::Train(const quartet::v1::CandidateSpec& spec,
                                                         const TrainCallbacks& callbacks) {
-  const auto start = std::chrono::steady_clock::now();
-  State& st = *state_;
-  const torch::Device device = st.device;
-
-  // ---- Recipe, data, model ----
-  auto recipe_or = common::ResolveRecipe(spec.recipe());
-  if (!recipe_or.ok()) return WithErrorClass(recipe_or.status(), quartet::v1::ERROR_CLASS_BUILD);
-  const common::Recipe recipe = *recipe_or;
-  if (spec.combination().families_size() < 2) {
-    return Classified(absl::StatusCode::kInvalidArgument, quartet::v1::ERROR_CLASS_BUILD,
-                      "combination.families: a candidate needs at least 2 families");
+  TrainingRun run(options_, *state_, spec, callbacks);
+  QUARTET_RETURN_IF_ERROR(
+      Guarded("preparing the candidate", quartet::v1::ERROR_CLASS_BUILD, [&] {
+        return run.Prepare();
+      }));
+  for (int epoch = 1; epoch <= run.epochs(); ++epoch) {
+    QUARTET_RETURN_IF_ERROR(Guarded("training", quartet::v1::ERROR_CLASS_INTERNAL,
+                                    [&] { return run.TrainEpoch(epoch); }));
+    QUARTET_RETURN_IF_ERROR(Guarded("evaluation", quartet::v1::ERROR_CLASS_INTERNAL,
+                                    [&] { return run.Evaluate(epoch); }));
+    QUARTET_RETURN_IF_ERROR(Guarded("reporting", quartet::v1::ERROR_CLASS_INTERNAL, [&] {
+      run.Report(epoch);
+      return absl::OkStatus();
+    }));
   }
-
-  std::shared_ptr<data::Dataset> dataset;
-  {
-    const auto& d = spec.data();
-    auto key = std::make_tuple(static_cast<int>(d.dataset()), d.data_dir(), d.train_limit(),
-                               d.test_limit());
-    auto it = st.datasets.find(key);
-    if (it != st.datasets.end()) {
-      dataset = it->second;
-    } else {
-      auto loaded = data::LoadDataset(d, options_.data_root);
-      if (!loaded.ok()) return WithErrorClass(loaded.status(), quartet::v1::ERROR_CLASS_DATA);
-      try {
-        dataset = std::make_shared<data::Dataset>(data::ToDevice(*loaded, device));
-      } catch (const c10::Error& e) {
-        return Classified(
-            absl::StatusCode::kResourceExhausted, quartet::v1::ERROR_CLASS_OOM,
-            absl::StrCat("moving the dataset to ", device.str(), ": ", e.what_without_backtrace()));
-      }
-      if (st.datasets.size() >= 2) st.datasets.clear();  // keep device memory bounded
-      st.datasets[key] = dataset;
-    }
-  }
-  const int64_t n_train = dataset->train_images.size(0);
-  const int64_t n_test = dataset->test_images.size(0);
-  if (n_train < 2 || n_test < 1) {
-    return Classified(absl::StatusCode::kFailedPrecondition, quartet::v1::ERROR_CLASS_DATA,
-                      absl::StrCat("dataset ", dataset->name, " has ", n_train, " training and ",
-                                   n_test, " test samples; need at least 2 and 1"));
-  }
-
-  std::vector<std::string> families(spec.combination().families().begin(),
-                                    spec.combination().families().end());
-  int64_t input_size = recipe.input_size;
-  if (input_size == 0) {
-    input_size = std::max(dataset->height(), dataset->width());
-    for (const auto& f : families) {
-      auto m = common::FamilyCatalog::Get().Resolve(f);
-      if (!m.ok()) return WithErrorClass(m.status(), quartet::v1::ERROR_CLASS_BUILD);
-      input_size = std::max<int64_t>(input_size, m->variant->min_input_size);
-    }
-  }
-  const uint64_t seed = recipe.has_seed ? recipe.seed : 0;
-  torch::manual_seed(seed);
-  std::mt19937_64 rng(seed ^ 0x5DEECE66DULL);
-
-  moe::MoE4Options mo;
-  mo.experts = families;
-  mo.in_channels = dataset->channels();
-  mo.num_classes = dataset->num_classes;
-  mo.input_size = input_size;
-  mo.dropout = recipe.dropout;
-  mo.seed = seed;
-  mo.router.kind = recipe.router;
-  mo.router.top_k = recipe.top_k;
-  mo.router.top_p = recipe.top_p;
-  mo.router.max_active = recipe.max_active_experts;
-  mo.parallel_experts = options_.parallel_experts && !device.is_cuda();
-  auto built = moe::MoE4Impl::Build(mo);
-  if (!built.ok()) return WithErrorClass(built.status(), quartet::v1::ERROR_CLASS_BUILD);
-  std::shared_ptr<moe::MoE4Impl> model = *built;
-
-  const bool cuda = device.is_cuda();
-  const bool amp = cuda && recipe.amp;
-  const torch::ScalarType amp_dtype = st.bf16_supported ? torch::kBFloat16 : torch::kHalf;
-  LossScaler scaler(amp && amp_dtype == torch::kHalf);
-  try {
-    model->to(device);
-    if (cuda) {
-      torch::NoGradGuard no_grad;
-      for (auto& p : model->parameters()) {
-        if (p.dim() == 4) p.set_data(p.contiguous(torch::MemoryFormat::ChannelsLast));
-      }
-    }
-  } catch (const c10::Error& e) {
-    return Classified(
-        absl::StatusCode::kResourceExhausted, quartet::v1::ERROR_CLASS_OOM,
-        absl::StrCat("moving the model to ", device.str(), ": ", e.what_without_backtrace()));
-  }
-#ifdef QUARTET_WITH_CUDA
-  if (cuda) c10::cuda::CUDACachingAllocator::resetPeakStats(device.index());
-#endif
-
-  // ---- Optimiser: experts at lr / wd, the gate at multiplied lr / wd ----
-  const double gate_lr = recipe.learning_rate * recipe.gate_lr_multiplier;
-  const double gate_wd = recipe.weight_decay * recipe.gate_weight_decay_multiplier;
-  std::vector<torch::Tensor> expert_params = model->ExpertParameters();
-  std::vector<torch::Tensor> gate_params = model->gate()->parameters();
-  std::vector<torch::Tensor> all_params = expert_params;
-  all_params.insert(all_params.end(), gate_params.begin(), gate_params.end());
-  std::unique_ptr<torch::optim::Optimizer> optimizer;
-  if (recipe.optimizer == common::OptimizerKind::kAdamW) {
-    std::vector<torch::optim::OptimizerParamGroup> groups;
-    groups.emplace_back(
-        expert_params,
-        std::make_unique<torch::optim::AdamWOptions>(
-            torch::optim::AdamWOptions(recipe.learning_rate).weight_decay(recipe.weight_decay)));
-    groups.emplace_back(gate_params,
-                        std::make_unique<torch::optim::AdamWOptions>(
-                            torch::optim::AdamWOptions(gate_lr).weight_decay(gate_wd)));
-    optimizer = std::make_unique<torch::optim::AdamW>(std::move(groups));
-  } else {
-    std::vector<torch::optim::OptimizerParamGroup> groups;
-    groups.emplace_back(expert_params, std::make_unique<torch::optim::SGDOptions>(
-                                           torch::optim::SGDOptions(recipe.learning_rate)
-                                               .momentum(recipe.momentum)
-                                               .weight_decay(recipe.weight_decay)));
-    groups.emplace_back(
-        gate_params,
-        std::make_unique<torch::optim::SGDOptions>(
-            torch::optim::SGDOptions(gate_lr).momentum(recipe.momentum).weight_decay(gate_wd)));
-    optimizer = std::make_unique<torch::optim::SGD>(std::move(groups),
-                                                    torch::optim::SGDOptions(recipe.learning_rate));
-  }
-  const std::vector<double> base_lr = {recipe.learning_rate, gate_lr};
-  const double floor_factor = recipe.eta_min / recipe.learning_rate;
-
-  data::BatchOptions train_opts;
-  train_opts.output_size = input_size;
-  train_opts.augment = recipe.augment;
-  data::SetAugmentationFor(dataset->name, &train_opts);
-  train_opts.channels_last = cuda;
-  data::BatchOptions test_opts = train_opts;
-  test_opts.augment = false;
-  data::DeviceBatcher train_batches(*dataset, train_opts);
-  data::DeviceBatcher test_batches(*dataset, test_opts);
-
-  const int64_t batch = std::min<int64_t>(recipe.batch_size, n_train);
-  const int64_t steps_per_epoch = (n_train + batch - 1) / batch;
-  const int64_t total_steps = steps_per_epoch * recipe.epochs;
-  const int64_t warmup = recipe.warmup_steps >= 0
-                             ? recipe.warmup_steps
-                             : static_cast<int64_t>(std::llround(0.05 * total_steps));
-  const bool dense = recipe.router == common::RouterKind::kDense;
-  int64_t micro = batch;
-  int oom_fallbacks = 0;
-  int64_t step = 0;
-  quartet::v1::Result result;
-  result.set_parameter_count(models::CountParameters(*model));
-  result.set_input_size(static_cast<int32_t>(input_size));
-  result.set_device(st.gpu_name.empty() ? device.str()
-                                        : absl::StrCat(device.str(), " (", st.gpu_name, ")"));
-  spdlog::info("training {} (router {}, {} parameters) at {} px on {}: {} epoch(s) x {} steps",
-               absl::StrJoin(families, "+"), common::RouterName(recipe.router),
-               result.parameter_count(), input_size, device.str(), recipe.epochs, steps_per_epoch);
-
-  for (int epoch = 1; epoch <= recipe.epochs; ++epoch) {
-    const auto epoch_start = std::chrono::steady_clock::now();
-    double train_time = 0;
-    double loss_sum = 0;
-    int64_t correct = 0, seen = 0;
-    model->train();
-    torch::Tensor perm =
-        torch::randperm(n_train, torch::TensorOptions().dtype(torch::kLong).device(device));
-    for (int64_t s = 0; s < steps_per_epoch; ++s) {
-      if (callbacks.should_stop && callbacks.should_stop()) {
-        return Classified(absl::StatusCode::kCancelled, quartet::v1::ERROR_CLASS_PREEMPTED,
-                          absl::StrCat("stopped at step ", step, " of ", total_steps));
-      }
-      if (recipe.time_budget_seconds > 0 && Seconds(start) > recipe.time_budget_seconds) {
-        return Classified(absl::StatusCode::kDeadlineExceeded, quartet::v1::ERROR_CLASS_TIMEOUT,
-                          absl::StrFormat("time budget of %.0f s exceeded at step %d of %d",
-                                          recipe.time_budget_seconds, step, total_steps));
-      }
-      torch::Tensor idx = perm.slice(0, s * batch, std::min((s + 1) * batch, n_train));
-      const int64_t b = idx.size(0);
-      if (b < 2) continue;  // BatchNorm cannot train on one sample
-      const auto step_start = std::chrono::steady_clock::now();
-      SetLearningRates(
-          *optimizer, base_lr,
-          LearningRateFactor(step, total_steps, warmup, recipe.warmup_start_factor, floor_factor));
-      const double lam = SampleMixupLambda(recipe.mixup_alpha, rng);
-      MixedBatch mixed;
-      {
-        torch::NoGradGuard no_grad;
-        torch::Tensor partner;
-        if (lam < 1.0) {
-          partner = torch::randperm(b, torch::TensorOptions().dtype(torch::kLong).device(device));
-        }
-        mixed = Mixup(train_batches.Train(idx), train_batches.TrainLabels(idx), lam, partner);
-      }
-      // Forward/backward in micro-batches; halve them on out-of-memory and redo the step.
-      double step_loss = 0;
-      int64_t step_correct = 0;
-      while (true) {
-        try {
-          optimizer->zero_grad();
-          step_loss = 0;
-          step_correct = 0;
-          for (int64_t c0 = 0; c0 < b; c0 += micro) {
-            const int64_t c = std::min(micro, b - c0);
-            MaybeInjectOom(options_.inject_oom_micro_batch_limit, c);
-            MixedBatch chunk{mixed.x.narrow(0, c0, c), mixed.y_a.narrow(0, c0, c),
-                             mixed.y_b.narrow(0, c0, c), lam};
-            moe::MoEOutput out;
-            {
-              AutocastScope autocast(amp, amp_dtype);
-              out = model->Forward(chunk.x);
-            }
-            torch::Tensor loss = MixupLoss(out.logits, chunk, recipe.label_smoothing);
-            if (step == options_.inject_nan_loss_at_step) loss = loss * std::nan("");
-            loss = loss + recipe.balance_loss_weight * out.balance_loss;
-            const double value = loss.item<double>();
-            if (!std::isfinite(value)) {
-              return Classified(absl::StatusCode::kAborted, quartet::v1::ERROR_CLASS_NUMERIC,
-                                absl::StrCat("non-finite loss (", value, ") at step ", step,
-                                             " of epoch ", epoch));
-            }
-            model->Backward(loss * (static_cast<double>(c) / b) * scaler.scale());
-            step_loss += value * c;
-            // Under mixup a sample's label is the one with the larger weight.
-            const torch::Tensor& major = lam >= 0.5 ? chunk.y_a : chunk.y_b;
-            step_correct += out.logits.argmax(1).eq(major).sum().item<int64_t>();
-          }
-          break;
-        } catch (const c10::OutOfMemoryError& e) {
-          optimizer->zero_grad();
-#ifdef QUARTET_WITH_CUDA
-          if (cuda) c10::cuda::CUDACachingAllocator::emptyCache();
-#endif
-          if (micro <= 1) {
-            return Classified(
-                absl::StatusCode::kResourceExhausted, quartet::v1::ERROR_CLASS_OOM,
-                absl::StrCat("out of memory at a micro-batch of 1: ", e.what_without_backtrace()));
-          }
-          micro = std::max<int64_t>(1, micro / 2);
-          ++oom_fallbacks;
-          spdlog::warn("out of memory at step {}: micro-batch halved to {} (effective batch {})",
-                       step, micro, batch);
-        } catch (const c10::Error& e) {
-          return Classified(absl::StatusCode::kInternal, quartet::v1::ERROR_CLASS_INTERNAL,
-                            absl::StrCat("training step ", step, ": ", e.what_without_backtrace()));
-        }
-      }
-      if (scaler.Unscale(all_params)) {
-        if (recipe.grad_clip_norm > 0) {
-          torch::nn::utils::clip_grad_norm_(all_params, recipe.grad_clip_norm);
-        }
-        optimizer->step();
-      }
-      model->gate()->ClampTemperature();
-      ++step;
-      loss_sum += step_loss;
-      correct += step_correct;
-      seen += b;
-      train_time += Seconds(step_start);
-      if (options_.progress_every_steps > 0 && step % options_.progress_every_steps == 0) {
-        if (callbacks.on_progress) callbacks.on_progress({epoch, step, total_steps});
-        if (callbacks.on_metrics) {
-          quartet::v1::MetricPoint p;
-          p.set_step(step);
-          p.set_epoch(epoch);
-          p.set_name("step/train_loss");
-          p.set_value(step_loss / b);
-          p.set_time_unix_ms(NowMillis());
-          callbacks.on_metrics({p});
-        }
-      }
-    }
-
-    // ---- Evaluation on the whole test split, clean inputs ----
-    model->eval();
-    moe::RoutingStats routing;
-    double test_loss = 0;
-    int64_t test_correct = 0;
-    try {
-      torch::NoGradGuard no_grad;
-      for (int64_t i = 0; i < n_test; i += options_.eval_batch_size) {
-        const int64_t c = std::min<int64_t>(options_.eval_batch_size, n_test - i);
-        torch::Tensor idx =
-            torch::arange(i, i + c, torch::TensorOptions().dtype(torch::kLong).device(device));
-        torch::Tensor x = test_batches.Test(idx);
-        torch::Tensor y = test_batches.TestLabels(idx);
-        moe::MoEOutput out;
-        {
-          AutocastScope autocast(amp, amp_dtype);
-          out = model->Forward(x);
-        }
-        test_loss += F::cross_entropy(out.logits.to(torch::kFloat32), y,
-                                      F::CrossEntropyFuncOptions().reduction(torch::kSum))
-                         .item<double>();
-        test_correct += out.logits.argmax(1).eq(y).sum().item<int64_t>();
-        routing.Add(out);
-      }
-    } catch (const c10::Error& e) {
-      return Classified(absl::StatusCode::kInternal, quartet::v1::ERROR_CLASS_INTERNAL,
-                        absl::StrCat("evaluation: ", e.what_without_backtrace()));
-    }
-    const double test_accuracy = static_cast<double>(test_correct) / n_test;
-    if (!std::isfinite(test_loss)) {
-      return Classified(absl::StatusCode::kAborted, quartet::v1::ERROR_CLASS_NUMERIC,
-                        absl::StrCat("non-finite test loss after epoch ", epoch));
-    }
-
-    quartet::v1::EpochMetrics* em = result.add_epochs();
-    em->set_epoch(epoch);
-    em->set_train_loss(seen ? loss_sum / seen : 0);
-    em->set_train_accuracy(seen ? static_cast<double>(correct) / seen : 0);
-    em->set_test_loss(test_loss / n_test);
-    em->set_test_accuracy(test_accuracy);
-    em->set_learning_rate(optimizer->param_groups()[0].options().get_lr());
-    em->set_gate_temperature(model->gate()->Temperature().item<double>());
-    for (double l : routing.Load(dense)) em->add_expert_load(l);
-    em->set_load_cv(routing.LoadCv(dense));
-    em->set_routing_entropy(routing.NormalizedEntropy());
-    em->set_mean_active_experts(routing.MeanActive());
-    em->set_samples_per_second(train_time > 0 ? seen / train_time : 0);
-    em->set_peak_memory_bytes(PeakMemoryBytes(device));
-    em->set_wall_seconds(Seconds(epoch_start));
-    spdlog::info(
-        "epoch {}/{}: train loss {:.4f} acc {:.4f}, test loss {:.4f} acc {:.4f}, {:.1f} samples/s, "
-        "load cv {:.3f}, T {:.3f}",
-        epoch, recipe.epochs, em->train_loss(), em->train_accuracy(), em->test_loss(),
-        em->test_accuracy(), em->samples_per_second(), em->load_cv(), em->gate_temperature());
-    if (callbacks.on_metrics) {
-      std::vector<quartet::v1::MetricPoint> points;
-      auto add = [&](const std::string& name, double value) {
-        quartet::v1::MetricPoint p;
-        p.set_step(step);
-        p.set_epoch(epoch);
-        p.set_name(name);
-        p.set_value(value);
-        p.set_time_unix_ms(NowMillis());
-        points.push_back(std::move(p));
-      };
-      add("train_loss", em->train_loss());
-      add("train_accuracy", em->train_accuracy());
-      add("test_loss", em->test_loss());
-      add("test_accuracy", em->test_accuracy());
-      add("learning_rate", em->learning_rate());
-      add("gate_temperature", em->gate_temperature());
-      for (int i = 0; i < em->expert_load_size(); ++i) {
-        add(absl::StrCat("expert_load/", i), em->expert_load(i));
-      }
-      add("load_cv", em->load_cv());
-      add("routing_entropy", em->routing_entropy());
-      add("mean_active_experts", em->mean_active_experts());
-      add("samples_per_second", em->samples_per_second());
-      add("peak_memory_bytes", static_cast<double>(em->peak_memory_bytes()));
-      add("epoch_seconds", em->wall_seconds());
-      callbacks.on_metrics(points);
-    }
-    result.set_test_accuracy(test_accuracy);
-    result.set_test_loss(test_loss / n_test);
-  }
-  if (callbacks.on_progress) callbacks.on_progress({recipe.epochs, step, total_steps});
-  result.set_micro_batch_size(static_cast<int32_t>(micro));
-  result.set_oom_fallbacks(oom_fallbacks);
-  result.set_wall_seconds(Seconds(start));
-  return result;
+  return run.Finish();
 }
 
 }  // namespace quartet::worker::train
