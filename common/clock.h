@@ -18,6 +18,11 @@ class Clock {
   virtual absl::Time Now() = 0;
   // Blocks the caller for `d` (a FakeClock returns at once after advancing itself).
   virtual void SleepFor(absl::Duration d) = 0;
+  // With `mu` held: waits until `cond` holds or `d` has passed on this clock, releasing `mu` while
+  // waiting, like absl::Mutex::AwaitWithTimeout. Returns whether `cond` holds. A FakeClock advances
+  // itself by `d` instead of waiting (after a short real pause that lets other threads run).
+  virtual bool AwaitWithTimeout(absl::Mutex* mu, const absl::Condition& cond,
+                                absl::Duration d) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) = 0;
 
   // The process-wide real clock. Never destroyed.
   static Clock* Real();
@@ -28,6 +33,10 @@ class SystemClock : public Clock {
  public:
   absl::Time Now() override { return absl::Now(); }
   void SleepFor(absl::Duration d) override { absl::SleepFor(d); }
+  bool AwaitWithTimeout(absl::Mutex* mu, const absl::Condition& cond, absl::Duration d) override
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+    return mu->AwaitWithTimeout(cond, d);
+  }
 };
 
 // A clock that moves only when told to. Thread-safe.
@@ -40,6 +49,16 @@ class FakeClock : public Clock {
   }
   // Advances the clock by `d` instead of sleeping.
   void SleepFor(absl::Duration d) override { Advance(d); }
+  bool AwaitWithTimeout(absl::Mutex* mu, const absl::Condition& cond, absl::Duration d) override
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+    if (cond.Eval()) return true;
+    // A real pause bounded by kFakeWaitPause: other threads get to run and can make `cond` true.
+    if (mu->AwaitWithTimeout(cond, kFakeWaitPause)) return true;
+    Advance(d);
+    return cond.Eval();
+  }
+  // The real time a FakeClock wait takes at most before it advances the clock.
+  static constexpr absl::Duration kFakeWaitPause = absl::Milliseconds(1);
   void Advance(absl::Duration d) {
     absl::MutexLock lock(&mu_);
     now_ += d;

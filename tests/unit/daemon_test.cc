@@ -164,16 +164,16 @@ class DaemonTest : public ::testing::Test {
     return campaign->id();
   }
 
+  // The production schedule (back-off, flush interval, stop budget): the daemon waits on clock_,
+  // a FakeClock, so none of it is slept in real time.
   WorkerDaemon::Options Fast(int max_candidates = 0) {
     WorkerDaemon::Options o;
     o.host = "test";
-    o.initial_backoff = absl::Milliseconds(5);
-    o.max_backoff = absl::Milliseconds(20);
-    o.metric_flush_interval = absl::Milliseconds(10);
     o.max_candidates = max_candidates;
     return o;
   }
 
+  common::FakeClock clock_;
   coordinator::MemoryStore store_;
   std::unique_ptr<CoordinatorCore> core_;
   std::unique_ptr<InProcessClient> client_;
@@ -182,7 +182,7 @@ class DaemonTest : public ::testing::Test {
 
 TEST_F(DaemonTest, TrainsAndCompletesCandidatesAndStreamsTheirMetrics) {
   const int64_t id = Submit(3);
-  WorkerDaemon d(Fast(3), client_.get(), &trainer_, common::Clock::Real());
+  WorkerDaemon d(Fast(3), client_.get(), &trainer_, &clock_);
   ASSERT_TRUE(d.Run().ok());
   EXPECT_EQ(d.candidates_done(), 3);
   auto c = core_->GetCampaign(id);
@@ -200,7 +200,7 @@ TEST_F(DaemonTest, TrainsAndCompletesCandidatesAndStreamsTheirMetrics) {
 TEST_F(DaemonTest, StopHandsTheRunningCandidateBackForRetry) {
   const int64_t id = Submit(2);
   trainer_.mode = ScriptedTrainer::Mode::kRunUntilStopped;
-  WorkerDaemon d(Fast(), client_.get(), &trainer_, common::Clock::Real());
+  WorkerDaemon d(Fast(), client_.get(), &trainer_, &clock_);
   std::thread stopper([&] {
     while (trainer_.started == 0) absl::SleepFor(absl::Milliseconds(5));
     absl::SleepFor(absl::Milliseconds(100));  // some heartbeats happen meanwhile
@@ -222,7 +222,7 @@ TEST_F(DaemonTest, StopHandsTheRunningCandidateBackForRetry) {
 TEST_F(DaemonTest, CancellationStopsTraining) {
   const int64_t id = Submit(2);
   trainer_.mode = ScriptedTrainer::Mode::kRunUntilStopped;
-  WorkerDaemon d(Fast(1), client_.get(), &trainer_, common::Clock::Real());
+  WorkerDaemon d(Fast(1), client_.get(), &trainer_, &clock_);
   std::thread canceller([&] {
     while (trainer_.started == 0) absl::SleepFor(absl::Milliseconds(5));
     ASSERT_TRUE(core_->CancelCampaign(id).ok());
@@ -237,7 +237,7 @@ TEST_F(DaemonTest, CancellationStopsTraining) {
 TEST_F(DaemonTest, NumericFailureIsFinal) {
   const int64_t id = Submit(1);
   trainer_.mode = ScriptedTrainer::Mode::kFailNumeric;
-  WorkerDaemon d(Fast(1), client_.get(), &trainer_, common::Clock::Real());
+  WorkerDaemon d(Fast(1), client_.get(), &trainer_, &clock_);
   ASSERT_TRUE(d.Run().ok());
   auto cands = store_.ListCandidates({id, {}, false, 0});
   ASSERT_EQ(cands->size(), 1u);
@@ -249,7 +249,7 @@ TEST_F(DaemonTest, NumericFailureIsFinal) {
 TEST_F(DaemonTest, BacksOffWhileTheCoordinatorIsUnreachable) {
   Submit(1);
   client_->unavailable_calls = 5;
-  WorkerDaemon d(Fast(1), client_.get(), &trainer_, common::Clock::Real());
+  WorkerDaemon d(Fast(1), client_.get(), &trainer_, &clock_);
   ASSERT_TRUE(d.Run().ok());
   EXPECT_EQ(d.candidates_done(), 1);
   EXPECT_EQ(client_->unavailable_calls.load(), 0);
@@ -262,7 +262,7 @@ TEST_F(DaemonTest, ATrainerThatThrowsInAnyPhaseFailsOnlyThatCandidate) {
     trainer_.mode = ScriptedTrainer::Mode::kThrowOnce;
     trainer_.throw_phase = phase;
     // Three trainings: the one that throws (INTERNAL, retryable), its retry, the other candidate.
-    WorkerDaemon d(Fast(3), client_.get(), &trainer_, common::Clock::Real());
+    WorkerDaemon d(Fast(3), client_.get(), &trainer_, &clock_);
     ASSERT_TRUE(d.Run().ok());  // the worker stays up
     EXPECT_EQ(d.candidates_done(), 3);
     auto cands = store_.ListCandidates({id, {}, false, 0});
@@ -280,7 +280,7 @@ TEST_F(DaemonTest, ATrainerThatThrowsInAnyPhaseFailsOnlyThatCandidate) {
 TEST_F(DaemonTest, BrokenMetricStreamsAreRetriedAndNothingIsLost) {
   const int64_t id = Submit(2);
   client_->broken_streams = 3;
-  WorkerDaemon d(Fast(2), client_.get(), &trainer_, common::Clock::Real());
+  WorkerDaemon d(Fast(2), client_.get(), &trainer_, &clock_);
   ASSERT_TRUE(d.Run().ok());
   EXPECT_EQ(client_->broken_streams.load(), 0);
   auto cands = store_.ListCandidates({id, {}, false, 0});
@@ -296,16 +296,14 @@ TEST_F(DaemonTest, BrokenMetricStreamsAreRetriedAndNothingIsLost) {
 
 TEST_F(DaemonTest, HeartbeatsGoOnUntilTheReportIsAcknowledged) {
   const int64_t id = Submit(1);
-  client_->unavailable_reports = 6;  // the coordinator is away when training ends
+  client_->unavailable_reports = 40;  // the coordinator is away when training ends
   WorkerDaemon::Options o = Fast(1);
-  o.heartbeat_interval = absl::Milliseconds(5);
-  o.initial_backoff = absl::Milliseconds(20);
-  o.max_backoff = absl::Milliseconds(40);
-  WorkerDaemon d(o, client_.get(), &trainer_, common::Clock::Real());
+  o.heartbeat_interval = absl::Milliseconds(100);
+  WorkerDaemon d(o, client_.get(), &trainer_, &clock_);
   ASSERT_TRUE(d.Run().ok());
   EXPECT_EQ(client_->unavailable_reports.load(), 0);
   // The scripted training takes no time, so heartbeats happened while the report was retried.
-  EXPECT_GT(client_->heartbeats.load(), 3);
+  EXPECT_GE(client_->heartbeats.load(), 5);
   EXPECT_EQ(core_->GetCampaign(id)->counts().succeeded(), 1);
 }
 
@@ -317,24 +315,21 @@ TEST_F(DaemonTest, AReportThatCannotBeDeliveredAtStopIsSpooledAndDeliveredAtTheN
   client_->reports_down = true;
   WorkerDaemon::Options o = Fast(1);
   o.state_dir = state_dir;
-  o.stop_report_budget = absl::Milliseconds(200);
-  WorkerDaemon first(o, client_.get(), &trainer_, common::Clock::Real());
+  WorkerDaemon first(o, client_.get(), &trainer_, &clock_);
   std::thread stopper([&] {
     // Stop while the completion cannot be delivered.
     while (first.candidates_done() == 0) absl::SleepFor(absl::Milliseconds(5));
     absl::SleepFor(absl::Milliseconds(50));
     first.Stop();
   });
-  const absl::Time asked = absl::Now();
   ASSERT_TRUE(first.Run().ok());
   stopper.join();
-  EXPECT_LT(absl::Now() - asked, absl::Seconds(5));
   EXPECT_EQ(first.reports_spooled(), 1);
   EXPECT_EQ(core_->GetCampaign(id)->counts().succeeded(), 0);
 
   // The next start (same state dir) re-attaches under the same id and delivers it first.
   client_->reports_down = false;
-  WorkerDaemon second(o, client_.get(), &trainer_, common::Clock::Real());
+  WorkerDaemon second(o, client_.get(), &trainer_, &clock_);
   std::thread stop_soon([&] {
     while (second.spooled_delivered() == 0) absl::SleepFor(absl::Milliseconds(5));
     second.Stop();

@@ -54,9 +54,10 @@ bool LeaseGone(const absl::Status& s) {
 // the report is acknowledged, so an outage after training cannot expire the lease.
 class Heartbeater {
  public:
-  Heartbeater(CoordinatorClient* client, std::string worker_id, int64_t candidate_id,
-              int64_t token, absl::Duration interval)
+  Heartbeater(CoordinatorClient* client, common::Clock* clock, std::string worker_id,
+              int64_t candidate_id, int64_t token, absl::Duration interval)
       : client_(client),
+        clock_(clock),
         worker_id_(std::move(worker_id)),
         candidate_id_(candidate_id),
         token_(token),
@@ -89,7 +90,7 @@ class Heartbeater {
       {
         absl::MutexLock lock(&mu_);
         auto stopped = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopped_; };
-        if (mu_.AwaitWithTimeout(absl::Condition(&stopped), interval_)) return;
+        if (clock_->AwaitWithTimeout(&mu_, absl::Condition(&stopped), interval_)) return;
         req.mutable_progress()->set_epoch(progress_.epoch);
         req.mutable_progress()->set_step(progress_.step);
         req.mutable_progress()->set_total_steps(progress_.total_steps);
@@ -118,6 +119,7 @@ class Heartbeater {
   }
 
   CoordinatorClient* const client_;
+  common::Clock* const clock_;
   const std::string worker_id_;
   const int64_t candidate_id_, token_;
   const absl::Duration interval_;
@@ -134,10 +136,11 @@ class Heartbeater {
 // the lease is gone. Nothing is dropped while the lease is ours.
 class MetricSender {
  public:
-  MetricSender(CoordinatorClient* client, std::string worker_id, int64_t candidate_id,
-               int64_t token, absl::Duration flush_interval, absl::Duration initial_backoff,
-               absl::Duration max_backoff)
+  MetricSender(CoordinatorClient* client, common::Clock* clock, std::string worker_id,
+               int64_t candidate_id, int64_t token, absl::Duration flush_interval,
+               absl::Duration initial_backoff, absl::Duration max_backoff)
       : client_(client),
+        clock_(clock),
         worker_id_(std::move(worker_id)),
         candidate_id_(candidate_id),
         token_(token),
@@ -159,7 +162,7 @@ class MetricSender {
       absl::MutexLock lock(&mu_);
       closed_ = true;
       auto finished = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return finished_; };
-      if (!mu_.AwaitWithTimeout(absl::Condition(&finished), wait)) abandoned_ = true;
+      if (!clock_->AwaitWithTimeout(&mu_, absl::Condition(&finished), wait)) abandoned_ = true;
     }
     if (thread_.joinable()) thread_.join();
   }
@@ -194,7 +197,7 @@ class MetricSender {
     auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
       return closed_ || abandoned_ || pending_.size() >= kFlushPoints;
     };
-    mu_.AwaitWithTimeout(absl::Condition(&ready), flush_interval_);
+    clock_->AwaitWithTimeout(&mu_, absl::Condition(&ready), flush_interval_);
     if (abandoned_) return false;
     *batch = MakeBatch();
     while (!pending_.empty() && static_cast<size_t>(batch->points_size()) < kMaxBatchPoints) {
@@ -253,12 +256,13 @@ class MetricSender {
                    candidate_id_, s.ToString(), batches.size(), absl::FormatDuration(backoff));
       absl::MutexLock lock(&mu_);
       auto abandoned = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return abandoned_; };
-      if (mu_.AwaitWithTimeout(absl::Condition(&abandoned), backoff)) return;
+      if (clock_->AwaitWithTimeout(&mu_, absl::Condition(&abandoned), backoff)) return;
       backoff = std::min(backoff * 2, max_backoff_);
     }
   }
 
   CoordinatorClient* const client_;
+  common::Clock* const clock_;
   const std::string worker_id_;
   const int64_t candidate_id_, token_;
   const absl::Duration flush_interval_, initial_backoff_, max_backoff_;
@@ -347,7 +351,7 @@ void WorkerDaemon::Stop() {
 bool WorkerDaemon::SleepUnlessStopping(absl::Duration d) {
   absl::MutexLock lock(&sleep_mu_);
   auto stop = [this]() { return stopping_.load(); };
-  sleep_mu_.AwaitWithTimeout(absl::Condition(&stop), d);
+  clock_->AwaitWithTimeout(&sleep_mu_, absl::Condition(&stop), d);
   return !stopping_.load();
 }
 
@@ -466,8 +470,8 @@ void WorkerDaemon::RunCandidate(const quartet::v1::LeaseCandidateResponse& lease
   spdlog::info("candidate {} ({}, attempt {}): training", id,
                absl::StrJoin(spec.combination().families(), "+"), spec.attempt());
 
-  Heartbeater heartbeat(client_, worker_id_, id, token, heartbeat_interval_);
-  MetricSender metrics(client_, worker_id_, id, token, options_.metric_flush_interval,
+  Heartbeater heartbeat(client_, clock_, worker_id_, id, token, heartbeat_interval_);
+  MetricSender metrics(client_, clock_, worker_id_, id, token, options_.metric_flush_interval,
                        options_.initial_backoff, options_.max_backoff);
   absl::Mutex epoch_mu;
   std::vector<quartet::v1::MetricPoint> epoch_points;
@@ -586,7 +590,11 @@ absl::Status WorkerDaemon::Deliver(const quartet::v1::SpooledReport& report) {
     spdlog::warn("candidate {}: report failed ({}); retrying in {}", id, s.ToString(),
                  absl::FormatDuration(backoff));
     // Not cut short by Stop(): the report gets its stop budget.
-    absl::SleepFor(std::min(backoff, std::max(absl::ZeroDuration(), stop_deadline - now)));
+    absl::Mutex pause_mu;
+    absl::MutexLock pause(&pause_mu);
+    auto never = [] { return false; };
+    clock_->AwaitWithTimeout(&pause_mu, absl::Condition(&never),
+                             std::min(backoff, std::max(absl::ZeroDuration(), stop_deadline - now)));
     backoff = std::min(backoff * 2, options_.max_backoff);
   }
 }

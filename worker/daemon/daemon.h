@@ -23,6 +23,9 @@
 // A trainer that throws is caught: the candidate fails with ERROR_CLASS_INTERNAL and the daemon
 // carries on.
 //
+// Every wait (back-off, heartbeat and flush intervals, the stop budget) goes through the injected
+// Clock, so tests run the real schedule on a FakeClock without sleeping.
+//
 // Thread safety: Run() on one thread; Stop() from any thread (a signal-handling thread).
 #ifndef QUARTET_WORKER_DAEMON_DAEMON_H_
 #define QUARTET_WORKER_DAEMON_DAEMON_H_
