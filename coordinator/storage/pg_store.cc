@@ -1,7 +1,9 @@
 #include "coordinator/storage/pg_store.h"
 
+#include <atomic>
 #include <cmath>
 #include <cstdio>
+#include <random>
 #include <map>
 #include <pqxx/pqxx>
 #include <set>
@@ -386,6 +388,18 @@ void EndLease(dbtransaction& tx, int64_t candidate_id, int64_t campaign_id,
   MaybeFinish(tx, campaign_id, now);
 }
 
+// INTERNAL for the client with an error id only; the SQL and its detail go to the coordinator log
+// under that id, never over the wire.
+absl::Status InternalWithId(const std::string& detail) {
+  static std::atomic<uint64_t> counter{0};
+  static const uint64_t salt = std::random_device{}();
+  const std::string id = absl::StrCat(
+      absl::Hex((salt << 20) ^ counter.fetch_add(1), absl::kZeroPad8));
+  spdlog::error("internal error {}: {}", id, detail);
+  return absl::InternalError(absl::StrCat(
+      "internal database error (error id ", id, "; the coordinator log has the details)"));
+}
+
 // SQLSTATE classes 08 (connection exception) and 57 (operator intervention, e.g. a shutting-down
 // server): the connection is gone, not the query wrong.
 bool IsConnectionState(const std::string& sqlstate) {
@@ -531,14 +545,14 @@ absl::Status PgStore::Run(const TxBody& body) {
       break;
     } catch (const pqxx::sql_error& e) {
       if (!IsConnectionState(e.sqlstate())) {
-        status = absl::InternalError(
-            absl::StrCat("SQL error ", e.sqlstate(), ": ", e.what(), " in: ", e.query()));
+        status = InternalWithId(absl::StrCat("SQL error ", e.sqlstate(), ": ", e.what(),
+                                             " in: ", e.query()));
         break;
       }
       status = absl::UnavailableError(
           absl::StrCat("PostgreSQL ended the connection (", e.sqlstate(), "): ", e.what()));
     } catch (const std::exception& e) {
-      status = absl::InternalError(absl::StrCat("database error: ", e.what()));
+      status = InternalWithId(absl::StrCat("database error: ", e.what()));
       break;
     }
     // The connection broke before the commit was sent, so nothing was committed: a pooled

@@ -126,7 +126,7 @@ for w in w1 w2; do worker_up $w; done
 start_all=$(now)
 
 # ---- 1. SIGKILL a worker at random points ------------------------------------------------------
-c1=$(submit worker-kill 40 0)
+c1=$(submit worker-kill 64 0)
 [[ -n "$c1" ]] || e2e_fail "submit failed"
 for trial in $(seq 1 "$WORKER_KILLS"); do
   w=w$(( (trial % 2) + 1 ))
@@ -137,6 +137,7 @@ for trial in $(seq 1 "$WORKER_KILLS"); do
   [[ -n "${cand:-}" ]] || continue
   t0=$(now)
   kill -KILL "${WPID[$w]}"
+  wait "${WPID[$w]}" 2>/dev/null || true
   worker_up "$w"
   wait_release "$cand" "$token"
   releases+=("worker-kill $(since "$t0")")
@@ -148,6 +149,7 @@ c2=$(submit coord-kill 20 1)
 for outage in "${COORD_OUTAGES[@]}"; do
   wait_held "$c2" || { record "coord-kill skipped: campaign done"; break; }
   kill -KILL "$COORD_PID"
+  wait "$COORD_PID" 2>/dev/null || true
   sleep "$outage"
   t_start=$(now)
   coordinator_up
@@ -180,7 +182,7 @@ for how in "${PG_RESTARTS[@]}"; do
 done
 
 # ---- 4. SIGTERM a worker mid-training -------------------------------------------------------------
-c4=$(submit worker-term 10 3)
+c4=$(submit worker-term 12 3)
 for trial in $(seq 1 "$WORKER_TERMS"); do
   w=w$(( (trial % 2) + 1 ))
   wait_held "$c4" "$w" || { record "worker-term trial $trial skipped: campaign done"; break; }
@@ -198,6 +200,23 @@ for trial in $(seq 1 "$WORKER_TERMS"); do
   releases+=("worker-term $(since "$t0")")
   record "worker-term $trial: $w stopped in $stopped s; candidate $cand re-leased after $(since "$t0") s"
 done
+
+# A stop while the coordinator is away: the hand-back cannot be delivered, so it is spooled and the
+# worker still exits within 10 s; the next start delivers it.
+if wait_held "$c4" w1; then
+  read -r cand token < <(held_by "$c4" w1) || true
+  kill -KILL "$COORD_PID"
+  wait "$COORD_PID" 2>/dev/null || true
+  t0=$(now)
+  kill -TERM "${WPID[w1]}"
+  timeout 10 tail --pid="${WPID[w1]}" -f /dev/null || e2e_fail "w1 did not stop within 10 s of SIGTERM with the coordinator down"
+  stopped=$(since "$t0")
+  ls "$E2E_DIR/w1.state/spool/"*.pb >/dev/null 2>&1 || e2e_fail "w1 spooled no report"
+  coordinator_up
+  worker_up w1
+  poll 30 bash -c "! ls '$E2E_DIR'/w1.state/spool/*.pb >/dev/null 2>&1"
+  record "worker-term with the coordinator down: w1 stopped in $stopped s, its report spooled and delivered at its next start"
+fi
 
 # ---- Checks --------------------------------------------------------------------------------------
 for c in "$c1" "$c2" "$c3" "$c4"; do
@@ -229,9 +248,12 @@ preempted=$(sql "SELECT coalesce(sum(preemptions), 0) FROM candidates WHERE camp
 
 summary() {  # summary KIND ARRAY...: trials, median and max seconds
   local kind=$1; shift
-  printf '%s\n' "$@" | awk -v k="$kind" '$1 == k { v[n++] = $2 } END {
-    if (n == 0) { printf "%s: 0 trials\n", k; exit }
-    asort(v); m = (n % 2) ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2
+  local vals n
+  vals=$(printf '%s\n' "$@" | awk -v k="$kind" '$1 == k { print $2 }' | sort -n)
+  n=$(printf '%s\n' "$vals" | grep -c . || true)
+  if [[ $n == 0 ]]; then echo "$kind: 0 trials"; return; fi
+  printf '%s\n' "$vals" | awk -v k="$kind" -v n="$n" '{ v[NR] = $1 } END {
+    m = (n % 2) ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2
     printf "%s: %d trials, median %.1f s, max %.1f s\n", k, n, m, v[n] }'
 }
 report() {

@@ -52,6 +52,27 @@ TEST(PgStoreTest, UnreachableDatabaseIsUnavailableAndHidesThePassword) {
   EXPECT_EQ(std::string(s.status().message()).find("s3cret"), std::string::npos) << s.status();
 }
 
+// A database error reaches the client as INTERNAL with an error id; the SQL stays in the log.
+TEST(PgStoreTest, InternalErrorsCarryAnIdAndNoSql) {
+  QUARTET_REQUIRE_PG_OR_SKIP();
+  auto store = MakeTestPgStore();
+  ASSERT_NE(store, nullptr);
+  CampaignRecord r;
+  r.name = "not utf-8: \xff";  // PostgreSQL refuses it (SQLSTATE 22021)
+  r.k = 2;
+  r.budget = 1;
+  r.config.add_pool("A");
+  r.config.add_pool("B");
+  auto c = store->CreateCampaign(r, absl::Now());
+  ASSERT_FALSE(c.ok());
+  EXPECT_EQ(c.status().code(), absl::StatusCode::kInternal);
+  const std::string message(c.status().message());
+  EXPECT_NE(message.find("error id "), std::string::npos) << message;
+  EXPECT_EQ(message.find("INSERT"), std::string::npos) << message;
+  EXPECT_EQ(message.find("SQL"), std::string::npos) << message;
+  EXPECT_TRUE(store->ListCampaigns({}, 0)->empty());
+}
+
 int64_t DeadlocksSoFar(const std::string& url) {
   pqxx::connection conn(url);
   pqxx::work tx(conn);
