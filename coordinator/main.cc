@@ -2,6 +2,7 @@
 // fact in PostgreSQL. The composition root: flags -> Store -> CoordinatorCore -> gRPC services.
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/grpcpp.h>
+#include <grpcpp/resource_quota.h>
 #include <grpcpp/health_check_service_interface.h>
 #include <signal.h>
 
@@ -65,6 +66,9 @@ ABSL_FLAG(std::string, tls_key, "", "PEM private key of --tls_cert; with --tls_c
 ABSL_FLAG(std::string, tls_client_ca, "",
           "PEM roots for mutual TLS: every client must present a certificate signed by one of "
           "them (needs --tls_cert and --tls_key).");
+ABSL_FLAG(int, max_watch_streams, 256,
+          "Concurrent WatchCampaign streams; more get RESOURCE_EXHAUSTED. Each holds a server "
+          "thread.");
 ABSL_FLAG(std::string, log_level, "info", "trace, debug, info, warn, error or off.");
 ABSL_FLAG(std::string, log_file, "", "Append logs to this file instead of stderr.");
 
@@ -73,6 +77,8 @@ namespace {
 using quartet::common::ReadFile;
 
 constexpr absl::Duration kHealthPollInterval = absl::Milliseconds(250);
+// Server threads for calls other than watch streams.
+constexpr int kCallThreads = 64;
 
 // First line of a file, trimmed; empty when path is empty.
 absl::StatusOr<std::string> FirstLine(const std::string& path) {
@@ -207,7 +213,11 @@ int main(int argc, char** argv) {
   if (!core.ok()) return Fail(core.status());
 
   // ---- Services ----
-  quartet::coordinator::CampaignServiceImpl campaigns(core->get(), &auth);
+  const int max_watch_streams = absl::GetFlag(FLAGS_max_watch_streams);
+  if (max_watch_streams < 1) {
+    return Fail(absl::InvalidArgumentError("--max_watch_streams: must be at least 1"));
+  }
+  quartet::coordinator::CampaignServiceImpl campaigns(core->get(), &auth, max_watch_streams);
   quartet::coordinator::WorkerServiceImpl workers(core->get(), &auth);
 
   grpc::EnableDefaultHealthCheckService(true);
@@ -222,6 +232,11 @@ int main(int argc, char** argv) {
   builder.RegisterService(&campaigns);
   builder.RegisterService(&workers);
   builder.SetMaxReceiveMessageSize(64 << 20);
+  // Bounded server threads: every watch stream holds one, and the other calls get their own share.
+  // Past the bound, calls get RESOURCE_EXHAUSTED instead of a new thread.
+  grpc::ResourceQuota quota("quartet-coordinator");
+  quota.SetMaxThreads(max_watch_streams + kCallThreads);
+  builder.SetResourceQuota(quota);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr || port == 0) {
     return Fail(absl::UnavailableError(absl::StrCat(

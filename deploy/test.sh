@@ -3,7 +3,8 @@
 # cluster, runs every test tier with ctest, stops the cluster.
 #
 #   deploy/test.sh                 # BUILD_DIR=build by default
-#   BUILD_DIR=build-ci deploy/test.sh -R unit     # extra arguments go to ctest
+#   BUILD_DIR=build-ci deploy/test.sh -R unit     # extra arguments go to ctest (and skip fuzzing)
+#   QUARTET_SKIP_FUZZ=1 deploy/test.sh             # everything but the 3 minutes of fuzzing
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -33,4 +34,12 @@ export QUARTET_REQUIRE_PG=1
 echo "test.sh: PostgreSQL at $QUARTET_TEST_PG_URL"
 
 ctest --test-dir "$build" --output-on-failure --no-tests=error -j 2 --timeout 1500 "$@"
-echo "test.sh: tests took $(( $(date +%s) - built )) s; total $(( $(date +%s) - start )) s"
+tested=$(date +%s)
+echo "test.sh: tests took $((tested - built)) s"
+
+# The fuzz targets (clang, sanitizers, a build of their own), 60 s each; only for a full run.
+if [[ $# -eq 0 && "${QUARTET_SKIP_FUZZ:-0}" != 1 ]]; then
+  BUILD_DIR="${FUZZ_BUILD_DIR:-build-fuzz}" JOBS="$jobs" bash deploy/fuzz.sh
+  echo "test.sh: fuzzing took $(( $(date +%s) - tested )) s"
+fi
+echo "test.sh: total $(( $(date +%s) - start )) s"

@@ -194,6 +194,30 @@ void CoordinatorCore::SweepLoop() {
   }
 }
 
+void CoordinatorCore::Changed() {
+  absl::MutexLock lock(&change_mu_);
+  ++change_version_;
+}
+
+uint64_t CoordinatorCore::change_version() {
+  absl::MutexLock lock(&change_mu_);
+  return change_version_;
+}
+
+uint64_t CoordinatorCore::WaitForChange(uint64_t seen, absl::Duration timeout) {
+  absl::MutexLock lock(&change_mu_);
+  auto changed = [this, seen]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(change_mu_) {
+    return change_version_ != seen || woken_;
+  };
+  change_mu_.AwaitWithTimeout(absl::Condition(&changed), timeout);
+  return change_version_;
+}
+
+void CoordinatorCore::Wake() {
+  absl::MutexLock lock(&change_mu_);
+  woken_ = true;
+}
+
 bool CoordinatorCore::serving() {
   absl::MutexLock lock(&health_mu_);
   return store_available_;
@@ -225,6 +249,7 @@ absl::StatusOr<int> CoordinatorCore::Tick() {
 
 absl::StatusOr<int> CoordinatorCore::SweepExpiredLeases() {
   QUARTET_ASSIGN_OR_RETURN(auto expired, store_->ExpireLeases(clock_->Now()));
+  if (!expired.empty()) Changed();
   for (const ExpiredLease& e : expired) {
     spdlog::warn("candidate {} of campaign {}: lease of worker {} expired (attempt {}) -> {}",
                  e.candidate_id, e.campaign_id, e.worker_id, e.attempt,
@@ -370,6 +395,7 @@ absl::StatusOr<quartet::v1::Campaign> CoordinatorCore::SubmitCampaign(
   absl::Status refill = Refill(stored.id);
   if (!refill.ok())
     spdlog::warn("campaign {}: first issue failed: {}", stored.id, refill.ToString());
+  Changed();
   QUARTET_ASSIGN_OR_RETURN(CampaignRecord now, store_->GetCampaign(stored.id));
   return ToProto(now);
 }
@@ -401,6 +427,7 @@ absl::StatusOr<std::vector<quartet::v1::Campaign>> CoordinatorCore::ListCampaign
 absl::StatusOr<quartet::v1::Campaign> CoordinatorCore::CancelCampaign(int64_t campaign_id) {
   QUARTET_ASSIGN_OR_RETURN(CampaignRecord r, store_->CancelCampaign(campaign_id, clock_->Now()));
   DropRuntime(campaign_id);
+  Changed();
   spdlog::info("campaign {} '{}' cancelled: {} pending cancelled, {} leased told to stop", r.id,
                r.name, r.counts.cancelled, r.counts.leased);
   return ToProto(r);
@@ -619,6 +646,7 @@ absl::StatusOr<quartet::v1::LeaseCandidateResponse> CoordinatorCore::LeaseCandid
   out.mutable_lease()->set_deadline_unix_ms(Millis(c.lease_deadline));
   spdlog::info("candidate {} of campaign {} ({}) leased to {} (attempt {}, token {})", c.id,
                c.campaign_id, absl::StrJoin(c.families, "+"), worker_id, c.attempt, c.lease_token);
+  Changed();
   absl::Status refill = Refill(c.campaign_id);
   if (!refill.ok())
     spdlog::warn("campaign {}: issuing failed: {}", c.campaign_id, refill.ToString());
@@ -694,6 +722,7 @@ absl::Status CoordinatorCore::CompleteCandidate(
     if (!refill.ok())
       spdlog::warn("campaign {}: issuing failed: {}", c.campaign_id, refill.ToString());
   }
+  Changed();
   return absl::OkStatus();
 }
 
@@ -717,6 +746,7 @@ absl::StatusOr<quartet::v1::FailCandidateResponse> CoordinatorCore::FailCandidat
                quartet::v1::ErrorClass_Name(request.error_class()),
                common::EscapeForLog(request.message(), kLoggedMessageBytes),
                CandidateStateName(to));
+  Changed();
   quartet::v1::FailCandidateResponse out;
   out.set_requeued(to == CandidateState::kPending);
   return out;

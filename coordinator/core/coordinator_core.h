@@ -75,6 +75,14 @@ class CoordinatorCore {
   // False while the database cannot be reached (health reports NOT_SERVING then).
   bool serving();
 
+  // Change notification for watchers: a counter raised by every change the core makes to a
+  // campaign or its candidates (submit, lease, report, expiry, cancel). WaitForChange blocks until
+  // the counter passes `seen` or `timeout` passes (real time) and returns the counter; Wake() ends
+  // every wait at once (shutdown).
+  uint64_t change_version();
+  uint64_t WaitForChange(uint64_t seen, absl::Duration timeout);
+  void Wake();
+
   // ---- Operator API ----
 
   // Validates (see ResolveCampaign), stores and starts issuing. Nothing is stored on error.
@@ -137,6 +145,12 @@ class CoordinatorCore {
 
   absl::Mutex mu_;
   std::map<int64_t, std::shared_ptr<Runtime>> runtimes_ ABSL_GUARDED_BY(mu_);
+
+  void Changed();
+
+  absl::Mutex change_mu_;
+  uint64_t change_version_ ABSL_GUARDED_BY(change_mu_) = 0;
+  bool woken_ ABSL_GUARDED_BY(change_mu_) = false;
 
   absl::Mutex health_mu_;
   bool store_available_ ABSL_GUARDED_BY(health_mu_) = true;

@@ -1,5 +1,6 @@
 #include "coordinator/service/services.h"
 
+#include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "common/grpc_status.h"
 #include "common/input_bounds.h"
@@ -22,6 +23,28 @@ using common::ToGrpcStatus;
     absl::Status valid_status = (expr);                        \
     if (!valid_status.ok()) return ToGrpcStatus(valid_status); \
   } while (0)
+
+// WatchCampaign: default and smallest update interval, the keepalive (an unchanged snapshot is
+// still sent this often, so a client can tell a stalled campaign from a dead connection), and the
+// slice in which waits notice a cancelled client.
+constexpr int kDefaultWatchIntervalMs = 1000;
+constexpr int kMinWatchIntervalMs = 50;
+constexpr absl::Duration kWatchKeepalive = absl::Seconds(10);
+constexpr absl::Duration kWatchSlice = absl::Milliseconds(250);
+
+// One of the bounded WatchCampaign slots, held for the life of a stream.
+class WatchSlot {
+ public:
+  WatchSlot(std::atomic<int>* active, int max) : active_(active) {
+    held_ = active_->fetch_add(1) < max;
+  }
+  ~WatchSlot() { active_->fetch_sub(1); }
+  bool held() const { return held_; }
+
+ private:
+  std::atomic<int>* const active_;
+  bool held_ = false;
+};
 
 // Copies a StatusOr's value into `out` or returns its status.
 template <typename T, typename F>
@@ -78,20 +101,29 @@ grpc::Status CampaignServiceImpl::WatchCampaign(
   if (request->interval_ms() < 0) {
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "interval_ms: must be >= 0");
   }
-  const absl::Duration interval =
-      absl::Milliseconds(request->interval_ms() == 0 ? 1000 : std::max(request->interval_ms(), 50));
-  // Unchanged snapshots are still sent every keepalive, so a client can tell a stalled campaign
-  // from a dead connection.
-  const absl::Duration keepalive = absl::Seconds(10);
+  WatchSlot slot(&active_watches_, max_watch_streams_);
+  if (!slot.held()) {
+    return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                        absl::StrCat("too many concurrent WatchCampaign streams (", max_watch_streams_,
+                                     "); retry later, or raise the coordinator's "
+                                     "--max_watch_streams"));
+  }
+  const absl::Duration interval = absl::Milliseconds(
+      request->interval_ms() == 0 ? kDefaultWatchIntervalMs
+                                  : std::max(request->interval_ms(), kMinWatchIntervalMs));
   int64_t last_updated = -1;
   absl::Time last_sent = absl::InfinitePast();
-  while (!context->IsCancelled() && !shutting_down_) {
+  auto stopped = [&] { return context->IsCancelled() || shutting_down_; };
+  while (!stopped()) {
+    // Noted before reading, so a change made while this snapshot is sent is not missed.
+    uint64_t seen = core_->change_version();
     auto campaign = core_->GetCampaign(request->campaign_id());
     if (!campaign.ok()) return ToGrpcStatus(campaign.status());
     const bool final = campaign->state() == quartet::v1::CAMPAIGN_STATE_CANCELLED ||
                        campaign->state() == quartet::v1::CAMPAIGN_STATE_DONE;
     const absl::Time now = absl::Now();
-    if (campaign->updated_unix_ms() != last_updated || now - last_sent >= keepalive || final) {
+    if (campaign->updated_unix_ms() != last_updated || now - last_sent >= kWatchKeepalive ||
+        final) {
       quartet::v1::WatchCampaignResponse update;
       last_updated = campaign->updated_unix_ms();
       *update.mutable_campaign() = std::move(*campaign);
@@ -99,10 +131,17 @@ grpc::Status CampaignServiceImpl::WatchCampaign(
       last_sent = now;
     }
     if (final) return grpc::Status::OK;
-    // Sleep in short slices so cancellation and shutdown are noticed quickly.
-    for (absl::Duration slept; slept < interval && !context->IsCancelled() && !shutting_down_;
-         slept += absl::Milliseconds(50)) {
-      absl::SleepFor(std::min(absl::Milliseconds(50), interval - slept));
+    // At most one snapshot per interval; then nothing is read until the core changes something
+    // or the keepalive is due. Waits are sliced so a cancelled client is noticed.
+    const absl::Time earliest = now + interval;
+    while (!stopped() && absl::Now() < earliest) {
+      absl::SleepFor(std::min(kWatchSlice, earliest - absl::Now()));
+    }
+    const absl::Time keepalive_due = last_sent + kWatchKeepalive;
+    while (!stopped() && absl::Now() < keepalive_due) {
+      const uint64_t v =
+          core_->WaitForChange(seen, std::min(kWatchSlice, keepalive_due - absl::Now()));
+      if (v != seen) break;
     }
   }
   return grpc::Status(grpc::StatusCode::UNAVAILABLE,

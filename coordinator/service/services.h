@@ -18,12 +18,21 @@ namespace quartet::coordinator {
 
 class CampaignServiceImpl final : public quartet::v1::CampaignService::Service {
  public:
-  // Neither pointer is owned.
-  CampaignServiceImpl(CoordinatorCore* core, const Authenticator* auth)
-      : core_(core), auth_(auth) {}
+  // Concurrent WatchCampaign streams allowed by default; more get RESOURCE_EXHAUSTED.
+  static constexpr int kDefaultMaxWatchStreams = 256;
 
-  // Ends every WatchCampaign stream (at its next poll) so the server can shut down.
-  void Shutdown() { shutting_down_ = true; }
+  // Neither pointer is owned.
+  CampaignServiceImpl(CoordinatorCore* core, const Authenticator* auth,
+                      int max_watch_streams = kDefaultMaxWatchStreams)
+      : core_(core), auth_(auth), max_watch_streams_(max_watch_streams) {}
+
+  // Ends every WatchCampaign stream so the server can shut down.
+  void Shutdown() {
+    shutting_down_ = true;
+    core_->Wake();
+  }
+  // WatchCampaign streams open now.
+  int active_watches() const { return active_watches_.load(); }
 
   grpc::Status SubmitCampaign(grpc::ServerContext* context,
                               const quartet::v1::SubmitCampaignRequest* request,
@@ -53,6 +62,8 @@ class CampaignServiceImpl final : public quartet::v1::CampaignService::Service {
  private:
   CoordinatorCore* const core_;
   const Authenticator* const auth_;
+  const int max_watch_streams_;
+  std::atomic<int> active_watches_{0};
   std::atomic<bool> shutting_down_{false};
 };
 

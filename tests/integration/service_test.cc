@@ -29,7 +29,7 @@ class ServiceTest : public ::testing::Test {
     core_ = std::move(*CoordinatorCore::Create(o, store_.get(), common::Clock::Real()));
     auth_ =
         std::make_unique<Authenticator>(std::vector<Credential>{{Role::kAdmin, "sesame", "test"}});
-    campaigns_ = std::make_unique<CampaignServiceImpl>(core_.get(), auth_.get());
+    campaigns_ = std::make_unique<CampaignServiceImpl>(core_.get(), auth_.get(), kMaxWatches);
     workers_ = std::make_unique<WorkerServiceImpl>(core_.get(), auth_.get());
     grpc::EnableDefaultHealthCheckService(true);
     grpc::ServerBuilder b;
@@ -50,6 +50,8 @@ class ServiceTest : public ::testing::Test {
     if (campaigns_) campaigns_->Shutdown();
     if (server_) server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
   }
+
+  static constexpr int kMaxWatches = 2;
 
   static void Auth(grpc::ClientContext* ctx) { ctx->AddMetadata("authorization", "Bearer sesame"); }
 
@@ -225,6 +227,72 @@ TEST_F(ServiceTest, HealthServiceAnswersServing) {
   for (const auto& slice : slices)
     bytes.append(reinterpret_cast<const char*>(slice.begin()), slice.size());
   EXPECT_EQ(bytes, std::string("\x08\x01", 2));
+}
+
+TEST_F(ServiceTest, WatchStreamsAreBoundedAndWokenByChanges) {
+  quartet::v1::SubmitCampaignRequest submit;
+  *submit.mutable_config() = Config(2);
+  quartet::v1::SubmitCampaignResponse submitted;
+  {
+    grpc::ClientContext ctx;
+    Auth(&ctx);
+    ASSERT_TRUE(campaign_stub_->SubmitCampaign(&ctx, submit, &submitted).ok());
+  }
+  quartet::v1::WatchCampaignRequest watch;
+  watch.set_campaign_id(submitted.campaign().id());
+  watch.set_interval_ms(50);
+  struct Stream {
+    grpc::ClientContext ctx;
+    std::unique_ptr<grpc::ClientReader<quartet::v1::WatchCampaignResponse>> reader;
+  };
+  std::vector<std::unique_ptr<Stream>> open;
+  quartet::v1::WatchCampaignResponse update;
+  for (int i = 0; i < kMaxWatches; ++i) {
+    auto s = std::make_unique<Stream>();
+    Auth(&s->ctx);
+    s->reader = campaign_stub_->WatchCampaign(&s->ctx, watch);
+    ASSERT_TRUE(s->reader->Read(&update)) << "stream " << i;
+    open.push_back(std::move(s));
+  }
+  EXPECT_EQ(campaigns_->active_watches(), kMaxWatches);
+  {
+    grpc::ClientContext ctx;
+    Auth(&ctx);
+    auto refused = campaign_stub_->WatchCampaign(&ctx, watch);
+    EXPECT_FALSE(refused->Read(&update));
+    grpc::Status s = refused->Finish();
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << s.error_message();
+    EXPECT_THAT(s.error_message(), HasSubstr("--max_watch_streams"));
+  }
+  // A change (a lease) reaches a watcher well before the 10 s keepalive.
+  quartet::v1::RegisterWorkerRequest reg;
+  quartet::v1::RegisterWorkerResponse registered;
+  {
+    grpc::ClientContext ctx;
+    Auth(&ctx);
+    ASSERT_TRUE(worker_stub_->RegisterWorker(&ctx, reg, &registered).ok());
+  }
+  const absl::Time leased_at = absl::Now();
+  {
+    grpc::ClientContext ctx;
+    Auth(&ctx);
+    quartet::v1::LeaseCandidateRequest lease;
+    lease.set_worker_id(registered.worker_id());
+    quartet::v1::LeaseCandidateResponse leased;
+    ASSERT_TRUE(worker_stub_->LeaseCandidate(&ctx, lease, &leased).ok());
+  }
+  ASSERT_TRUE(open[0]->reader->Read(&update));
+  EXPECT_EQ(update.campaign().counts().leased(), 1);
+  EXPECT_LT(absl::Now() - leased_at, absl::Seconds(2));
+  // Closing a stream frees its slot.
+  open[1]->ctx.TryCancel();
+  (void)open[1]->reader->Finish();
+  for (int i = 0; i < 40 && campaigns_->active_watches() >= kMaxWatches; ++i) {
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  EXPECT_LT(campaigns_->active_watches(), kMaxWatches);
+  open[0]->ctx.TryCancel();
+  (void)open[0]->reader->Finish();
 }
 
 }  // namespace
