@@ -276,9 +276,9 @@ if [[ -n "${FAULT_RECORD:-}" ]]; then
     echo
     echo "## Fault suite"
     echo
-    echo "- Machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'), $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB RAM"
+    echo "- Machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'), $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB RAM, $(. /etc/os-release && echo "$PRETTY_NAME")"
     echo "- Date: $(date +%F)"
-    echo "- Command: \`FAULT_RECORD=$PWD/bench/RESULTS.md ctest --test-dir build -L fault --output-on-failure\` (needs QUARTET_TEST_PG_URL; \`deploy/test.sh -L fault\` sets it)"
+    echo "- Command: \`FAULT_RECORD=\$PWD/bench/RESULTS.md ctest --test-dir build -L fault --output-on-failure\` (needs QUARTET_TEST_PG_URL; \`deploy/test.sh -L fault\` sets it)"
     report
   } >>"$FAULT_RECORD"
 fi
