@@ -71,6 +71,8 @@ ABSL_FLAG(int, max_watch_streams, 256,
           "thread.");
 ABSL_FLAG(std::string, log_level, "info", "trace, debug, info, warn, error or off.");
 ABSL_FLAG(std::string, log_file, "", "Append logs to this file instead of stderr.");
+ABSL_FLAG(std::string, log_format, "text",
+          "text (readable lines) or json (one JSON object per line, for log shippers).");
 
 namespace {
 
@@ -105,7 +107,8 @@ int main(int argc, char** argv) {
       "Serves CampaignService and WorkerService; state lives in PostgreSQL.",
       normalized_flags);
   if (auto s = quartet::common::InitLogging("coordinator", absl::GetFlag(FLAGS_log_level),
-                                            absl::GetFlag(FLAGS_log_file));
+                                            absl::GetFlag(FLAGS_log_file),
+                                            absl::GetFlag(FLAGS_log_format));
       !s.ok()) {
     return Fail(s);
   }

@@ -48,6 +48,8 @@ ABSL_FLAG(absl::Duration, heartbeat_interval, absl::ZeroDuration(),
           "Override the coordinator's suggested heartbeat interval.");
 ABSL_FLAG(std::string, log_level, "info", "trace, debug, info, warn, error or off.");
 ABSL_FLAG(std::string, log_file, "", "Append logs to this file instead of stderr.");
+ABSL_FLAG(std::string, log_format, "text",
+          "text (readable lines) or json (one JSON object per line, for log shippers).");
 
 int main(int argc, char** argv) {
   std::vector<std::string> normalized_flags;
@@ -56,7 +58,8 @@ int main(int argc, char** argv) {
                               "Pulls Quartet candidates, trains them, reports results.",
                               normalized_flags);
   if (auto s = quartet::common::InitLogging("worker", absl::GetFlag(FLAGS_log_level),
-                                            absl::GetFlag(FLAGS_log_file));
+                                            absl::GetFlag(FLAGS_log_file),
+                                            absl::GetFlag(FLAGS_log_format));
       !s.ok()) {
     std::cerr << "quartet-worker: " << s.message() << "\n";
     return 1;

@@ -193,7 +193,7 @@ absl::StatusOr<std::optional<LeaseGrant>> MemoryStore::LeaseNext(const std::stri
     queue_.erase(q);
     Transition(c, CandidateState::kLeased, now);
     c.attempt++;
-    c.lease_token = next_token_++;
+    c.lease_token = NewLeaseToken(c.lease_token);
     c.worker_id = worker_id;
     c.lease_deadline = now + lease;
     c.cancel_requested = false;

@@ -81,7 +81,6 @@ class MemoryStore : public Store {
   absl::Mutex mu_;
   int64_t next_campaign_id_ ABSL_GUARDED_BY(mu_) = 1;
   int64_t next_candidate_id_ ABSL_GUARDED_BY(mu_) = 1;
-  int64_t next_token_ ABSL_GUARDED_BY(mu_) = 1;
   int64_t next_worker_ ABSL_GUARDED_BY(mu_) = 1;
   std::map<int64_t, CampaignData> campaigns_ ABSL_GUARDED_BY(mu_);
   std::map<int64_t, CandidateRecord> candidates_ ABSL_GUARDED_BY(mu_);

@@ -796,19 +796,21 @@ absl::StatusOr<std::optional<LeaseGrant>> PgStore::LeaseNext(const std::string& 
       const int64_t campaign_id = next[0][1].as<int64_t>();
       QUARTET_ASSIGN_OR_RETURN(CampaignLock camp, LockCampaign(tx, campaign_id));
       if (camp.state != CampaignState::kRunning) continue;
-      tx.exec_params("SELECT 1 FROM candidates WHERE id = $1 FOR UPDATE", candidate_id);
+      const int64_t previous =
+          tx.exec_params("SELECT lease_token FROM candidates WHERE id = $1 FOR UPDATE",
+                         candidate_id)[0][0]
+              .as<int64_t>();
       if (tx.exec_params("DELETE FROM work_queue WHERE candidate_id = $1", candidate_id)
               .affected_rows() == 0) {
         continue;
       }
       pqxx::result c = tx.exec_params(
           absl::StrCat("UPDATE candidates SET state = ", kLeased,
-                       ", attempt = attempt + 1, lease_token = nextval('lease_tokens'), "
-                       "worker_id = $2, lease_deadline = to_timestamp($3), cancel_requested = "
-                       "FALSE, started_at = COALESCE(started_at, to_timestamp($4)) WHERE id = $1 "
-                       "RETURNING ",
+                       ", attempt = attempt + 1, lease_token = $5, worker_id = $2, "
+                       "lease_deadline = to_timestamp($3), cancel_requested = FALSE, started_at = "
+                       "COALESCE(started_at, to_timestamp($4)) WHERE id = $1 RETURNING ",
                        kCandidateColumns),
-          candidate_id, worker_id, Epoch(now + lease), Epoch(now));
+          candidate_id, worker_id, Epoch(now + lease), Epoch(now), NewLeaseToken(previous));
       LeaseGrant grant;
       QUARTET_ASSIGN_OR_RETURN(grant.candidate, ParseCandidate(c[0]));
       QUARTET_RETURN_IF_ERROR(common::ParseMessage(camp.config_json.c_str(),

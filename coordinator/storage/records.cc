@@ -1,5 +1,9 @@
 #include "coordinator/storage/records.h"
 
+#include <sys/random.h>
+
+#include <cstring>
+
 #include "absl/strings/str_cat.h"
 
 namespace quartet::coordinator {
@@ -90,6 +94,19 @@ CandidateState AfterLeaseEnds(CampaignState campaign, bool retryable, bool preem
     return preemptions <= max_preemptions ? CandidateState::kPending : CandidateState::kFailed;
   }
   return attempt - preemptions < max_attempts ? CandidateState::kPending : CandidateState::kFailed;
+}
+
+int64_t NewLeaseToken(int64_t previous) {
+  while (true) {
+    uint64_t bits = 0;
+    size_t got = 0;
+    while (got < sizeof(bits)) {
+      const ssize_t n = getrandom(reinterpret_cast<char*>(&bits) + got, sizeof(bits) - got, 0);
+      if (n > 0) got += static_cast<size_t>(n);  // EINTR and short reads: read the rest again
+    }
+    const int64_t token = static_cast<int64_t>(bits >> 1);
+    if (token != 0 && token != previous) return token;
+  }
 }
 
 void FamilyTally::Add(const std::vector<std::string>& f, int64_t n, bool with_triples) {

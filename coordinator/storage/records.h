@@ -220,6 +220,10 @@ absl::StatusOr<LeaseVerdict> JudgeLease(int64_t candidate_id, const LeaseFacts& 
 CandidateState AfterLeaseEnds(CampaignState campaign, bool retryable, bool preempted, int attempt,
                               int preemptions, int max_attempts, int max_preemptions);
 
+// A new fencing token: 63 random bits from the kernel's CSPRNG (getrandom), never 0 and never
+// `previous`, so a token can be neither guessed nor derived from another lease's.
+int64_t NewLeaseToken(int64_t previous);
+
 // Per-family, per-pair and per-triple counts of a set of combinations, in name order. The one
 // place combinations are tallied into coverage deltas.
 struct FamilyTally {

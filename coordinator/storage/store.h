@@ -5,8 +5,8 @@
 // coverage counters (per family and per pair, by candidate state) change together or not at all.
 // Implementations are thread-safe.
 //
-// Leases and fencing. LeaseNext gives the candidate a new lease token larger than every earlier
-// one. RenewLease, AppendMetrics, CompleteCandidate and FailCandidate name (candidate, token,
+// Leases and fencing. LeaseNext gives the candidate a new, random lease token (NewLeaseToken):
+// unguessable, and different from the candidate's previous one. RenewLease, AppendMetrics, CompleteCandidate and FailCandidate name (candidate, token,
 // worker) and follow JudgeLease (records.h): NOT_FOUND when the candidate does not exist;
 // FAILED_PRECONDITION, changing nothing, when the token is not its current lease or the worker is
 // not the holder. A lease ended by ExpireLeases, with no newer lease granted since, is taken back by

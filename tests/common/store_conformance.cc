@@ -180,7 +180,7 @@ TEST_P(StoreConformanceTest, RefusedInsertsChangeNothing) {
   ExpectCoverageMatchesCandidates(*store_, c->id);
 }
 
-TEST_P(StoreConformanceTest, LeasesByPriorityThenIdWithIncreasingTokens) {
+TEST_P(StoreConformanceTest, LeasesByPriorityThenIdWithUnguessableTokens) {
   ASSERT_TRUE(store_->RegisterWorker({"w1"}, kT0).ok());
   auto low = store_->CreateCampaign(MakeCampaign({"A", "B", "C"}, 2, 3, 0), kT0);
   auto high = store_->CreateCampaign(MakeCampaign({"A", "B", "C"}, 1, 3, 5), kT0);
@@ -207,8 +207,17 @@ TEST_P(StoreConformanceTest, LeasesByPriorityThenIdWithIncreasingTokens) {
   EXPECT_EQ((*second)->candidate.campaign_id, low->id);
   EXPECT_EQ((*second)->candidate.repeat, 0);
   EXPECT_EQ((*third)->candidate.repeat, 1);
-  EXPECT_LT((*first)->candidate.lease_token, (*second)->candidate.lease_token);
-  EXPECT_LT((*second)->candidate.lease_token, (*third)->candidate.lease_token);
+  // Tokens are random: distinct, positive, and not one after another (each gap is at least 2^32
+  // but with probability about 2^-31).
+  const int64_t t1 = (*first)->candidate.lease_token, t2 = (*second)->candidate.lease_token,
+                t3 = (*third)->candidate.lease_token;
+  EXPECT_GT(t1, 0);
+  EXPECT_GT(t2, 0);
+  EXPECT_GT(t3, 0);
+  EXPECT_NE(t1, t2);
+  EXPECT_NE(t2, t3);
+  EXPECT_GT(std::max(std::abs(static_cast<double>(t2) - t1), std::abs(static_cast<double>(t3) - t2)),
+            4294967296.0);
 
   auto none = store_->LeaseNext("w1", kT0, kLease);
   ASSERT_TRUE(none.ok());
@@ -332,7 +341,7 @@ TEST_P(StoreConformanceTest, RetryableFailuresRequeueUntilAttemptsRunOut) {
   ASSERT_TRUE(again.ok() && again->has_value());
   EXPECT_EQ((*again)->candidate.id, g.candidate.id);
   EXPECT_EQ((*again)->candidate.attempt, 2);
-  EXPECT_GT((*again)->candidate.lease_token, g.candidate.lease_token);
+  EXPECT_NE((*again)->candidate.lease_token, g.candidate.lease_token);
   auto second = store_->FailCandidate(g.candidate.id, (*again)->candidate.lease_token, "w2",
                                       quartet::v1::ERROR_CLASS_INTERNAL, "device fault", true, kT0);
   ASSERT_TRUE(second.ok());

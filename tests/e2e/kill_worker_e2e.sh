@@ -26,8 +26,8 @@ wait_for 600 "SELECT state FROM candidates WHERE id = $cand" 3
 
 [[ $(sql "SELECT attempt FROM candidates WHERE id = $cand") == 2 ]] || e2e_fail "expected attempt 2"
 [[ $(sql "SELECT worker_id FROM candidates WHERE id = $cand") == w2 ]] || e2e_fail "not completed by w2"
-[[ $(sql "SELECT lease_token > $token FROM candidates WHERE id = $cand") == t ]] ||
-  e2e_fail "the second lease did not get a larger token"
+[[ $(sql "SELECT lease_token <> $token FROM candidates WHERE id = $cand") == t ]] ||
+  e2e_fail "the second lease did not get a new token"
 n=$(grep -c "candidate $cand of campaign $id .* SUCCEEDED" "$E2E_DIR/coordinator.log" || true)
 [[ $n == 1 ]] || e2e_fail "candidate completed $n times"
 grep -q "candidate $cand of campaign $id: lease of worker w1 expired" "$E2E_DIR/coordinator.log" ||
