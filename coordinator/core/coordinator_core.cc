@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/log_escape.h"
+#include "coordinator/core/worker_identity.h"
 #include "common/status_macros.h"
 #include "coordinator/space/combinatorics.h"
 #include "coordinator/space/coverage_stats.h"
@@ -20,6 +21,8 @@ using quartet::v1::CandidateSummary;
 
 // Client strings in log lines: escaped (no forged lines) and cut to these lengths.
 constexpr size_t kLoggedIdBytes = 200;
+// Attempts at drawing an unused worker id (8 random hex characters each) before giving up.
+constexpr int kWorkerIdTries = 8;
 constexpr size_t kLoggedMessageBytes = 512;
 constexpr absl::Duration kMinSweepInterval = absl::Milliseconds(100);
 constexpr absl::Duration kMaxSweepInterval = absl::Seconds(1);
@@ -590,21 +593,85 @@ absl::StatusOr<std::vector<CandidateSummary>> CoordinatorCore::ListResults(
 absl::StatusOr<quartet::v1::RegisterWorkerResponse> CoordinatorCore::RegisterWorker(
     const quartet::v1::RegisterWorkerRequest& request) {
   WorkerRecord w;
-  w.id = request.worker_id();
   w.host = request.host();
   w.device = request.device();
   w.gpu_name = request.gpu_name();
   w.gpu_memory_bytes = request.gpu_memory_bytes();
   w.families.assign(request.families().begin(), request.families().end());
   w.version = request.version();
+  std::string secret;
+  if (!request.worker_id().empty() && !request.session_secret().empty()) {
+    // Re-attach: only with the secret this id was given.
+    auto existing = store_->GetWorker(request.worker_id());
+    if (existing.ok() && SessionSecretMatches(existing->secret_hash, request.session_secret())) {
+      w.id = existing->id;
+      secret = request.session_secret();
+    } else if (!existing.ok() && existing.status().code() != absl::StatusCode::kNotFound) {
+      return existing.status();
+    }
+  }
+  const bool reattached = !w.id.empty();
+  if (!reattached) {
+    secret = NewSessionSecret();
+    for (int tries = 0; w.id.empty(); ++tries) {
+      std::string id = NewWorkerId(request.worker_id());
+      auto taken = store_->GetWorker(id);
+      if (taken.status().code() == absl::StatusCode::kNotFound) {
+        w.id = std::move(id);
+      } else if (!taken.ok()) {
+        return taken.status();
+      } else if (tries >= kWorkerIdTries) {
+        return absl::InternalError("could not choose an unused worker id");
+      }
+    }
+  }
+  w.secret_hash = HashSessionSecret(secret);
   QUARTET_ASSIGN_OR_RETURN(WorkerRecord stored, store_->RegisterWorker(w, clock_->Now()));
-  spdlog::info("worker {} registered: host {}, device {}{}", stored.id, stored.host, stored.device,
-               stored.gpu_name.empty() ? "" : " (" + stored.gpu_name + ")");
+  {
+    absl::MutexLock lock(&workers_mu_);
+    secret_hashes_[stored.id] = stored.secret_hash;
+  }
+  spdlog::info("worker {} {}: host {}, device {}{}", stored.id,
+               reattached ? "re-attached" : "registered",
+               common::EscapeForLog(stored.host, kLoggedIdBytes),
+               common::EscapeForLog(stored.device, kLoggedIdBytes),
+               stored.gpu_name.empty()
+                   ? ""
+                   : " (" + common::EscapeForLog(stored.gpu_name, kLoggedIdBytes) + ")");
   quartet::v1::RegisterWorkerResponse out;
   out.set_worker_id(stored.id);
+  out.set_session_secret(secret);
   out.set_heartbeat_interval_ms(
       static_cast<int32_t>(absl::ToInt64Milliseconds(options_.heartbeat_interval)));
   return out;
+}
+
+absl::Status CoordinatorCore::CheckWorker(const std::string& worker_id,
+                                          const std::string& session_secret) {
+  if (worker_id.empty()) return absl::InvalidArgumentError("worker_id: required");
+  std::string hash;
+  {
+    absl::MutexLock lock(&workers_mu_);
+    auto it = secret_hashes_.find(worker_id);
+    if (it != secret_hashes_.end()) hash = it->second;
+  }
+  if (hash.empty()) {
+    auto w = store_->GetWorker(worker_id);
+    if (w.status().code() == absl::StatusCode::kNotFound) {
+      return absl::NotFoundError(
+          absl::StrCat("worker '", common::EscapeForLog(worker_id, kLoggedIdBytes),
+                       "' is not registered; call RegisterWorker first"));
+    }
+    if (!w.ok()) return w.status();
+    hash = w->secret_hash;
+    absl::MutexLock lock(&workers_mu_);
+    secret_hashes_[worker_id] = hash;
+  }
+  if (!SessionSecretMatches(hash, session_secret)) {
+    return absl::PermissionDeniedError(
+        "the session secret is missing or does not match this worker id; register again");
+  }
+  return absl::OkStatus();
 }
 
 quartet::v1::CandidateSpec CoordinatorCore::SpecOf(const LeaseGrant& grant) const {
@@ -625,8 +692,9 @@ quartet::v1::CandidateSpec CoordinatorCore::SpecOf(const LeaseGrant& grant) cons
 }
 
 absl::StatusOr<quartet::v1::LeaseCandidateResponse> CoordinatorCore::LeaseCandidate(
-    const std::string& worker_id) {
-  if (worker_id.empty()) return absl::InvalidArgumentError("worker_id: required");
+    const quartet::v1::LeaseCandidateRequest& request) {
+  QUARTET_RETURN_IF_ERROR(CheckWorker(request.worker_id(), request.session_secret()));
+  const std::string& worker_id = request.worker_id();
   const absl::Time now = clock_->Now();
   QUARTET_ASSIGN_OR_RETURN(auto grant, store_->LeaseNext(worker_id, now, options_.lease));
   if (!grant.has_value()) {
@@ -655,6 +723,7 @@ absl::StatusOr<quartet::v1::LeaseCandidateResponse> CoordinatorCore::LeaseCandid
 
 absl::StatusOr<quartet::v1::HeartbeatResponse> CoordinatorCore::Heartbeat(
     const quartet::v1::HeartbeatRequest& request) {
+  QUARTET_RETURN_IF_ERROR(CheckWorker(request.worker_id(), request.session_secret()));
   QUARTET_ASSIGN_OR_RETURN(LeaseRenewal r,
                            store_->RenewLease(request.candidate_id(), request.lease_token(),
                                               request.worker_id(), clock_->Now(), options_.lease));
@@ -687,6 +756,7 @@ absl::StatusOr<std::vector<MetricRecord>> CoordinatorCore::ToMetricRecords(
 }
 
 absl::StatusOr<int64_t> CoordinatorCore::AppendMetrics(const quartet::v1::MetricBatch& batch) {
+  QUARTET_RETURN_IF_ERROR(CheckWorker(batch.worker_id(), batch.session_secret()));
   QUARTET_ASSIGN_OR_RETURN(auto points, ToMetricRecords(batch.points(), "points"));
   return store_->AppendMetrics(batch.candidate_id(), batch.lease_token(), batch.worker_id(),
                                points);
@@ -694,6 +764,7 @@ absl::StatusOr<int64_t> CoordinatorCore::AppendMetrics(const quartet::v1::Metric
 
 absl::Status CoordinatorCore::CompleteCandidate(
     const quartet::v1::CompleteCandidateRequest& request) {
+  QUARTET_RETURN_IF_ERROR(CheckWorker(request.worker_id(), request.session_secret()));
   const quartet::v1::Result& result = request.result();
   if (!std::isfinite(result.test_accuracy()) || result.test_accuracy() < 0 ||
       result.test_accuracy() > 1) {
@@ -728,6 +799,7 @@ absl::Status CoordinatorCore::CompleteCandidate(
 
 absl::StatusOr<quartet::v1::FailCandidateResponse> CoordinatorCore::FailCandidate(
     const quartet::v1::FailCandidateRequest& request) {
+  QUARTET_RETURN_IF_ERROR(CheckWorker(request.worker_id(), request.session_secret()));
   if (!quartet::v1::ErrorClass_IsValid(request.error_class()) ||
       request.error_class() == quartet::v1::ERROR_CLASS_UNSPECIFIED ||
       request.error_class() == quartet::v1::ERROR_CLASS_LOST) {

@@ -102,7 +102,10 @@ class CoordinatorCore {
 
   absl::StatusOr<quartet::v1::RegisterWorkerResponse> RegisterWorker(
       const quartet::v1::RegisterWorkerRequest& request);
-  absl::StatusOr<quartet::v1::LeaseCandidateResponse> LeaseCandidate(const std::string& worker_id);
+  // Worker calls carry (worker_id, session_secret) from RegisterWorker: NOT_FOUND for an unknown
+  // worker, PERMISSION_DENIED when the secret does not match.
+  absl::StatusOr<quartet::v1::LeaseCandidateResponse> LeaseCandidate(
+      const quartet::v1::LeaseCandidateRequest& request);
   absl::StatusOr<quartet::v1::HeartbeatResponse> Heartbeat(
       const quartet::v1::HeartbeatRequest& request);
   // Stores one metric batch; returns how many points were new.
@@ -133,6 +136,8 @@ class CoordinatorCore {
   absl::Status RefillAll();
   absl::StatusOr<quartet::v1::Campaign> ToProto(const CampaignRecord& record);
   quartet::v1::CandidateSpec SpecOf(const LeaseGrant& grant) const;
+  // The worker identity check of every worker call (see LeaseCandidate).
+  absl::Status CheckWorker(const std::string& worker_id, const std::string& session_secret);
   // Metric points as records; a point without time gets now. INVALID_ARGUMENT names `field`.
   absl::StatusOr<std::vector<MetricRecord>> ToMetricRecords(
       const google::protobuf::RepeatedPtrField<quartet::v1::MetricPoint>& points,
@@ -147,6 +152,10 @@ class CoordinatorCore {
   std::map<int64_t, std::shared_ptr<Runtime>> runtimes_ ABSL_GUARDED_BY(mu_);
 
   void Changed();
+
+  // SHA-256 of each known worker's session secret (a cache of the store's).
+  absl::Mutex workers_mu_;
+  std::map<std::string, std::string> secret_hashes_ ABSL_GUARDED_BY(workers_mu_);
 
   absl::Mutex change_mu_;
   uint64_t change_version_ ABSL_GUARDED_BY(change_mu_) = 0;

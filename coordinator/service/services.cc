@@ -191,7 +191,7 @@ grpc::Status WorkerServiceImpl::LeaseCandidate(grpc::ServerContext* context,
                                                quartet::v1::LeaseCandidateResponse* response) {
   QUARTET_REQUIRE_ROLE(context, Role::kWorker);
   QUARTET_REQUIRE_VALID(common::ValidateName("worker_id", request->worker_id(), false));
-  return Respond(core_->LeaseCandidate(request->worker_id()),
+  return Respond(core_->LeaseCandidate(*request),
                  [&](quartet::v1::LeaseCandidateResponse r) { *response = std::move(r); });
 }
 

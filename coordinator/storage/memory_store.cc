@@ -412,4 +412,13 @@ absl::StatusOr<WorkerRecord> MemoryStore::RegisterWorker(const WorkerRecord& wor
   return w;
 }
 
+absl::StatusOr<WorkerRecord> MemoryStore::GetWorker(const std::string& worker_id) {
+  absl::MutexLock lock(&mu_);
+  auto it = workers_.find(worker_id);
+  if (it == workers_.end()) {
+    return absl::NotFoundError(absl::StrCat("worker '", worker_id, "' not found"));
+  }
+  return it->second;
+}
+
 }  // namespace quartet::coordinator

@@ -50,6 +50,7 @@ class MemoryStore : public Store {
   absl::StatusOr<std::vector<MetricRecord>> GetMetrics(int64_t candidate_id) override;
   absl::StatusOr<CoverageCounters> GetCoverage(int64_t campaign_id) override;
   absl::StatusOr<WorkerRecord> RegisterWorker(const WorkerRecord& worker, absl::Time now) override;
+  absl::StatusOr<WorkerRecord> GetWorker(const std::string& worker_id) override;
   absl::Status Ping() override { return absl::OkStatus(); }
 
  private:

@@ -1080,14 +1080,39 @@ absl::StatusOr<WorkerRecord> PgStore::RegisterWorker(const WorkerRecord& worker,
     }
     pqxx::result r = tx.exec_params(
         "INSERT INTO workers (id, host, device, gpu_name, gpu_memory_bytes, families, version, "
-        "registered_at, last_seen_at) VALUES ($1, $2, $3, $4, $5, $6::text[], $7, "
-        "to_timestamp($8), to_timestamp($8)) ON CONFLICT (id) DO UPDATE SET host = $2, device = "
-        "$3, gpu_name = $4, gpu_memory_bytes = $5, families = $6::text[], version = $7, "
-        "last_seen_at = to_timestamp($8) RETURNING EXTRACT(EPOCH FROM registered_at)",
+        "registered_at, last_seen_at, secret_hash) VALUES ($1, $2, $3, $4, $5, $6::text[], $7, "
+        "to_timestamp($8), to_timestamp($8), $9) ON CONFLICT (id) DO UPDATE SET host = $2, "
+        "device = $3, gpu_name = $4, gpu_memory_bytes = $5, families = $6::text[], version = $7, "
+        "last_seen_at = to_timestamp($8), secret_hash = $9 "
+        "RETURNING EXTRACT(EPOCH FROM registered_at)",
         out.id, out.host, out.device, out.gpu_name, out.gpu_memory_bytes, TextArray(out.families),
-        out.version, Epoch(now));
+        out.version, Epoch(now), out.secret_hash);
     out.registered_at = TimeOf(r[0][0]);
     out.last_seen_at = now;
+    return absl::OkStatus();
+  }));
+  return out;
+}
+
+absl::StatusOr<WorkerRecord> PgStore::GetWorker(const std::string& worker_id) {
+  WorkerRecord out;
+  QUARTET_RETURN_IF_ERROR(Run([&](dbtransaction& tx) -> absl::Status {
+    pqxx::result r = tx.exec_params(
+        "SELECT id, host, device, gpu_name, gpu_memory_bytes, array_to_json(families)::text, "
+        "version, secret_hash, EXTRACT(EPOCH FROM registered_at), "
+        "EXTRACT(EPOCH FROM last_seen_at) FROM workers WHERE id = $1",
+        worker_id);
+    if (r.empty()) return absl::NotFoundError(absl::StrCat("worker '", worker_id, "' not found"));
+    out.id = r[0][0].as<std::string>();
+    out.host = r[0][1].as<std::string>();
+    out.device = r[0][2].as<std::string>();
+    out.gpu_name = r[0][3].as<std::string>();
+    out.gpu_memory_bytes = r[0][4].as<int64_t>();
+    out.families = ParseTextArrayJson(r[0][5]);
+    out.version = r[0][6].as<std::string>();
+    out.secret_hash = r[0][7].as<std::string>();
+    out.registered_at = TimeOf(r[0][8]);
+    out.last_seen_at = TimeOf(r[0][9]);
     return absl::OkStatus();
   }));
   return out;

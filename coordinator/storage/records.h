@@ -156,6 +156,8 @@ struct WorkerRecord {
   int64_t gpu_memory_bytes = 0;
   std::vector<std::string> families;
   std::string version;
+  // SHA-256 (hex) of the worker's session secret.
+  std::string secret_hash;
   absl::Time registered_at = absl::InfinitePast();
   absl::Time last_seen_at = absl::InfinitePast();
 };

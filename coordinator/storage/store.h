@@ -120,9 +120,12 @@ class Store {
 
   // ---- Workers ----
 
-  // Registers a worker (a new id when worker.id is empty; re-attaches when the id exists).
+  // Stores a worker under worker.id (the core chooses ids): a new row, or, when the id exists, its
+  // fields (secret_hash included) replaced and registered_at kept. An empty id gets "worker-N".
   virtual absl::StatusOr<WorkerRecord> RegisterWorker(const WorkerRecord& worker,
                                                       absl::Time now) = 0;
+  // NOT_FOUND for an unknown id.
+  virtual absl::StatusOr<WorkerRecord> GetWorker(const std::string& worker_id) = 0;
 };
 
 }  // namespace quartet::coordinator

@@ -91,13 +91,13 @@ submit() {
 # A candidate of campaign $1 leased to worker $2 that has begun training: "id token".
 held_by() {
   sql "SELECT c.id || ' ' || c.lease_token FROM candidates c WHERE c.campaign_id = $1
-       AND c.state = 2 AND c.worker_id = '$2' LIMIT 1"
+       AND c.state = 2 AND c.worker_id LIKE '$2-%' LIMIT 1"
 }
 # wait_held CAMPAIGN [WORKER]: waits until a candidate of CAMPAIGN is leased (to WORKER); fails
 # (status 1) when the campaign has nothing left to lease.
 wait_held() {
   local who=""
-  [[ -n "${2:-}" ]] && who="AND worker_id = '$2'"
+  [[ -n "${2:-}" ]] && who="AND worker_id LIKE '$2-%'"
   for _ in $(seq 1 600); do  # at most 120 s
     [[ -n $(sql "SELECT 1 FROM candidates WHERE campaign_id = $1 AND state = 2 $who LIMIT 1") ]] &&
       return 0

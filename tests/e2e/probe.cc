@@ -1,6 +1,6 @@
 // A minimal worker-protocol client for the e2e tests: makes one call and prints the status code
 // (and message).
-//   quartet_e2e_probe ADDRESS complete WORKER CANDIDATE TOKEN
+//   quartet_e2e_probe ADDRESS complete WORKER CANDIDATE TOKEN [SESSION_SECRET]
 #include <grpcpp/grpcpp.h>
 
 #include <iostream>
@@ -9,8 +9,9 @@
 #include "quartet/v1/worker.grpc.pb.h"
 
 int main(int argc, char** argv) {
-  if (argc != 6 || std::string(argv[2]) != "complete") {
-    std::cerr << "usage: quartet_e2e_probe ADDRESS complete WORKER CANDIDATE TOKEN\n";
+  if ((argc != 6 && argc != 7) || std::string(argv[2]) != "complete") {
+    std::cerr << "usage: quartet_e2e_probe ADDRESS complete WORKER CANDIDATE TOKEN "
+                 "[SESSION_SECRET]\n";
     return 2;
   }
   auto stub = quartet::v1::WorkerService::NewStub(
@@ -19,6 +20,7 @@ int main(int argc, char** argv) {
   req.set_worker_id(argv[3]);
   req.set_candidate_id(std::stoll(argv[4]));
   req.set_lease_token(std::stoll(argv[5]));
+  if (argc == 7) req.set_session_secret(argv[6]);
   req.mutable_result()->set_test_accuracy(0.99);
   quartet::v1::CompleteCandidateResponse resp;
   grpc::ClientContext ctx;

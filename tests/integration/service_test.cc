@@ -149,6 +149,7 @@ TEST_F(ServiceTest, WorkerProtocolOverTheWireAndWatchEndsWhenDone) {
       Auth(&ctx);
       quartet::v1::LeaseCandidateRequest r;
       r.set_worker_id(reg.worker_id());
+      r.set_session_secret(reg.session_secret());
       ASSERT_TRUE(worker_stub_->LeaseCandidate(&ctx, r, &lease).ok());
       ASSERT_TRUE(lease.has_lease());
     }
@@ -159,6 +160,7 @@ TEST_F(ServiceTest, WorkerProtocolOverTheWireAndWatchEndsWhenDone) {
       auto writer = worker_stub_->StreamMetrics(&ctx, &resp);
       quartet::v1::MetricBatch batch;
       batch.set_worker_id(reg.worker_id());
+      batch.set_session_secret(reg.session_secret());
       batch.set_candidate_id(lease.lease().candidate_id());
       batch.set_lease_token(lease.lease().lease_token());
       auto* p = batch.add_points();
@@ -176,6 +178,7 @@ TEST_F(ServiceTest, WorkerProtocolOverTheWireAndWatchEndsWhenDone) {
       Auth(&ctx);
       quartet::v1::CompleteCandidateRequest r;
       r.set_worker_id(reg.worker_id());
+      r.set_session_secret(reg.session_secret());
       r.set_candidate_id(lease.lease().candidate_id());
       r.set_lease_token(lease.lease().lease_token());
       r.mutable_result()->set_test_accuracy(0.2 + 0.1 * i);
@@ -188,6 +191,7 @@ TEST_F(ServiceTest, WorkerProtocolOverTheWireAndWatchEndsWhenDone) {
       Auth(&ctx);
       quartet::v1::HeartbeatRequest hb;
       hb.set_worker_id(reg.worker_id());
+      hb.set_session_secret(reg.session_secret());
       hb.set_candidate_id(lease.lease().candidate_id());
       hb.set_lease_token(lease.lease().lease_token());
       quartet::v1::HeartbeatResponse resp;
@@ -278,6 +282,7 @@ TEST_F(ServiceTest, WatchStreamsAreBoundedAndWokenByChanges) {
     Auth(&ctx);
     quartet::v1::LeaseCandidateRequest lease;
     lease.set_worker_id(registered.worker_id());
+    lease.set_session_secret(registered.session_secret());
     quartet::v1::LeaseCandidateResponse leased;
     ASSERT_TRUE(worker_stub_->LeaseCandidate(&ctx, lease, &leased).ok());
   }

@@ -43,11 +43,15 @@ class CoreTest : public ::testing::Test {
     r.set_host("test");
     auto resp = core.RegisterWorker(r);
     EXPECT_TRUE(resp.ok());
+    secrets_[resp->worker_id()] = resp->session_secret();
     return resp->worker_id();
   }
 
   quartet::v1::LeaseCandidateResponse Lease(CoordinatorCore& core, const std::string& worker) {
-    auto resp = core.LeaseCandidate(worker);
+    quartet::v1::LeaseCandidateRequest req;
+    req.set_worker_id(worker);
+    req.set_session_secret(secrets_[worker]);
+    auto resp = core.LeaseCandidate(req);
     EXPECT_TRUE(resp.ok()) << resp.status();
     return *resp;
   }
@@ -56,6 +60,7 @@ class CoreTest : public ::testing::Test {
                         const quartet::v1::LeaseCandidateResponse& lease, double accuracy) {
     quartet::v1::CompleteCandidateRequest req;
     req.set_worker_id(worker);
+    req.set_session_secret(secrets_[worker]);
     req.set_candidate_id(lease.lease().candidate_id());
     req.set_lease_token(lease.lease().lease_token());
     req.mutable_result()->set_test_accuracy(accuracy);
@@ -66,6 +71,8 @@ class CoreTest : public ::testing::Test {
   MemoryStore store_;
   common::FakeClock clock_;
   std::unique_ptr<CoordinatorCore> core_;
+  // Session secret of every worker registered through Register().
+  std::map<std::string, std::string> secrets_;
 };
 
 TEST_F(CoreTest, BadCampaignsAreRefusedNamingTheFieldAndStoreNothing) {
@@ -215,6 +222,7 @@ TEST_F(CoreTest, ExpiredLeaseIsRetriedAndTheLateWorkerIsRefused) {
   clock_.Advance(absl::Seconds(20));
   quartet::v1::HeartbeatRequest hb;
   hb.set_worker_id(a);
+  hb.set_session_secret(secrets_[a]);
   hb.set_candidate_id(first.lease().candidate_id());
   hb.set_lease_token(first.lease().lease_token());
   ASSERT_TRUE(core_->Heartbeat(hb).ok());  // renewed to t+50
@@ -246,6 +254,7 @@ TEST_F(CoreTest, CancelTellsHeartbeatsToStop) {
   EXPECT_EQ(cancelled->state(), quartet::v1::CAMPAIGN_STATE_CANCELLED);
   quartet::v1::HeartbeatRequest hb;
   hb.set_worker_id(w);
+  hb.set_session_secret(secrets_[w]);
   hb.set_candidate_id(lease.lease().candidate_id());
   hb.set_lease_token(lease.lease().lease_token());
   auto resp = core_->Heartbeat(hb);
@@ -263,6 +272,7 @@ TEST_F(CoreTest, FailNeedsAnErrorClassAndRetryableFailuresAreRequeued) {
   auto lease = Lease(*core_, w);
   quartet::v1::FailCandidateRequest req;
   req.set_worker_id(w);
+  req.set_session_secret(secrets_[w]);
   req.set_candidate_id(lease.lease().candidate_id());
   req.set_lease_token(lease.lease().lease_token());
   EXPECT_EQ(core_->FailCandidate(req).status().code(), absl::StatusCode::kInvalidArgument);
@@ -338,8 +348,13 @@ class GraceTest : public ::testing::Test {
     core_ = std::move(*CoordinatorCore::Create(o, &store_, &clock_));
     ASSERT_TRUE(core_->SubmitCampaign(SmallConfig(2)).ok());
     quartet::v1::RegisterWorkerRequest r;
-    worker_ = core_->RegisterWorker(r)->worker_id();
-    ASSERT_TRUE(core_->LeaseCandidate(worker_)->has_lease());
+    auto registered = core_->RegisterWorker(r);
+    ASSERT_TRUE(registered.ok());
+    worker_ = registered->worker_id();
+    quartet::v1::LeaseCandidateRequest lease;
+    lease.set_worker_id(worker_);
+    lease.set_session_secret(registered->session_secret());
+    ASSERT_TRUE(core_->LeaseCandidate(lease)->has_lease());
   }
 
   FlakyStore store_;
@@ -370,6 +385,91 @@ TEST_F(GraceTest, ADatabaseOutageSuspendsExpiryAndGrantsGraceAfterwards) {
   EXPECT_EQ(*core_->Tick(), 0);
   clock_.Advance(absl::Seconds(2));
   EXPECT_EQ(*core_->Tick(), 1);
+}
+
+}  // namespace
+}  // namespace quartet::coordinator
+
+namespace quartet::coordinator {
+namespace {
+
+class WorkerIdentityTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    core_ = std::move(*CoordinatorCore::Create({}, &store_, &clock_));
+    ASSERT_TRUE(core_->SubmitCampaign(SmallConfig(3)).ok());
+  }
+  quartet::v1::RegisterWorkerResponse Register(const std::string& id, const std::string& secret) {
+    quartet::v1::RegisterWorkerRequest r;
+    r.set_host("h");
+    r.set_worker_id(id);
+    r.set_session_secret(secret);
+    auto resp = core_->RegisterWorker(r);
+    EXPECT_TRUE(resp.ok()) << resp.status();
+    return *resp;
+  }
+  absl::StatusOr<quartet::v1::LeaseCandidateResponse> Lease(const std::string& id,
+                                                            const std::string& secret) {
+    quartet::v1::LeaseCandidateRequest r;
+    r.set_worker_id(id);
+    r.set_session_secret(secret);
+    return core_->LeaseCandidate(r);
+  }
+
+  MemoryStore store_;
+  common::FakeClock clock_;
+  std::unique_ptr<CoordinatorCore> core_;
+};
+
+TEST_F(WorkerIdentityTest, IdsAreChosenByTheServerAndNeverCollide) {
+  const auto a = Register("gpu0", "");
+  const auto b = Register("gpu0", "");  // the same label again: a different worker
+  EXPECT_THAT(a.worker_id(), ::testing::StartsWith("gpu0-"));
+  EXPECT_NE(a.worker_id(), b.worker_id());
+  EXPECT_EQ(a.session_secret().size(), 64u);
+  EXPECT_NE(a.session_secret(), b.session_secret());
+  // Claiming another worker's id without its secret gives a new id; the row is not overwritten.
+  const auto spoof = Register(a.worker_id(), "guess");
+  EXPECT_NE(spoof.worker_id(), a.worker_id());
+  EXPECT_TRUE(Lease(a.worker_id(), a.session_secret()).ok());
+}
+
+TEST_F(WorkerIdentityTest, ReattachesOnlyWithItsSecret) {
+  const auto a = Register("gpu0", "");
+  const auto again = Register(a.worker_id(), a.session_secret());
+  EXPECT_EQ(again.worker_id(), a.worker_id());
+  EXPECT_EQ(again.session_secret(), a.session_secret());
+}
+
+TEST_F(WorkerIdentityTest, EveryWorkerCallNeedsTheSecretOfItsId) {
+  const auto a = Register("a", "");
+  const auto b = Register("b", "");
+  auto leased = Lease(a.worker_id(), a.session_secret());
+  ASSERT_TRUE(leased.ok() && leased->has_lease());
+  EXPECT_EQ(Lease(a.worker_id(), "").status().code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(Lease(a.worker_id(), b.session_secret()).status().code(),
+            absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(Lease("nobody-00000000", "x").status().code(), absl::StatusCode::kNotFound);
+  // A forged completion: b's credentials, a's lease and the leaked token, under a's id.
+  quartet::v1::CompleteCandidateRequest forged;
+  forged.set_worker_id(a.worker_id());
+  forged.set_session_secret(b.session_secret());
+  forged.set_candidate_id(leased->lease().candidate_id());
+  forged.set_lease_token(leased->lease().lease_token());
+  forged.mutable_result()->set_test_accuracy(0.99);
+  EXPECT_EQ(core_->CompleteCandidate(forged).code(), absl::StatusCode::kPermissionDenied);
+  // Under b's own id the token is not b's lease.
+  forged.set_worker_id(b.worker_id());
+  EXPECT_EQ(core_->CompleteCandidate(forged).code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(store_.GetCandidate(leased->lease().candidate_id())->state, CandidateState::kLeased);
+  // A coordinator restart (a new core on the same store) still knows the secret.
+  auto restarted = std::move(*CoordinatorCore::Create({}, &store_, &clock_));
+  quartet::v1::HeartbeatRequest hb;
+  hb.set_worker_id(a.worker_id());
+  hb.set_session_secret(a.session_secret());
+  hb.set_candidate_id(leased->lease().candidate_id());
+  hb.set_lease_token(leased->lease().lease_token());
+  EXPECT_TRUE(restarted->Heartbeat(hb).ok());
 }
 
 }  // namespace

@@ -30,9 +30,10 @@ class InProcessClient : public CoordinatorClient {
     if (Unavailable()) return absl::UnavailableError("down");
     return core_->RegisterWorker(request);
   }
-  absl::StatusOr<quartet::v1::LeaseCandidateResponse> Lease(const std::string& worker) override {
+  absl::StatusOr<quartet::v1::LeaseCandidateResponse> Lease(
+      const quartet::v1::LeaseCandidateRequest& request) override {
     if (Unavailable()) return absl::UnavailableError("down");
-    return core_->LeaseCandidate(worker);
+    return core_->LeaseCandidate(request);
   }
   absl::StatusOr<quartet::v1::HeartbeatResponse> Heartbeat(
       const quartet::v1::HeartbeatRequest& request) override {

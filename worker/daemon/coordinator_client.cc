@@ -52,13 +52,11 @@ absl::StatusOr<quartet::v1::RegisterWorkerResponse> GrpcCoordinatorClient::Regis
 }
 
 absl::StatusOr<quartet::v1::LeaseCandidateResponse> GrpcCoordinatorClient::Lease(
-    const std::string& worker_id) {
+    const quartet::v1::LeaseCandidateRequest& request) {
   grpc::ClientContext ctx;
   PrepareWaiting(connection_, &ctx);
-  quartet::v1::LeaseCandidateRequest req;
-  req.set_worker_id(worker_id);
   quartet::v1::LeaseCandidateResponse out;
-  grpc::Status s = stub_->LeaseCandidate(&ctx, req, &out);
+  grpc::Status s = stub_->LeaseCandidate(&ctx, request, &out);
   if (!s.ok()) return FromGrpcStatus(s);
   return out;
 }

@@ -29,7 +29,7 @@ class CoordinatorClient {
   virtual absl::StatusOr<quartet::v1::RegisterWorkerResponse> Register(
       const quartet::v1::RegisterWorkerRequest& request) = 0;
   virtual absl::StatusOr<quartet::v1::LeaseCandidateResponse> Lease(
-      const std::string& worker_id) = 0;
+      const quartet::v1::LeaseCandidateRequest& request) = 0;
   virtual absl::StatusOr<quartet::v1::HeartbeatResponse> Heartbeat(
       const quartet::v1::HeartbeatRequest& request) = 0;
   virtual std::unique_ptr<MetricStream> OpenMetricStream() = 0;
@@ -45,7 +45,8 @@ class GrpcCoordinatorClient : public CoordinatorClient {
 
   absl::StatusOr<quartet::v1::RegisterWorkerResponse> Register(
       const quartet::v1::RegisterWorkerRequest& request) override;
-  absl::StatusOr<quartet::v1::LeaseCandidateResponse> Lease(const std::string& worker_id) override;
+  absl::StatusOr<quartet::v1::LeaseCandidateResponse> Lease(
+      const quartet::v1::LeaseCandidateRequest& request) override;
   absl::StatusOr<quartet::v1::HeartbeatResponse> Heartbeat(
       const quartet::v1::HeartbeatRequest& request) override;
   std::unique_ptr<MetricStream> OpenMetricStream() override;

@@ -37,7 +37,8 @@ constexpr absl::Duration kMetricDrainWait = absl::Seconds(5);
 // Per-step metric names start with this; every other point is a per-epoch point.
 constexpr char kStepMetricPrefix[] = "step/";
 constexpr char kSpoolDir[] = "spool";
-constexpr char kWorkerIdFile[] = "worker_id";
+// The worker's id and session secret, one a line (mode 0600).
+constexpr char kIdentityFile[] = "identity";
 
 bool Transient(const absl::Status& s) {
   return s.code() == absl::StatusCode::kUnavailable ||
@@ -55,10 +56,11 @@ bool LeaseGone(const absl::Status& s) {
 class Heartbeater {
  public:
   Heartbeater(CoordinatorClient* client, common::Clock* clock, std::string worker_id,
-              int64_t candidate_id, int64_t token, absl::Duration interval)
+              std::string secret, int64_t candidate_id, int64_t token, absl::Duration interval)
       : client_(client),
         clock_(clock),
         worker_id_(std::move(worker_id)),
+        secret_(std::move(secret)),
         candidate_id_(candidate_id),
         token_(token),
         interval_(interval),
@@ -96,6 +98,7 @@ class Heartbeater {
         req.mutable_progress()->set_total_steps(progress_.total_steps);
       }
       req.set_worker_id(worker_id_);
+      req.set_session_secret(secret_);
       req.set_candidate_id(candidate_id_);
       req.set_lease_token(token_);
       Record(client_->Heartbeat(req));
@@ -120,7 +123,7 @@ class Heartbeater {
 
   CoordinatorClient* const client_;
   common::Clock* const clock_;
-  const std::string worker_id_;
+  const std::string worker_id_, secret_;
   const int64_t candidate_id_, token_;
   const absl::Duration interval_;
   absl::Mutex mu_;
@@ -137,11 +140,13 @@ class Heartbeater {
 class MetricSender {
  public:
   MetricSender(CoordinatorClient* client, common::Clock* clock, std::string worker_id,
-               int64_t candidate_id, int64_t token, absl::Duration flush_interval,
-               absl::Duration initial_backoff, absl::Duration max_backoff)
+               std::string secret, int64_t candidate_id, int64_t token,
+               absl::Duration flush_interval, absl::Duration initial_backoff,
+               absl::Duration max_backoff)
       : client_(client),
         clock_(clock),
         worker_id_(std::move(worker_id)),
+        secret_(std::move(secret)),
         candidate_id_(candidate_id),
         token_(token),
         flush_interval_(flush_interval),
@@ -185,6 +190,7 @@ class MetricSender {
   quartet::v1::MetricBatch MakeBatch() const {
     quartet::v1::MetricBatch b;
     b.set_worker_id(worker_id_);
+    b.set_session_secret(secret_);
     b.set_candidate_id(candidate_id_);
     b.set_lease_token(token_);
     return b;
@@ -263,7 +269,7 @@ class MetricSender {
 
   CoordinatorClient* const client_;
   common::Clock* const clock_;
-  const std::string worker_id_;
+  const std::string worker_id_, secret_;
   const int64_t candidate_id_, token_;
   const absl::Duration flush_interval_, initial_backoff_, max_backoff_;
   absl::Mutex mu_;
@@ -357,25 +363,32 @@ bool WorkerDaemon::SleepUnlessStopping(absl::Duration d) {
 
 // ---- Identity --------------------------------------------------------------------------------
 
-std::string WorkerDaemon::LoadWorkerId() const {
-  if (options_.state_dir.empty()) return "";
-  std::ifstream in(absl::StrCat(options_.state_dir, "/", kWorkerIdFile));
-  std::string id;
+void WorkerDaemon::LoadIdentity() {
+  if (options_.state_dir.empty()) return;
+  std::ifstream in(absl::StrCat(options_.state_dir, "/", kIdentityFile));
+  std::string id, secret;
   std::getline(in, id);
-  return std::string(absl::StripAsciiWhitespace(id));
+  std::getline(in, secret);
+  worker_id_ = std::string(absl::StripAsciiWhitespace(id));
+  session_secret_ = std::string(absl::StripAsciiWhitespace(secret));
 }
 
-void WorkerDaemon::SaveWorkerId() const {
+void WorkerDaemon::SaveIdentity() const {
   if (options_.state_dir.empty()) return;
-  absl::Status s = WriteFileAtomically(options_.state_dir, kWorkerIdFile, worker_id_ + "\n");
-  if (!s.ok()) spdlog::warn("cannot keep the worker id in the state dir: {}", s.ToString());
+  absl::Status s = WriteFileAtomically(options_.state_dir, kIdentityFile,
+                                       absl::StrCat(worker_id_, "\n", session_secret_, "\n"));
+  if (!s.ok()) spdlog::warn("cannot keep the worker identity in the state dir: {}", s.ToString());
 }
 
 absl::Status WorkerDaemon::RegisterWithRetry() {
   quartet::v1::RegisterWorkerRequest req;
-  std::string id = worker_id_.empty() ? options_.worker_id : worker_id_;
-  if (id.empty()) id = LoadWorkerId();
-  req.set_worker_id(id);
+  if (worker_id_.empty()) LoadIdentity();
+  if (!worker_id_.empty() && !session_secret_.empty()) {
+    req.set_worker_id(worker_id_);  // re-attach
+    req.set_session_secret(session_secret_);
+  } else {
+    req.set_worker_id(options_.worker_id);  // a label for a new id
+  }
   req.set_host(options_.host);
   req.set_device(trainer_->Device());
   req.set_gpu_name(trainer_->GpuName());
@@ -387,10 +400,11 @@ absl::Status WorkerDaemon::RegisterWithRetry() {
     auto resp = client_->Register(req);
     if (resp.ok()) {
       worker_id_ = resp->worker_id();
+      session_secret_ = resp->session_secret();
       heartbeat_interval_ = options_.heartbeat_interval > absl::ZeroDuration()
                                 ? options_.heartbeat_interval
                                 : absl::Milliseconds(std::max(100, resp->heartbeat_interval_ms()));
-      SaveWorkerId();
+      SaveIdentity();
       spdlog::info("registered as {} (device {}, heartbeat every {})", worker_id_,
                    trainer_->Device(), absl::FormatDuration(heartbeat_interval_));
       return absl::OkStatus();
@@ -416,12 +430,20 @@ absl::Status WorkerDaemon::Run() {
   int idle_polls = 0;
   while (!stopping()) {
     if (options_.max_candidates > 0 && done_ >= options_.max_candidates) break;
-    auto resp = client_->Lease(worker_id_);
+    quartet::v1::LeaseCandidateRequest lease_req;
+    lease_req.set_worker_id(worker_id_);
+    lease_req.set_session_secret(session_secret_);
+    auto resp = client_->Lease(lease_req);
     if (!resp.ok()) {
-      if (resp.status().code() == absl::StatusCode::kNotFound) {
-        // The coordinator no longer knows this worker (for example a new database): re-register.
-        spdlog::warn("coordinator does not know worker {}: registering again", worker_id_);
+      if (resp.status().code() == absl::StatusCode::kNotFound ||
+          resp.status().code() == absl::StatusCode::kPermissionDenied) {
+        // The coordinator no longer knows this worker (for example a new database) or its secret:
+        // register as a new worker.
+        spdlog::warn("coordinator does not accept worker {} ({}): registering again", worker_id_,
+                     std::string(resp.status().message()));
         worker_id_.clear();
+        session_secret_.clear();
+        SaveIdentity();
         if (absl::Status s = RegisterWithRetry(); !s.ok()) return s;
         continue;
       }
@@ -470,9 +492,11 @@ void WorkerDaemon::RunCandidate(const quartet::v1::LeaseCandidateResponse& lease
   spdlog::info("candidate {} ({}, attempt {}): training", id,
                absl::StrJoin(spec.combination().families(), "+"), spec.attempt());
 
-  Heartbeater heartbeat(client_, clock_, worker_id_, id, token, heartbeat_interval_);
-  MetricSender metrics(client_, clock_, worker_id_, id, token, options_.metric_flush_interval,
-                       options_.initial_backoff, options_.max_backoff);
+  Heartbeater heartbeat(client_, clock_, worker_id_, session_secret_, id, token,
+                        heartbeat_interval_);
+  MetricSender metrics(client_, clock_, worker_id_, session_secret_, id, token,
+                       options_.metric_flush_interval, options_.initial_backoff,
+                       options_.max_backoff);
   absl::Mutex epoch_mu;
   std::vector<quartet::v1::MetricPoint> epoch_points;
 
@@ -531,6 +555,7 @@ quartet::v1::SpooledReport WorkerDaemon::MakeReport(
   if (result.ok()) {
     auto* req = report.mutable_complete();
     req->set_worker_id(worker_id_);
+    req->set_session_secret(session_secret_);
     req->set_candidate_id(candidate_id);
     req->set_lease_token(token);
     *req->mutable_result() = *result;
@@ -545,6 +570,7 @@ quartet::v1::SpooledReport WorkerDaemon::MakeReport(
   }
   auto* req = report.mutable_fail();
   req->set_worker_id(worker_id_);
+  req->set_session_secret(session_secret_);
   req->set_candidate_id(candidate_id);
   req->set_lease_token(token);
   req->set_error_class(cls);

@@ -1,7 +1,8 @@
 // The worker daemon: registers, pulls candidates, trains them, streams metrics, reports the
 // outcome, and loses nothing finished.
 //
-//   start: re-attach as the id kept in state_dir; deliver reports spooled by an earlier run
+//   start: re-attach with the id and session secret kept in state_dir (else register anew);
+//          deliver reports spooled by an earlier run
 //   loop:  LeaseCandidate -> (nothing: sleep retry_after) | train with
 //          [Heartbeater: renews the lease until the report is acknowledged]
 //          [MetricSender: batches points onto StreamMetrics, retried until acknowledged]
@@ -49,7 +50,8 @@ namespace quartet::worker::daemon {
 class WorkerDaemon {
  public:
   struct Options {
-    // Worker id to re-attach as; empty uses the one kept in state_dir, else the coordinator's.
+    // A label for the worker id the coordinator assigns (the id starts with it). A worker with an
+    // identity in state_dir re-attaches as that id instead.
     std::string worker_id;
     std::string host;
     std::string version;
@@ -110,9 +112,9 @@ class WorkerDaemon {
   // Spool: write one report / deliver every spooled report (keeps those still undeliverable).
   void Spool(const quartet::v1::SpooledReport& report);
   void DeliverSpooled();
-  // Worker id kept in state_dir.
-  std::string LoadWorkerId() const;
-  void SaveWorkerId() const;
+  // Worker id and session secret kept in state_dir (read into worker_id_ and session_secret_).
+  void LoadIdentity();
+  void SaveIdentity() const;
 
   // Sleeps up to `d`, waking early on Stop(). Returns false when stopping.
   bool SleepUnlessStopping(absl::Duration d);
@@ -123,6 +125,8 @@ class WorkerDaemon {
   train::Trainer* const trainer_;
   common::Clock* const clock_;
   std::string worker_id_;
+  // Proves worker_id_ to the coordinator on every call (from RegisterWorker).
+  std::string session_secret_;
   absl::Duration heartbeat_interval_ = absl::Seconds(10);
   std::atomic<bool> stopping_{false};
   std::atomic<int> done_{0};
