@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/log_escape.h"
+#include "coordinator/core/memory_estimate.h"
 #include "coordinator/core/worker_identity.h"
 #include "common/status_macros.h"
 #include "coordinator/space/combinatorics.h"
@@ -21,6 +22,9 @@ using quartet::v1::CandidateSummary;
 
 // Client strings in log lines: escaped (no forged lines) and cut to these lengths.
 constexpr size_t kLoggedIdBytes = 200;
+// Candidates are matched to device memory at the smallest micro-batch the worker's out-of-memory
+// fallback reaches (see memory_estimate.h).
+constexpr int kLeaseMicroBatch = 1;
 // Attempts at drawing an unused worker id (8 random hex characters each) before giving up.
 constexpr int kWorkerIdTries = 8;
 constexpr size_t kLoggedMessageBytes = 512;
@@ -291,8 +295,10 @@ absl::Status CoordinatorCore::Refill(int64_t campaign_id) {
     rt->space->UnrankInto(*rank, combo.data());
     std::vector<std::string> names;
     for (int idx : combo) names.push_back(pool[idx]);
+    const auto& recipe = rt->campaign.config.recipe();
+    const int64_t memory = EstimateTrainingBytes(names, recipe.input_size(), kLeaseMicroBatch);
     for (int r = 0; r < repeats && static_cast<int64_t>(batch.size()) < remaining; ++r) {
-      batch.push_back({*rank, r, names});
+      batch.push_back({*rank, r, names, memory});
     }
   }
   if (batch.empty()) return absl::OkStatus();

@@ -159,6 +159,7 @@ absl::Status MemoryStore::InsertCandidates(int64_t campaign_id,
     c.rank = nc.rank;
     c.repeat = nc.repeat;
     c.families = nc.families;
+    c.est_memory_bytes = nc.est_memory_bytes;
     c.state = CandidateState::kPending;
     c.created_at = now;
     camp.keys.insert({nc.rank, nc.repeat});
@@ -190,6 +191,7 @@ absl::StatusOr<std::optional<LeaseGrant>> MemoryStore::LeaseNext(const std::stri
     CandidateRecord& c = candidates_.at(q->second);
     CampaignData& camp = campaigns_.at(c.campaign_id);
     if (camp.record.state != CampaignState::kRunning) continue;
+    if (!WorkerCanTake(w->second, c.families, c.est_memory_bytes)) continue;
     queue_.erase(q);
     Transition(c, CandidateState::kLeased, now);
     c.attempt++;

@@ -153,7 +153,8 @@ constexpr char kCandidateColumns[] =
     "id, campaign_id, combo_rank, repeat, array_to_json(families)::text, state, attempt, "
     "lease_token, worker_id, EXTRACT(EPOCH FROM lease_deadline), cancel_requested, result::text, "
     "test_accuracy, error_class, error_message, EXTRACT(EPOCH FROM created_at), "
-    "EXTRACT(EPOCH FROM started_at), EXTRACT(EPOCH FROM finished_at), preemptions";
+    "EXTRACT(EPOCH FROM started_at), EXTRACT(EPOCH FROM finished_at), preemptions, "
+    "est_memory_bytes";
 
 absl::StatusOr<CandidateRecord> ParseCandidate(const pqxx::row& r) {
   CandidateRecord c;
@@ -182,6 +183,7 @@ absl::StatusOr<CandidateRecord> ParseCandidate(const pqxx::row& r) {
   c.started_at = TimeOf(r[16]);
   c.finished_at = TimeOf(r[17]);
   c.preemptions = r[18].as<int>();
+  c.est_memory_bytes = r[19].as<int64_t>();
   return c;
 }
 
@@ -703,7 +705,7 @@ absl::Status PgStore::InsertCandidates(int64_t campaign_id,
                                        const std::vector<NewCandidate>& candidates,
                                        absl::Time now) {
   if (candidates.empty()) return absl::OkStatus();
-  std::vector<int64_t> ranks;
+  std::vector<int64_t> ranks, memory;
   std::vector<int> repeats;
   std::vector<std::string> joined;
   FamilyTally tally;
@@ -714,6 +716,7 @@ absl::Status PgStore::InsertCandidates(int64_t campaign_id,
       }
     }
     ranks.push_back(static_cast<int64_t>(nc.rank));
+    memory.push_back(nc.est_memory_bytes);
     repeats.push_back(nc.repeat);
     joined.push_back(absl::StrJoin(nc.families, ","));
     tally.Add(nc.families, 1, /*with_triples=*/true);
@@ -754,13 +757,13 @@ absl::Status PgStore::InsertCandidates(int64_t campaign_id,
     }
     tx.exec_params(
         "WITH ins AS (INSERT INTO candidates (campaign_id, combo_rank, repeat, families, "
-        "created_at) SELECT $1, r, p, string_to_array(f, ','), to_timestamp($5) "
-        "FROM unnest($2::bigint[], $3::int[], $4::text[]) WITH ORDINALITY AS t(r, p, f, o) "
-        "ORDER BY o RETURNING id) "
+        "created_at, est_memory_bytes) SELECT $1, r, p, string_to_array(f, ','), "
+        "to_timestamp($5), m FROM unnest($2::bigint[], $3::int[], $4::text[], $7::bigint[]) "
+        "WITH ORDINALITY AS t(r, p, f, m, o) ORDER BY o RETURNING id) "
         "INSERT INTO work_queue (candidate_id, campaign_id, priority) "
         "SELECT id, $1, $6 FROM ins",
         campaign_id, NumberArray(ranks), NumberArray(repeats), TextArray(joined), Epoch(now),
-        priority);
+        priority, NumberArray(memory));
     tx.exec_params(
         "UPDATE campaigns SET issued = issued + $2, pending = pending + $2, updated_at = "
         "to_timestamp($3) WHERE id = $1",
@@ -780,17 +783,28 @@ absl::StatusOr<std::optional<LeaseGrant>> PgStore::LeaseNext(const std::string& 
   std::optional<LeaseGrant> out;
   QUARTET_RETURN_IF_ERROR(Run([&](dbtransaction& tx) -> absl::Status {
     out.reset();
-    if (tx.exec_params("SELECT 1 FROM workers WHERE id = $1", worker_id).empty()) {
+    pqxx::result worker = tx.exec_params(
+        "SELECT array_to_json(families)::text, gpu_memory_bytes FROM workers WHERE id = $1",
+        worker_id);
+    if (worker.empty()) {
       return absl::NotFoundError(
           absl::StrCat("worker '", worker_id, "' is not registered; call RegisterWorker first"));
     }
+    // What this worker can take: the WorkerCanTake rule (records.h) in SQL.
+    const std::string can_families = TextArray(ParseTextArrayJson(worker[0][0]));
+    const int64_t can_memory = worker[0][1].as<int64_t>();
     // The queue head is read without a lock, then locked in the order campaign, candidate, queue
     // row; a head another leaser took meanwhile is skipped.
     for (int race = 0; race < kLeaseRaceRetries && !out.has_value(); ++race) {
-      pqxx::result next = tx.exec(absl::StrCat(
-          "SELECT q.candidate_id, q.campaign_id FROM work_queue q JOIN campaigns c ON c.id = "
-          "q.campaign_id WHERE c.state = ",
-          kRunning, " ORDER BY q.priority DESC, q.candidate_id LIMIT 1"));
+      pqxx::result next = tx.exec_params(
+          absl::StrCat("SELECT q.candidate_id, q.campaign_id FROM work_queue q JOIN campaigns c "
+                       "ON c.id = q.campaign_id JOIN candidates k ON k.id = q.candidate_id "
+                       "WHERE c.state = ",
+                       kRunning,
+                       " AND (cardinality($1::text[]) = 0 OR k.families <@ $1::text[]) AND "
+                       "($2 = 0 OR k.est_memory_bytes <= $2) "
+                       "ORDER BY q.priority DESC, q.candidate_id LIMIT 1"),
+          can_families, can_memory);
       if (next.empty()) break;
       const int64_t candidate_id = next[0][0].as<int64_t>();
       const int64_t campaign_id = next[0][1].as<int64_t>();

@@ -2,6 +2,7 @@
 
 #include <sys/random.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
@@ -94,6 +95,18 @@ CandidateState AfterLeaseEnds(CampaignState campaign, bool retryable, bool preem
     return preemptions <= max_preemptions ? CandidateState::kPending : CandidateState::kFailed;
   }
   return attempt - preemptions < max_attempts ? CandidateState::kPending : CandidateState::kFailed;
+}
+
+bool WorkerCanTake(const WorkerRecord& worker, const std::vector<std::string>& families,
+                   int64_t est_memory_bytes) {
+  if (worker.gpu_memory_bytes > 0 && est_memory_bytes > worker.gpu_memory_bytes) return false;
+  if (worker.families.empty()) return true;
+  for (const std::string& f : families) {
+    if (std::find(worker.families.begin(), worker.families.end(), f) == worker.families.end()) {
+      return false;
+    }
+  }
+  return true;
 }
 
 int64_t NewLeaseToken(int64_t previous) {

@@ -85,6 +85,8 @@ struct NewCandidate {
   int repeat = 0;
   // Model names of the combination, in pool (catalog) order.
   std::vector<std::string> families;
+  // Estimated device memory to train it (coordinator/core/memory_estimate.h); 0 = unknown.
+  int64_t est_memory_bytes = 0;
 };
 
 struct CandidateRecord {
@@ -93,6 +95,8 @@ struct CandidateRecord {
   uint64_t rank = 0;
   int repeat = 0;
   std::vector<std::string> families;
+  // Estimated device memory to train it; 0 = unknown.
+  int64_t est_memory_bytes = 0;
   CandidateState state = CandidateState::kPending;
   // Leases taken so far; the current (or last) lease's attempt number. Metric points are keyed by it.
   int attempt = 0;
@@ -221,6 +225,12 @@ absl::StatusOr<LeaseVerdict> JudgeLease(int64_t candidate_id, const LeaseFacts& 
 // already, costs no attempt but is capped at `max_preemptions`); FAILED otherwise.
 CandidateState AfterLeaseEnds(CampaignState campaign, bool retryable, bool preempted, int attempt,
                               int preemptions, int max_attempts, int max_preemptions);
+
+// Capability-aware leasing: whether `worker` can train a candidate of `families` estimated at
+// `est_memory_bytes` (every family in worker.families unless that is empty; the estimate within
+// worker.gpu_memory_bytes unless either is 0). PgStore applies the same rule in SQL.
+bool WorkerCanTake(const WorkerRecord& worker, const std::vector<std::string>& families,
+                   int64_t est_memory_bytes);
 
 // A new fencing token: 63 random bits from the kernel's CSPRNG (getrandom), never 0 and never
 // `previous`, so a token can be neither guessed nor derived from another lease's.

@@ -66,8 +66,10 @@ class Store {
                                         absl::Time now) = 0;
 
   // Leases the queued candidate of the highest-priority RUNNING campaign (then lowest candidate
-  // id) to `worker_id` until now + lease. nullopt when the queue holds nothing leasable. NOT_FOUND
-  // for an unregistered worker.
+  // id) to `worker_id` until now + lease, among those the worker can take: every family in its
+  // registered families (an empty list means any), and est_memory_bytes within its
+  // gpu_memory_bytes (0 means no limit). nullopt when the queue holds nothing leasable for it.
+  // NOT_FOUND for an unregistered worker.
   virtual absl::StatusOr<std::optional<LeaseGrant>> LeaseNext(const std::string& worker_id,
                                                               absl::Time now,
                                                               absl::Duration lease) = 0;

@@ -40,8 +40,9 @@ CampaignRecord MakeCampaign(const std::vector<std::string>& pool, int64_t budget
   return c;
 }
 
-NewCandidate Cand(uint64_t rank, std::vector<std::string> families, int repeat = 0) {
-  return NewCandidate{rank, repeat, std::move(families)};
+NewCandidate Cand(uint64_t rank, std::vector<std::string> families, int repeat = 0,
+                  int64_t memory = 0) {
+  return NewCandidate{rank, repeat, std::move(families), memory};
 }
 
 quartet::v1::Result MakeResult(double accuracy, double seconds = 10) {
@@ -530,6 +531,35 @@ TEST_P(StoreConformanceTest, FailIsIdempotent) {
   EXPECT_EQ(store_->CompleteCandidate(id, token, "w1", MakeResult(0.5), {}, kT0).code(),
             absl::StatusCode::kFailedPrecondition);
   ExpectCoverageMatchesCandidates(*store_, campaign);
+}
+
+TEST_P(StoreConformanceTest, WorkersAreLeasedOnlyWhatTheyCanTrain) {
+  WorkerRecord narrow{"narrow"}, small{"small"}, any{"any"};
+  narrow.families = {"A", "B", "C"};
+  small.gpu_memory_bytes = 1000;
+  for (const auto& w : {narrow, small, any}) ASSERT_TRUE(store_->RegisterWorker(w, kT0).ok());
+  auto c = store_->CreateCampaign(MakeCampaign({"A", "B", "C", "D"}, 4), kT0);
+  ASSERT_TRUE(c.ok());
+  ASSERT_TRUE(store_
+                  ->InsertCandidates(c->id,
+                                     {Cand(0, {"A", "B", "D"}, 0, 2000), Cand(1, {"A", "B", "C"}, 0, 500),
+                                      Cand(2, {"A", "C", "D"}, 0, 500), Cand(3, {"B", "C", "D"}, 0, 5000)},
+                                     kT0)
+                  .ok());
+  auto families_of = [&](const std::string& worker) -> std::vector<std::string> {
+    auto g = store_->LeaseNext(worker, kT0, kLease);
+    EXPECT_TRUE(g.ok()) << g.status();
+    if (!g.ok() || !g->has_value()) return {};
+    return (*g)->candidate.families;
+  };
+  // The narrow worker builds only A, B and C; the small one has 1000 bytes of device memory.
+  EXPECT_THAT(families_of("narrow"), ElementsAre("A", "B", "C"));
+  EXPECT_TRUE(families_of("narrow").empty());
+  EXPECT_THAT(families_of("small"), ElementsAre("A", "C", "D"));
+  EXPECT_TRUE(families_of("small").empty());
+  EXPECT_THAT(families_of("any"), ElementsAre("A", "B", "D"));
+  EXPECT_THAT(families_of("any"), ElementsAre("B", "C", "D"));
+  ExpectCoverageMatchesCandidates(*store_, c->id);
 }
 
 TEST_P(StoreConformanceTest, MetricsAreIdempotentAndBoundToTheLease) {

@@ -3,7 +3,9 @@
 #include <map>
 #include <set>
 
+#include "common/catalog.h"
 #include "coordinator/core/coordinator_core.h"
+#include "coordinator/core/memory_estimate.h"
 #include "coordinator/storage/memory_store.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -470,6 +472,24 @@ TEST_F(WorkerIdentityTest, EveryWorkerCallNeedsTheSecretOfItsId) {
   hb.set_candidate_id(leased->lease().candidate_id());
   hb.set_lease_token(leased->lease().lease_token());
   EXPECT_TRUE(restarted->Heartbeat(hb).ok());
+}
+
+}  // namespace
+}  // namespace quartet::coordinator
+
+namespace quartet::coordinator {
+namespace {
+
+TEST(MemoryEstimateTest, GrowsWithInputAndBatchAndCoversEveryFamily) {
+  const int64_t small = EstimateTrainingBytes({"ShuffleNet", "SqueezeNet-2"}, 32, 32);
+  EXPECT_GT(EstimateTrainingBytes({"ShuffleNet", "SqueezeNet-2"}, 256, 32), 10 * small / 2);
+  EXPECT_GT(EstimateTrainingBytes({"ShuffleNet", "SqueezeNet-2"}, 32, 128), small);
+  EXPECT_GT(EstimateTrainingBytes({"VGG", "VisionTransformer"}, 32, 32), small);
+  // Every catalog family has a measured entry (none falls back to the largest figure).
+  for (const auto& f : common::FamilyCatalog::Get().families()) {
+    EXPECT_TRUE(HasMeasuredMemory(std::string(f.name))) << f.name;
+  }
+  EXPECT_FALSE(HasMeasuredMemory("NoSuchNet"));
 }
 
 }  // namespace

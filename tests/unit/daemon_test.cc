@@ -137,7 +137,9 @@ class ScriptedTrainer : public train::Trainer {
     mode = Mode::kSucceed;
     throw std::runtime_error("CUDA error: an illegal memory access was encountered");
   }
-  std::vector<std::string> Families() const override { return {"ResNet"}; }
+  std::vector<std::string> Families() const override {
+    return {"AirNet", "BagNet", "ResNet", "VGG"};
+  }
   std::string Device() const override { return "cpu"; }
   std::string GpuName() const override { return ""; }
   int64_t GpuMemoryBytes() const override { return 0; }
