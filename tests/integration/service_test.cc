@@ -5,8 +5,11 @@
 #include <grpcpp/health_check_service_interface.h>
 
 #include <future>
+#include <limits>
+#include <pqxx/pqxx>
 #include <thread>
 
+#include "absl/strings/str_cat.h"
 #include "common/clock.h"
 #include "coordinator/core/coordinator_core.h"
 #include "coordinator/service/services.h"
@@ -22,8 +25,12 @@ class ServiceTest : public ::testing::Test {
  protected:
   void SetUp() override {
     QUARTET_REQUIRE_PG_OR_SKIP();
-    store_ = MakeTestPgStore();
-    ASSERT_NE(store_, nullptr);
+    PgStore::Options po;
+    po.url = PgTestUrl();
+    po.schema = schema_ = FreshSchema();
+    auto store = PgStore::Create(po);
+    ASSERT_TRUE(store.ok()) << store.status();
+    store_ = std::move(*store);
     CoordinatorCore::Options o;
     o.lease = absl::Seconds(30);
     core_ = std::move(*CoordinatorCore::Create(o, store_.get(), common::Clock::Real()));
@@ -66,6 +73,22 @@ class ServiceTest : public ::testing::Test {
     return c;
   }
 
+  // Row count and an md5 of every row of every table: equal fingerprints, unchanged database.
+  std::string Fingerprint() {
+    pqxx::connection conn(PgTestUrl());
+    pqxx::work tx(conn);
+    std::string out;
+    for (const char* table : {"campaigns", "candidates", "workers", "metrics", "work_queue",
+                              "family_coverage", "pair_coverage", "triple_coverage"}) {
+      pqxx::result r = tx.exec(absl::StrCat(
+          "SELECT count(*), md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), '')) FROM ",
+          schema_, ".", table, " t"));
+      absl::StrAppend(&out, table, "=", r[0][0].c_str(), ":", r[0][1].c_str(), " ");
+    }
+    return out;
+  }
+
+  std::string schema_;
   std::unique_ptr<PgStore> store_;
   std::unique_ptr<CoordinatorCore> core_;
   std::unique_ptr<Authenticator> auth_;
@@ -298,6 +321,137 @@ TEST_F(ServiceTest, WatchStreamsAreBoundedAndWokenByChanges) {
   EXPECT_LT(campaigns_->active_watches(), kMaxWatches);
   open[0]->ctx.TryCancel();
   (void)open[0]->reader->Finish();
+}
+
+// Forged and malformed worker calls over the wire: each is refused with the code that says why,
+// and the database does not change (every table's rows compared before and after).
+TEST_F(ServiceTest, ForgedAndMalformedCallsAreRefusedAndChangeNothing) {
+  quartet::v1::SubmitCampaignRequest submit;
+  *submit.mutable_config() = Config(2);
+  quartet::v1::SubmitCampaignResponse submitted;
+  auto call_ctx = [](grpc::ClientContext* ctx) { Auth(ctx); };
+  {
+    grpc::ClientContext ctx;
+    call_ctx(&ctx);
+    ASSERT_TRUE(campaign_stub_->SubmitCampaign(&ctx, submit, &submitted).ok());
+  }
+  auto register_worker = [&](const std::string& label) {
+    quartet::v1::RegisterWorkerRequest r;
+    r.set_worker_id(label);
+    r.set_host("h");
+    quartet::v1::RegisterWorkerResponse resp;
+    grpc::ClientContext ctx;
+    call_ctx(&ctx);
+    EXPECT_TRUE(worker_stub_->RegisterWorker(&ctx, r, &resp).ok());
+    return resp;
+  };
+  const auto victim = register_worker("victim");
+  const auto attacker = register_worker("attacker");
+  quartet::v1::LeaseCandidateResponse leased;
+  {
+    quartet::v1::LeaseCandidateRequest r;
+    r.set_worker_id(victim.worker_id());
+    r.set_session_secret(victim.session_secret());
+    grpc::ClientContext ctx;
+    call_ctx(&ctx);
+    ASSERT_TRUE(worker_stub_->LeaseCandidate(&ctx, r, &leased).ok());
+    ASSERT_TRUE(leased.has_lease());
+  }
+  const std::string before = Fingerprint();
+
+  auto complete = [&](const std::string& id, const std::string& secret, double accuracy,
+                      double seconds) {
+    quartet::v1::CompleteCandidateRequest r;
+    r.set_worker_id(id);
+    r.set_session_secret(secret);
+    r.set_candidate_id(leased.lease().candidate_id());
+    r.set_lease_token(leased.lease().lease_token());  // leaked
+    r.mutable_result()->set_test_accuracy(accuracy);
+    r.mutable_result()->set_wall_seconds(seconds);
+    quartet::v1::CompleteCandidateResponse resp;
+    grpc::ClientContext ctx;
+    call_ctx(&ctx);
+    return worker_stub_->CompleteCandidate(&ctx, r, &resp);
+  };
+  // Spoofed id with the attacker's secret; the attacker's own id with the leaked token; a guessed
+  // token under the victim's own credentials.
+  EXPECT_EQ(complete(victim.worker_id(), attacker.session_secret(), 0.99, 1).error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(complete(attacker.worker_id(), attacker.session_secret(), 0.99, 1).error_code(),
+            grpc::StatusCode::FAILED_PRECONDITION);
+  {
+    quartet::v1::CompleteCandidateRequest r;
+    r.set_worker_id(victim.worker_id());
+    r.set_session_secret(victim.session_secret());
+    r.set_candidate_id(leased.lease().candidate_id());
+    r.set_lease_token(leased.lease().lease_token() ^ 1);
+    r.mutable_result()->set_test_accuracy(0.99);
+    quartet::v1::CompleteCandidateResponse resp;
+    grpc::ClientContext ctx;
+    call_ctx(&ctx);
+    grpc::Status st = worker_stub_->CompleteCandidate(&ctx, r, &resp);
+    EXPECT_EQ(st.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+    EXPECT_EQ(st.error_message().find(std::to_string(leased.lease().lease_token())),
+              std::string::npos);
+  }
+  // Malformed fields, each named.
+  auto expect_invalid = [](const grpc::Status& st, const std::string& field) {
+    EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << st.error_message();
+    EXPECT_THAT(st.error_message(), ::testing::StartsWith(field));
+  };
+  expect_invalid(complete(victim.worker_id(), victim.session_secret(), 0.5,
+                          std::numeric_limits<double>::quiet_NaN()),
+                 "wall_seconds");
+  expect_invalid(complete(victim.worker_id(), victim.session_secret(), 1.5, 1), "test_accuracy");
+  {
+    quartet::v1::FailCandidateRequest r;
+    r.set_worker_id(victim.worker_id());
+    r.set_session_secret(victim.session_secret());
+    r.set_candidate_id(leased.lease().candidate_id());
+    r.set_lease_token(leased.lease().lease_token());
+    r.set_error_class(quartet::v1::ERROR_CLASS_OOM);
+    r.set_message(std::string("out of memory\0", 14));
+    quartet::v1::FailCandidateResponse resp;
+    grpc::ClientContext ctx;
+    call_ctx(&ctx);
+    expect_invalid(worker_stub_->FailCandidate(&ctx, r, &resp), "message");
+  }
+  for (int bad = 0; bad < 3; ++bad) {
+    quartet::v1::MetricBatch b;
+    b.set_worker_id(victim.worker_id());
+    b.set_session_secret(victim.session_secret());
+    b.set_candidate_id(leased.lease().candidate_id());
+    b.set_lease_token(leased.lease().lease_token());
+    auto* p = b.add_points();
+    p->set_name(bad == 0 ? "train_loss" : bad == 1 ? std::string(200, 'x') : "a b");
+    p->set_step(bad == 0 ? -5 : 1);
+    quartet::v1::StreamMetricsResponse resp;
+    grpc::ClientContext ctx;
+    call_ctx(&ctx);
+    auto writer = worker_stub_->StreamMetrics(&ctx, &resp);
+    writer->Write(b);
+    writer->WritesDone();
+    expect_invalid(writer->Finish(), "points[0].");
+  }
+  {
+    quartet::v1::RegisterWorkerRequest r;
+    r.set_host(std::string(300, 'h'));
+    quartet::v1::RegisterWorkerResponse resp;
+    grpc::ClientContext ctx;
+    call_ctx(&ctx);
+    expect_invalid(worker_stub_->RegisterWorker(&ctx, r, &resp), "host");
+  }
+  {
+    quartet::v1::SubmitCampaignRequest r;
+    *r.mutable_config() = Config(1);
+    r.mutable_config()->clear_pool();
+    for (const char* f : {"DPN68", "DPN131", "ResNet"}) r.mutable_config()->add_pool(f);
+    quartet::v1::SubmitCampaignResponse resp;
+    grpc::ClientContext ctx;
+    call_ctx(&ctx);
+    expect_invalid(campaign_stub_->SubmitCampaign(&ctx, r, &resp), "pool");
+  }
+  EXPECT_EQ(Fingerprint(), before);
 }
 
 }  // namespace
