@@ -117,7 +117,7 @@ int64_t NewLeaseToken(int64_t previous) {
       const ssize_t n = getrandom(reinterpret_cast<char*>(&bits) + got, sizeof(bits) - got, 0);
       if (n > 0) got += static_cast<size_t>(n);  // EINTR and short reads: read the rest again
     }
-    const int64_t token = static_cast<int64_t>(bits >> 1);
+    const int64_t token = static_cast<int64_t>(bits);
     if (token != 0 && token != previous) return token;
   }
 }

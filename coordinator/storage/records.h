@@ -232,8 +232,8 @@ CandidateState AfterLeaseEnds(CampaignState campaign, bool retryable, bool preem
 bool WorkerCanTake(const WorkerRecord& worker, const std::vector<std::string>& families,
                    int64_t est_memory_bytes);
 
-// A new fencing token: 63 random bits from the kernel's CSPRNG (getrandom), never 0 and never
-// `previous`, so a token can be neither guessed nor derived from another lease's.
+// A new fencing token: 64 random bits from the kernel's CSPRNG (getrandom; any sign), never 0 and
+// never `previous`, so a token can be neither guessed nor derived from another lease's.
 int64_t NewLeaseToken(int64_t previous);
 
 // Per-family, per-pair and per-triple counts of a set of combinations, in name order. The one
