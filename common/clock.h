@@ -21,8 +21,8 @@ class Clock {
   // With `mu` held: waits until `cond` holds or `d` has passed on this clock, releasing `mu` while
   // waiting, like absl::Mutex::AwaitWithTimeout. Returns whether `cond` holds. A FakeClock advances
   // itself by `d` instead of waiting (after a short real pause that lets other threads run).
-  virtual bool AwaitWithTimeout(absl::Mutex* mu, const absl::Condition& cond,
-                                absl::Duration d) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) = 0;
+  virtual bool AwaitWithTimeout(absl::Mutex* mu, const absl::Condition& cond, absl::Duration d)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) = 0;
 
   // The process-wide real clock. Never destroyed.
   static Clock* Real();

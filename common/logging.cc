@@ -24,7 +24,9 @@ class JsonMessage : public spdlog::custom_flag_formatter {
   void format(const spdlog::details::log_msg& msg, const std::tm&,
               spdlog::memory_buf_t& dest) override {
     static constexpr char kHex[] = "0123456789abcdef";
-    auto put = [&dest](std::string_view text) { dest.append(text.data(), text.data() + text.size()); };
+    auto put = [&dest](std::string_view text) {
+      dest.append(text.data(), text.data() + text.size());
+    };
     for (char ch : msg.payload) {
       const auto c = static_cast<unsigned char>(ch);
       switch (c) {
@@ -60,8 +62,8 @@ class JsonMessage : public spdlog::custom_flag_formatter {
 
 }  // namespace
 
-absl::Status InitLogging(const std::string& name, const std::string& level,
-                         const std::string& file, const std::string& format) {
+absl::Status InitLogging(const std::string& name, const std::string& level, const std::string& file,
+                         const std::string& format) {
   if (format != "text" && format != "json") {
     return absl::InvalidArgumentError(
         absl::StrCat("--log_format: '", format, "' is not one of text, json"));

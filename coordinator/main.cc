@@ -2,8 +2,8 @@
 // fact in PostgreSQL. The composition root: flags -> Store -> CoordinatorCore -> gRPC services.
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/grpcpp.h>
-#include <grpcpp/resource_quota.h>
 #include <grpcpp/health_check_service_interface.h>
+#include <grpcpp/resource_quota.h>
 #include <signal.h>
 
 #include <atomic>
@@ -194,9 +194,7 @@ int main(int argc, char** argv) {
     if (absl::GetFlag(FLAGS_database_url).empty() &&
         !absl::GetFlag(FLAGS_database_url_file).empty()) {
       // Re-read at every reconnection: a database restarted elsewhere is found without a restart.
-      o.url_source = [path = absl::GetFlag(FLAGS_database_url_file)]() {
-        return FirstLine(path);
-      };
+      o.url_source = [path = absl::GetFlag(FLAGS_database_url_file)]() { return FirstLine(path); };
     }
     o.schema = absl::GetFlag(FLAGS_database_schema);
     o.pool_size = absl::GetFlag(FLAGS_database_pool_size);

@@ -23,9 +23,10 @@ ABSL_FLAG(std::string, coordinator, "127.0.0.1:50051", "Coordinator address (hos
 ABSL_FLAG(std::string, device, "cpu", "Training device: cpu, cuda or cuda:N.");
 ABSL_FLAG(std::string, data_root, "/var/lib/quartet/data",
           "Directory with cifar-10/, mnist/, fashion-mnist/ for specs that name no data_dir.");
-ABSL_FLAG(std::string, worker_id, "",
-          "A label for this worker: the coordinator assigns an id that starts with it. With "
-          "--state_dir the worker keeps its id and session secret and re-attaches after a restart.");
+ABSL_FLAG(
+    std::string, worker_id, "",
+    "A label for this worker: the coordinator assigns an id that starts with it. With "
+    "--state_dir the worker keeps its id and session secret and re-attaches after a restart.");
 ABSL_FLAG(std::string, token_file, "",
           "File whose first non-blank line is a worker-role (or admin) token (default: "
           "$QUARTET_TOKEN).");

@@ -8,9 +8,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/log_escape.h"
+#include "common/status_macros.h"
 #include "coordinator/core/memory_estimate.h"
 #include "coordinator/core/worker_identity.h"
-#include "common/status_macros.h"
 #include "coordinator/space/combinatorics.h"
 #include "coordinator/space/coverage_stats.h"
 #include "spdlog/spdlog.h"
@@ -637,13 +637,12 @@ absl::StatusOr<quartet::v1::RegisterWorkerResponse> CoordinatorCore::RegisterWor
     absl::MutexLock lock(&workers_mu_);
     secret_hashes_[stored.id] = stored.secret_hash;
   }
-  spdlog::info("worker {} {}: host {}, device {}{}", stored.id,
-               reattached ? "re-attached" : "registered",
-               common::EscapeForLog(stored.host, kLoggedIdBytes),
-               common::EscapeForLog(stored.device, kLoggedIdBytes),
-               stored.gpu_name.empty()
-                   ? ""
-                   : " (" + common::EscapeForLog(stored.gpu_name, kLoggedIdBytes) + ")");
+  spdlog::info(
+      "worker {} {}: host {}, device {}{}", stored.id, reattached ? "re-attached" : "registered",
+      common::EscapeForLog(stored.host, kLoggedIdBytes),
+      common::EscapeForLog(stored.device, kLoggedIdBytes),
+      stored.gpu_name.empty() ? ""
+                              : " (" + common::EscapeForLog(stored.gpu_name, kLoggedIdBytes) + ")");
   quartet::v1::RegisterWorkerResponse out;
   out.set_worker_id(stored.id);
   out.set_session_secret(secret);
@@ -664,9 +663,9 @@ absl::Status CoordinatorCore::CheckWorker(const std::string& worker_id,
   if (hash.empty()) {
     auto w = store_->GetWorker(worker_id);
     if (w.status().code() == absl::StatusCode::kNotFound) {
-      return absl::NotFoundError(
-          absl::StrCat("worker '", common::EscapeForLog(worker_id, kLoggedIdBytes),
-                       "' is not registered; call RegisterWorker first"));
+      return absl::NotFoundError(absl::StrCat("worker '",
+                                              common::EscapeForLog(worker_id, kLoggedIdBytes),
+                                              "' is not registered; call RegisterWorker first"));
     }
     if (!w.ok()) return w.status();
     hash = w->secret_hash;
@@ -740,8 +739,7 @@ absl::StatusOr<quartet::v1::HeartbeatResponse> CoordinatorCore::Heartbeat(
 }
 
 absl::StatusOr<std::vector<MetricRecord>> CoordinatorCore::ToMetricRecords(
-    const google::protobuf::RepeatedPtrField<quartet::v1::MetricPoint>& points,
-    const char* field) {
+    const google::protobuf::RepeatedPtrField<quartet::v1::MetricPoint>& points, const char* field) {
   std::vector<MetricRecord> out;
   out.reserve(points.size());
   const int64_t now_ms = absl::ToUnixMillis(clock_->Now());
@@ -786,7 +784,7 @@ absl::Status CoordinatorCore::CompleteCandidate(
   if (before.state == CandidateState::kSucceeded && before.lease_token == request.lease_token()) {
     return absl::OkStatus();  // a repeat of a completion already stored
   }
-  QUARTET_ASSIGN_OR_RETURN(CandidateRecord c, store_->GetCandidate(request.candidate_id()));
+  const CandidateRecord& c = before;  // id, campaign, rank and families never change
   spdlog::info("candidate {} of campaign {} ({}) SUCCEEDED: test accuracy {:.4f} in {:.1f} s on {}",
                c.id, c.campaign_id, absl::StrJoin(c.families, "+"), result.test_accuracy(),
                result.wall_seconds(), request.worker_id());

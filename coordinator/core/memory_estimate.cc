@@ -19,23 +19,42 @@ constexpr int kMeasuredBatch = 32;
 constexpr int kSmallestInput = 32;
 
 struct Measured {
-  int input_size;   // the side the family was measured at
-  int64_t mib;      // peak MiB above LibTorch's baseline, forward and backward, batch 32
+  int input_size;  // the side the family was measured at
+  int64_t mib;     // peak MiB above LibTorch's baseline, forward and backward, batch 32
 };
 
 // bench/RESULTS.md, "Family zoo" (2026-11-22, `./build/bench/zoo --iterations=3 --record`).
 const std::map<std::string, Measured>& Table() {
   static const auto* table = new std::map<std::string, Measured>{
-      {"AirNet", {32, 105}},       {"AirNext", {32, 63}},         {"AlexNet", {63, 607}},
-      {"BagNet", {32, 53}},        {"BayesianNet", {32, 104}},    {"ComplexNet", {32, 31}},
-      {"ConvNeXt", {32, 533}},     {"DPN", {32, 136}},            {"DPN107", {32, 144}},
-      {"DarkNet", {32, 335}},      {"DenseNet", {32, 188}},       {"Diffuser", {32, 52}},
-      {"EfficientNet", {32, 110}}, {"FractalNet", {32, 714}},     {"GoogLeNet", {32, 124}},
-      {"ICNet", {32, 18}},         {"InceptionV3", {75, 385}},    {"MNASNet", {32, 65}},
-      {"MaxVit", {32, 489}},       {"MobileNetV2", {32, 85}},     {"MobileNetV3", {32, 34}},
-      {"RegNet", {32, 84}},        {"ResNet", {32, 144}},         {"ShuffleNet", {32, 40}},
-      {"SqueezeNet", {32, 31}},    {"SwinTransformer", {32, 791}}, {"UNet2D", {32, 105}},
-      {"VGG", {32, 1443}},         {"VisionTransformer", {32, 865}},
+      {"AirNet", {32, 105}},
+      {"AirNext", {32, 63}},
+      {"AlexNet", {63, 607}},
+      {"BagNet", {32, 53}},
+      {"BayesianNet", {32, 104}},
+      {"ComplexNet", {32, 31}},
+      {"ConvNeXt", {32, 533}},
+      {"DPN", {32, 136}},
+      {"DPN107", {32, 144}},
+      {"DarkNet", {32, 335}},
+      {"DenseNet", {32, 188}},
+      {"Diffuser", {32, 52}},
+      {"EfficientNet", {32, 110}},
+      {"FractalNet", {32, 714}},
+      {"GoogLeNet", {32, 124}},
+      {"ICNet", {32, 18}},
+      {"InceptionV3", {75, 385}},
+      {"MNASNet", {32, 65}},
+      {"MaxVit", {32, 489}},
+      {"MobileNetV2", {32, 85}},
+      {"MobileNetV3", {32, 34}},
+      {"RegNet", {32, 84}},
+      {"ResNet", {32, 144}},
+      {"ShuffleNet", {32, 40}},
+      {"SqueezeNet", {32, 31}},
+      {"SwinTransformer", {32, 791}},
+      {"UNet2D", {32, 105}},
+      {"VGG", {32, 1443}},
+      {"VisionTransformer", {32, 865}},
   };
   return *table;
 }

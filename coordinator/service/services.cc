@@ -103,10 +103,11 @@ grpc::Status CampaignServiceImpl::WatchCampaign(
   }
   WatchSlot slot(&active_watches_, max_watch_streams_);
   if (!slot.held()) {
-    return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
-                        absl::StrCat("too many concurrent WatchCampaign streams (", max_watch_streams_,
-                                     "); retry later, or raise the coordinator's "
-                                     "--max_watch_streams"));
+    return grpc::Status(
+        grpc::StatusCode::RESOURCE_EXHAUSTED,
+        absl::StrCat("too many concurrent WatchCampaign streams (", max_watch_streams_,
+                     "); retry later, or raise the coordinator's "
+                     "--max_watch_streams"));
   }
   const absl::Duration interval = absl::Milliseconds(
       request->interval_ms() == 0 ? kDefaultWatchIntervalMs

@@ -303,9 +303,9 @@ absl::StatusOr<CandidateState> MemoryStore::FailCandidate(int64_t candidate_id, 
   CampaignData& camp = campaigns_.at(cand.campaign_id);
   const bool preempted = error_class == quartet::v1::ERROR_CLASS_PREEMPTED;
   if (preempted) ++cand.preemptions;
-  const CandidateState to = AfterLeaseEnds(camp.record.state, retryable, preempted, cand.attempt,
-                                           cand.preemptions, camp.record.max_attempts,
-                                           camp.record.max_preemptions);
+  const CandidateState to =
+      AfterLeaseEnds(camp.record.state, retryable, preempted, cand.attempt, cand.preemptions,
+                     camp.record.max_attempts, camp.record.max_preemptions);
   cand.error_class = error_class;
   cand.error_message = message;
   cand.cancel_requested = false;

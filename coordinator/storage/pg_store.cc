@@ -3,9 +3,9 @@
 #include <atomic>
 #include <cmath>
 #include <cstdio>
-#include <random>
 #include <map>
 #include <pqxx/pqxx>
+#include <random>
 #include <set>
 #include <tuple>
 
@@ -221,11 +221,11 @@ int64_t MoveCoverage(dbtransaction& tx, int64_t campaign_id, const FamilyTally& 
   const std::string set =
       from.empty() ? absl::StrCat(to, " = x.", to, " + d.n")
                    : absl::StrCat(from, " = x.", from, " - d.n, ", to, " = x.", to, " + d.n");
-  pqxx::result fam = tx.exec_params(
-      absl::StrCat("UPDATE family_coverage x SET ", set,
-                   " FROM unnest($2::text[], $3::bigint[]) AS d(family, n) "
-                   "WHERE x.campaign_id = $1 AND x.family = d.family"),
-      campaign_id, TextArray(d.families), NumberArray(d.family_n));
+  pqxx::result fam =
+      tx.exec_params(absl::StrCat("UPDATE family_coverage x SET ", set,
+                                  " FROM unnest($2::text[], $3::bigint[]) AS d(family, n) "
+                                  "WHERE x.campaign_id = $1 AND x.family = d.family"),
+                     campaign_id, TextArray(d.families), NumberArray(d.family_n));
   tx.exec_params(absl::StrCat("UPDATE pair_coverage x SET ", set,
                               " FROM unnest($2::text[], $3::text[], $4::bigint[]) AS d(a, b, n) "
                               "WHERE x.campaign_id = $1 AND x.family_a = d.a AND x.family_b = d.b"),
@@ -251,8 +251,7 @@ void MaybeFinish(dbtransaction& tx, int64_t campaign_id, absl::Time now) {
       absl::StrCat("UPDATE campaigns SET state = ", kDone,
                    ", finished_at = to_timestamp($2), updated_at = to_timestamp($2) WHERE id = $1 "
                    "AND state IN (",
-                   kRunning, ", ", kPaused,
-                   ") AND issued = budget AND pending = 0 AND leased = 0"),
+                   kRunning, ", ", kPaused, ") AND issued = budget AND pending = 0 AND leased = 0"),
       campaign_id, Epoch(now));
 }
 
@@ -395,11 +394,11 @@ void EndLease(dbtransaction& tx, int64_t candidate_id, int64_t campaign_id,
 absl::Status InternalWithId(const std::string& detail) {
   static std::atomic<uint64_t> counter{0};
   static const uint64_t salt = std::random_device{}();
-  const std::string id = absl::StrCat(
-      absl::Hex((salt << 20) ^ counter.fetch_add(1), absl::kZeroPad8));
+  const std::string id =
+      absl::StrCat(absl::Hex((salt << 20) ^ counter.fetch_add(1), absl::kZeroPad8));
   spdlog::error("internal error {}: {}", id, detail);
-  return absl::InternalError(absl::StrCat(
-      "internal database error (error id ", id, "; the coordinator log has the details)"));
+  return absl::InternalError(absl::StrCat("internal database error (error id ", id,
+                                          "; the coordinator log has the details)"));
 }
 
 // SQLSTATE classes 08 (connection exception) and 57 (operator intervention, e.g. a shutting-down
@@ -476,8 +475,7 @@ absl::StatusOr<std::unique_ptr<pqxx::connection_base>> PgStore::Connect() {
     return absl::UnavailableError(
         absl::StrCat("cannot connect to PostgreSQL at ", Redact(url), ": ", e.what()));
   } catch (const std::exception& e) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("database url '", Redact(url), "': ", e.what()));
+    return absl::InvalidArgumentError(absl::StrCat("database url '", Redact(url), "': ", e.what()));
   }
 }
 
@@ -547,8 +545,8 @@ absl::Status PgStore::Run(const TxBody& body) {
       break;
     } catch (const pqxx::sql_error& e) {
       if (!IsConnectionState(e.sqlstate())) {
-        status = InternalWithId(absl::StrCat("SQL error ", e.sqlstate(), ": ", e.what(),
-                                             " in: ", e.query()));
+        status = InternalWithId(
+            absl::StrCat("SQL error ", e.sqlstate(), ": ", e.what(), " in: ", e.query()));
         break;
       }
       status = absl::UnavailableError(
@@ -686,11 +684,10 @@ absl::StatusOr<CampaignRecord> PgStore::CancelCampaign(int64_t campaign_id, absl
                                 kLeased),
                    campaign_id);
     tx.exec_params("DELETE FROM work_queue WHERE campaign_id = $1", campaign_id);
-    tx.exec_params(
-        absl::StrCat("UPDATE campaigns SET state = ", kCampaignCancelled,
-                     ", cancelled = cancelled + pending, pending = 0, finished_at = "
-                     "to_timestamp($2), updated_at = to_timestamp($2) WHERE id = $1"),
-        campaign_id, Epoch(now));
+    tx.exec_params(absl::StrCat("UPDATE campaigns SET state = ", kCampaignCancelled,
+                                ", cancelled = cancelled + pending, pending = 0, finished_at = "
+                                "to_timestamp($2), updated_at = to_timestamp($2) WHERE id = $1"),
+                   campaign_id, Epoch(now));
     pqxx::result r = tx.exec_params(
         absl::StrCat("SELECT ", kCampaignColumns, " FROM campaigns WHERE id = $1"), campaign_id);
     QUARTET_ASSIGN_OR_RETURN(out, ParseCampaign(r[0]));
@@ -827,9 +824,8 @@ absl::StatusOr<std::optional<LeaseGrant>> PgStore::LeaseNext(const std::string& 
           candidate_id, worker_id, Epoch(now + lease), Epoch(now), NewLeaseToken(previous));
       LeaseGrant grant;
       QUARTET_ASSIGN_OR_RETURN(grant.candidate, ParseCandidate(c[0]));
-      QUARTET_RETURN_IF_ERROR(common::ParseMessage(camp.config_json.c_str(),
-                                                   common::TextFormat::kJson, "campaigns.config",
-                                                   &grant.config));
+      QUARTET_RETURN_IF_ERROR(common::ParseMessage(
+          camp.config_json.c_str(), common::TextFormat::kJson, "campaigns.config", &grant.config));
       ApplyTransition(tx, campaign_id, grant.candidate.families, CandidateState::kPending,
                       CandidateState::kLeased, now);
       out = std::move(grant);
@@ -866,8 +862,8 @@ absl::StatusOr<int64_t> PgStore::AppendMetrics(int64_t candidate_id, int64_t tok
   QUARTET_RETURN_IF_ERROR(Run([&](dbtransaction& tx) -> absl::Status {
     // A shared lock on the candidate only: batches of one lease may be stored concurrently with
     // heartbeats.
-    QUARTET_ASSIGN_OR_RETURN(
-        LeaseRow row, CheckLease(tx, candidate_id, token, worker_id, LeaseUse::kMetrics, absl::Now()));
+    QUARTET_ASSIGN_OR_RETURN(LeaseRow row, CheckLease(tx, candidate_id, token, worker_id,
+                                                      LeaseUse::kMetrics, absl::Now()));
     added = InsertMetrics(tx, candidate_id, row.attempt, points);
     return absl::OkStatus();
   }));
@@ -921,8 +917,8 @@ absl::StatusOr<CandidateState> PgStore::FailCandidate(int64_t candidate_id, int6
     const int preemptions = row.preemptions + (preempted ? 1 : 0);
     to = AfterLeaseEnds(row.campaign.state, retryable, preempted, row.attempt, preemptions,
                         row.campaign.max_attempts, row.campaign.max_preemptions);
-    EndLease(tx, candidate_id, row.campaign_id, row.families, to, error_class, message,
-             preemptions, row.campaign.priority, now);
+    EndLease(tx, candidate_id, row.campaign_id, row.families, to, error_class, message, preemptions,
+             row.campaign.priority, now);
     return absl::OkStatus();
   }));
   return to;
@@ -956,11 +952,11 @@ absl::StatusOr<std::vector<ExpiredLease>> PgStore::ExpireLeases(absl::Time now) 
       const int preemptions = r[0][2].as<int>();
       e.new_state = AfterLeaseEnds(camp.state, /*retryable=*/true, /*preempted=*/false, e.attempt,
                                    preemptions, camp.max_attempts, camp.max_preemptions);
-      EndLease(tx, candidate_id, e.campaign_id, ParseTextArrayJson(r[0][3]), e.new_state,
-               quartet::v1::ERROR_CLASS_LOST,
-               absl::StrCat("lease expired: the worker stopped heartbeating (attempt ", e.attempt,
-                            ")"),
-               preemptions, camp.priority, now);
+      EndLease(
+          tx, candidate_id, e.campaign_id, ParseTextArrayJson(r[0][3]), e.new_state,
+          quartet::v1::ERROR_CLASS_LOST,
+          absl::StrCat("lease expired: the worker stopped heartbeating (attempt ", e.attempt, ")"),
+          preemptions, camp.priority, now);
       out.push_back(std::move(e));
     }
     return absl::OkStatus();

@@ -6,8 +6,8 @@
 // pooled connection; serialization failures and deadlocks are retried (then ABORTED). A connection
 // found broken before commit (a database restart) is replaced, with the whole pool, and the
 // transaction runs once more; when that fails too the call gets UNAVAILABLE. Every new connection
-// asks Options::url_source for the URL, so a database that moved is found without a restart. libpqxx exceptions never leave
-// this class. Thread-safe.
+// asks Options::url_source for the URL, so a database that moved is found without a restart.
+// libpqxx exceptions never leave this class. Thread-safe.
 #ifndef QUARTET_COORDINATOR_STORAGE_PG_STORE_H_
 #define QUARTET_COORDINATOR_STORAGE_PG_STORE_H_
 

@@ -58,8 +58,7 @@ int64_t& StateCounts::at(CandidateState s) {
 int64_t StateCounts::at(CandidateState s) const { return const_cast<StateCounts*>(this)->at(s); }
 
 absl::StatusOr<LeaseVerdict> JudgeLease(int64_t candidate_id, const LeaseFacts& current,
-                                        int64_t token, const std::string& worker_id,
-                                        LeaseUse use) {
+                                        int64_t token, const std::string& worker_id, LeaseUse use) {
   if (current.token != token || current.holder != worker_id) {
     return absl::FailedPreconditionError(absl::StrCat(
         "lease ", token, " of candidate ", candidate_id,

@@ -6,8 +6,8 @@
 #include <cstdint>
 #include <map>
 #include <optional>
-#include <tuple>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -98,7 +98,8 @@ struct CandidateRecord {
   // Estimated device memory to train it; 0 = unknown.
   int64_t est_memory_bytes = 0;
   CandidateState state = CandidateState::kPending;
-  // Leases taken so far; the current (or last) lease's attempt number. Metric points are keyed by it.
+  // Leases taken so far; the current (or last) lease's attempt number. Metric points are keyed by
+  // it.
   int attempt = 0;
   // Leases of those that ended in a graceful hand-back (PREEMPTED); attempts used = attempt -
   // preemptions.
@@ -188,7 +189,8 @@ struct CoverageCounters {
   std::vector<TripleCounter> triples;
 };
 
-// ---- Rules both stores apply (written once here) -------------------------------------------------
+// ---- Rules both stores apply (written once here)
+// -------------------------------------------------
 
 // What a call naming a lease wants to do with it.
 enum class LeaseUse { kRenew, kMetrics, kComplete, kFail };

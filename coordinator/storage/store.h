@@ -6,12 +6,13 @@
 // Implementations are thread-safe.
 //
 // Leases and fencing. LeaseNext gives the candidate a new, random lease token (NewLeaseToken):
-// unguessable, and different from the candidate's previous one. RenewLease, AppendMetrics, CompleteCandidate and FailCandidate name (candidate, token,
-// worker) and follow JudgeLease (records.h): NOT_FOUND when the candidate does not exist;
-// FAILED_PRECONDITION, changing nothing, when the token is not its current lease or the worker is
-// not the holder. A lease ended by ExpireLeases, with no newer lease granted since, is taken back by
-// its holder's next call (the holder was cut off by an outage, not gone). Complete and Fail are
-// idempotent: the same report again answers OK and changes nothing.
+// unguessable, and different from the candidate's previous one. RenewLease, AppendMetrics,
+// CompleteCandidate and FailCandidate name (candidate, token, worker) and follow JudgeLease
+// (records.h): NOT_FOUND when the candidate does not exist; FAILED_PRECONDITION, changing nothing,
+// when the token is not its current lease or the worker is not the holder. A lease ended by
+// ExpireLeases, with no newer lease granted since, is taken back by its holder's next call (the
+// holder was cut off by an outage, not gone). Complete and Fail are idempotent: the same report
+// again answers OK and changes nothing.
 //
 // Attempts and preemptions. Every lease raises `attempt` (metric points are keyed by it); a
 // PREEMPTED failure also raises `preemptions`, so a graceful hand-back costs no attempt. Requeueing

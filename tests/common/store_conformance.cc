@@ -217,8 +217,9 @@ TEST_P(StoreConformanceTest, LeasesByPriorityThenIdWithUnguessableTokens) {
   EXPECT_NE(t3, 0);
   EXPECT_NE(t1, t2);
   EXPECT_NE(t2, t3);
-  EXPECT_GT(std::max(std::abs(static_cast<double>(t2) - t1), std::abs(static_cast<double>(t3) - t2)),
-            4294967296.0);
+  EXPECT_GT(
+      std::max(std::abs(static_cast<double>(t2) - t1), std::abs(static_cast<double>(t3) - t2)),
+      4294967296.0);
 
   auto none = store_->LeaseNext("w1", kT0, kLease);
   ASSERT_TRUE(none.ok());
@@ -385,10 +386,11 @@ TEST_P(StoreConformanceTest, ExpiredLeaseReturnsToPendingAndTheOldTokenIsRefused
   ASSERT_TRUE(again.ok() && again->has_value());
   EXPECT_EQ((*again)->candidate.attempt, 2);
   // The first worker comes back late: every call with its token is refused.
-  EXPECT_EQ(
-      store_->CompleteCandidate(g.candidate.id, g.candidate.lease_token, "w1", MakeResult(0.5), {}, kT0)
-          .code(),
-      absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(store_
+                ->CompleteCandidate(g.candidate.id, g.candidate.lease_token, "w1", MakeResult(0.5),
+                                    {}, kT0)
+                .code(),
+            absl::StatusCode::kFailedPrecondition);
   EXPECT_EQ(store_
                 ->AppendMetrics(g.candidate.id, g.candidate.lease_token, "w1",
                                 {{0, 0, 1, 1, "loss", 1.0, 0}})
@@ -419,8 +421,8 @@ TEST_P(StoreConformanceTest, PreemptionsCostNoAttemptUpToTheirCap) {
   // max_attempts 1: three graceful hand-backs in a row still requeue.
   int64_t token = g.candidate.lease_token;
   for (int i = 0; i < 3; ++i) {
-    auto r = store_->FailCandidate(g.candidate.id, token, "w1",
-                                   quartet::v1::ERROR_CLASS_PREEMPTED, "draining", true, kT0);
+    auto r = store_->FailCandidate(g.candidate.id, token, "w1", quartet::v1::ERROR_CLASS_PREEMPTED,
+                                   "draining", true, kT0);
     ASSERT_TRUE(r.ok()) << r.status();
     EXPECT_EQ(*r, CandidateState::kPending) << "preemption " << i + 1;
     auto again = store_->LeaseNext("w1", kT0, kLease);
@@ -519,11 +521,11 @@ TEST_P(StoreConformanceTest, FailIsIdempotent) {
   LeaseGrant g;
   ASSERT_NO_FATAL_FAILURE(LeasedFixture::Setup(*store_, 2, 1, &campaign, &g));
   const int64_t id = g.candidate.id, token = g.candidate.lease_token;
-  auto first = store_->FailCandidate(id, token, "w1", quartet::v1::ERROR_CLASS_PREEMPTED, "stop",
-                                     true, kT0);
+  auto first =
+      store_->FailCandidate(id, token, "w1", quartet::v1::ERROR_CLASS_PREEMPTED, "stop", true, kT0);
   ASSERT_TRUE(first.ok());
-  auto repeat = store_->FailCandidate(id, token, "w1", quartet::v1::ERROR_CLASS_PREEMPTED, "stop",
-                                      true, kT0);
+  auto repeat =
+      store_->FailCandidate(id, token, "w1", quartet::v1::ERROR_CLASS_PREEMPTED, "stop", true, kT0);
   ASSERT_TRUE(repeat.ok()) << repeat.status();
   EXPECT_EQ(*repeat, *first);
   EXPECT_EQ(store_->GetCandidate(id)->preemptions, 1);
@@ -540,12 +542,13 @@ TEST_P(StoreConformanceTest, WorkersAreLeasedOnlyWhatTheyCanTrain) {
   for (const auto& w : {narrow, small, any}) ASSERT_TRUE(store_->RegisterWorker(w, kT0).ok());
   auto c = store_->CreateCampaign(MakeCampaign({"A", "B", "C", "D"}, 4), kT0);
   ASSERT_TRUE(c.ok());
-  ASSERT_TRUE(store_
-                  ->InsertCandidates(c->id,
-                                     {Cand(0, {"A", "B", "D"}, 0, 2000), Cand(1, {"A", "B", "C"}, 0, 500),
-                                      Cand(2, {"A", "C", "D"}, 0, 500), Cand(3, {"B", "C", "D"}, 0, 5000)},
-                                     kT0)
-                  .ok());
+  ASSERT_TRUE(
+      store_
+          ->InsertCandidates(c->id,
+                             {Cand(0, {"A", "B", "D"}, 0, 2000), Cand(1, {"A", "B", "C"}, 0, 500),
+                              Cand(2, {"A", "C", "D"}, 0, 500), Cand(3, {"B", "C", "D"}, 0, 5000)},
+                             kT0)
+          .ok());
   auto families_of = [&](const std::string& worker) -> std::vector<std::string> {
     auto g = store_->LeaseNext(worker, kT0, kLease);
     EXPECT_TRUE(g.ok()) << g.status();

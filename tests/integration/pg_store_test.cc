@@ -1,7 +1,6 @@
 // The Store conformance suite against a real PostgreSQL, plus what only PgStore has: migrations.
-#include <pqxx/pqxx>
-
 #include <atomic>
+#include <pqxx/pqxx>
 #include <thread>
 #include <vector>
 
@@ -122,11 +121,12 @@ TEST(PgStoreTest, ConcurrentCancelsLeasesAndReportsNeverDeadlock) {
         const auto& c = (*g)->candidate;
         (void)store->RenewLease(c.id, c.lease_token, id, t0, absl::Seconds(30));
         (void)store->AppendMetrics(c.id, c.lease_token, id, {{0, 0, 1, 1, "loss", 1, 0}});
-        absl::Status s = i % 2 ? store->CompleteCandidate(c.id, c.lease_token, id, {}, {}, t0)
-                               : store->FailCandidate(c.id, c.lease_token, id,
-                                                      quartet::v1::ERROR_CLASS_PREEMPTED, "",
-                                                      true, t0)
-                                     .status();
+        absl::Status s = i % 2
+                             ? store->CompleteCandidate(c.id, c.lease_token, id, {}, {}, t0)
+                             : store
+                                   ->FailCandidate(c.id, c.lease_token, id,
+                                                   quartet::v1::ERROR_CLASS_PREEMPTED, "", true, t0)
+                                   .status();
         if (s.code() == absl::StatusCode::kAborted) aborted++;
       }
     });

@@ -342,9 +342,10 @@ TEST(ValidateMetricPoints, ACompletionsFinalMetricsFollowTheBatchRulesNamingThei
   EXPECT_THAT(std::string(s.message()), StartsWith("final_metrics[1].name"));
   bad->set_name("test_accuracy");
   bad->set_step(-1);
-  EXPECT_THAT(std::string(ValidateMetricPoints("final_metrics", req.final_metrics(), absl::Now())
-                              .message()),
-              StartsWith("final_metrics[1].step"));
+  EXPECT_THAT(
+      std::string(
+          ValidateMetricPoints("final_metrics", req.final_metrics(), absl::Now()).message()),
+      StartsWith("final_metrics[1].step"));
 }
 
 }  // namespace

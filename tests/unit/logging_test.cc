@@ -18,7 +18,8 @@ TEST(LoggingTest, JsonFormatWritesOneObjectPerEventWithTheMessageEscaped) {
   const std::string path = "/tmp/quartet-logging-test-" + std::to_string(getpid()) + ".log";
   std::remove(path.c_str());
   ASSERT_TRUE(InitLogging("jsontest", "info", path, "json").ok());
-  const std::string forged = "failed: boom\n2026-12-02T00:00:00.000 I coordinator: \"forged\"\t\x01";
+  const std::string forged =
+      "failed: boom\n2026-12-02T00:00:00.000 I coordinator: \"forged\"\t\x01";
   spdlog::info("{}", forged);
   spdlog::warn("second");
   spdlog::default_logger()->flush();

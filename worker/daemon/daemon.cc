@@ -19,8 +19,8 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "absl/strings/strip.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "common/error_class.h"
 #include "common/status_macros.h"
 #include "spdlog/spdlog.h"
@@ -51,18 +51,23 @@ bool LeaseGone(const absl::Status& s) {
          s.code() == absl::StatusCode::kNotFound;
 }
 
+// The lease a heartbeat or metric batch names, with the worker's identity.
+struct LeaseRef {
+  std::string worker_id;
+  std::string secret;
+  int64_t candidate_id = 0;
+  int64_t token = 0;
+};
+
 // Renews one lease on its own thread, every `interval`, until Stop(): through training and until
 // the report is acknowledged, so an outage after training cannot expire the lease.
 class Heartbeater {
  public:
-  Heartbeater(CoordinatorClient* client, common::Clock* clock, std::string worker_id,
-              std::string secret, int64_t candidate_id, int64_t token, absl::Duration interval)
+  Heartbeater(CoordinatorClient* client, common::Clock* clock, LeaseRef lease,
+              absl::Duration interval)
       : client_(client),
         clock_(clock),
-        worker_id_(std::move(worker_id)),
-        secret_(std::move(secret)),
-        candidate_id_(candidate_id),
-        token_(token),
+        lease_(std::move(lease)),
         interval_(interval),
         thread_([this] { Loop(); }) {}
   ~Heartbeater() { Stop(); }
@@ -97,10 +102,10 @@ class Heartbeater {
         req.mutable_progress()->set_step(progress_.step);
         req.mutable_progress()->set_total_steps(progress_.total_steps);
       }
-      req.set_worker_id(worker_id_);
-      req.set_session_secret(secret_);
-      req.set_candidate_id(candidate_id_);
-      req.set_lease_token(token_);
+      req.set_worker_id(lease_.worker_id);
+      req.set_session_secret(lease_.secret);
+      req.set_candidate_id(lease_.candidate_id);
+      req.set_lease_token(lease_.token);
       Record(client_->Heartbeat(req));
     }
   }
@@ -108,23 +113,23 @@ class Heartbeater {
   void Record(const absl::StatusOr<quartet::v1::HeartbeatResponse>& resp) {
     if (resp.ok()) {
       if (resp->cancel() && !cancel_.exchange(true)) {
-        spdlog::info("candidate {}: coordinator asked to stop (campaign cancelled)", candidate_id_);
+        spdlog::info("candidate {}: coordinator asked to stop (campaign cancelled)",
+                     lease_.candidate_id);
       }
     } else if (LeaseGone(resp.status())) {
       if (!lease_lost_.exchange(true)) {
-        spdlog::warn("candidate {}: lease lost ({})", candidate_id_,
+        spdlog::warn("candidate {}: lease lost ({})", lease_.candidate_id,
                      std::string(resp.status().message()));
       }
     } else {
-      spdlog::warn("candidate {}: heartbeat failed ({}); will retry", candidate_id_,
+      spdlog::warn("candidate {}: heartbeat failed ({}); will retry", lease_.candidate_id,
                    resp.status().ToString());
     }
   }
 
   CoordinatorClient* const client_;
   common::Clock* const clock_;
-  const std::string worker_id_, secret_;
-  const int64_t candidate_id_, token_;
+  const LeaseRef lease_;
   const absl::Duration interval_;
   absl::Mutex mu_;
   bool stopped_ ABSL_GUARDED_BY(mu_) = false;
@@ -139,16 +144,12 @@ class Heartbeater {
 // the lease is gone. Nothing is dropped while the lease is ours.
 class MetricSender {
  public:
-  MetricSender(CoordinatorClient* client, common::Clock* clock, std::string worker_id,
-               std::string secret, int64_t candidate_id, int64_t token,
+  MetricSender(CoordinatorClient* client, common::Clock* clock, LeaseRef lease,
                absl::Duration flush_interval, absl::Duration initial_backoff,
                absl::Duration max_backoff)
       : client_(client),
         clock_(clock),
-        worker_id_(std::move(worker_id)),
-        secret_(std::move(secret)),
-        candidate_id_(candidate_id),
-        token_(token),
+        lease_(std::move(lease)),
         flush_interval_(flush_interval),
         initial_backoff_(initial_backoff),
         max_backoff_(max_backoff),
@@ -189,10 +190,10 @@ class MetricSender {
  private:
   quartet::v1::MetricBatch MakeBatch() const {
     quartet::v1::MetricBatch b;
-    b.set_worker_id(worker_id_);
-    b.set_session_secret(secret_);
-    b.set_candidate_id(candidate_id_);
-    b.set_lease_token(token_);
+    b.set_worker_id(lease_.worker_id);
+    b.set_session_secret(lease_.secret);
+    b.set_candidate_id(lease_.candidate_id);
+    b.set_lease_token(lease_.token);
     return b;
   }
 
@@ -253,13 +254,14 @@ class MetricSender {
         return;
       }
       if (LeaseGone(s)) {
-        spdlog::warn("metric stream of candidate {}: lease gone ({})", candidate_id_,
+        spdlog::warn("metric stream of candidate {}: lease gone ({})", lease_.candidate_id,
                      std::string(s.message()));
         lease_lost_ = true;
         return;
       }
       spdlog::warn("metric stream of candidate {}: {}; {} batches kept, retrying in {}",
-                   candidate_id_, s.ToString(), batches.size(), absl::FormatDuration(backoff));
+                   lease_.candidate_id, s.ToString(), batches.size(),
+                   absl::FormatDuration(backoff));
       absl::MutexLock lock(&mu_);
       auto abandoned = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return abandoned_; };
       if (clock_->AwaitWithTimeout(&mu_, absl::Condition(&abandoned), backoff)) return;
@@ -269,8 +271,7 @@ class MetricSender {
 
   CoordinatorClient* const client_;
   common::Clock* const clock_;
-  const std::string worker_id_, secret_;
-  const int64_t candidate_id_, token_;
+  const LeaseRef lease_;
   const absl::Duration flush_interval_, initial_backoff_, max_backoff_;
   absl::Mutex mu_;
   std::deque<quartet::v1::MetricPoint> pending_ ABSL_GUARDED_BY(mu_);
@@ -476,9 +477,8 @@ absl::StatusOr<quartet::v1::Result> WorkerDaemon::TrainSafely(
   try {
     return trainer_->Train(spec, callbacks);
   } catch (const std::exception& e) {
-    return common::WithErrorClass(
-        absl::InternalError(absl::StrCat("trainer threw: ", e.what())),
-        quartet::v1::ERROR_CLASS_INTERNAL);
+    return common::WithErrorClass(absl::InternalError(absl::StrCat("trainer threw: ", e.what())),
+                                  quartet::v1::ERROR_CLASS_INTERNAL);
   } catch (...) {
     return common::WithErrorClass(absl::InternalError("trainer threw a non-standard exception"),
                                   quartet::v1::ERROR_CLASS_INTERNAL);
@@ -492,11 +492,10 @@ void WorkerDaemon::RunCandidate(const quartet::v1::LeaseCandidateResponse& lease
   spdlog::info("candidate {} ({}, attempt {}): training", id,
                absl::StrJoin(spec.combination().families(), "+"), spec.attempt());
 
-  Heartbeater heartbeat(client_, clock_, worker_id_, session_secret_, id, token,
-                        heartbeat_interval_);
-  MetricSender metrics(client_, clock_, worker_id_, session_secret_, id, token,
-                       options_.metric_flush_interval, options_.initial_backoff,
-                       options_.max_backoff);
+  const LeaseRef ref{worker_id_, session_secret_, id, token};
+  Heartbeater heartbeat(client_, clock_, ref, heartbeat_interval_);
+  MetricSender metrics(client_, clock_, ref, options_.metric_flush_interval,
+                       options_.initial_backoff, options_.max_backoff);
   absl::Mutex epoch_mu;
   std::vector<quartet::v1::MetricPoint> epoch_points;
 
@@ -619,8 +618,9 @@ absl::Status WorkerDaemon::Deliver(const quartet::v1::SpooledReport& report) {
     absl::Mutex pause_mu;
     absl::MutexLock pause(&pause_mu);
     auto never = [] { return false; };
-    clock_->AwaitWithTimeout(&pause_mu, absl::Condition(&never),
-                             std::min(backoff, std::max(absl::ZeroDuration(), stop_deadline - now)));
+    clock_->AwaitWithTimeout(
+        &pause_mu, absl::Condition(&never),
+        std::min(backoff, std::max(absl::ZeroDuration(), stop_deadline - now)));
     backoff = std::min(backoff * 2, options_.max_backoff);
   }
 }
@@ -652,8 +652,7 @@ void WorkerDaemon::DeliverSpooled() {
     std::stringstream buf;
     buf << in.rdbuf();
     quartet::v1::SpooledReport report;
-    if (!report.ParseFromString(buf.str()) ||
-        (!report.has_complete() && !report.has_fail())) {
+    if (!report.ParseFromString(buf.str()) || (!report.has_complete() && !report.has_fail())) {
       spdlog::error("spooled report {} is unreadable; moved aside as {}.bad", path, path);
       std::rename(path.c_str(), (path + ".bad").c_str());
       continue;

@@ -263,8 +263,8 @@ absl::Status TrainingRun::ResolveSpec() {
 
 absl::Status TrainingRun::LoadData() {
   const auto& d = spec_.data();
-  auto key = std::make_tuple(static_cast<int>(d.dataset()), d.data_dir(), d.train_limit(),
-                             d.test_limit());
+  auto key =
+      std::make_tuple(static_cast<int>(d.dataset()), d.data_dir(), d.train_limit(), d.test_limit());
   auto it = st_.datasets.find(key);
   if (it != st_.datasets.end()) {
     dataset_ = it->second;
@@ -432,9 +432,9 @@ absl::Status TrainingRun::TrainEpoch(int epoch) {
 absl::Status TrainingRun::Step(int epoch, const torch::Tensor& idx) {
   const int64_t b = idx.size(0);
   const auto step_start = std::chrono::steady_clock::now();
-  SetLearningRates(*optimizer_, base_lr_,
-                   LearningRateFactor(step_, total_steps_, warmup_, recipe_.warmup_start_factor,
-                                      floor_factor_));
+  SetLearningRates(
+      *optimizer_, base_lr_,
+      LearningRateFactor(step_, total_steps_, warmup_, recipe_.warmup_start_factor, floor_factor_));
   const double lam = SampleMixupLambda(recipe_.mixup_alpha, rng_);
   MixedBatch mixed;
   {
@@ -468,9 +468,9 @@ absl::Status TrainingRun::Step(int epoch, const torch::Tensor& idx) {
         loss = loss + recipe_.balance_loss_weight * out.balance_loss;
         const double value = loss.item<double>();
         if (!std::isfinite(value)) {
-          return Classified(absl::StatusCode::kAborted, quartet::v1::ERROR_CLASS_NUMERIC,
-                            absl::StrCat("non-finite loss (", value, ") at step ", step_,
-                                         " of epoch ", epoch));
+          return Classified(
+              absl::StatusCode::kAborted, quartet::v1::ERROR_CLASS_NUMERIC,
+              absl::StrCat("non-finite loss (", value, ") at step ", step_, " of epoch ", epoch));
         }
         model_->Backward(loss * (static_cast<double>(c) / b) * scaler_.scale());
         step_loss += value * c;
@@ -671,10 +671,8 @@ int64_t TorchTrainer::GpuMemoryBytes() const { return state_->gpu_memory; }
 absl::StatusOr<quartet::v1::Result> TorchTrainer::Train(const quartet::v1::CandidateSpec& spec,
                                                         const TrainCallbacks& callbacks) {
   TrainingRun run(options_, *state_, spec, callbacks);
-  QUARTET_RETURN_IF_ERROR(
-      Guarded("preparing the candidate", quartet::v1::ERROR_CLASS_BUILD, [&] {
-        return run.Prepare();
-      }));
+  QUARTET_RETURN_IF_ERROR(Guarded("preparing the candidate", quartet::v1::ERROR_CLASS_BUILD,
+                                  [&] { return run.Prepare(); }));
   for (int epoch = 1; epoch <= run.epochs(); ++epoch) {
     QUARTET_RETURN_IF_ERROR(Guarded("training", quartet::v1::ERROR_CLASS_INTERNAL,
                                     [&] { return run.TrainEpoch(epoch); }));
