@@ -132,4 +132,28 @@ void FamilyTally::Add(const std::vector<std::string>& f, int64_t n, bool with_tr
   }
 }
 
+std::vector<int> AxisLevelCounts(const quartet::v1::CampaignConfig& config) {
+  std::vector<int> out;
+  for (const quartet::v1::ParameterAxis& axis : config.axes()) {
+    if (axis.values_size() > 0) {
+      out.push_back(axis.values_size());
+    } else {
+      out.push_back(axis.range().strata() > 0 ? axis.range().strata() : kDefaultAxisStrata);
+    }
+  }
+  return out;
+}
+
+std::vector<std::tuple<int, int, std::string>> LevelCells(
+    const std::vector<int>& levels, const std::vector<std::string>& families) {
+  std::vector<std::tuple<int, int, std::string>> cells;
+  cells.reserve(levels.size() * (families.size() + 1));
+  for (size_t axis = 0; axis < levels.size(); ++axis) {
+    cells.emplace_back(static_cast<int>(axis), levels[axis], std::string());
+    for (const std::string& f : families)
+      cells.emplace_back(static_cast<int>(axis), levels[axis], f);
+  }
+  return cells;
+}
+
 }  // namespace quartet::coordinator

@@ -87,6 +87,10 @@ struct NewCandidate {
   std::vector<std::string> families;
   // Estimated device memory to train it (coordinator/core/memory_estimate.h); 0 = unknown.
   int64_t est_memory_bytes = 0;
+  // Its level on every parameter axis of the campaign (config order), and the value applied on
+  // each as text; both empty for a campaign without axes.
+  std::vector<int> levels;
+  std::vector<std::string> axis_values;
 };
 
 struct CandidateRecord {
@@ -97,6 +101,9 @@ struct CandidateRecord {
   std::vector<std::string> families;
   // Estimated device memory to train it; 0 = unknown.
   int64_t est_memory_bytes = 0;
+  // Level and applied value per parameter axis (see NewCandidate).
+  std::vector<int> levels;
+  std::vector<std::string> axis_values;
   CandidateState state = CandidateState::kPending;
   // Leases taken so far; the current (or last) lease's attempt number. Metric points are keyed by
   // it.
@@ -180,6 +187,13 @@ struct TripleCounter {
   std::string family_a, family_b, family_c;
   int64_t issued = 0;
 };
+// One level of a parameter axis (family empty), or one (family, level) cell.
+struct LevelCounter {
+  int axis = 0;
+  int level = 0;
+  std::string family;
+  StateCounts counts;
+};
 struct CoverageCounters {
   // Every pool family, in pool order.
   std::vector<FamilyCounter> families;
@@ -187,7 +201,22 @@ struct CoverageCounters {
   std::vector<PairCounter> pairs;
   // Triples seen at least once.
   std::vector<TripleCounter> triples;
+  // Every axis level and every (family, level) cell: by axis, then level, then family (the level
+  // row, family "", first; then pool order).
+  std::vector<LevelCounter> levels;
 };
+
+// Strata of a CONTINUOUS axis when ContinuousRange.strata is unset.
+inline constexpr int kDefaultAxisStrata = 8;
+
+// Levels of every parameter axis of a campaign, in config order: the number of values of a
+// CATEGORICAL axis, the strata of a CONTINUOUS one (kDefaultAxisStrata when unset).
+std::vector<int> AxisLevelCounts(const quartet::v1::CampaignConfig& config);
+
+// The axis-coverage cells a candidate counts in: (axis, level, "") and (axis, level, family) for
+// each of its families, for every axis. The one place these keys are formed.
+std::vector<std::tuple<int, int, std::string>> LevelCells(const std::vector<int>& levels,
+                                                          const std::vector<std::string>& families);
 
 // ---- Rules both stores apply (written once here)
 // -------------------------------------------------
