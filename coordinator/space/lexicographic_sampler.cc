@@ -17,8 +17,8 @@ class LexicographicSampler : public PermutationSampler {
 
 }  // namespace
 
-std::unique_ptr<Sampler> NewLexicographicSampler(const Space& space) {
-  return std::make_unique<LexicographicSampler>(space.size());
+std::unique_ptr<Sampler> NewLexicographicSampler(uint64_t size) {
+  return std::make_unique<LexicographicSampler>(size);
 }
 
 }  // namespace quartet::coordinator::space::internal

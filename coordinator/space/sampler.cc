@@ -2,6 +2,7 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
 #include "coordinator/space/sampler_internal.h"
 
 namespace quartet::coordinator::space {
@@ -10,6 +11,15 @@ namespace {
 constexpr SamplerKind kAllKinds[] = {SamplerKind::kLexicographic, SamplerKind::kUniform,
                                      SamplerKind::kStratified, SamplerKind::kPairCovering,
                                      SamplerKind::kAdaptive};
+
+absl::Status CheckOptions(const SamplerOptions& options) {
+  // Negated comparison so that NaN is refused too.
+  if (!(options.exploration_share >= 0.0 && options.exploration_share <= 1.0)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("exploration_share: ", options.exploration_share, " is outside [0, 1]"));
+  }
+  return absl::OkStatus();
+}
 
 }  // namespace
 
@@ -42,16 +52,12 @@ absl::StatusOr<SamplerKind> ParseSamplerKind(absl::string_view name) {
 absl::StatusOr<std::unique_ptr<Sampler>> CreateSampler(SamplerKind kind, const Space& space,
                                                        uint64_t seed,
                                                        const SamplerOptions& options) {
-  // Negated comparison so that NaN is refused too.
-  if (!(options.exploration_share >= 0.0 && options.exploration_share <= 1.0)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("exploration_share: ", options.exploration_share, " is outside [0, 1]"));
-  }
+  QUARTET_RETURN_IF_ERROR(CheckOptions(options));
   switch (kind) {
     case SamplerKind::kLexicographic:
-      return internal::NewLexicographicSampler(space);
+      return internal::NewLexicographicSampler(space.size());
     case SamplerKind::kUniform:
-      return internal::NewUniformSampler(space, seed);
+      return internal::NewUniformSampler(space.size(), seed);
     case SamplerKind::kStratified:
       return internal::NewStratifiedSampler(space, seed);
     case SamplerKind::kPairCovering:
@@ -60,6 +66,14 @@ absl::StatusOr<std::unique_ptr<Sampler>> CreateSampler(SamplerKind kind, const S
       return internal::NewAdaptiveSampler(space, seed, options);
   }
   return absl::InvalidArgumentError("sampler: unknown sampler kind");
+}
+
+absl::StatusOr<std::unique_ptr<Sampler>> CreateSampler(SamplerKind kind, const ProductSpace& space,
+                                                       uint64_t seed,
+                                                       const SamplerOptions& options) {
+  if (space.num_axes() == 0) return CreateSampler(kind, space.families(), seed, options);
+  QUARTET_RETURN_IF_ERROR(CheckOptions(options));
+  return internal::NewProductSampler(kind, space, seed, options);
 }
 
 }  // namespace quartet::coordinator::space

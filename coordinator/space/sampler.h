@@ -21,6 +21,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "coordinator/space/product_space.h"
 #include "coordinator/space/space.h"
 
 namespace quartet::coordinator::space {
@@ -72,6 +73,15 @@ class Sampler {
 
 // Builds a sampler over `space`. INVALID_ARGUMENT for bad options (naming the field).
 absl::StatusOr<std::unique_ptr<Sampler>> CreateSampler(SamplerKind kind, const Space& space,
+                                                       uint64_t seed,
+                                                       const SamplerOptions& options = {});
+
+// Builds a sampler over a product space (family axis x parameter axes); ranks are the product
+// space's point ranks. Without parameter axes this is CreateSampler(kind, space.families(), ...):
+// the same draws, rank for rank. With axes, STRATIFIED also keeps every axis's level counts within
+// 1, PAIR_COVERING also covers (family, level) cells and (level, level) pairs, and ADAPTIVE's model
+// also has level effects and family x level interactions (product_sampler.cc).
+absl::StatusOr<std::unique_ptr<Sampler>> CreateSampler(SamplerKind kind, const ProductSpace& space,
                                                        uint64_t seed,
                                                        const SamplerOptions& options = {});
 

@@ -326,15 +326,6 @@ bool CoverageState::Add(uint64_t rank, const int* c) {
 
 // ---------------------------------------------------------------------------------------------
 
-namespace {
-
-// The balance-preserving choices for `counts`: every family below the boundary count (the k'-th
-// smallest) is forced, `need` more come from the families at the boundary (tied, ascending).
-struct BalancedChoices {
-  int forced[kMaxK], tied[kMaxN];
-  int num_forced = 0, num_tied = 0, need = 0;
-};
-
 BalancedChoices ComputeBalancedChoices(const int64_t* counts, int m, int k) {
   int order[kMaxN];
   for (int f = 0; f < m; ++f) order[f] = f;
@@ -349,6 +340,8 @@ BalancedChoices ComputeBalancedChoices(const int64_t* counts, int m, int k) {
   out.need = k - out.num_forced;
   return out;
 }
+
+namespace {
 
 // The combination made of the forced families and tied[sub[0..need)], sorted, and its rank.
 uint64_t ComposeChoice(const FreeSpace& space, const BalancedChoices& choices, const int* picks,

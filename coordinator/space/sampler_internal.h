@@ -13,6 +13,7 @@
 
 #include "absl/container/flat_hash_set.h"
 #include "coordinator/space/combinatorics.h"
+#include "coordinator/space/product_space.h"
 #include "coordinator/space/sampler.h"
 #include "coordinator/space/space.h"
 
@@ -165,6 +166,15 @@ class CoverageState {
 // Choices shared by several samplers. `key` seeds the choice's randomness.
 // ---------------------------------------------------------------------------------------------
 
+// The balance-preserving choices for `counts` (m families, k' chosen): every family below the
+// boundary count (the k'-th smallest) is forced, `need` more come from the families at the
+// boundary (tied, ascending).
+struct BalancedChoices {
+  int forced[kMaxK], tied[kMaxN];
+  int num_forced = 0, num_tied = 0, need = 0;
+};
+BalancedChoices ComputeBalancedChoices(const int64_t* counts, int m, int k);
+
 // Balanced choice: the k' families with the smallest counts, ties chosen at random, never a drawn
 // combination (random tie choices first, then a systematic search over every balance-preserving
 // choice). Keeps the largest minus smallest family count within 1 when it was. Prefers choices
@@ -244,10 +254,14 @@ class CoverageSampler : public Sampler {
 };
 
 // Factories (one per sampler file).
-std::unique_ptr<Sampler> NewLexicographicSampler(const Space& space);
-std::unique_ptr<Sampler> NewUniformSampler(const Space& space, uint64_t seed);
+// LEXICOGRAPHIC and UNIFORM order any space of `size` ranks (family or product space).
+std::unique_ptr<Sampler> NewLexicographicSampler(uint64_t size);
+std::unique_ptr<Sampler> NewUniformSampler(uint64_t size, uint64_t seed);
 std::unique_ptr<Sampler> NewStratifiedSampler(const Space& space, uint64_t seed);
 std::unique_ptr<Sampler> NewPairCoveringSampler(const Space& space, uint64_t seed);
+// Any sampler over a product space with parameter axes (product_sampler.cc).
+std::unique_ptr<Sampler> NewProductSampler(SamplerKind kind, const ProductSpace& space,
+                                           uint64_t seed, const SamplerOptions& options);
 std::unique_ptr<Sampler> NewAdaptiveSampler(const Space& space, uint64_t seed,
                                             const SamplerOptions& options);
 

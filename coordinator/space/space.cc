@@ -8,13 +8,13 @@
 namespace quartet::coordinator::space {
 
 absl::StatusOr<Space> Space::Create(int n, int k, std::vector<int> required) {
-  if (n < 2 || n > kMaxN) {
+  if (n < 1 || n > kMaxN) {
     return absl::InvalidArgumentError(
-        absl::StrCat("pool: ", n, " families; a pool needs between 2 and ", kMaxN));
+        absl::StrCat("pool: ", n, " families; a pool needs between 1 and ", kMaxN));
   }
-  if (k < 2 || k > std::min(kMaxK, n)) {
+  if (k < 1 || k > std::min(kMaxK, n)) {
     return absl::InvalidArgumentError(
-        absl::StrCat("k: ", k, " is outside [2, ", std::min(kMaxK, n), "] for a pool of ", n));
+        absl::StrCat("k: ", k, " is outside [1, ", std::min(kMaxK, n), "] for a pool of ", n));
   }
   std::vector<char> is_required(n, 0);
   for (int r : required) {

@@ -18,7 +18,7 @@ namespace quartet::coordinator::space {
 
 class Space {
  public:
-  // INVALID_ARGUMENT (naming the field: "pool", "k", "required") when n < 2 or n > kMaxN, k < 2 or
+  // INVALID_ARGUMENT (naming the field: "pool", "k", "required") when n < 1 or n > kMaxN, k < 1 or
   // k > min(kMaxK, n), a required index is out of [0, n) or repeated, or there are k or more
   // required families (nothing left to choose).
   static absl::StatusOr<Space> Create(int n, int k, std::vector<int> required);

@@ -65,8 +65,8 @@ class UniformSampler : public PermutationSampler {
 
 }  // namespace
 
-std::unique_ptr<Sampler> NewUniformSampler(const Space& space, uint64_t seed) {
-  return std::make_unique<UniformSampler>(space.size(), seed);
+std::unique_ptr<Sampler> NewUniformSampler(uint64_t size, uint64_t seed) {
+  return std::make_unique<UniformSampler>(size, seed);
 }
 
 }  // namespace quartet::coordinator::space::internal
