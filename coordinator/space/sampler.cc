@@ -68,6 +68,12 @@ absl::StatusOr<std::unique_ptr<Sampler>> CreateSampler(SamplerKind kind, const S
   return absl::InvalidArgumentError("sampler: unknown sampler kind");
 }
 
+double SeededUnit(uint64_t seed, uint64_t a, uint64_t b, uint64_t c) {
+  using internal::Mix64;
+  const uint64_t bits = Mix64(Mix64(Mix64(seed ^ Mix64(a)) ^ Mix64(b + 1)) ^ Mix64(c + 2));
+  return static_cast<double>(bits >> 11) * 0x1.0p-53;
+}
+
 absl::StatusOr<std::unique_ptr<Sampler>> CreateSampler(SamplerKind kind, const ProductSpace& space,
                                                        uint64_t seed,
                                                        const SamplerOptions& options) {

@@ -76,6 +76,10 @@ absl::StatusOr<std::unique_ptr<Sampler>> CreateSampler(SamplerKind kind, const S
                                                        uint64_t seed,
                                                        const SamplerOptions& options = {});
 
+// A uniform value in [0, 1), a pure function of its arguments (the samplers' SplitMix64 mixer); for
+// seeded draws that must be the same on every platform and after every restart.
+double SeededUnit(uint64_t seed, uint64_t a, uint64_t b, uint64_t c);
+
 // Builds a sampler over a product space (family axis x parameter axes); ranks are the product
 // space's point ranks. Without parameter axes this is CreateSampler(kind, space.families(), ...):
 // the same draws, rank for rank. With axes, STRATIFIED also keeps every axis's level counts within
