@@ -9,9 +9,7 @@ namespace quartet::coordinator {
 
 absl::StatusOr<CampaignRecord> MemoryStore::CreateCampaign(const CampaignRecord& campaign,
                                                            absl::Time now) {
-  if (campaign.config.pool_size() < 2) {
-    return absl::InvalidArgumentError("pool: a campaign needs at least 2 families");
-  }
+  QUARTET_RETURN_IF_ERROR(CheckCampaignShape(campaign));
   absl::MutexLock lock(&mu_);
   CampaignData data;
   data.record = campaign;
@@ -28,6 +26,13 @@ absl::StatusOr<CampaignRecord> MemoryStore::CreateCampaign(const CampaignRecord&
   for (int i = 0; i < pool.size(); ++i) {
     data.family[pool[i]] = {};
     for (int j = i + 1; j < pool.size(); ++j) data.pair[{pool[i], pool[j]}] = {};
+  }
+  data.level_counts = AxisLevelCounts(campaign.config);
+  for (size_t a = 0; a < data.level_counts.size(); ++a) {
+    for (int l = 0; l < data.level_counts[a]; ++l) {
+      data.cell[{static_cast<int>(a), l, ""}] = {};
+      for (const std::string& f : pool) data.cell[{static_cast<int>(a), l, f}] = {};
+    }
   }
   const int64_t id = data.record.id;
   CampaignRecord out = data.record;
@@ -65,7 +70,7 @@ void MemoryStore::Transition(CandidateRecord& c, CandidateState to, absl::Time n
   camp.record.counts.at(from)--;
   camp.record.counts.at(to)++;
   FamilyTally tally;
-  tally.Add(c.families);
+  tally.AddCandidate(c.families, c.levels);
   for (const auto& [f, n] : tally.families) {
     camp.family[f].at(from) -= n;
     camp.family[f].at(to) += n;
@@ -73,6 +78,10 @@ void MemoryStore::Transition(CandidateRecord& c, CandidateState to, absl::Time n
   for (const auto& [p, n] : tally.pairs) {
     camp.pair[p].at(from) -= n;
     camp.pair[p].at(to) += n;
+  }
+  for (const auto& [cell, n] : tally.cells) {
+    camp.cell[cell].at(from) -= n;
+    camp.cell[cell].at(to) += n;
   }
   c.state = to;
   camp.record.updated_at = now;
@@ -151,6 +160,7 @@ absl::Status MemoryStore::InsertCandidates(int64_t campaign_id,
             absl::StrCat("families: '", f, "' is not in the pool of campaign ", campaign_id));
       }
     }
+    QUARTET_RETURN_IF_ERROR(CheckAxisLevels(nc, camp.level_counts));
   }
   for (const NewCandidate& nc : candidates) {
     CandidateRecord c;
@@ -160,15 +170,18 @@ absl::Status MemoryStore::InsertCandidates(int64_t campaign_id,
     c.repeat = nc.repeat;
     c.families = nc.families;
     c.est_memory_bytes = nc.est_memory_bytes;
+    c.levels = nc.levels;
+    c.axis_values = nc.axis_values;
     c.state = CandidateState::kPending;
     c.created_at = now;
     camp.keys.insert({nc.rank, nc.repeat});
     r.counts.pending++;
     FamilyTally tally;
-    tally.Add(c.families, 1, /*with_triples=*/true);
+    tally.AddCandidate(c.families, c.levels, 1, /*with_triples=*/true);
     for (const auto& [f, n] : tally.families) camp.family[f].pending += n;
     for (const auto& [p, n] : tally.pairs) camp.pair[p].pending += n;
     for (const auto& [t, n] : tally.triples) camp.triple[t] += n;
+    for (const auto& [cell, n] : tally.cells) camp.cell[cell].pending += n;
     queue_.emplace(-r.priority, c.id);
     candidates_.emplace(c.id, std::move(c));
   }
@@ -398,6 +411,14 @@ absl::StatusOr<CoverageCounters> MemoryStore::GetCoverage(int64_t campaign_id) {
   }
   for (const auto& [key, n] : camp.triple) {
     out.triples.push_back({std::get<0>(key), std::get<1>(key), std::get<2>(key), n});
+  }
+  for (size_t a = 0; a < camp.level_counts.size(); ++a) {
+    const int axis = static_cast<int>(a);
+    for (int l = 0; l < camp.level_counts[a]; ++l) {
+      out.levels.push_back({axis, l, "", camp.cell.at({axis, l, ""})});
+      for (const std::string& f : pool)
+        out.levels.push_back({axis, l, f, camp.cell.at({axis, l, f})});
+    }
   }
   return out;
 }

@@ -59,6 +59,10 @@ class MemoryStore : public Store {
     std::map<std::string, StateCounts> family;  // by family name
     std::map<std::pair<std::string, std::string>, StateCounts> pair;
     std::map<std::tuple<std::string, std::string, std::string>, int64_t> triple;
+    // Levels per parameter axis (AxisLevelCounts) and the axis-coverage cells, by (axis, level,
+    // family); family "" is the level row.
+    std::vector<int> level_counts;
+    std::map<std::tuple<int, int, std::string>, StateCounts> cell;
     std::set<std::pair<uint64_t, int>> keys;  // (rank, repeat)
   };
 

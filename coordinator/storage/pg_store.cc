@@ -79,6 +79,19 @@ std::vector<std::string> ParseTextArrayJson(const pqxx::field& f) {
   return out;
 }
 
+std::vector<int> ParseIntArrayJson(const pqxx::field& f) {
+  std::vector<int> out;
+  if (f.is_null()) return out;
+  for (const auto& v : nlohmann::json::parse(f.c_str())) out.push_back(v.get<int>());
+  return out;
+}
+
+// A JSON array of strings (one text[] element per candidate, unpacked with
+// jsonb_array_elements_text): text arrays of arrays cannot be passed through unnest().
+std::string JsonTextArray(const std::vector<std::string>& values) {
+  return nlohmann::json(values).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
 // Column names of the per-state counters (campaigns, family_coverage, pair_coverage).
 const char* Column(CandidateState s) {
   switch (s) {
@@ -154,7 +167,7 @@ constexpr char kCandidateColumns[] =
     "lease_token, worker_id, EXTRACT(EPOCH FROM lease_deadline), cancel_requested, result::text, "
     "test_accuracy, error_class, error_message, EXTRACT(EPOCH FROM created_at), "
     "EXTRACT(EPOCH FROM started_at), EXTRACT(EPOCH FROM finished_at), preemptions, "
-    "est_memory_bytes";
+    "est_memory_bytes, array_to_json(levels)::text, array_to_json(axis_values)::text";
 
 absl::StatusOr<CandidateRecord> ParseCandidate(const pqxx::row& r) {
   CandidateRecord c;
@@ -184,6 +197,8 @@ absl::StatusOr<CandidateRecord> ParseCandidate(const pqxx::row& r) {
   c.finished_at = TimeOf(r[17]);
   c.preemptions = r[18].as<int>();
   c.est_memory_bytes = r[19].as<int64_t>();
+  c.levels = ParseIntArrayJson(r[20]);
+  c.axis_values = ParseTextArrayJson(r[21]);
   return c;
 }
 
@@ -191,8 +206,9 @@ absl::StatusOr<CandidateRecord> ParseCandidate(const pqxx::row& r) {
 
 // Counter deltas of a tally as parallel arrays, for unnest().
 struct TallyArrays {
-  std::vector<std::string> families, pair_a, pair_b, triple_a, triple_b, triple_c;
-  std::vector<int64_t> family_n, pair_n, triple_n;
+  std::vector<std::string> families, pair_a, pair_b, triple_a, triple_b, triple_c, cell_family;
+  std::vector<int64_t> family_n, pair_n, triple_n, cell_n;
+  std::vector<int> cell_axis, cell_level;
 
   explicit TallyArrays(const FamilyTally& t) {
     for (const auto& [name, n] : t.families) {
@@ -210,12 +226,25 @@ struct TallyArrays {
       triple_c.push_back(std::get<2>(t3));
       triple_n.push_back(n);
     }
+    for (const auto& [cell, n] : t.cells) {
+      cell_axis.push_back(std::get<0>(cell));
+      cell_level.push_back(std::get<1>(cell));
+      cell_family.push_back(std::get<2>(cell));
+      cell_n.push_back(n);
+    }
   }
 };
 
-// Moves the tallied candidates between states in the family and pair coverage counters. Returns
-// how many family rows matched.
-int64_t MoveCoverage(dbtransaction& tx, int64_t campaign_id, const FamilyTally& tally,
+// Coverage rows a MoveCoverage matched.
+struct Matched {
+  int64_t families = 0;
+  int64_t cells = 0;
+};
+
+// Moves the tallied candidates between states in the family, pair and axis coverage counters (one
+// statement per table; none for axis coverage when the candidates have no levels). `from` empty
+// only adds to `to`.
+Matched MoveCoverage(dbtransaction& tx, int64_t campaign_id, const FamilyTally& tally,
                      const std::string& from, const std::string& to) {
   const TallyArrays d(tally);
   const std::string set =
@@ -230,19 +259,32 @@ int64_t MoveCoverage(dbtransaction& tx, int64_t campaign_id, const FamilyTally& 
                               " FROM unnest($2::text[], $3::text[], $4::bigint[]) AS d(a, b, n) "
                               "WHERE x.campaign_id = $1 AND x.family_a = d.a AND x.family_b = d.b"),
                  campaign_id, TextArray(d.pair_a), TextArray(d.pair_b), NumberArray(d.pair_n));
-  return fam.affected_rows();
+  Matched matched;
+  matched.families = fam.affected_rows();
+  if (!d.cell_n.empty()) {
+    matched.cells =
+        tx.exec_params(
+              absl::StrCat("UPDATE axis_coverage x SET ", set,
+                           " FROM unnest($2::int[], $3::int[], $4::text[], $5::bigint[]) "
+                           "AS d(axis, level, family, n) WHERE x.campaign_id = $1 AND "
+                           "x.axis = d.axis AND x.level = d.level AND x.family = d.family"),
+              campaign_id, NumberArray(d.cell_axis), NumberArray(d.cell_level),
+              TextArray(d.cell_family), NumberArray(d.cell_n))
+            .affected_rows();
+  }
+  return matched;
 }
 
 // Moves one candidate between states in the campaign's counters and coverage.
 void ApplyTransition(dbtransaction& tx, int64_t campaign_id,
-                     const std::vector<std::string>& families, CandidateState from,
-                     CandidateState to, absl::Time now) {
+                     const std::vector<std::string>& families, const std::vector<int>& levels,
+                     CandidateState from, CandidateState to, absl::Time now) {
   const std::string f = Column(from), t = Column(to);
   tx.exec_params(absl::StrCat("UPDATE campaigns SET ", f, " = ", f, " - 1, ", t, " = ", t,
                               " + 1, updated_at = to_timestamp($2) WHERE id = $1"),
                  campaign_id, Epoch(now));
   FamilyTally tally;
-  tally.Add(families);
+  tally.AddCandidate(families, levels);
   MoveCoverage(tx, campaign_id, tally, f, t);
 }
 
@@ -282,6 +324,7 @@ struct LeaseRow {
   int attempt;
   int preemptions;
   std::vector<std::string> families;
+  std::vector<int> levels;
   bool cancel_requested;
   LeaseVerdict verdict;
   CampaignLock campaign;  // unset for metrics (which lock no campaign)
@@ -302,7 +345,8 @@ void Revive(dbtransaction& tx, int64_t candidate_id, LeaseRow& row, absl::Time n
                               ", error_class = 0, error_message = '', finished_at = NULL "
                               "WHERE id = $1"),
                  candidate_id);
-  ApplyTransition(tx, row.campaign_id, row.families, row.state, CandidateState::kLeased, now);
+  ApplyTransition(tx, row.campaign_id, row.families, row.levels, row.state, CandidateState::kLeased,
+                  now);
   spdlog::info("candidate {}: lease taken back by its holder after an outage ({} -> LEASED)",
                candidate_id, CandidateStateName(row.state));
   row.state = CandidateState::kLeased;
@@ -325,7 +369,8 @@ absl::StatusOr<LeaseRow> CheckLease(dbtransaction& tx, int64_t candidate_id, int
   }
   pqxx::result r = tx.exec_params(
       absl::StrCat("SELECT state, lease_token, worker_id, error_class, attempt, preemptions, "
-                   "array_to_json(families)::text, cancel_requested FROM candidates WHERE id = $1 ",
+                   "array_to_json(families)::text, cancel_requested, array_to_json(levels)::text "
+                   "FROM candidates WHERE id = $1 ",
                    metrics ? "FOR SHARE" : "FOR UPDATE"),
       candidate_id);
   LeaseFacts facts;
@@ -339,6 +384,7 @@ absl::StatusOr<LeaseRow> CheckLease(dbtransaction& tx, int64_t candidate_id, int
   row.preemptions = r[0][5].as<int>();
   row.families = ParseTextArrayJson(r[0][6]);
   row.cancel_requested = r[0][7].as<bool>();
+  row.levels = ParseIntArrayJson(r[0][8]);
   if (row.verdict == LeaseVerdict::kRevive) Revive(tx, candidate_id, row, now);
   return row;
 }
@@ -370,9 +416,9 @@ int64_t InsertMetrics(dbtransaction& tx, int64_t candidate_id, int attempt,
 
 // Ends a lease without a result: the candidate's new state, its error, the queue and counters.
 void EndLease(dbtransaction& tx, int64_t candidate_id, int64_t campaign_id,
-              const std::vector<std::string>& families, CandidateState to,
-              quartet::v1::ErrorClass error_class, const std::string& message, int preemptions,
-              int priority, absl::Time now) {
+              const std::vector<std::string>& families, const std::vector<int>& levels,
+              CandidateState to, quartet::v1::ErrorClass error_class, const std::string& message,
+              int preemptions, int priority, absl::Time now) {
   tx.exec_params(
       absl::StrCat("UPDATE candidates SET state = $2::smallint, error_class = $3, error_message = "
                    "$4, preemptions = $6, cancel_requested = FALSE, finished_at = CASE WHEN "
@@ -385,7 +431,7 @@ void EndLease(dbtransaction& tx, int64_t candidate_id, int64_t campaign_id,
         "INSERT INTO work_queue (candidate_id, campaign_id, priority) VALUES ($1, $2, $3)",
         candidate_id, campaign_id, priority);
   }
-  ApplyTransition(tx, campaign_id, families, CandidateState::kLeased, to, now);
+  ApplyTransition(tx, campaign_id, families, levels, CandidateState::kLeased, to, now);
   MaybeFinish(tx, campaign_id, now);
 }
 
@@ -596,9 +642,8 @@ absl::Status PgStore::Migrate() {
 
 absl::StatusOr<CampaignRecord> PgStore::CreateCampaign(const CampaignRecord& campaign,
                                                        absl::Time now) {
-  if (campaign.config.pool_size() < 2) {
-    return absl::InvalidArgumentError("pool: a campaign needs at least 2 families");
-  }
+  QUARTET_RETURN_IF_ERROR(CheckCampaignShape(campaign));
+  const std::vector<int> level_counts = AxisLevelCounts(campaign.config);
   CampaignRecord out;
   QUARTET_RETURN_IF_ERROR(Run([&](dbtransaction& tx) -> absl::Status {
     pqxx::result r = tx.exec_params(
@@ -620,6 +665,15 @@ absl::StatusOr<CampaignRecord> PgStore::CreateCampaign(const CampaignRecord& cam
         "FROM unnest($2::text[]) WITH ORDINALITY AS a(f, o) "
         "JOIN unnest($2::text[]) WITH ORDINALITY AS b(f, o) ON a.o < b.o",
         id, TextArray(pool));
+    if (!level_counts.empty()) {
+      // Every level row (family '') and every (axis, level, pool family) cell.
+      tx.exec_params(
+          "INSERT INTO axis_coverage (campaign_id, axis, level, family) "
+          "SELECT $1, a.o - 1, l, f FROM unnest($2::int[]) WITH ORDINALITY AS a(n, o) "
+          "CROSS JOIN LATERAL generate_series(0, a.n - 1) AS l "
+          "CROSS JOIN unnest(ARRAY[''] || $3::text[]) AS f",
+          id, NumberArray(level_counts), TextArray(pool));
+    }
     pqxx::result c = tx.exec_params(
         absl::StrCat("SELECT ", kCampaignColumns, " FROM campaigns WHERE id = $1"), id);
     QUARTET_ASSIGN_OR_RETURN(out, ParseCampaign(c[0]));
@@ -671,12 +725,15 @@ absl::StatusOr<CampaignRecord> PgStore::CancelCampaign(int64_t campaign_id, absl
     }
     // Lock order: campaign (above), candidates, then the queue.
     pqxx::result moved = tx.exec_params(
-        absl::StrCat("UPDATE candidates SET state = ", kCandidateCancelled,
-                     ", finished_at = to_timestamp($2) WHERE campaign_id = $1 AND state = ",
-                     kPending, " RETURNING array_to_json(families)::text"),
+        absl::StrCat(
+            "UPDATE candidates SET state = ", kCandidateCancelled,
+            ", finished_at = to_timestamp($2) WHERE campaign_id = $1 AND state = ", kPending,
+            " RETURNING array_to_json(families)::text, array_to_json(levels)::text"),
         campaign_id, Epoch(now));
     FamilyTally tally;
-    for (const auto& row : moved) tally.Add(ParseTextArrayJson(row[0]));
+    for (const auto& row : moved) {
+      tally.AddCandidate(ParseTextArrayJson(row[0]), ParseIntArrayJson(row[1]));
+    }
     MoveCoverage(tx, campaign_id, tally, Column(CandidateState::kPending),
                  Column(CandidateState::kCancelled));
     tx.exec_params(absl::StrCat("UPDATE candidates SET cancel_requested = TRUE WHERE campaign_id "
@@ -704,7 +761,7 @@ absl::Status PgStore::InsertCandidates(int64_t campaign_id,
   if (candidates.empty()) return absl::OkStatus();
   std::vector<int64_t> ranks, memory;
   std::vector<int> repeats;
-  std::vector<std::string> joined;
+  std::vector<std::string> joined, joined_levels, values_json;
   FamilyTally tally;
   for (const NewCandidate& nc : candidates) {
     for (const std::string& f : nc.families) {
@@ -716,13 +773,17 @@ absl::Status PgStore::InsertCandidates(int64_t campaign_id,
     memory.push_back(nc.est_memory_bytes);
     repeats.push_back(nc.repeat);
     joined.push_back(absl::StrJoin(nc.families, ","));
-    tally.Add(nc.families, 1, /*with_triples=*/true);
+    joined_levels.push_back(absl::StrJoin(nc.levels, ","));
+    values_json.push_back(JsonTextArray(nc.axis_values));
+    tally.AddCandidate(nc.families, nc.levels, 1, /*with_triples=*/true);
   }
   const TallyArrays d(tally);
   const int64_t n = static_cast<int64_t>(candidates.size());
   absl::Status status = Run([&](dbtransaction& tx) -> absl::Status {
+    // The config only for a campaign with axes (its level counts check the candidates' levels).
     pqxx::result c = tx.exec_params(
-        "SELECT state, issued, budget, priority FROM campaigns WHERE id = $1 FOR UPDATE",
+        "SELECT state, issued, budget, priority, CASE WHEN config ? 'axes' THEN config::text END "
+        "FROM campaigns WHERE id = $1 FOR UPDATE",
         campaign_id);
     if (c.empty()) return absl::NotFoundError(absl::StrCat("campaign ", campaign_id, " not found"));
     const auto state = static_cast<CampaignState>(c[0][0].as<int>());
@@ -737,11 +798,25 @@ absl::Status PgStore::InsertCandidates(int64_t campaign_id,
           "campaign ", campaign_id, ": issuing ", n, " more candidates would exceed the budget of ",
           budget, " (", issued, " issued)"));
     }
-    const int64_t matched =
+    std::vector<int> level_counts;
+    if (!c[0][4].is_null()) {
+      quartet::v1::CampaignConfig config;
+      QUARTET_RETURN_IF_ERROR(common::ParseMessage(c[0][4].c_str(), common::TextFormat::kJson,
+                                                   "campaigns.config", &config));
+      level_counts = AxisLevelCounts(config);
+    }
+    for (const NewCandidate& nc : candidates) {
+      QUARTET_RETURN_IF_ERROR(CheckAxisLevels(nc, level_counts));
+    }
+    const Matched matched =
         MoveCoverage(tx, campaign_id, tally, "", Column(CandidateState::kPending));
-    if (static_cast<size_t>(matched) != d.families.size()) {
+    if (static_cast<size_t>(matched.families) != d.families.size()) {
       return absl::InvalidArgumentError(
           absl::StrCat("families: a family is not in the pool of campaign ", campaign_id));
+    }
+    if (static_cast<size_t>(matched.cells) != d.cell_n.size()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("levels: a level is not in the axes of campaign ", campaign_id));
     }
     if (!d.triple_a.empty()) {
       tx.exec_params(
@@ -754,13 +829,16 @@ absl::Status PgStore::InsertCandidates(int64_t campaign_id,
     }
     tx.exec_params(
         "WITH ins AS (INSERT INTO candidates (campaign_id, combo_rank, repeat, families, "
-        "created_at, est_memory_bytes) SELECT $1, r, p, string_to_array(f, ','), "
-        "to_timestamp($5), m FROM unnest($2::bigint[], $3::int[], $4::text[], $7::bigint[]) "
-        "WITH ORDINALITY AS t(r, p, f, m, o) ORDER BY o RETURNING id) "
+        "created_at, est_memory_bytes, levels, axis_values) SELECT $1, r, p, "
+        "string_to_array(f, ','), to_timestamp($5), m, string_to_array(l, ',')::int[], "
+        "ARRAY(SELECT e.v FROM jsonb_array_elements_text(v::jsonb) WITH ORDINALITY AS e(v, i) "
+        "ORDER BY e.i) "
+        "FROM unnest($2::bigint[], $3::int[], $4::text[], $7::bigint[], $8::text[], $9::text[]) "
+        "WITH ORDINALITY AS t(r, p, f, m, l, v, o) ORDER BY o RETURNING id) "
         "INSERT INTO work_queue (candidate_id, campaign_id, priority) "
         "SELECT id, $1, $6 FROM ins",
         campaign_id, NumberArray(ranks), NumberArray(repeats), TextArray(joined), Epoch(now),
-        priority, NumberArray(memory));
+        priority, NumberArray(memory), TextArray(joined_levels), TextArray(values_json));
     tx.exec_params(
         "UPDATE campaigns SET issued = issued + $2, pending = pending + $2, updated_at = "
         "to_timestamp($3) WHERE id = $1",
@@ -826,8 +904,8 @@ absl::StatusOr<std::optional<LeaseGrant>> PgStore::LeaseNext(const std::string& 
       QUARTET_ASSIGN_OR_RETURN(grant.candidate, ParseCandidate(c[0]));
       QUARTET_RETURN_IF_ERROR(common::ParseMessage(
           camp.config_json.c_str(), common::TextFormat::kJson, "campaigns.config", &grant.config));
-      ApplyTransition(tx, campaign_id, grant.candidate.families, CandidateState::kPending,
-                      CandidateState::kLeased, now);
+      ApplyTransition(tx, campaign_id, grant.candidate.families, grant.candidate.levels,
+                      CandidateState::kPending, CandidateState::kLeased, now);
       out = std::move(grant);
     }
     tx.exec_params("UPDATE workers SET last_seen_at = to_timestamp($2) WHERE id = $1", worker_id,
@@ -885,7 +963,7 @@ absl::Status PgStore::CompleteCandidate(int64_t candidate_id, int64_t token,
                      ", result = $2::jsonb, test_accuracy = $3, finished_at = to_timestamp($4), "
                      "cancel_requested = FALSE WHERE id = $1"),
         candidate_id, common::MessageToJson(result), result.test_accuracy(), Epoch(now));
-    ApplyTransition(tx, row.campaign_id, row.families, CandidateState::kLeased,
+    ApplyTransition(tx, row.campaign_id, row.families, row.levels, CandidateState::kLeased,
                     CandidateState::kSucceeded, now);
     tx.exec_params(
         "UPDATE campaigns SET "
@@ -917,8 +995,8 @@ absl::StatusOr<CandidateState> PgStore::FailCandidate(int64_t candidate_id, int6
     const int preemptions = row.preemptions + (preempted ? 1 : 0);
     to = AfterLeaseEnds(row.campaign.state, retryable, preempted, row.attempt, preemptions,
                         row.campaign.max_attempts, row.campaign.max_preemptions);
-    EndLease(tx, candidate_id, row.campaign_id, row.families, to, error_class, message, preemptions,
-             row.campaign.priority, now);
+    EndLease(tx, candidate_id, row.campaign_id, row.families, row.levels, to, error_class, message,
+             preemptions, row.campaign.priority, now);
     return absl::OkStatus();
   }));
   return to;
@@ -941,8 +1019,8 @@ absl::StatusOr<std::vector<ExpiredLease>> PgStore::ExpireLeases(absl::Time now) 
       e.campaign_id = d[1].as<int64_t>();
       QUARTET_ASSIGN_OR_RETURN(CampaignLock camp, LockCampaign(tx, e.campaign_id));
       pqxx::result r = tx.exec_params(
-          absl::StrCat("SELECT worker_id, attempt, preemptions, array_to_json(families)::text "
-                       "FROM candidates WHERE id = $1 AND state = ",
+          absl::StrCat("SELECT worker_id, attempt, preemptions, array_to_json(families)::text, "
+                       "array_to_json(levels)::text FROM candidates WHERE id = $1 AND state = ",
                        kLeased, " AND lease_deadline < to_timestamp($2) FOR UPDATE"),
           candidate_id, Epoch(now));
       if (r.empty()) continue;  // renewed or reported meanwhile
@@ -953,8 +1031,8 @@ absl::StatusOr<std::vector<ExpiredLease>> PgStore::ExpireLeases(absl::Time now) 
       e.new_state = AfterLeaseEnds(camp.state, /*retryable=*/true, /*preempted=*/false, e.attempt,
                                    preemptions, camp.max_attempts, camp.max_preemptions);
       EndLease(
-          tx, candidate_id, e.campaign_id, ParseTextArrayJson(r[0][3]), e.new_state,
-          quartet::v1::ERROR_CLASS_LOST,
+          tx, candidate_id, e.campaign_id, ParseTextArrayJson(r[0][3]), ParseIntArrayJson(r[0][4]),
+          e.new_state, quartet::v1::ERROR_CLASS_LOST,
           absl::StrCat("lease expired: the worker stopped heartbeating (attempt ", e.attempt, ")"),
           preemptions, camp.priority, now);
       out.push_back(std::move(e));
@@ -1067,6 +1145,15 @@ absl::StatusOr<CoverageCounters> PgStore::GetCoverage(int64_t campaign_id) {
                         campaign_id)) {
       out.triples.push_back({r[0].as<std::string>(), r[1].as<std::string>(), r[2].as<std::string>(),
                              r[3].as<int64_t>()});
+    }
+    // By axis, level, then the level row (family '') before the families in pool order.
+    for (const auto& r : tx.exec_params(
+             "SELECT x.axis, x.level, x.family, x.pending, x.leased, x.succeeded, x.failed, "
+             "x.cancelled FROM axis_coverage x LEFT JOIN family_coverage f ON f.campaign_id = "
+             "x.campaign_id AND f.family = x.family WHERE x.campaign_id = $1 "
+             "ORDER BY x.axis, x.level, x.family <> '', f.position",
+             campaign_id)) {
+      out.levels.push_back({r[0].as<int>(), r[1].as<int>(), r[2].as<std::string>(), counts(r, 3)});
     }
     return absl::OkStatus();
   }));

@@ -132,6 +132,13 @@ void FamilyTally::Add(const std::vector<std::string>& f, int64_t n, bool with_tr
   }
 }
 
+void FamilyTally::AddCandidate(const std::vector<std::string>& f, const std::vector<int>& levels,
+                               int64_t n, bool with_triples) {
+  Add(f, n, with_triples);
+  if (levels.empty()) return;
+  for (auto& cell : LevelCells(levels, f)) cells[std::move(cell)] += n;
+}
+
 std::vector<int> AxisLevelCounts(const quartet::v1::CampaignConfig& config) {
   std::vector<int> out;
   for (const quartet::v1::ParameterAxis& axis : config.axes()) {
@@ -142,6 +149,36 @@ std::vector<int> AxisLevelCounts(const quartet::v1::CampaignConfig& config) {
     }
   }
   return out;
+}
+
+absl::Status CheckCampaignShape(const CampaignRecord& campaign) {
+  const int pool = campaign.config.pool_size();
+  if (campaign.config.without_families() && pool > 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("pool: a campaign without families has no pool, got ", pool, " families"));
+  }
+  if (campaign.k < 0 || campaign.k > pool) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("k: must be in [0, ", pool, "] (the pool size), got ", campaign.k));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckAxisLevels(const NewCandidate& c, const std::vector<int>& level_counts) {
+  if (c.levels.size() != level_counts.size() || c.axis_values.size() != c.levels.size()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("levels: candidate (rank ", c.rank, ", repeat ", c.repeat, ") has ",
+                     c.levels.size(), " levels and ", c.axis_values.size(),
+                     " axis values; the campaign has ", level_counts.size(), " axes"));
+  }
+  for (size_t a = 0; a < level_counts.size(); ++a) {
+    if (c.levels[a] < 0 || c.levels[a] >= level_counts[a]) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("levels: candidate (rank ", c.rank, ", repeat ", c.repeat, ") has level ",
+                       c.levels[a], " on axis ", a, ", which has ", level_counts[a], " levels"));
+    }
+  }
+  return absl::OkStatus();
 }
 
 std::vector<std::tuple<int, int, std::string>> LevelCells(

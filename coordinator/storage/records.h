@@ -218,6 +218,14 @@ std::vector<int> AxisLevelCounts(const quartet::v1::CampaignConfig& config);
 std::vector<std::tuple<int, int, std::string>> LevelCells(const std::vector<int>& levels,
                                                           const std::vector<std::string>& families);
 
+// INVALID_ARGUMENT unless k is in [0, pool size], and the pool is empty for a campaign without
+// families (config.without_families). A pool of one family (k = 1) or none (k = 0) is allowed.
+absl::Status CheckCampaignShape(const CampaignRecord& campaign);
+
+// INVALID_ARGUMENT unless the candidate has one level per axis of `level_counts` (AxisLevelCounts),
+// each in [0, count), and one axis value per level.
+absl::Status CheckAxisLevels(const NewCandidate& candidate, const std::vector<int>& level_counts);
+
 // ---- Rules both stores apply (written once here)
 // -------------------------------------------------
 
@@ -267,15 +275,20 @@ bool WorkerCanTake(const WorkerRecord& worker, const std::vector<std::string>& f
 // never `previous`, so a token can be neither guessed nor derived from another lease's.
 int64_t NewLeaseToken(int64_t previous);
 
-// Per-family, per-pair and per-triple counts of a set of combinations, in name order. The one
-// place combinations are tallied into coverage deltas.
+// Per-family, per-pair, per-triple and per-axis-level counts of a set of candidates, in key order.
+// The one place candidates are tallied into coverage deltas.
 struct FamilyTally {
   std::map<std::string, int64_t> families;
   std::map<std::pair<std::string, std::string>, int64_t> pairs;
   std::map<std::tuple<std::string, std::string, std::string>, int64_t> triples;
+  // Axis-coverage cells (axis, level, family; family "" for the level row), see LevelCells.
+  std::map<std::tuple<int, int, std::string>, int64_t> cells;
 
   // Counts one combination (families in pool order) `n` times; triples only with `triples`.
   void Add(const std::vector<std::string>& combination, int64_t n = 1, bool with_triples = false);
+  // Counts one candidate `n` times: its combination (as Add) and its LevelCells.
+  void AddCandidate(const std::vector<std::string>& families, const std::vector<int>& levels,
+                    int64_t n = 1, bool with_triples = false);
 };
 
 struct CandidateQuery {

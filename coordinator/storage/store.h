@@ -2,7 +2,8 @@
 // production) and MemoryStore (tests). tests/unit/store_conformance.h runs one suite against both.
 //
 // Every method is one atomic transaction: the state change, the campaign's counters and the
-// coverage counters (per family and per pair, by candidate state) change together or not at all.
+// coverage counters (per family, per pair, and per axis level and (family, level) cell of the
+// candidate's LevelCells, by candidate state) change together or not at all.
 // Implementations are thread-safe.
 //
 // Leases and fencing. LeaseNext gives the candidate a new, random lease token (NewLeaseToken):
@@ -45,7 +46,9 @@ class Store {
   // ---- Campaigns ----
 
   // Stores a new RUNNING campaign (id, counters and times are assigned; issued = 0) and zero
-  // coverage rows for every family of config.pool and every pair of them.
+  // coverage rows for every family of config.pool and every pair of them, and for every level of
+  // every parameter axis (AxisLevelCounts) and every (level, pool family). INVALID_ARGUMENT when
+  // CheckCampaignShape refuses it (k = 1 and k = 0 without families are allowed).
   virtual absl::StatusOr<CampaignRecord> CreateCampaign(const CampaignRecord& campaign,
                                                         absl::Time now) = 0;
   virtual absl::StatusOr<CampaignRecord> GetCampaign(int64_t campaign_id) = 0;
@@ -61,7 +64,8 @@ class Store {
 
   // Creates PENDING candidates of a RUNNING campaign and queues them. FAILED_PRECONDITION when the
   // campaign is final or issued + candidates.size() would exceed its budget; ALREADY_EXISTS when a
-  // (rank, repeat) exists already (nothing is inserted then).
+  // (rank, repeat) exists already; INVALID_ARGUMENT for a family outside the pool or levels that
+  // do not fit the campaign's axes (CheckAxisLevels). Nothing is inserted then.
   virtual absl::Status InsertCandidates(int64_t campaign_id,
                                         const std::vector<NewCandidate>& candidates,
                                         absl::Time now) = 0;
@@ -114,6 +118,7 @@ class Store {
   virtual absl::StatusOr<std::vector<MetricRecord>> GetMetrics(int64_t candidate_id) = 0;
 
   // ---- Coverage ----
+  // Families and pairs in pool order, triples seen, and axis levels (CoverageCounters.levels).
   virtual absl::StatusOr<CoverageCounters> GetCoverage(int64_t campaign_id) = 0;
 
   // ---- Health ----

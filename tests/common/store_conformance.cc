@@ -9,6 +9,7 @@
 #include <random>
 #include <set>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -43,6 +44,31 @@ CampaignRecord MakeCampaign(const std::vector<std::string>& pool, int64_t budget
 NewCandidate Cand(uint64_t rank, std::vector<std::string> families, int repeat = 0,
                   int64_t memory = 0) {
   return NewCandidate{rank, repeat, std::move(families), memory};
+}
+
+// Two parameter axes: a CATEGORICAL one of 3 values and a CONTINUOUS one of 4 strata.
+void AddTwoAxes(CampaignRecord& c) {
+  quartet::v1::ParameterAxis* router = c.config.add_axes();
+  router->set_path("recipe.router");
+  for (const char* v : {"top-k", "soft", "switch"}) router->add_values(v);
+  quartet::v1::ParameterAxis* lr = c.config.add_axes();
+  lr->set_path("recipe.learning_rate");
+  lr->mutable_range()->set_lo(1e-4);
+  lr->mutable_range()->set_hi(1e-2);
+  lr->mutable_range()->set_log(true);
+  lr->mutable_range()->set_strata(4);
+}
+
+// A candidate at `levels`, with a value per level that names its axis and level (and holds a
+// comma and a quote, so the stores' array encodings are exercised).
+NewCandidate AxCand(uint64_t rank, std::vector<std::string> families, std::vector<int> levels,
+                    int repeat = 0) {
+  NewCandidate c = Cand(rank, std::move(families), repeat);
+  for (size_t a = 0; a < levels.size(); ++a) {
+    c.axis_values.push_back(absl::StrCat("axis ", a, ", \"level\" ", levels[a]));
+  }
+  c.levels = std::move(levels);
+  return c;
 }
 
 quartet::v1::Result MakeResult(double accuracy, double seconds = 10) {
@@ -80,6 +106,41 @@ void ExpectCoverageMatchesCandidates(Store& store, int64_t campaign_id) {
   }
   auto camp = store.GetCampaign(campaign_id);
   ASSERT_TRUE(camp.ok());
+  // Axis coverage: a row per level and per (level, pool family), every one equal to a recount by
+  // state, per level and per (family, level), ordered by axis, level, level row, pool order.
+  std::map<std::tuple<int, int, std::string>, StateCounts> cells;
+  for (const CandidateRecord& c : *cands) {
+    for (size_t a = 0; a < c.levels.size(); ++a) {
+      cells[{static_cast<int>(a), c.levels[a], ""}].at(c.state)++;
+      for (const std::string& f : c.families) {
+        cells[{static_cast<int>(a), c.levels[a], f}].at(c.state)++;
+      }
+    }
+  }
+  std::vector<std::tuple<int, int, std::string>> expected_rows;
+  const auto& cfg = camp->config;
+  for (int a = 0; a < cfg.axes_size(); ++a) {
+    const int n = cfg.axes(a).values_size() > 0
+                      ? cfg.axes(a).values_size()
+                      : (cfg.axes(a).range().strata() > 0 ? cfg.axes(a).range().strata()
+                                                          : kDefaultAxisStrata);
+    for (int l = 0; l < n; ++l) {
+      expected_rows.emplace_back(a, l, "");
+      for (const std::string& f : cfg.pool()) expected_rows.emplace_back(a, l, f);
+    }
+  }
+  ASSERT_EQ(cov->levels.size(), expected_rows.size());
+  int64_t counted = 0;
+  for (size_t i = 0; i < cov->levels.size(); ++i) {
+    const LevelCounter& l = cov->levels[i];
+    EXPECT_EQ(std::make_tuple(l.axis, l.level, l.family), expected_rows[i]) << "row " << i;
+    EXPECT_EQ(l.counts, (cells[{l.axis, l.level, l.family}]))
+        << "axis " << l.axis << " level " << l.level << " family '" << l.family << "'";
+    counted += l.counts.total();
+  }
+  int64_t expected_total = 0;
+  for (const auto& [key, n] : cells) expected_total += n.total();
+  EXPECT_EQ(counted, expected_total) << "a candidate counts in a cell the store does not have";
   EXPECT_EQ(camp->counts, total);
   EXPECT_EQ(camp->issued, static_cast<int64_t>(cands->size()));
 }
@@ -117,6 +178,7 @@ TEST_P(StoreConformanceTest, CreatesCampaignsWithZeroCoverageForEveryFamilyAndPa
   EXPECT_EQ(cov->pairs[5].family_a, "C");
   EXPECT_EQ(cov->pairs[5].family_b, "D");
   for (const auto& p : cov->pairs) EXPECT_EQ(p.counts.total(), 0);
+  EXPECT_TRUE(cov->levels.empty());  // no axes, no level rows
 
   EXPECT_EQ(store_->GetCampaign(c->id + 1000).status().code(), absl::StatusCode::kNotFound);
 }
@@ -716,12 +778,15 @@ TEST_P(StoreConformanceTest, ConcurrentLeasesNeverShareACandidate) {
   ExpectCoverageMatchesCandidates(*store_, c->id);
 }
 
-// Random operations; afterwards the stored counters must equal a recount of the candidates.
-TEST_P(StoreConformanceTest, CountersEqualARecountAfterRandomOperations) {
+// Random operations; afterwards the stored counters must equal a recount of the candidates. With
+// `axes`, the campaign has two parameter axes and every candidate a point on them.
+void RunRandomOperations(Store* store_, bool axes) {
   std::mt19937 rng(42);
   ASSERT_TRUE(store_->RegisterWorker({"w1"}, kT0).ok());
   const std::vector<std::string> pool = {"A", "B", "C", "D", "E"};
-  auto c = store_->CreateCampaign(MakeCampaign(pool, 30, 2), kT0);
+  CampaignRecord rec = MakeCampaign(pool, 30, 2);
+  if (axes) AddTwoAxes(rec);
+  auto c = store_->CreateCampaign(rec, kT0);
   ASSERT_TRUE(c.ok());
   std::vector<std::vector<std::string>> combos;
   for (int a = 0; a < 5; ++a)
@@ -735,10 +800,10 @@ TEST_P(StoreConformanceTest, CountersEqualARecountAfterRandomOperations) {
     switch (rng() % 5) {
       case 0:
         if (issued < 30) {
-          ASSERT_TRUE(store_
-                          ->InsertCandidates(
-                              c->id, {Cand(issued % 10, combos[issued % 10], issued / 10)}, now)
-                          .ok());
+          const NewCandidate nc =
+              axes ? AxCand(issued, combos[issued % 10], {issued % 3, (issued / 3) % 4})
+                   : Cand(issued % 10, combos[issued % 10], issued / 10);
+          ASSERT_TRUE(store_->InsertCandidates(c->id, {nc}, now).ok());
           ++issued;
         }
         break;
@@ -770,6 +835,319 @@ TEST_P(StoreConformanceTest, CountersEqualARecountAfterRandomOperations) {
     }
   }
   ExpectCoverageMatchesCandidates(*store_, c->id);
+}
+
+TEST_P(StoreConformanceTest, CountersEqualARecountAfterRandomOperations) {
+  RunRandomOperations(store_.get(), /*axes=*/false);
+}
+
+TEST_P(StoreConformanceTest, AxisCountersEqualARecountAfterRandomOperations) {
+  RunRandomOperations(store_.get(), /*axes=*/true);
+}
+
+// ---- Parameter axes ----
+
+TEST_P(StoreConformanceTest, CreatesZeroAxisCoverageForEveryLevelAndFamilyLevel) {
+  CampaignRecord rec = MakeCampaign({"A", "B", "C", "D"}, 4, 3, 0, 2);
+  AddTwoAxes(rec);
+  auto c = store_->CreateCampaign(rec, kT0);
+  ASSERT_TRUE(c.ok()) << c.status();
+  auto cov = store_->GetCoverage(c->id);
+  ASSERT_TRUE(cov.ok()) << cov.status();
+  ASSERT_EQ(cov->levels.size(), (3u + 4u) * 5u);
+  EXPECT_EQ(cov->levels[0].axis, 0);
+  EXPECT_EQ(cov->levels[0].level, 0);
+  EXPECT_EQ(cov->levels[0].family, "");
+  EXPECT_EQ(cov->levels[1].family, "A");
+  EXPECT_EQ(cov->levels[4].family, "D");
+  EXPECT_EQ(cov->levels[5].level, 1);
+  EXPECT_EQ(cov->levels[5].family, "");
+  EXPECT_EQ(cov->levels[15].axis, 1);
+  EXPECT_EQ(cov->levels[15].level, 0);
+  EXPECT_EQ(cov->levels.back().axis, 1);
+  EXPECT_EQ(cov->levels.back().level, 3);
+  EXPECT_EQ(cov->levels.back().family, "D");
+  for (const LevelCounter& l : cov->levels) EXPECT_EQ(l.counts.total(), 0);
+  ExpectCoverageMatchesCandidates(*store_, c->id);
+}
+
+// Every transition moves a candidate's axis cells with it: after each step the axis counters
+// equal a recount; levels and axis values round-trip through every read.
+TEST_P(StoreConformanceTest, AxisCoverageFollowsEveryTransition) {
+  ASSERT_TRUE(store_->RegisterWorker({"w1"}, kT0).ok());
+  ASSERT_TRUE(store_->RegisterWorker({"w2"}, kT0).ok());
+  CampaignRecord rec = MakeCampaign({"A", "B", "C", "D"}, 12, 2, 0, 2);
+  AddTwoAxes(rec);
+  auto camp = store_->CreateCampaign(rec, kT0);
+  ASSERT_TRUE(camp.ok()) << camp.status();
+  const int64_t id = camp->id;
+  std::vector<NewCandidate> inserted = {
+      AxCand(0, {"A", "B"}, {0, 0}), AxCand(1, {"A", "C"}, {1, 3}),   AxCand(2, {"B", "D"}, {2, 1}),
+      AxCand(3, {"C", "D"}, {0, 2}), AxCand(4, {"A", "D"}, {1, 1}),   AxCand(5, {"B", "C"}, {2, 0}),
+      AxCand(6, {"A", "B"}, {2, 3}), AxCand(7, {"A", "B"}, {2, 3}, 1)};
+  ASSERT_TRUE(store_->InsertCandidates(id, inserted, kT0).ok());
+  ExpectCoverageMatchesCandidates(*store_, id);
+  std::map<uint64_t, NewCandidate> by_rank;
+  for (const NewCandidate& nc : inserted) by_rank[nc.rank * 10 + nc.repeat] = nc;
+  auto expect_round_trip = [&](const CandidateRecord& c) {
+    const NewCandidate& nc = by_rank.at(c.rank * 10 + c.repeat);
+    EXPECT_EQ(c.levels, nc.levels) << "candidate " << c.id;
+    EXPECT_EQ(c.axis_values, nc.axis_values) << "candidate " << c.id;
+    EXPECT_EQ(c.families, nc.families) << "candidate " << c.id;
+  };
+  auto all = store_->ListCandidates({id, {}, false, 0});
+  ASSERT_TRUE(all.ok());
+  ASSERT_EQ(all->size(), inserted.size());
+  for (const CandidateRecord& c : *all) {
+    expect_round_trip(c);
+    auto got = store_->GetCandidate(c.id);
+    ASSERT_TRUE(got.ok());
+    expect_round_trip(*got);
+  }
+  auto lease = [&](const std::string& worker, absl::Time now) {
+    auto g = store_->LeaseNext(worker, now, kLease);
+    EXPECT_TRUE(g.ok() && g->has_value());
+    if (!g.ok() || !g->has_value()) return LeaseGrant{};
+    LeaseGrant grant = **g;
+    expect_round_trip(grant.candidate);
+    return grant;
+  };
+
+  // Lease, then complete.
+  LeaseGrant g = lease("w1", kT0);
+  ExpectCoverageMatchesCandidates(*store_, id);
+  ASSERT_TRUE(store_
+                  ->CompleteCandidate(g.candidate.id, g.candidate.lease_token, "w1",
+                                      MakeResult(0.6), {}, kT0)
+                  .ok());
+  ExpectCoverageMatchesCandidates(*store_, id);
+
+  // Retryable failure: back to PENDING.
+  g = lease("w1", kT0);
+  auto failed = store_->FailCandidate(g.candidate.id, g.candidate.lease_token, "w1",
+                                      quartet::v1::ERROR_CLASS_OOM, "oom", true, kT0);
+  ASSERT_TRUE(failed.ok());
+  EXPECT_EQ(*failed, CandidateState::kPending);
+  ExpectCoverageMatchesCandidates(*store_, id);
+
+  // Non-retryable failure: FAILED (the requeued candidate comes first again).
+  g = lease("w2", kT0);
+  failed = store_->FailCandidate(g.candidate.id, g.candidate.lease_token, "w2",
+                                 quartet::v1::ERROR_CLASS_NUMERIC, "nan", false, kT0);
+  ASSERT_TRUE(failed.ok());
+  EXPECT_EQ(*failed, CandidateState::kFailed);
+  ExpectCoverageMatchesCandidates(*store_, id);
+
+  // Preemption: back to PENDING, no attempt used.
+  g = lease("w1", kT0);
+  failed = store_->FailCandidate(g.candidate.id, g.candidate.lease_token, "w1",
+                                 quartet::v1::ERROR_CLASS_PREEMPTED, "preempted", true, kT0);
+  ASSERT_TRUE(failed.ok());
+  EXPECT_EQ(*failed, CandidateState::kPending);
+  ExpectCoverageMatchesCandidates(*store_, id);
+
+  // Expiry: back to PENDING; then the holder comes back and completes (revival).
+  g = lease("w1", kT0);
+  auto expired = store_->ExpireLeases(kT0 + kLease + absl::Seconds(1));
+  ASSERT_TRUE(expired.ok());
+  ASSERT_EQ(expired->size(), 1u);
+  EXPECT_EQ((*expired)[0].new_state, CandidateState::kPending);
+  ExpectCoverageMatchesCandidates(*store_, id);
+  ASSERT_TRUE(store_
+                  ->CompleteCandidate(g.candidate.id, g.candidate.lease_token, "w1",
+                                      MakeResult(0.7), {}, kT0 + kLease + absl::Seconds(2))
+                  .ok());
+  EXPECT_EQ(store_->GetCandidate(g.candidate.id)->state, CandidateState::kSucceeded);
+  ExpectCoverageMatchesCandidates(*store_, id);
+
+  // Expiry with attempts used up: FAILED; the holder's heartbeat revives it to LEASED.
+  g = lease("w2", kT0);
+  ASSERT_TRUE(store_
+                  ->FailCandidate(g.candidate.id, g.candidate.lease_token, "w2",
+                                  quartet::v1::ERROR_CLASS_INTERNAL, "fault", true, kT0)
+                  .ok());
+  g = lease("w2", kT0);  // the same candidate, attempt 2 of 2
+  expired = store_->ExpireLeases(kT0 + kLease + absl::Seconds(1));
+  ASSERT_TRUE(expired.ok());
+  ASSERT_EQ(expired->size(), 1u);
+  EXPECT_EQ((*expired)[0].new_state, CandidateState::kFailed);
+  ExpectCoverageMatchesCandidates(*store_, id);
+  ASSERT_TRUE(store_->RenewLease(g.candidate.id, g.candidate.lease_token, "w2", kT0, kLease).ok());
+  EXPECT_EQ(store_->GetCandidate(g.candidate.id)->state, CandidateState::kLeased);
+  ExpectCoverageMatchesCandidates(*store_, id);
+
+  // Cancel: pending candidates CANCELLED, the leased one flagged; its hand-back CANCELLED.
+  auto cancelled = store_->CancelCampaign(id, kT0 + absl::Seconds(5));
+  ASSERT_TRUE(cancelled.ok()) << cancelled.status();
+  ExpectCoverageMatchesCandidates(*store_, id);
+  ASSERT_TRUE(store_
+                  ->FailCandidate(g.candidate.id, g.candidate.lease_token, "w2",
+                                  quartet::v1::ERROR_CLASS_CANCELLED, "cancelled", true, kT0)
+                  .ok());
+  EXPECT_EQ(store_->GetCandidate(g.candidate.id)->state, CandidateState::kCancelled);
+  ExpectCoverageMatchesCandidates(*store_, id);
+
+  auto cov = store_->GetCoverage(id);
+  ASSERT_TRUE(cov.ok());
+  StateCounts axis0;
+  for (const LevelCounter& l : cov->levels) {
+    if (l.axis == 0 && l.family.empty()) {
+      axis0.pending += l.counts.pending;
+      axis0.leased += l.counts.leased;
+      axis0.succeeded += l.counts.succeeded;
+      axis0.failed += l.counts.failed;
+      axis0.cancelled += l.counts.cancelled;
+    }
+  }
+  EXPECT_EQ(axis0, store_->GetCampaign(id)->counts);  // each candidate in one level per axis
+  auto final_list = store_->ListCandidates({id, {}, false, 0});
+  ASSERT_TRUE(final_list.ok());
+  for (const CandidateRecord& c : *final_list) expect_round_trip(c);
+}
+
+TEST_P(StoreConformanceTest, RefusesCandidatesWhoseLevelsDoNotFitTheAxes) {
+  CampaignRecord rec = MakeCampaign({"A", "B", "C"}, 10, 3, 0, 2);
+  AddTwoAxes(rec);
+  auto c = store_->CreateCampaign(rec, kT0);
+  ASSERT_TRUE(c.ok());
+  ASSERT_TRUE(store_->InsertCandidates(c->id, {AxCand(0, {"A", "B"}, {0, 0})}, kT0).ok());
+  NewCandidate no_values = AxCand(5, {"A", "B"}, {0, 0});
+  no_values.axis_values.pop_back();
+  for (const NewCandidate& bad :
+       {AxCand(1, {"A", "B"}, {0}), AxCand(2, {"A", "B"}, {0, 0, 0}), AxCand(3, {"A", "B"}, {3, 0}),
+        AxCand(4, {"A", "B"}, {0, -1}), no_values, Cand(6, {"A", "B"})}) {
+    // Alone, and after a good candidate of the same batch: nothing of the batch is inserted.
+    EXPECT_EQ(store_->InsertCandidates(c->id, {bad}, kT0).code(),
+              absl::StatusCode::kInvalidArgument)
+        << bad.rank;
+    EXPECT_EQ(store_->InsertCandidates(c->id, {AxCand(9, {"A", "C"}, {1, 1}), bad}, kT0).code(),
+              absl::StatusCode::kInvalidArgument)
+        << bad.rank;
+  }
+  EXPECT_EQ(store_->GetCampaign(c->id)->issued, 1);
+  ExpectCoverageMatchesCandidates(*store_, c->id);
+
+  // A campaign without axes takes no levels.
+  auto plain = store_->CreateCampaign(MakeCampaign({"A", "B", "C"}, 2, 3, 0, 2), kT0);
+  ASSERT_TRUE(plain.ok());
+  EXPECT_EQ(store_->InsertCandidates(plain->id, {AxCand(0, {"A", "B"}, {0})}, kT0).code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(store_->GetCampaign(plain->id)->issued, 0);
+  ExpectCoverageMatchesCandidates(*store_, plain->id);
+}
+
+TEST_P(StoreConformanceTest, RefusesCampaignsWhoseKDoesNotFitThePool) {
+  EXPECT_EQ(store_->CreateCampaign(MakeCampaign({"A", "B"}, 1, 3, 0, 3), kT0).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(store_->CreateCampaign(MakeCampaign({"A", "B"}, 1, 3, 0, -1), kT0).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  CampaignRecord pooled = MakeCampaign({"A"}, 1, 3, 0, 0);
+  pooled.config.set_without_families(true);
+  EXPECT_EQ(store_->CreateCampaign(pooled, kT0).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(store_->ListCampaigns({}, 0)->empty());
+}
+
+// One backbone family per candidate (k = 1): no pairs to count, axis cells per family.
+TEST_P(StoreConformanceTest, SingleFamilyCampaignsWork) {
+  ASSERT_TRUE(store_->RegisterWorker({"w1"}, kT0).ok());
+  for (const std::vector<std::string>& pool :
+       {std::vector<std::string>{"A"}, std::vector<std::string>{"A", "B", "C"}}) {
+    CampaignRecord rec = MakeCampaign(pool, 3, 3, 0, 1);
+    AddTwoAxes(rec);
+    auto c = store_->CreateCampaign(rec, kT0);
+    ASSERT_TRUE(c.ok()) << c.status();
+    EXPECT_EQ(c->k, 1);
+    auto cov = store_->GetCoverage(c->id);
+    ASSERT_TRUE(cov.ok());
+    EXPECT_EQ(cov->families.size(), pool.size());
+    EXPECT_EQ(cov->pairs.size(), pool.size() * (pool.size() - 1) / 2);
+    EXPECT_EQ(cov->levels.size(), 7 * (pool.size() + 1));
+    ASSERT_TRUE(
+        store_
+            ->InsertCandidates(c->id,
+                               {AxCand(0, {pool[0]}, {0, 1}), AxCand(1, {pool.back()}, {2, 3}),
+                                AxCand(2, {pool[0]}, {0, 1}, 1)},
+                               kT0)
+            .ok());
+    ExpectCoverageMatchesCandidates(*store_, c->id);
+    for (int i = 0; i < 2; ++i) {
+      auto g = store_->LeaseNext("w1", kT0, kLease);
+      ASSERT_TRUE(g.ok() && g->has_value());
+      EXPECT_EQ((*g)->candidate.families.size(), 1u);
+      EXPECT_EQ((*g)->candidate.levels.size(), 2u);
+      ASSERT_TRUE(store_
+                      ->CompleteCandidate((*g)->candidate.id, (*g)->candidate.lease_token, "w1",
+                                          MakeResult(0.5), {}, kT0)
+                      .ok());
+      ExpectCoverageMatchesCandidates(*store_, c->id);
+    }
+    auto left = store_->LeaseNext("w1", kT0, kLease);
+    ASSERT_TRUE(left.ok() && left->has_value());
+    ASSERT_TRUE(store_
+                    ->FailCandidate((*left)->candidate.id, (*left)->candidate.lease_token, "w1",
+                                    quartet::v1::ERROR_CLASS_NUMERIC, "nan", false, kT0)
+                    .ok());
+    ExpectCoverageMatchesCandidates(*store_, c->id);
+    EXPECT_EQ(store_->GetCampaign(c->id)->state, CampaignState::kDone);
+    cov = store_->GetCoverage(c->id);
+    EXPECT_EQ(cov->families[0].counts.succeeded, pool.size() == 1 ? 2 : 1);
+  }
+}
+
+// No family axis (k = 0, empty pool): candidates carry no families, only axis levels; any worker
+// can take them.
+TEST_P(StoreConformanceTest, CampaignsWithoutFamiliesWork) {
+  WorkerRecord picky;
+  picky.id = "w1";
+  picky.families = {"A"};
+  ASSERT_TRUE(store_->RegisterWorker(picky, kT0).ok());
+  CampaignRecord rec = MakeCampaign({}, 4, 3, 0, 0);
+  rec.config.set_without_families(true);
+  AddTwoAxes(rec);
+  auto c = store_->CreateCampaign(rec, kT0);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->k, 0);
+  auto cov = store_->GetCoverage(c->id);
+  ASSERT_TRUE(cov.ok());
+  EXPECT_TRUE(cov->families.empty());
+  EXPECT_TRUE(cov->pairs.empty());
+  ASSERT_EQ(cov->levels.size(), 7u);  // level rows only
+  for (const LevelCounter& l : cov->levels) EXPECT_EQ(l.family, "");
+
+  EXPECT_EQ(store_->InsertCandidates(c->id, {AxCand(9, {"A"}, {0, 0})}, kT0).code(),
+            absl::StatusCode::kInvalidArgument);
+  ASSERT_TRUE(store_
+                  ->InsertCandidates(c->id,
+                                     {AxCand(0, {}, {0, 0}), AxCand(1, {}, {1, 2}),
+                                      AxCand(2, {}, {2, 3}), AxCand(3, {}, {2, 3}, 1)},
+                                     kT0)
+                  .ok());
+  ExpectCoverageMatchesCandidates(*store_, c->id);
+  auto g = store_->LeaseNext("w1", kT0, kLease);
+  ASSERT_TRUE(g.ok() && g->has_value());
+  EXPECT_TRUE((*g)->candidate.families.empty());
+  EXPECT_EQ((*g)->candidate.levels, (std::vector<int>{0, 0}));
+  EXPECT_EQ((*g)->config.pool_size(), 0);
+  EXPECT_TRUE((*g)->config.without_families());
+  ExpectCoverageMatchesCandidates(*store_, c->id);
+  ASSERT_TRUE(store_
+                  ->CompleteCandidate((*g)->candidate.id, (*g)->candidate.lease_token, "w1",
+                                      MakeResult(0.8), {}, kT0)
+                  .ok());
+  ExpectCoverageMatchesCandidates(*store_, c->id);
+  g = store_->LeaseNext("w1", kT0, kLease);
+  ASSERT_TRUE(g.ok() && g->has_value());
+  auto expired = store_->ExpireLeases(kT0 + kLease + absl::Seconds(1));
+  ASSERT_TRUE(expired.ok());
+  EXPECT_EQ(expired->size(), 1u);
+  ExpectCoverageMatchesCandidates(*store_, c->id);
+  auto cancelled = store_->CancelCampaign(c->id, kT0);
+  ASSERT_TRUE(cancelled.ok());
+  EXPECT_EQ(cancelled->counts.cancelled, 3);
+  ExpectCoverageMatchesCandidates(*store_, c->id);
+  cov = store_->GetCoverage(c->id);
+  EXPECT_EQ(cov->levels[0].counts.succeeded, 1);  // axis 0, level 0
 }
 
 }  // namespace quartet::coordinator::testing

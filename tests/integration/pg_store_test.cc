@@ -42,6 +42,110 @@ TEST(PgStoreTest, MigratesOnceAndReopensAnExistingSchema) {
   EXPECT_EQ(rows[0][0].as<int>(), static_cast<int>(Migrations().size()));
 }
 
+// A database at schema version 4 (before parameter axes), holding a campaign and candidates,
+// migrates at start and keeps working: old candidates have no levels, old campaigns no axis rows,
+// and campaigns of k = 1 or without families can be created.
+TEST(PgStoreTest, MigratesAVersion4DatabaseWithCampaignsAndCandidates) {
+  QUARTET_REQUIRE_PG_OR_SKIP();
+  PgStore::Options o;
+  o.url = PgTestUrl();
+  o.schema = FreshSchema();
+  int64_t campaign = 0, first = 0;
+  {
+    pqxx::connection conn(o.url);
+    pqxx::work tx(conn);
+    tx.exec("CREATE SCHEMA " + o.schema);
+    tx.exec("SET LOCAL search_path TO " + o.schema);
+    tx.exec(
+        "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, "
+        "applied_at TIMESTAMPTZ NOT NULL DEFAULT now())");
+    for (const Migration& m : Migrations()) {
+      if (m.version > 4) continue;
+      tx.exec(m.sql);
+      tx.exec_params("INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", m.version,
+                     std::string(m.name));
+    }
+    campaign = tx.exec(
+                     "INSERT INTO campaigns (name, config, k, budget, max_attempts, created_at, "
+                     "updated_at, issued, pending) VALUES ('old', '{\"name\": \"old\", "
+                     "\"pool\": [\"A\", \"B\", \"C\"], \"k\": 2, \"budget\": 3}', 2, 3, "
+                     "3, now(), now(), 2, 2) RETURNING id")[0][0]
+                   .as<int64_t>();
+    const std::string id = std::to_string(campaign);
+    tx.exec("INSERT INTO family_coverage (campaign_id, family, position, pending) VALUES (" + id +
+            ", 'A', 0, 2), (" + id + ", 'B', 1, 1), (" + id + ", 'C', 2, 1)");
+    tx.exec(
+        "INSERT INTO pair_coverage (campaign_id, family_a, family_b, position, pending) "
+        "VALUES (" +
+        id + ", 'A', 'B', 0, 1), (" + id + ", 'A', 'C', 1, 1), (" + id + ", 'B', 'C', 2, 0)");
+    auto ids = tx.exec(
+        "INSERT INTO candidates (campaign_id, combo_rank, repeat, families, "
+        "created_at) VALUES (" +
+        id + ", 0, 0, '{A,B}', now()), (" + id + ", 1, 0, '{A,C}', now()) RETURNING id");
+    first = std::min(ids[0][0].as<int64_t>(), ids[1][0].as<int64_t>());
+    tx.exec(
+        "INSERT INTO work_queue (candidate_id, campaign_id, priority) SELECT id, campaign_id, "
+        "0 FROM candidates");
+    tx.commit();
+  }
+  auto store = PgStore::Create(o);
+  ASSERT_TRUE(store.ok()) << store.status();
+  EXPECT_EQ((*store)->schema_version(), Migrations().back().version);
+  EXPECT_GE((*store)->schema_version(), 5);
+
+  auto old = (*store)->GetCandidate(first);
+  ASSERT_TRUE(old.ok()) << old.status();
+  EXPECT_TRUE(old->levels.empty());
+  EXPECT_TRUE(old->axis_values.empty());
+  ASSERT_TRUE((*store)->RegisterWorker({"w1"}, absl::Now()).ok());
+  for (int i = 0; i < 2; ++i) {
+    auto g = (*store)->LeaseNext("w1", absl::Now(), absl::Seconds(30));
+    ASSERT_TRUE(g.ok() && g->has_value()) << g.status();
+    EXPECT_TRUE((*g)->candidate.levels.empty());
+    ASSERT_TRUE((*store)
+                    ->CompleteCandidate((*g)->candidate.id, (*g)->candidate.lease_token, "w1", {},
+                                        {}, absl::Now())
+                    .ok());
+  }
+  ASSERT_TRUE((*store)->InsertCandidates(campaign, {{2, 0, {"B", "C"}}}, absl::Now()).ok());
+  auto cov = (*store)->GetCoverage(campaign);
+  ASSERT_TRUE(cov.ok());
+  EXPECT_TRUE(cov->levels.empty());
+  ASSERT_EQ(cov->families.size(), 3u);
+  EXPECT_EQ(cov->families[0].counts.succeeded, 2);  // A
+  EXPECT_EQ(cov->families[1].counts.pending, 1);    // B
+  EXPECT_EQ(cov->pairs[2].counts.pending, 1);       // B+C
+  auto camp = (*store)->GetCampaign(campaign);
+  ASSERT_TRUE(camp.ok());
+  EXPECT_EQ(camp->counts.succeeded, 2);
+  EXPECT_EQ(camp->counts.pending, 1);
+  EXPECT_EQ(camp->issued, 3);
+
+  // The relaxed k check: one family, and no families at all.
+  CampaignRecord one;
+  one.name = "one";
+  one.k = 1;
+  one.budget = 1;
+  one.config.add_pool("A");
+  quartet::v1::ParameterAxis* axis = one.config.add_axes();
+  axis->set_path("recipe.router");
+  axis->add_values("top-k");
+  axis->add_values("soft");
+  auto created = (*store)->CreateCampaign(one, absl::Now());
+  ASSERT_TRUE(created.ok()) << created.status();
+  EXPECT_EQ((*store)->GetCoverage(created->id)->levels.size(), 4u);
+  CampaignRecord none = one;
+  none.name = "none";
+  none.k = 0;
+  none.config.clear_pool();
+  none.config.set_without_families(true);
+  created = (*store)->CreateCampaign(none, absl::Now());
+  ASSERT_TRUE(created.ok()) << created.status();
+  ASSERT_TRUE(
+      (*store)->InsertCandidates(created->id, {{0, 0, {}, 0, {1}, {"soft"}}}, absl::Now()).ok());
+  EXPECT_EQ((*store)->GetCoverage(created->id)->levels[1].counts.pending, 1);
+}
+
 TEST(PgStoreTest, UnreachableDatabaseIsUnavailableAndHidesThePassword) {
   PgStore::Options o;
   o.url = "postgresql://quartet:s3cret@127.0.0.1:1/nowhere?connect_timeout=2";
