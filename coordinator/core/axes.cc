@@ -35,8 +35,7 @@ constexpr size_t kEchoBytes = 64;
 std::string Echo(absl::string_view text) { return common::EscapeForLog(text, kEchoBytes); }
 
 absl::Status AxisError(int index, const std::string& path, absl::string_view what) {
-  return absl::InvalidArgumentError(absl::StrCat(
-      "axes[", index, "] (", Echo(path), "): ", what));
+  return absl::InvalidArgumentError(absl::StrCat("axes[", index, "] (", Echo(path), "): ", what));
 }
 
 // Shortest decimal text that parses back to exactly `v`.
@@ -91,8 +90,8 @@ absl::StatusOr<std::pair<Message*, const FieldDescriptor*>> Locate(const std::st
     const Descriptor* d = message->GetDescriptor();
     const FieldDescriptor* f = d->FindFieldByName(parts[i]);
     if (f == nullptr) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "no field '", Echo(parts[i]), "' in ", d->full_name()));
+      return absl::InvalidArgumentError(
+          absl::StrCat("no field '", Echo(parts[i]), "' in ", d->full_name()));
     }
     if (f->is_repeated()) {
       return absl::InvalidArgumentError(absl::StrCat(f->full_name(), " is a list, not a value"));
@@ -136,9 +135,8 @@ absl::Status SetFromText(Message* m, const FieldDescriptor* f, absl::string_view
         for (int i = 1; i < e->value_count(); ++i) {
           absl::StrAppend(&names, i > 1 ? ", " : "", e->value(i)->name());
         }
-        return absl::InvalidArgumentError(absl::StrCat("'", Echo(trimmed),
-                                                       "' is not a value of ", e->name(),
-                                                       "; expected one of ", names));
+        return absl::InvalidArgumentError(absl::StrCat("'", Echo(trimmed), "' is not a value of ",
+                                                       e->name(), "; expected one of ", names));
       }
       r->SetEnumValue(m, f, v->number());
       *canonical = v->name();
@@ -166,13 +164,11 @@ absl::Status SetFromText(Message* m, const FieldDescriptor* f, absl::string_view
   }
   double value;
   if (!absl::SimpleAtod(trimmed, &value) || !std::isfinite(value)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("'", Echo(trimmed), "' is not a finite number"));
+    return absl::InvalidArgumentError(absl::StrCat("'", Echo(trimmed), "' is not a finite number"));
   }
   if (IsInteger(f)) {
     if (value != std::floor(value) || std::fabs(value) > 9.0e15) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("'", Echo(trimmed), "' is not an integer"));
+      return absl::InvalidArgumentError(absl::StrCat("'", Echo(trimmed), "' is not an integer"));
     }
     const bool is_unsigned = f->cpp_type() == FieldDescriptor::CPPTYPE_UINT32 ||
                              f->cpp_type() == FieldDescriptor::CPPTYPE_UINT64;
@@ -225,17 +221,18 @@ absl::Status ResolveRange(int index, ParameterAxis* axis, const FieldDescriptor*
     return AxisError(index, path, "a CONTINUOUS range needs a number field; list values instead");
   }
   if (!std::isfinite(range->lo()) || !std::isfinite(range->hi()) || !(range->lo() < range->hi())) {
-    return AxisError(index, path,
-                     absl::StrCat("range [", range->lo(), ", ", range->hi(),
-                                  "] needs finite lo < hi"));
+    return AxisError(
+        index, path,
+        absl::StrCat("range [", range->lo(), ", ", range->hi(), "] needs finite lo < hi"));
   }
   if (range->log() && range->lo() <= 0) {
     return AxisError(index, path, absl::StrCat("a log scale needs lo > 0, got ", range->lo()));
   }
   if (range->strata() == 0) range->set_strata(kDefaultAxisStrata);
   if (range->strata() < 1 || range->strata() > space::kMaxLevels) {
-    return AxisError(index, path, absl::StrCat("strata must be in [1, ", space::kMaxLevels,
-                                               "], got ", range->strata()));
+    return AxisError(
+        index, path,
+        absl::StrCat("strata must be in [1, ", space::kMaxLevels, "], got ", range->strata()));
   }
   return absl::OkStatus();
 }
@@ -331,14 +328,12 @@ std::string AxisValueText(const ParameterAxis& axis, int axis_index, int level, 
 std::string LevelLabel(const ParameterAxis& axis, int level) {
   if (!axis.has_range()) return level < axis.values_size() ? axis.values(level) : "?";
   const int strata = axis.range().strata() > 0 ? axis.range().strata() : kDefaultAxisStrata;
-  return absl::StrCat("[", DigitsText(RangeAt(axis.range(), double(level) / strata), kLabelDigits),
-                      ", ",
-                      DigitsText(RangeAt(axis.range(), double(level + 1) / strata), kLabelDigits),
-                      ")");
+  return absl::StrCat(
+      "[", DigitsText(RangeAt(axis.range(), double(level) / strata), kLabelDigits), ", ",
+      DigitsText(RangeAt(axis.range(), double(level + 1) / strata), kLabelDigits), ")");
 }
 
-absl::Status ApplyAxisValue(const std::string& path, const std::string& text,
-                            CandidateSpec* spec) {
+absl::Status ApplyAxisValue(const std::string& path, const std::string& text, CandidateSpec* spec) {
   QUARTET_ASSIGN_OR_RETURN(auto located, Locate(path, spec));
   std::string canonical;
   return SetFromText(located.first, located.second, text, &canonical);

@@ -11,7 +11,9 @@
 #include "common/input_bounds.h"
 #include "common/recipe.h"
 #include "common/status_macros.h"
+#include "coordinator/core/axes.h"
 #include "coordinator/space/combinatorics.h"
+#include "coordinator/storage/records.h"
 
 namespace quartet::coordinator {
 namespace {
@@ -35,59 +37,58 @@ absl::Status Invalid(absl::string_view field, absl::string_view what) {
   return absl::InvalidArgumentError(absl::StrCat(field, ": ", what));
 }
 
-}  // namespace
-
-space::SamplerKind FromProto(quartet::v1::SamplerKind kind) {
-  switch (kind) {
-    case quartet::v1::SAMPLER_KIND_LEXICOGRAPHIC:
-      return space::SamplerKind::kLexicographic;
-    case quartet::v1::SAMPLER_KIND_UNIFORM:
-      return space::SamplerKind::kUniform;
-    case quartet::v1::SAMPLER_KIND_PAIR_COVERING:
-      return space::SamplerKind::kPairCovering;
-    case quartet::v1::SAMPLER_KIND_ADAPTIVE:
-      return space::SamplerKind::kAdaptive;
-    default:
-      return space::SamplerKind::kStratified;
-  }
-}
-
-quartet::v1::SamplerKind ToProto(space::SamplerKind kind) {
-  switch (kind) {
-    case space::SamplerKind::kLexicographic:
-      return quartet::v1::SAMPLER_KIND_LEXICOGRAPHIC;
-    case space::SamplerKind::kUniform:
-      return quartet::v1::SAMPLER_KIND_UNIFORM;
-    case space::SamplerKind::kStratified:
-      return quartet::v1::SAMPLER_KIND_STRATIFIED;
-    case space::SamplerKind::kPairCovering:
-      return quartet::v1::SAMPLER_KIND_PAIR_COVERING;
-    case space::SamplerKind::kAdaptive:
-      return quartet::v1::SAMPLER_KIND_ADAPTIVE;
-  }
-  return quartet::v1::SAMPLER_KIND_STRATIFIED;
-}
-
-absl::StatusOr<ResolvedCampaign> ResolveCampaign(const CampaignConfig& in) {
+// The recipe's own rules and the campaign's: top_k at most k, an input size every pool family
+// accepts.
+absl::StatusOr<common::Recipe> CheckRecipe(const CampaignConfig& c,
+                                           const quartet::v1::TrainingRecipe& proto) {
   const FamilyCatalog& catalog = FamilyCatalog::Get();
-  ResolvedCampaign out;
-  CampaignConfig& c = out.config;
-  c = in;
-
-  if (c.name().empty()) return Invalid("name", "required (a short human-readable name)");
-  QUARTET_RETURN_IF_ERROR(common::ValidateName("name", c.name(), /*required=*/true));
-  QUARTET_RETURN_IF_ERROR(common::ValidateText("data.data_dir", c.data().data_dir(),
-                                               common::kMaxPathBytes, /*single_line=*/true));
-  for (const auto* list : {&in.pool(), &in.exclude(), &in.required()}) {
-    if (list->size() > kMaxListedNames) {
-      const char* field = list == &in.pool()      ? "pool"
-                          : list == &in.exclude() ? "exclude"
-                                                  : "required";
-      return Invalid(field,
-                     absl::StrCat("at most ", kMaxListedNames, " names, got ", list->size()));
+  QUARTET_ASSIGN_OR_RETURN(common::Recipe recipe, common::ResolveRecipe(proto));
+  if (recipe.router == common::RouterKind::kTopK && c.k() > 0 && recipe.top_k > c.k()) {
+    return Invalid("recipe.top_k",
+                   absl::StrCat("must be at most k = ", c.k(), ", got ", recipe.top_k));
+  }
+  if (recipe.input_size > 0) {
+    for (const std::string& name : c.pool()) {
+      const common::VariantInfo& v = *catalog.Resolve(name)->variant;
+      if (recipe.input_size < v.min_input_size) {
+        return Invalid("recipe.input_size", absl::StrCat(recipe.input_size, " px is below ", v.name,
+                                                         "'s minimum of ", v.min_input_size,
+                                                         " px; raise it, set 0 (automatic), or "
+                                                         "exclude ",
+                                                         v.name));
+      }
     }
   }
+  return recipe;
+}
 
+// Axes: every value applied to the resolved recipe and data passes CheckRecipe and the data rules.
+absl::Status CheckAxes(CampaignConfig* c) {
+  quartet::v1::CandidateSpec base;
+  *base.mutable_recipe() = c->recipe();
+  *base.mutable_data() = c->data();
+  const CampaignConfig& campaign = *c;
+  return ResolveAxes(c, base, [&campaign](const quartet::v1::CandidateSpec& spec) {
+    QUARTET_RETURN_IF_ERROR(CheckRecipe(campaign, spec.recipe()).status());
+    return common::ValidateDataSpec(spec.data());
+  });
+}
+
+// The family axis: pool (names resolved, unknowns and duplicates refused, catalog order),
+// exclusions, k and required families; or none at all (without_families).
+absl::Status ResolveFamilies(const CampaignConfig& in, ResolvedCampaign* out) {
+  const FamilyCatalog& catalog = FamilyCatalog::Get();
+  CampaignConfig& c = out->config;
+  if (in.without_families()) {
+    if (in.pool_size() > 0 || in.exclude_size() > 0 || in.required_size() > 0 || in.k() != 0) {
+      return Invalid("without_families",
+                     "a campaign without a family axis takes no pool, exclude, required or k");
+    }
+    if (in.axes_size() == 0) {
+      return Invalid("axes", "a campaign without a family axis needs at least one axis");
+    }
+    return absl::OkStatus();
+  }
   // Pool: resolve names, refuse unknowns and duplicates, order by catalog.
   std::vector<std::string> pool_names;
   if (in.pool().empty()) {
@@ -127,13 +128,13 @@ absl::StatusOr<ResolvedCampaign> ResolveCampaign(const CampaignConfig& in) {
     pool_order.push_back(order);
   }
   const int n = c.pool_size();
-  if (n < 2) return Invalid("pool", absl::StrCat("needs at least 2 families, has ", n));
+  if (n < 1) return Invalid("pool", "needs at least 1 family, has none");
   if (n > space::kMaxN) {
     return Invalid("pool", absl::StrCat("at most ", space::kMaxN, " families, has ", n));
   }
 
   if (c.k() == 0) c.set_k(4);
-  if (c.k() < 2) return Invalid("k", absl::StrCat("must be at least 2, got ", c.k()));
+  if (c.k() < 1) return Invalid("k", absl::StrCat("must be at least 1, got ", c.k()));
   if (c.k() > std::min(n, space::kMaxK)) {
     return Invalid("k", absl::StrCat("must be at most ", std::min(n, space::kMaxK),
                                      " (the pool has ", n, " families), got ", c.k()));
@@ -161,16 +162,22 @@ absl::StatusOr<ResolvedCampaign> ResolveCampaign(const CampaignConfig& in) {
   c.clear_required();
   for (int idx : required) {
     c.add_required(c.pool(idx));
-    out.required.push_back(idx);
+    out->required.push_back(idx);
   }
 
+  return absl::OkStatus();
+}
+
+// Sampler, repeats, attempt and preemption limits, with defaults.
+absl::Status ResolveLimits(ResolvedCampaign* out) {
+  CampaignConfig& c = out->config;
   if (c.sampler() == quartet::v1::SAMPLER_KIND_UNSPECIFIED) {
     c.set_sampler(quartet::v1::SAMPLER_KIND_STRATIFIED);
   }
   if (!quartet::v1::SamplerKind_IsValid(c.sampler())) {
     return Invalid("sampler", absl::StrCat("unknown value ", c.sampler()));
   }
-  out.sampler = FromProto(c.sampler());
+  out->sampler = FromProto(c.sampler());
 
   if (c.repeats() == 0) c.set_repeats(1);
   if (c.repeats() < 1 || c.repeats() > 1000) {
@@ -186,38 +193,27 @@ absl::StatusOr<ResolvedCampaign> ResolveCampaign(const CampaignConfig& in) {
     return Invalid("max_attempts", absl::StrCat("must be in [1, 100], got ", c.max_attempts()));
   }
 
-  QUARTET_ASSIGN_OR_RETURN(space::Space space, SpaceOf(out));
+  return absl::OkStatus();
+}
+
+absl::Status CheckBudget(const ResolvedCampaign& campaign) {
+  const CampaignConfig& c = campaign.config;
+  QUARTET_ASSIGN_OR_RETURN(space::ProductSpace space, SpaceOf(campaign));
   if (c.budget() < 1) {
     return Invalid("budget", absl::StrCat("must be at least 1, got ", c.budget()));
   }
   const long double capacity = static_cast<long double>(space.size()) * c.repeats();
   if (static_cast<long double>(c.budget()) > capacity) {
-    return Invalid("budget", absl::StrCat(c.budget(), " is more than the space holds: ",
-                                          space.size(), " distinct combinations x ", c.repeats(),
-                                          " repeats; lower the budget or raise repeats"));
+    return Invalid("budget",
+                   absl::StrCat(c.budget(), " is more than the space holds: ", space.size(),
+                                c.axes_size() > 0 ? " distinct points" : " distinct combinations",
+                                " x ", c.repeats(), " repeats; lower the budget or raise repeats"));
   }
+  return absl::OkStatus();
+}
 
-  auto recipe = common::ResolveRecipe(in.recipe());
-  if (!recipe.ok()) return recipe.status();
-  if (recipe->router == common::RouterKind::kTopK && recipe->top_k > c.k()) {
-    return Invalid("recipe.top_k",
-                   absl::StrCat("must be at most k = ", c.k(), ", got ", recipe->top_k));
-  }
-  if (recipe->input_size > 0) {
-    for (const std::string& name : c.pool()) {
-      const common::VariantInfo& v = *catalog.Resolve(name)->variant;
-      if (recipe->input_size < v.min_input_size) {
-        return Invalid("recipe.input_size", absl::StrCat(recipe->input_size, " px is below ",
-                                                         v.name, "'s minimum of ", v.min_input_size,
-                                                         " px; raise it, set 0 (automatic), or "
-                                                         "exclude ",
-                                                         v.name));
-      }
-    }
-  }
-  *c.mutable_recipe() = common::RecipeToProto(*recipe);
-  QUARTET_RETURN_IF_ERROR(common::ValidateDataSpec(c.data()));
-
+absl::Status ResolveAdaptive(ResolvedCampaign* out) {
+  CampaignConfig& c = out->config;
   const double share =
       c.adaptive().has_exploration_share() ? c.adaptive().exploration_share() : 0.2;
   if (!std::isfinite(share) || share < 0 || share > 1) {
@@ -225,12 +221,79 @@ absl::StatusOr<ResolvedCampaign> ResolveCampaign(const CampaignConfig& in) {
                    absl::StrCat("must be a number in [0, 1], got ", share));
   }
   c.mutable_adaptive()->set_exploration_share(share);
-  out.sampler_options.exploration_share = share;
+  out->sampler_options.exploration_share = share;
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+space::SamplerKind FromProto(quartet::v1::SamplerKind kind) {
+  switch (kind) {
+    case quartet::v1::SAMPLER_KIND_LEXICOGRAPHIC:
+      return space::SamplerKind::kLexicographic;
+    case quartet::v1::SAMPLER_KIND_UNIFORM:
+      return space::SamplerKind::kUniform;
+    case quartet::v1::SAMPLER_KIND_PAIR_COVERING:
+      return space::SamplerKind::kPairCovering;
+    case quartet::v1::SAMPLER_KIND_ADAPTIVE:
+      return space::SamplerKind::kAdaptive;
+    default:
+      return space::SamplerKind::kStratified;
+  }
+}
+
+quartet::v1::SamplerKind ToProto(space::SamplerKind kind) {
+  switch (kind) {
+    case space::SamplerKind::kLexicographic:
+      return quartet::v1::SAMPLER_KIND_LEXICOGRAPHIC;
+    case space::SamplerKind::kUniform:
+      return quartet::v1::SAMPLER_KIND_UNIFORM;
+    case space::SamplerKind::kStratified:
+      return quartet::v1::SAMPLER_KIND_STRATIFIED;
+    case space::SamplerKind::kPairCovering:
+      return quartet::v1::SAMPLER_KIND_PAIR_COVERING;
+    case space::SamplerKind::kAdaptive:
+      return quartet::v1::SAMPLER_KIND_ADAPTIVE;
+  }
+  return quartet::v1::SAMPLER_KIND_STRATIFIED;
+}
+
+absl::StatusOr<ResolvedCampaign> ResolveCampaign(const CampaignConfig& in) {
+  ResolvedCampaign out;
+  CampaignConfig& c = out.config;
+  c = in;
+  if (c.name().empty()) return Invalid("name", "required (a short human-readable name)");
+  QUARTET_RETURN_IF_ERROR(common::ValidateName("name", c.name(), /*required=*/true));
+  QUARTET_RETURN_IF_ERROR(common::ValidateText("data.data_dir", c.data().data_dir(),
+                                               common::kMaxPathBytes, /*single_line=*/true));
+  for (const auto* list : {&in.pool(), &in.exclude(), &in.required()}) {
+    if (list->size() > kMaxListedNames) {
+      const char* field = list == &in.pool()      ? "pool"
+                          : list == &in.exclude() ? "exclude"
+                                                  : "required";
+      return Invalid(field,
+                     absl::StrCat("at most ", kMaxListedNames, " names, got ", list->size()));
+    }
+  }
+  QUARTET_RETURN_IF_ERROR(ResolveFamilies(in, &out));
+  QUARTET_RETURN_IF_ERROR(ResolveLimits(&out));
+  QUARTET_ASSIGN_OR_RETURN(common::Recipe recipe, CheckRecipe(c, in.recipe()));
+  *c.mutable_recipe() = common::RecipeToProto(recipe);
+  QUARTET_RETURN_IF_ERROR(common::ValidateDataSpec(c.data()));
+  QUARTET_RETURN_IF_ERROR(CheckAxes(&c));
+  QUARTET_RETURN_IF_ERROR(CheckBudget(out));
+  QUARTET_RETURN_IF_ERROR(ResolveAdaptive(&out));
   return out;
 }
 
-absl::StatusOr<space::Space> SpaceOf(const ResolvedCampaign& campaign) {
-  return space::Space::Create(campaign.config.pool_size(), campaign.config.k(), campaign.required);
+absl::StatusOr<space::ProductSpace> SpaceOf(const ResolvedCampaign& campaign) {
+  std::optional<space::Space> families;
+  if (!campaign.config.without_families()) {
+    QUARTET_ASSIGN_OR_RETURN(
+        families,
+        space::Space::Create(campaign.config.pool_size(), campaign.config.k(), campaign.required));
+  }
+  return space::ProductSpace::Create(std::move(families), AxisLevelCounts(campaign.config));
 }
 
 }  // namespace quartet::coordinator

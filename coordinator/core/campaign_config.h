@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "coordinator/space/product_space.h"
 #include "coordinator/space/sampler.h"
 #include "coordinator/space/space.h"
 #include "quartet/v1/campaign.pb.h"
@@ -32,8 +33,9 @@ struct ResolvedCampaign {
 // than 1000 names in pool, exclude or required. Messages echo at most 64 bytes of client input.
 absl::StatusOr<ResolvedCampaign> ResolveCampaign(const quartet::v1::CampaignConfig& config);
 
-// The space of a resolved campaign.
-absl::StatusOr<space::Space> SpaceOf(const ResolvedCampaign& campaign);
+// The space of a resolved campaign: its family axis (none when without_families) times its
+// parameter axes.
+absl::StatusOr<space::ProductSpace> SpaceOf(const ResolvedCampaign& campaign);
 
 space::SamplerKind FromProto(quartet::v1::SamplerKind kind);
 quartet::v1::SamplerKind ToProto(space::SamplerKind kind);

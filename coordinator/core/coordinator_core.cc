@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <map>
 #include <set>
 
@@ -9,6 +10,7 @@
 #include "absl/strings/str_join.h"
 #include "common/log_escape.h"
 #include "common/status_macros.h"
+#include "coordinator/core/axes.h"
 #include "coordinator/core/memory_estimate.h"
 #include "coordinator/core/worker_identity.h"
 #include "coordinator/space/combinatorics.h"
@@ -62,6 +64,16 @@ struct YieldAccumulator {
   std::vector<double> accuracies;
   std::map<std::string, int64_t> failures_by_class;
 
+  void Add(const CandidateRecord& c) {
+    if (c.state == CandidateState::kSucceeded) {
+      succeeded++;
+      accuracies.push_back(c.test_accuracy);
+    } else {
+      failed++;
+      failures_by_class[quartet::v1::ErrorClass_Name(c.error_class)]++;
+    }
+  }
+
   void Fill(std::vector<std::string> names, quartet::v1::YieldEntry* e) const {
     for (auto& n : names) e->add_families(std::move(n));
     e->set_succeeded(succeeded);
@@ -79,7 +91,139 @@ struct YieldAccumulator {
   }
 };
 
-CandidateSummary Summarize(const CandidateRecord& c) {
+// The candidate at point `rank`, repeat `repeat`: its families, its level and value on every axis
+// (a CONTINUOUS value drawn inside its stratum), and its memory estimate under the recipe those
+// values give.
+NewCandidate NewCandidateAt(const quartet::v1::CampaignConfig& config,
+                            const space::ProductSpace& space, uint64_t rank, int repeat) {
+  NewCandidate out;
+  out.rank = rank;
+  out.repeat = repeat;
+  uint64_t combination;
+  out.levels.resize(space.num_axes());
+  space.Unrank(rank, &combination, out.levels.data());
+  if (space.has_families()) {
+    for (int idx : space.families().Unrank(combination)) out.families.push_back(config.pool(idx));
+  }
+  quartet::v1::CandidateSpec spec;
+  *spec.mutable_recipe() = config.recipe();
+  for (int j = 0; j < space.num_axes(); ++j) {
+    out.axis_values.push_back(
+        AxisValueText(config.axes(j), j, out.levels[j], config.seed(), rank, repeat));
+    // Resolved axes apply cleanly; the value only informs the memory estimate here.
+    ApplyAxisValue(config.axes(j).path(), out.axis_values.back(), &spec).IgnoreError();
+  }
+  out.est_memory_bytes =
+      EstimateTrainingBytes(out.families, spec.recipe().input_size(), kLeaseMicroBatch);
+  return out;
+}
+
+// Points in a stored campaign's space (family combinations times axis levels).
+uint64_t SpaceSize(const quartet::v1::CampaignConfig& config) {
+  const int n = config.pool_size(), k = config.k(), req = config.required_size();
+  uint64_t size = config.without_families() ? 1 : space::Binomial(n - req, k - req);
+  for (int levels : AxisLevelCounts(config)) size *= static_cast<uint64_t>(levels);
+  return size;
+}
+
+// The candidate's value on every axis of `config`.
+void FillAxisLevels(const quartet::v1::CampaignConfig& config, const CandidateRecord& c,
+                    google::protobuf::RepeatedPtrField<quartet::v1::AxisLevel>* out) {
+  for (size_t j = 0; j < c.levels.size() && static_cast<int>(j) < config.axes_size(); ++j) {
+    quartet::v1::AxisLevel* a = out->Add();
+    a->set_path(config.axes(j).path());
+    a->set_level(c.levels[j]);
+    if (j < c.axis_values.size()) a->set_value(c.axis_values[j]);
+  }
+}
+
+// Per-axis coverage from the stored level counters (ordered by axis, level, level row first).
+void FillAxisCoverage(const quartet::v1::CampaignConfig& config,
+                      const std::vector<LevelCounter>& levels, quartet::v1::CoverageReport* out) {
+  const std::vector<int> counts = AxisLevelCounts(config);
+  for (int j = 0; j < config.axes_size(); ++j) {
+    quartet::v1::AxisCoverage* axis = out->add_axes();
+    axis->set_path(config.axes(j).path());
+    axis->set_continuous(config.axes(j).has_range());
+    for (int l = 0; l < counts[j]; ++l) {
+      quartet::v1::LevelCoverage* level = axis->add_levels();
+      level->set_level(l);
+      level->set_label(LevelLabel(config.axes(j), l));
+    }
+    axis->set_family_levels_total(int64_t{counts[j]} * config.pool_size());
+  }
+  for (const LevelCounter& c : levels) {
+    if (c.axis >= out->axes_size() || c.level >= out->axes(c.axis).levels_size()) continue;
+    quartet::v1::AxisCoverage* axis = out->mutable_axes(c.axis);
+    quartet::v1::LevelCoverage* level = axis->mutable_levels(c.level);
+    if (c.family.empty()) {
+      FillCounts(c.counts, level->mutable_counts());
+      level->set_total(c.counts.total());
+      continue;
+    }
+    quartet::v1::FamilyCoverage* f = level->add_families();
+    f->set_family(c.family);
+    FillCounts(c.counts, f->mutable_counts());
+    f->set_total(c.counts.total());
+    if (c.counts.total() > 0) axis->set_family_levels_seen(axis->family_levels_seen() + 1);
+  }
+  for (quartet::v1::AxisCoverage& axis : *out->mutable_axes()) {
+    int64_t lo = std::numeric_limits<int64_t>::max(), hi = 0;
+    for (const auto& level : axis.levels()) {
+      lo = std::min(lo, level.total());
+      hi = std::max(hi, level.total());
+    }
+    axis.set_max_level_deviation(axis.levels_size() > 0 ? hi - lo : 0);
+  }
+}
+
+// Per-axis yield (every level, every (family, level) cell with a final candidate) and the best
+// cells and levels with at least `min_samples` successes.
+void FillAxisYield(const quartet::v1::CampaignConfig& config,
+                   const std::vector<CandidateRecord>& finals, int min_samples, int top,
+                   quartet::v1::YieldReport* out) {
+  const std::vector<int> counts = AxisLevelCounts(config);
+  std::map<std::string, int> position;
+  for (int i = 0; i < config.pool_size(); ++i) position[config.pool(i)] = i;
+  for (int j = 0; j < config.axes_size(); ++j) {
+    std::vector<YieldAccumulator> levels(counts[j]);
+    std::map<std::pair<int, int>, YieldAccumulator> cells;  // (pool position, level)
+    for (const CandidateRecord& c : finals) {
+      if (static_cast<int>(c.levels.size()) <= j || c.levels[j] >= counts[j]) continue;
+      levels[c.levels[j]].Add(c);
+      for (const std::string& f : c.families) cells[{position[f], c.levels[j]}].Add(c);
+    }
+    quartet::v1::AxisYield* axis = out->add_axes();
+    axis->set_path(config.axes(j).path());
+    for (int l = 0; l < counts[j]; ++l) {
+      quartet::v1::YieldEntry* e = axis->add_levels();
+      levels[l].Fill({}, e);
+      e->set_axis(config.axes(j).path());
+      e->set_level(LevelLabel(config.axes(j), l));
+    }
+    for (const auto& [key, acc] : cells) {
+      quartet::v1::YieldEntry* e = axis->add_family_levels();
+      acc.Fill({config.pool(key.first)}, e);
+      e->set_axis(config.axes(j).path());
+      e->set_level(LevelLabel(config.axes(j), key.second));
+    }
+  }
+  std::vector<const quartet::v1::YieldEntry*> best;
+  for (const auto& axis : out->axes()) {
+    for (const auto* list : {&axis.levels(), &axis.family_levels()}) {
+      for (const auto& e : *list) {
+        if (e.succeeded() >= min_samples) best.push_back(&e);
+      }
+    }
+  }
+  std::stable_sort(best.begin(), best.end(),
+                   [](auto* a, auto* b) { return a->mean_accuracy() > b->mean_accuracy(); });
+  for (int i = 0; i < static_cast<int>(best.size()) && i < top; ++i) {
+    *out->add_best_cells() = *best[i];
+  }
+}
+
+CandidateSummary Summarize(const CandidateRecord& c, const quartet::v1::CampaignConfig& config) {
   CandidateSummary s;
   s.set_candidate_id(c.id);
   s.set_campaign_id(c.campaign_id);
@@ -94,6 +238,7 @@ CandidateSummary Summarize(const CandidateRecord& c) {
   s.set_worker_id(c.worker_id);
   s.set_created_unix_ms(Millis(c.created_at));
   s.set_finished_unix_ms(Millis(c.finished_at));
+  FillAxisLevels(config, c, s.mutable_axis_levels());
   return s;
 }
 
@@ -136,8 +281,8 @@ absl::StatusOr<std::shared_ptr<CoordinatorCore::Runtime>> CoordinatorCore::Rebui
     const CampaignRecord& record) {
   auto runtime = std::make_shared<Runtime>();
   QUARTET_ASSIGN_OR_RETURN(runtime->campaign, ResolveCampaign(record.config));
-  QUARTET_ASSIGN_OR_RETURN(space::Space space, SpaceOf(runtime->campaign));
-  runtime->space = std::make_unique<space::Space>(std::move(space));
+  QUARTET_ASSIGN_OR_RETURN(space::ProductSpace space, SpaceOf(runtime->campaign));
+  runtime->space = std::make_unique<space::ProductSpace>(std::move(space));
   QUARTET_ASSIGN_OR_RETURN(
       auto sampler, space::CreateSampler(runtime->campaign.sampler, *runtime->space,
                                          record.config.seed(), runtime->campaign.sampler_options));
@@ -280,9 +425,7 @@ absl::Status CoordinatorCore::Refill(int64_t campaign_id) {
   const int64_t need = std::min<int64_t>(remaining, options_.issue_ahead - rec.counts.pending);
   if (need <= 0 || rt->exhausted) return absl::OkStatus();
   const int repeats = rt->campaign.config.repeats();
-  const auto& pool = rt->campaign.config.pool();
   std::vector<NewCandidate> batch;
-  std::vector<int> combo(rt->space->k());
   while (static_cast<int64_t>(batch.size()) < need) {
     auto rank = rt->sampler->Next();
     if (!rank.ok()) {
@@ -292,13 +435,8 @@ absl::Status CoordinatorCore::Refill(int64_t campaign_id) {
       }
       return rank.status();
     }
-    rt->space->UnrankInto(*rank, combo.data());
-    std::vector<std::string> names;
-    for (int idx : combo) names.push_back(pool[idx]);
-    const auto& recipe = rt->campaign.config.recipe();
-    const int64_t memory = EstimateTrainingBytes(names, recipe.input_size(), kLeaseMicroBatch);
     for (int r = 0; r < repeats && static_cast<int64_t>(batch.size()) < remaining; ++r) {
-      batch.push_back({*rank, r, names, memory});
+      batch.push_back(NewCandidateAt(rt->campaign.config, *rt->space, *rank, r));
     }
   }
   if (batch.empty()) return absl::OkStatus();
@@ -346,8 +484,7 @@ absl::StatusOr<quartet::v1::Campaign> CoordinatorCore::ToProto(const CampaignRec
   c.set_state(static_cast<quartet::v1::CampaignState>(r.state));
   FillCounts(r.counts, c.mutable_counts());
   c.set_issued(r.issued);
-  const int n = r.config.pool_size(), k = r.config.k(), req = r.config.required_size();
-  c.set_space_size(space::Binomial(n - req, k - req));
+  c.set_space_size(SpaceSize(r.config));
   c.set_best_accuracy(r.best_accuracy);
   if (r.best_candidate_id != 0) {
     auto best = store_->GetCandidate(r.best_candidate_id);
@@ -373,7 +510,7 @@ absl::StatusOr<quartet::v1::Campaign> CoordinatorCore::SubmitCampaign(
     const quartet::v1::CampaignConfig& config) {
   QUARTET_ASSIGN_OR_RETURN(ResolvedCampaign resolved, ResolveCampaign(config));
   // Build the sampler before storing anything, so a sampler error stores nothing.
-  QUARTET_ASSIGN_OR_RETURN(space::Space space, SpaceOf(resolved));
+  QUARTET_ASSIGN_OR_RETURN(space::ProductSpace space, SpaceOf(resolved));
   QUARTET_ASSIGN_OR_RETURN(auto sampler,
                            space::CreateSampler(resolved.sampler, space, resolved.config.seed(),
                                                 resolved.sampler_options));
@@ -388,7 +525,7 @@ absl::StatusOr<quartet::v1::Campaign> CoordinatorCore::SubmitCampaign(
   QUARTET_ASSIGN_OR_RETURN(CampaignRecord stored, store_->CreateCampaign(record, clock_->Now()));
   auto runtime = std::make_shared<Runtime>();
   runtime->campaign = std::move(resolved);
-  runtime->space = std::make_unique<space::Space>(std::move(space));
+  runtime->space = std::make_unique<space::ProductSpace>(std::move(space));
   {
     absl::MutexLock lock(&runtime->mu);
     runtime->sampler = std::move(sampler);
@@ -451,7 +588,7 @@ absl::StatusOr<quartet::v1::CoverageReport> CoordinatorCore::GetCoverageReport(
   out.set_campaign_id(campaign_id);
   out.set_pool_size(n);
   out.set_k(k);
-  const uint64_t space_size = space::Binomial(n - req, k - req);
+  const uint64_t space_size = SpaceSize(rec.config);
   out.set_space_size(space_size);
   const int repeats = std::max(1, rec.config.repeats());
   const int64_t distinct = (rec.issued + repeats - 1) / repeats;
@@ -497,6 +634,7 @@ absl::StatusOr<quartet::v1::CoverageReport> CoordinatorCore::GetCoverageReport(
   out.set_triples_total(triples_total);
   out.set_triple_coverage(triples_total ? static_cast<double>(cov.triples.size()) / triples_total
                                         : 0);
+  FillAxisCoverage(rec.config, cov.levels, &out);
   return out;
 }
 
@@ -513,15 +651,7 @@ absl::StatusOr<quartet::v1::YieldReport> CoordinatorCore::GetYieldReport(int64_t
           {campaign_id, {CandidateState::kSucceeded, CandidateState::kFailed}, false, 0}));
   std::map<std::string, YieldAccumulator> fam;
   std::map<std::pair<std::string, std::string>, YieldAccumulator> pairs;
-  auto add = [](YieldAccumulator& y, const CandidateRecord& c) {
-    if (c.state == CandidateState::kSucceeded) {
-      y.succeeded++;
-      y.accuracies.push_back(c.test_accuracy);
-    } else {
-      y.failed++;
-      y.failures_by_class[quartet::v1::ErrorClass_Name(c.error_class)]++;
-    }
-  };
+  auto add = [](YieldAccumulator& y, const CandidateRecord& c) { y.Add(c); };
   for (const CandidateRecord& c : finals) {
     for (size_t i = 0; i < c.families.size(); ++i) {
       add(fam[c.families[i]], c);
@@ -568,6 +698,7 @@ absl::StatusOr<quartet::v1::YieldReport> CoordinatorCore::GetYieldReport(int64_t
   for (int i = 0; i < static_cast<int>(best.size()) && i < top; ++i) {
     *out.add_best_pairs() = *best[i];
   }
+  FillAxisYield(rec.config, finals, min_samples, top, &out);
   return out;
 }
 
@@ -589,8 +720,9 @@ absl::StatusOr<std::vector<CandidateSummary>> CoordinatorCore::ListResults(
   q.by_accuracy = request.has_by_accuracy() ? request.by_accuracy() : true;
   q.limit = request.limit() == 0 ? 20 : std::min(request.limit(), 100000);
   QUARTET_ASSIGN_OR_RETURN(auto records, store_->ListCandidates(q));
+  QUARTET_ASSIGN_OR_RETURN(CampaignRecord campaign, store_->GetCampaign(q.campaign_id));
   std::vector<CandidateSummary> out;
-  for (const auto& c : records) out.push_back(Summarize(c));
+  for (const auto& c : records) out.push_back(Summarize(c, campaign.config));
   return out;
 }
 
@@ -689,10 +821,16 @@ quartet::v1::CandidateSpec CoordinatorCore::SpecOf(const LeaseGrant& grant) cons
   spec.set_repeat(c.repeat);
   spec.set_attempt(c.attempt);
   *spec.mutable_recipe() = grant.config.recipe();
+  *spec.mutable_data() = grant.config.data();
+  for (size_t j = 0; j < c.axis_values.size() && static_cast<int>(j) < grant.config.axes_size();
+       ++j) {
+    // Values were produced from the resolved axis and apply cleanly.
+    ApplyAxisValue(grant.config.axes(j).path(), c.axis_values[j], &spec).IgnoreError();
+  }
+  FillAxisLevels(grant.config, c, spec.mutable_axis_levels());
   if (!spec.recipe().has_seed()) {
     spec.mutable_recipe()->set_seed(DeriveSeed(grant.config.seed(), c.rank, c.repeat));
   }
-  *spec.mutable_data() = grant.config.data();
   return spec;
 }
 

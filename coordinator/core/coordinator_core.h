@@ -118,7 +118,7 @@ class CoordinatorCore {
   // A running campaign's combination space and sampler.
   struct Runtime {
     ResolvedCampaign campaign;
-    std::unique_ptr<space::Space> space;
+    std::unique_ptr<space::ProductSpace> space;
     absl::Mutex mu;
     std::unique_ptr<space::Sampler> sampler ABSL_GUARDED_BY(mu);
     // Combinations the sampler could not supply any more (space exhausted).

@@ -161,10 +161,10 @@ TEST(SpaceTest, BadInputNamesTheField) {
   };
   const Case cases[] = {
       {0, 2, {}, "pool"},
-      {1, 2, {}, "pool"},
+      {1, 2, {}, "k"},
       {65, 4, {}, "pool"},
       {5, 6, {}, "k"},
-      {29, 1, {}, "k"},
+      {29, 0, {}, "k"},
       {29, 9, {}, "k"},
       {29, 4, {29}, "required"},
       {29, 4, {-1}, "required"},

@@ -1,5 +1,6 @@
 // CoordinatorCore on a MemoryStore and a FakeClock: validation, issuing, the lease protocol,
 // expiry, cancellation, restart, and the reports.
+#include <cmath>
 #include <map>
 #include <set>
 
@@ -92,7 +93,7 @@ TEST_F(CoreTest, BadCampaignsAreRefusedNamingTheFieldAndStoreNothing) {
        [](CampaignConfig& c) {
          for (const char* f : {"AirNet", "BagNet", "ResNet"}) c.add_required(f);
        }},
-      {"k", [](CampaignConfig& c) { c.set_k(1); }},
+      {"k", [](CampaignConfig& c) { c.set_k(-1); }},
       {"k", [](CampaignConfig& c) { c.set_k(6); }},
       {"budget", [](CampaignConfig& c) { c.set_budget(11); }},  // C(5,3) = 10
       {"budget", [](CampaignConfig& c) { c.set_budget(-1); }},
@@ -490,6 +491,91 @@ TEST(MemoryEstimateTest, GrowsWithInputAndBatchAndCoversEveryFamily) {
     EXPECT_TRUE(HasMeasuredMemory(std::string(f.name))) << f.name;
   }
   EXPECT_FALSE(HasMeasuredMemory("NoSuchNet"));
+}
+
+}  // namespace
+}  // namespace quartet::coordinator
+
+namespace quartet::coordinator {
+namespace {
+
+TEST_F(CoreTest, AxesReachTheSpecAndTheReportsAndSurviveARestart) {
+  CampaignConfig c = SmallConfig(12);
+  c.set_sampler(quartet::v1::SAMPLER_KIND_STRATIFIED);
+  auto* router = c.add_axes();
+  router->set_path("recipe.router");
+  for (const char* v : {"dense", "top-k", "top-p"}) router->add_values(v);
+  auto* lr = c.add_axes();
+  lr->set_path("recipe.learning_rate");
+  lr->mutable_range()->set_lo(1e-4);
+  lr->mutable_range()->set_hi(1e-2);
+  lr->mutable_range()->set_log(true);
+  lr->mutable_range()->set_strata(4);
+  auto campaign = core_->SubmitCampaign(c);
+  ASSERT_TRUE(campaign.ok()) << campaign.status();
+  EXPECT_EQ(campaign->space_size(), 10u * 3 * 4);
+  const std::string w = Register(*core_);
+  std::map<std::string, int> routers;
+  for (int i = 0; i < 6; ++i) {
+    auto lease = Lease(*core_, w);
+    ASSERT_TRUE(lease.has_lease());
+    const auto& spec = lease.spec();
+    ASSERT_EQ(spec.axis_levels_size(), 2);
+    EXPECT_EQ(spec.axis_levels(0).path(), "recipe.router");
+    EXPECT_EQ(quartet::v1::Router_Name(spec.recipe().router()), spec.axis_levels(0).value());
+    ++routers[spec.axis_levels(0).value()];
+    // The learning rate lies in its stratum of [1e-4, 1e-2] on a log scale.
+    const double rate = spec.recipe().learning_rate();
+    const int stratum = spec.axis_levels(1).level();
+    const double lo = std::pow(10.0, -4 + 0.5 * stratum),
+                 hi = std::pow(10.0, -4 + 0.5 * (stratum + 1));
+    EXPECT_GE(rate, lo * (1 - 1e-12));
+    EXPECT_LT(rate, hi);
+    ASSERT_TRUE(Complete(*core_, w, lease, 0.5 + 0.01 * i).ok());
+  }
+  // STRATIFIED: 6 draws over 3 routers: 2 each.
+  EXPECT_EQ(routers, (std::map<std::string, int>{
+                         {"ROUTER_DENSE", 2}, {"ROUTER_TOP_K", 2}, {"ROUTER_TOP_P", 2}}));
+
+  auto cov = core_->GetCoverageReport(campaign->id(), false);
+  ASSERT_TRUE(cov.ok());
+  ASSERT_EQ(cov->axes_size(), 2);
+  EXPECT_EQ(cov->axes(0).levels_size(), 3);
+  EXPECT_TRUE(cov->axes(1).continuous());
+  EXPECT_EQ(cov->axes(1).levels(0).label(), "[0.0001, 0.0003162)");
+  int64_t succeeded = 0, cells = 0;
+  for (const auto& level : cov->axes(0).levels()) {
+    succeeded += level.counts().succeeded();
+    for (const auto& f : level.families()) cells += f.counts().succeeded();
+  }
+  EXPECT_EQ(succeeded, 6);
+  EXPECT_EQ(cells, 6 * 3);
+  EXPECT_LE(cov->axes(0).max_level_deviation(), 1);
+
+  auto yield = core_->GetYieldReport(campaign->id(), 1, 5);
+  ASSERT_TRUE(yield.ok());
+  ASSERT_EQ(yield->axes_size(), 2);
+  ASSERT_EQ(yield->axes(0).levels_size(), 3);
+  for (const auto& level : yield->axes(0).levels()) EXPECT_EQ(level.succeeded(), 2);
+  EXPECT_EQ(yield->best_cells_size(), 5);
+
+  // A restarted core carries on with the same space and never re-issues a point.
+  std::set<uint64_t> ranks;
+  for (const auto& cand : *store_.ListCandidates({campaign->id(), {}, false, 0})) {
+    ranks.insert(cand.rank);
+  }
+  core_.reset();
+  core_ = MakeCore();
+  for (int i = 0; i < 6; ++i) {
+    auto lease = Lease(*core_, w);
+    ASSERT_TRUE(lease.has_lease());
+    ASSERT_TRUE(Complete(*core_, w, lease, 0.4).ok());
+  }
+  for (const auto& cand : *store_.ListCandidates({campaign->id(), {}, false, 0})) {
+    ranks.insert(cand.rank);
+  }
+  EXPECT_EQ(ranks.size(), 12u);
+  EXPECT_EQ(core_->GetCampaign(campaign->id())->state(), quartet::v1::CAMPAIGN_STATE_DONE);
 }
 
 }  // namespace
