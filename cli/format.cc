@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -151,6 +152,62 @@ std::string CampaignList(const std::vector<quartet::v1::Campaign>& campaigns) {
   return Table(rows);
 }
 
+namespace {
+
+// Axes with at most this many levels also get a family x level matrix without --pairs.
+constexpr int kMaxMatrixLevels = 12;
+
+// "recipe.router" -> "router"; the path's last part names a column.
+std::string AxisShortName(const std::string& path) {
+  const size_t dot = path.rfind('.');
+  return dot == std::string::npos ? path : path.substr(dot + 1);
+}
+
+// A level's label without an enum prefix ("ROUTER_TOP_K" -> "TOP_K").
+std::string ShortLabel(const std::string& label) {
+  for (const char* prefix : {"ROUTER_", "OPTIMIZER_", "DATASET_"}) {
+    if (absl::StartsWith(label, prefix)) return label.substr(std::string(prefix).size());
+  }
+  return label;
+}
+
+std::string AxisCoverageText(const quartet::v1::AxisCoverage& axis, bool matrix) {
+  std::vector<std::vector<std::string>> rows = {{absl::AsciiStrToUpper(AxisShortName(axis.path())),
+                                                 "TOTAL", "PENDING", "LEASED", "SUCCEEDED",
+                                                 "FAILED", "CANCELLED"}};
+  for (const auto& level : axis.levels()) {
+    const auto& n = level.counts();
+    rows.push_back({ShortLabel(level.label()), absl::StrCat(level.total()),
+                    absl::StrCat(n.pending()), absl::StrCat(n.leased()),
+                    absl::StrCat(n.succeeded()), absl::StrCat(n.failed()),
+                    absl::StrCat(n.cancelled())});
+  }
+  std::string out = absl::StrCat("axis ", axis.path(), axis.continuous() ? " (strata)" : "", "\n",
+                                 Table(rows));
+  absl::StrAppend(&out, "level deviation     ", axis.max_level_deviation(),
+                  "  (largest minus smallest level count)\n");
+  if (axis.family_levels_total() > 0) {
+    absl::StrAppend(&out, "(family, level) seen ", axis.family_levels_seen(), " of ",
+                    axis.family_levels_total(), "\n");
+  }
+  if ((matrix || axis.levels_size() <= kMaxMatrixLevels) && axis.levels_size() > 0 &&
+      axis.levels(0).families_size() > 0) {
+    std::vector<std::vector<std::string>> grid = {{"FAMILY \\ LEVEL"}};
+    for (const auto& level : axis.levels()) grid[0].push_back(ShortLabel(level.label()));
+    for (int f = 0; f < axis.levels(0).families_size(); ++f) {
+      std::vector<std::string> row = {axis.levels(0).families(f).family()};
+      for (const auto& level : axis.levels()) {
+        row.push_back(f < level.families_size() ? absl::StrCat(level.families(f).total()) : "-");
+      }
+      grid.push_back(std::move(row));
+    }
+    absl::StrAppend(&out, "candidates per (family, level):\n", Table(grid));
+  }
+  return out;
+}
+
+}  // namespace
+
 std::string CoverageText(const quartet::v1::CoverageReport& r, bool show_pairs) {
   std::vector<std::vector<std::string>> rows = {
       {"FAMILY", "TOTAL", "PENDING", "LEASED", "SUCCEEDED", "FAILED", "CANCELLED", "vs UNIFORM"}};
@@ -188,24 +245,31 @@ std::string CoverageText(const quartet::v1::CoverageReport& r, bool show_pairs) 
     }
     absl::StrAppend(&out, "\n", Table(prow));
   }
+  for (const auto& axis : r.axes()) absl::StrAppend(&out, "\n", AxisCoverageText(axis, show_pairs));
   return out;
 }
 
+namespace {
+
+std::vector<std::string> YieldRow(const quartet::v1::YieldEntry& e) {
+  std::string failures;
+  for (const auto& [cls, n] : e.failures_by_class()) {
+    absl::StrAppend(&failures, failures.empty() ? "" : " ", Strip(cls, "ERROR_CLASS_"), ":", n);
+  }
+  return {absl::StrJoin(e.families(), "+"),
+          absl::StrCat(e.succeeded()),
+          absl::StrCat(e.failed()),
+          e.succeeded() + e.failed() ? Pct(e.success_rate()) : "-",
+          e.succeeded() ? Acc(e.mean_accuracy()) : "-",
+          e.succeeded() ? Acc(e.median_accuracy()) : "-",
+          e.succeeded() ? Acc(e.max_accuracy()) : "-",
+          failures.empty() ? "-" : failures};
+}
+
+}  // namespace
+
 std::string YieldText(const quartet::v1::YieldReport& r) {
-  auto row = [](const quartet::v1::YieldEntry& e) -> std::vector<std::string> {
-    std::string failures;
-    for (const auto& [cls, n] : e.failures_by_class()) {
-      absl::StrAppend(&failures, failures.empty() ? "" : " ", Strip(cls, "ERROR_CLASS_"), ":", n);
-    }
-    return {absl::StrJoin(e.families(), "+"),
-            absl::StrCat(e.succeeded()),
-            absl::StrCat(e.failed()),
-            e.succeeded() + e.failed() ? Pct(e.success_rate()) : "-",
-            e.succeeded() ? Acc(e.mean_accuracy()) : "-",
-            e.succeeded() ? Acc(e.median_accuracy()) : "-",
-            e.succeeded() ? Acc(e.max_accuracy()) : "-",
-            failures.empty() ? "-" : failures};
-  };
+  auto row = [](const quartet::v1::YieldEntry& e) { return YieldRow(e); };
   const std::vector<std::string> header = {"FAMILY", "OK",     "FAILED", "YIELD",
                                            "MEAN",   "MEDIAN", "MAX",    "FAILURES"};
   std::vector<std::vector<std::string>> rows = {header};
@@ -230,6 +294,27 @@ std::string YieldText(const quartet::v1::YieldReport& r) {
     for (const auto& e : r.best_pairs()) best.push_back(row(e));
     absl::StrAppend(&out, Table(best));
   }
+  for (const auto& axis : r.axes()) {
+    std::vector<std::vector<std::string>> levels = {header};
+    levels[0][0] = absl::AsciiStrToUpper(AxisShortName(axis.path()));
+    for (const auto& e : axis.levels()) {
+      levels.push_back(row(e));
+      levels.back()[0] = ShortLabel(e.level());
+    }
+    absl::StrAppend(&out, "\nyield by ", axis.path(), "\n", Table(levels));
+  }
+  if (r.axes_size() > 0) {
+    absl::StrAppend(&out, "\nbest cells (highest mean accuracy, >= ", r.min_samples(),
+                    " successes)\n");
+    std::vector<std::vector<std::string>> cells = {header};
+    cells[0][0] = "CELL";
+    for (const auto& e : r.best_cells()) {
+      cells.push_back(row(e));
+      cells.back()[0] = absl::StrCat(e.families().empty() ? "" : e.families(0) + " @ ",
+                                     AxisShortName(e.axis()), "=", ShortLabel(e.level()));
+    }
+    absl::StrAppend(&out, r.best_cells().empty() ? "  none with enough samples yet\n" : Table(cells));
+  }
   return out;
 }
 
@@ -237,6 +322,9 @@ std::string ResultsText(const std::vector<quartet::v1::CandidateSummary>& result
   if (results.empty()) return "no results yet\n";
   std::vector<std::vector<std::string>> rows = {
       {"#", "CANDIDATE", "COMBINATION", "REP", "STATE", "TEST ACC", "TIME", "DEVICE / ERROR"}};
+  const bool axes = std::any_of(results.begin(), results.end(),
+                                [](const auto& c) { return c.axis_levels_size() > 0; });
+  if (axes) rows[0].insert(rows[0].begin() + 3, "AXES");
   int i = 0;
   for (const auto& c : results) {
     const bool ok = c.state() == quartet::v1::CANDIDATE_STATE_SUCCEEDED;
@@ -247,6 +335,13 @@ std::string ResultsText(const std::vector<quartet::v1::CandidateSummary>& result
          ok ? c.result().device()
             : absl::StrCat(Strip(quartet::v1::ErrorClass_Name(c.error_class()), "ERROR_CLASS_"),
                            " ", c.error_message())});
+    if (!axes) continue;
+    std::string values;
+    for (const auto& a : c.axis_levels()) {
+      absl::StrAppend(&values, values.empty() ? "" : " ", AxisShortName(a.path()), "=",
+                      ShortLabel(a.value()));
+    }
+    rows.back().insert(rows.back().begin() + 3, values);
   }
   return Table(rows);
 }

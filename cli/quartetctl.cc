@@ -85,6 +85,8 @@ struct SubmitFlags {
   double lr = 0, weight_decay = 0, dropout = 0, mixup_alpha = 0, label_smoothing = 0, top_p = 0,
          time_budget = 0;
   std::string optimizer, router;
+  std::vector<std::string> axes;
+  bool without_families = false;
   bool watch = false;
 };
 
@@ -166,6 +168,17 @@ class Ctl {
     if (given("--top-k")) r->set_top_k(f.top_k);
     if (given("--top-p")) r->set_top_p(f.top_p);
     if (given("--time-budget")) r->set_time_budget_seconds(f.time_budget);
+    if (given("--without-families")) config.set_without_families(f.without_families);
+    for (const std::string& flag : f.axes) {
+      auto axis = quartet::common::ParseAxisFlag(flag);
+      if (!axis.ok()) return PrintError(axis.status());
+      // A flag replaces the file's axis on the same field.
+      auto* axes = config.mutable_axes();
+      for (int i = axes->size() - 1; i >= 0; --i) {
+        if (axes->Get(i).path() == axis->path()) axes->DeleteSubrange(i, 1);
+      }
+      *config.add_axes() = *std::move(axis);
+    }
     if (given("--optimizer")) {
       quartet::v1::Optimizer o;
       if (!ParseEnum<quartet::v1::Optimizer>(f.optimizer, "OPTIMIZER_",
@@ -427,6 +440,12 @@ int main(int argc, char** argv) {
   submit->add_option("--top-k", sf.top_k, "Experts per sample for top-k (default 2)");
   submit->add_option("--top-p", sf.top_p, "Probability mass for top-p (default 0.5)");
   submit->add_option("--time-budget", sf.time_budget, "Seconds per candidate attempt (0 = none)");
+  submit->add_option("--axis", sf.axes,
+                     "A parameter axis, repeatable: PATH=V1,V2,... (categorical) or "
+                     "PATH=log:LO:HI[:STRATA] / PATH=linear:LO:HI[:STRATA] (continuous), e.g. "
+                     "recipe.router=dense,top-k");
+  submit->add_flag("--without-families", sf.without_families,
+                   "No family axis: search the axes alone (no pool, k or required)");
   submit->add_flag("--watch", sf.watch, "Watch the campaign after submitting");
 
   std::string list_state;

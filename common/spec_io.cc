@@ -7,6 +7,8 @@
 #include <sstream>
 
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_split.h"
 #include "absl/strings/str_cat.h"
 #include "google/protobuf/util/json_util.h"
 #include "nlohmann/json.hpp"
@@ -51,7 +53,93 @@ nlohmann::json YamlToJson(const YAML::Node& node) {
   }
 }
 
+// A scalar as axis value text: strings as they are, numbers and booleans as JSON writes them.
+std::string ValueText(const nlohmann::json& v) {
+  return v.is_string() ? v.get<std::string>() : v.dump();
+}
+
+absl::StatusOr<nlohmann::json> RangeAxis(const std::string& path, const nlohmann::json& spec) {
+  const bool log = spec.contains("log");
+  const nlohmann::json& bounds = log ? spec["log"] : spec["linear"];
+  if (!bounds.is_array() || bounds.size() != 2 || !bounds[0].is_number() ||
+      !bounds[1].is_number()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("axes.", path, ": give {log: [lo, hi]} or {linear: [lo, hi]} with numbers"));
+  }
+  nlohmann::json range = {{"lo", bounds[0]}, {"hi", bounds[1]}, {"log", log}};
+  if (spec.contains("strata")) range["strata"] = spec["strata"];
+  return nlohmann::json{{"path", path}, {"range", range}};
+}
+
+// The short axes form of a CampaignConfig (see ParseMessage) rewritten to the proto form, and
+// CATEGORICAL values made strings.
+absl::Status NormalizeAxes(nlohmann::json* config) {
+  if (!config->is_object() || !config->contains("axes")) return absl::OkStatus();
+  nlohmann::json& axes = (*config)["axes"];
+  nlohmann::json out = nlohmann::json::array();
+  if (axes.is_object()) {
+    for (const auto& [path, spec] : axes.items()) {
+      if (spec.is_array()) {
+        out.push_back({{"path", path}, {"values", spec}});
+      } else if (spec.is_object() && (spec.contains("log") || spec.contains("linear"))) {
+        auto axis = RangeAxis(path, spec);
+        if (!axis.ok()) return axis.status();
+        out.push_back(*axis);
+      } else if (spec.is_object()) {
+        nlohmann::json axis = spec;
+        axis["path"] = path;
+        out.push_back(axis);
+      } else {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "axes.", path, ": give a list of values or {log|linear: [lo, hi], strata: L}"));
+      }
+    }
+  } else if (axes.is_array()) {
+    out = axes;
+  } else {
+    return absl::OkStatus();  // the proto parser explains
+  }
+  for (nlohmann::json& axis : out) {
+    if (!axis.is_object() || !axis.contains("values") || !axis["values"].is_array()) continue;
+    for (nlohmann::json& v : axis["values"]) {
+      if (!v.is_object() && !v.is_array() && !v.is_null()) v = ValueText(v);
+    }
+  }
+  axes = out;
+  return absl::OkStatus();
+}
+
 }  // namespace
+
+absl::StatusOr<quartet::v1::ParameterAxis> ParseAxisFlag(absl::string_view flag) {
+  const size_t eq = flag.find('=');
+  if (eq == absl::string_view::npos || eq == 0 || eq + 1 == flag.size()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--axis '", flag,
+        "': expected PATH=V1,V2,... or PATH=log:LO:HI[:STRATA] or PATH=linear:LO:HI[:STRATA]"));
+  }
+  quartet::v1::ParameterAxis axis;
+  axis.set_path(std::string(flag.substr(0, eq)));
+  const absl::string_view rest = flag.substr(eq + 1);
+  if (absl::StartsWith(rest, "log:") || absl::StartsWith(rest, "linear:")) {
+    const std::vector<std::string> parts = absl::StrSplit(rest, ':');
+    double lo, hi;
+    int strata = 0;
+    if ((parts.size() != 3 && parts.size() != 4) || !absl::SimpleAtod(parts[1], &lo) ||
+        !absl::SimpleAtod(parts[2], &hi) ||
+        (parts.size() == 4 && !absl::SimpleAtoi(parts[3], &strata))) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--axis '", flag, "': a range is log:LO:HI[:STRATA] or linear:LO:HI[:STRATA]"));
+    }
+    axis.mutable_range()->set_log(parts[0] == "log");
+    axis.mutable_range()->set_lo(lo);
+    axis.mutable_range()->set_hi(hi);
+    axis.mutable_range()->set_strata(strata);
+    return axis;
+  }
+  for (absl::string_view v : absl::StrSplit(rest, ',')) axis.add_values(std::string(v));
+  return axis;
+}
 
 absl::Status ParseMessage(absl::string_view text, TextFormat format, absl::string_view source,
                           google::protobuf::Message* message) {
@@ -70,6 +158,14 @@ absl::Status ParseMessage(absl::string_view text, TextFormat format, absl::strin
     }
   } else {
     json = std::string(text);
+  }
+  if (message->GetDescriptor()->full_name() == "quartet.v1.CampaignConfig") {
+    nlohmann::json parsed = nlohmann::json::parse(json, nullptr, /*allow_exceptions=*/false);
+    if (!parsed.is_discarded()) {
+      absl::Status axes = NormalizeAxes(&parsed);
+      if (!axes.ok()) return absl::InvalidArgumentError(absl::StrCat(source, ": ", axes.message()));
+      json = parsed.dump();
+    }
   }
   google::protobuf::util::JsonParseOptions options;
   options.ignore_unknown_fields = false;
