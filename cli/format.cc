@@ -182,8 +182,8 @@ std::string AxisCoverageText(const quartet::v1::AxisCoverage& axis, bool matrix)
                     absl::StrCat(n.succeeded()), absl::StrCat(n.failed()),
                     absl::StrCat(n.cancelled())});
   }
-  std::string out = absl::StrCat("axis ", axis.path(), axis.continuous() ? " (strata)" : "", "\n",
-                                 Table(rows));
+  std::string out =
+      absl::StrCat("axis ", axis.path(), axis.continuous() ? " (strata)" : "", "\n", Table(rows));
   absl::StrAppend(&out, "level deviation     ", axis.max_level_deviation(),
                   "  (largest minus smallest level count)\n");
   if (axis.family_levels_total() > 0) {
@@ -313,7 +313,8 @@ std::string YieldText(const quartet::v1::YieldReport& r) {
       cells.back()[0] = absl::StrCat(e.families().empty() ? "" : e.families(0) + " @ ",
                                      AxisShortName(e.axis()), "=", ShortLabel(e.level()));
     }
-    absl::StrAppend(&out, r.best_cells().empty() ? "  none with enough samples yet\n" : Table(cells));
+    absl::StrAppend(&out,
+                    r.best_cells().empty() ? "  none with enough samples yet\n" : Table(cells));
   }
   return out;
 }

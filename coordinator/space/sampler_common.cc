@@ -5,6 +5,7 @@
 #include <limits>
 
 #include "absl/strings/str_cat.h"
+#include "coordinator/space/covering_design.h"
 #include "coordinator/space/sampler_internal.h"
 
 namespace quartet::coordinator::space::internal {
@@ -18,9 +19,6 @@ constexpr int kBalancedRandomTries = 8;
 constexpr int kRelaxedProbes = 256;
 // Constructive choices tried before falling back to a random undrawn combination.
 constexpr int kConstructiveAttempts = 16;
-// At most this many combination visits go into the restarts of BuildPairCoveringPlan.
-constexpr uint64_t kPlanBudget = uint64_t{1} << 25;
-constexpr int kMaxPlanRestarts = 8;
 
 // Tie-break value of a rank under a choice key: larger wins.
 inline uint64_t TieHash(uint64_t key, uint64_t rank) { return Mix64(key ^ (rank * kGolden)); }
@@ -540,32 +538,80 @@ uint64_t GreedyCoverChoice(const CoverageState& state, uint64_t key) {
   return BalanceScan(state, key).Run();
 }
 
-std::vector<uint64_t> BuildPairCoveringPlan(const FreeSpace& space, uint64_t seed) {
-  std::vector<uint64_t> best_plan;
-  const int k = space.k();
-  if (k < 2 || !space.exhaustive()) return best_plan;
-  const uint64_t estimated_steps = (space.num_pairs() / Binomial(k, 2) + 1) * 5 / 4 + 1;
-  const uint64_t restarts = std::clamp<uint64_t>(
-      kPlanBudget / std::max<uint64_t>(1, space.size() * estimated_steps), 1, kMaxPlanRestarts);
-  int c[kMaxK];
-  for (uint64_t restart = 0; restart < restarts; ++restart) {
-    CoverageState::Tracking tracking;
-    tracking.pairs = true;
-    tracking.gains = true;
-    CoverageState state(&space, tracking);
-    std::vector<uint64_t> plan;
-    while (state.uncovered_pairs() > 0 && !state.exhausted()) {
-      if (!best_plan.empty() && plan.size() >= best_plan.size()) break;
-      const uint64_t r = GreedyCoverChoice(state, DrawKey(seed ^ kPlanTag, plan.size(), restart));
-      space.Unrank(r, c);
-      state.Add(r, c);
-      plan.push_back(r);
-    }
-    if (state.uncovered_pairs() == 0 && (best_plan.empty() || plan.size() < best_plan.size())) {
-      best_plan = std::move(plan);
-    }
+namespace {
+
+// Depth-first search for `want` pairwise disjoint blocks (indices ascending), within
+// kDisjointSearchBudget nodes; the largest set found.
+constexpr int64_t kDisjointSearchBudget = 200000;
+
+void SearchDisjoint(const std::vector<uint64_t>& masks, size_t start, uint64_t used,
+                    std::vector<size_t>* current, std::vector<size_t>* best, size_t want,
+                    int64_t* budget) {
+  if (current->size() > best->size()) *best = *current;
+  if (best->size() >= want || --*budget < 0) return;
+  for (size_t i = start; i < masks.size() && best->size() < want && *budget >= 0; ++i) {
+    if (masks[i] & used) continue;
+    current->push_back(i);
+    SearchDisjoint(masks, i + 1, used | masks[i], current, best, want, budget);
+    current->pop_back();
   }
-  return best_plan;
+}
+
+std::vector<size_t> DisjointBlocks(const std::vector<std::vector<int>>& blocks, int want) {
+  std::vector<uint64_t> masks;
+  for (const auto& b : blocks) {
+    uint64_t mask = 0;
+    for (int f : b) mask |= uint64_t{1} << f;
+    masks.push_back(mask);
+  }
+  std::vector<size_t> current, best;
+  int64_t budget = kDisjointSearchBudget;
+  SearchDisjoint(masks, 0, 0, &current, &best, static_cast<size_t>(want), &budget);
+  return best;
+}
+
+}  // namespace
+
+std::vector<uint64_t> BuildPairCoveringPlan(const FreeSpace& space, uint64_t seed) {
+  const int m = space.m(), k = space.k();
+  if (k < 2 || !space.exhaustive()) return {};
+  CoveringOptions options;
+  options.seed = seed ^ kPlanTag;
+  std::vector<std::vector<int>> blocks = BuildPairCovering(m, k, options);
+  std::vector<uint64_t> plan;
+  std::vector<int64_t> counts(m, 0);
+  // Lead with pairwise disjoint blocks, so that every family is drawn as early as possible.
+  std::vector<size_t> lead = DisjointBlocks(blocks, m / k);
+  std::sort(lead.rbegin(), lead.rend());
+  for (size_t i : lead) {
+    for (int f : blocks[i]) ++counts[f];
+    plan.push_back(space.Rank(blocks[i].data()));
+    blocks[i] = std::move(blocks.back());
+    blocks.pop_back();
+  }
+  // Family-balanced order: each next block has the smallest sum of family counts so far (ties by
+  // a seeded hash), so that every prefix of the plan spreads the families evenly.
+  const uint64_t key = DrawKey(seed, 0, kPlanTag);
+  while (!blocks.empty()) {
+    size_t best = 0;
+    int64_t best_sum = std::numeric_limits<int64_t>::max();
+    uint64_t best_tie = 0;
+    for (size_t i = 0; i < blocks.size(); ++i) {
+      int64_t sum = 0;
+      for (int f : blocks[i]) sum += counts[f];
+      const uint64_t tie = TieHash(key, space.Rank(blocks[i].data()));
+      if (sum < best_sum || (sum == best_sum && tie > best_tie)) {
+        best = i;
+        best_sum = sum;
+        best_tie = tie;
+      }
+    }
+    for (int f : blocks[best]) ++counts[f];
+    plan.push_back(space.Rank(blocks[best].data()));
+    blocks[best] = std::move(blocks.back());
+    blocks.pop_back();
+  }
+  return plan;
 }
 
 uint64_t PlannedCoverChoice(const CoverageState& state, const std::vector<uint64_t>& plan,

@@ -196,9 +196,9 @@ uint64_t RelaxedBalancedChoice(const CoverageState& state, uint64_t key);
 // random. Precondition: not exhausted; state tracks pairs (and gains for exhaustive spaces).
 uint64_t GreedyCoverChoice(const CoverageState& state, uint64_t key);
 
-// A sequence of combinations covering every pair, from empty state: the shortest of several
-// randomized greedy runs (GreedyCoverChoice), all derived from `seed`. Exhaustive spaces only;
-// empty when k' < 2.
+// A sequence of combinations covering every pair, from empty state: a covering design
+// (covering_design.h; for 29 families and k' = 4, the optimum 73) issued in a family-balanced
+// order, all derived from `seed`. Exhaustive spaces only; empty when k' < 2.
 std::vector<uint64_t> BuildPairCoveringPlan(const FreeSpace& space, uint64_t seed);
 
 // The pair-covering draw of PAIR_COVERING (and ADAPTIVE's coverage phase): while a pair is unseen,
