@@ -17,7 +17,12 @@ constexpr uint64_t kBalanceTag = 0x62616c616eULL;  // "balan"
 // search visits at most.
 constexpr int kRandomTries = 8;
 constexpr uint64_t kSystematicBudget = uint64_t{1} << 16;
-// Random undrawn points RelaxedPoint compares on large spaces.
+// RelaxedPoint: spaces up to kRelaxedScanLimit points are scanned whole; on larger ones it
+// compares every level tuple (up to kRelaxedLevelScan) of kRelaxedFamilyTries balance-preserving
+// family choices and kRelaxedProbes random undrawn points.
+constexpr uint64_t kRelaxedScanLimit = uint64_t{1} << 16;
+constexpr uint64_t kRelaxedLevelScan = 4096;
+constexpr int kRelaxedFamilyTries = 8;
 constexpr int kRelaxedProbes = 256;
 constexpr int kGreedyAttempts = 16;
 // Level moves the plan's local search evaluates at most.
@@ -203,17 +208,21 @@ uint64_t ChoicePoint(const ProductState& state, const PointChoices& choices, uin
   return state.Point(c, l);
 }
 
+// A random balance-preserving family choice into c (nothing without a family axis).
+void RandomFamilies(const ProductState& state, const PointChoices& choices, Rng* rng, int* c) {
+  if (!choices.families) return;
+  int pool[kMaxN];
+  const BalancedChoices& f = choices.family;
+  std::copy(f.tied, f.tied + f.num_tied, pool);
+  for (int i = 0; i < f.need; ++i) {
+    std::swap(pool[i], pool[i + static_cast<int>(rng->Below(f.num_tied - i))]);
+  }
+  ComposeFamilies(f, pool, state.k(), c);
+}
+
 uint64_t RandomChoicePoint(const ProductState& state, const PointChoices& choices, Rng* rng) {
   int c[kMaxK], l[kMaxAxes];
-  if (choices.families) {
-    int pool[kMaxN];
-    const BalancedChoices& f = choices.family;
-    std::copy(f.tied, f.tied + f.num_tied, pool);
-    for (int i = 0; i < f.need; ++i) {
-      std::swap(pool[i], pool[i + static_cast<int>(rng->Below(f.num_tied - i))]);
-    }
-    ComposeFamilies(f, pool, state.k(), c);
-  }
+  RandomFamilies(state, choices, rng, c);
   for (int a = 0; a < state.num_axes(); ++a) {
     l[a] = choices.levels[a][rng->Below(choices.levels[a].size())];
   }
@@ -265,13 +274,27 @@ uint64_t RelaxedPoint(const ProductState& state, uint64_t key) {
       best_tie = tie;
     }
   };
-  if (size <= kExhaustiveLimit) {
+  if (size <= kRelaxedScanLimit) {
     for (uint64_t p = 0; p < size; ++p) {
       if (!state.Drawn(p)) consider(p);
     }
     return best;
   }
+  // Large spaces: every level tuple of a few balance-preserving family choices, and random
+  // undrawn points.
   Rng rng(key);
+  const PointChoices choices = ComputePointChoices(state);
+  const ProductSpace& space = state.space();
+  if (space.level_points() <= kRelaxedLevelScan) {
+    for (int t = 0; t < kRelaxedFamilyTries; ++t) {
+      RandomFamilies(state, choices, &rng, c);
+      const uint64_t combination = state.k() > 0 ? state.free().Rank(c) : 0;
+      for (uint64_t index = 0; index < space.level_points(); ++index) {
+        const uint64_t p = combination * space.level_points() + index;
+        if (!state.Drawn(p)) consider(p);
+      }
+    }
+  }
   for (int probe = 0; probe < kRelaxedProbes; ++probe) {
     consider(state.drawn().FirstFreeFrom(rng.Below(size)));
   }

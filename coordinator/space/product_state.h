@@ -95,8 +95,9 @@ class ProductState {
 bool BalancedPoint(const ProductState& state, uint64_t key, uint64_t* point);
 
 // The undrawn point that leaves the counts most even (smallest family deviation plus level
-// deviation, then smallest sum of counts, then random): every undrawn point on spaces up to
-// kExhaustiveLimit points, random undrawn points otherwise. Precondition: not exhausted.
+// deviation, then smallest sum of counts, then random): every undrawn point on small spaces; on
+// large ones, every level tuple of a few balance-preserving family choices and random undrawn
+// points (bounded work). Precondition: not exhausted.
 uint64_t RelaxedPoint(const ProductState& state, uint64_t key);
 
 // Greedy coverage choice: families chosen one by one for unseen family pairs, then unseen cells,

@@ -96,6 +96,19 @@ coverage_mismatches() {
            unnest(k.families) WITH ORDINALITY AS a(f, i),
            unnest(k.families) WITH ORDINALITY AS b(f, j)
       WHERE k.campaign_id = $id AND a.i < b.j GROUP BY a.f, b.f),
+    lv AS (
+      SELECT k.state, a.i - 1 AS axis, a.lv AS level, f.family
+      FROM candidates k
+           CROSS JOIN LATERAL unnest(k.levels) WITH ORDINALITY AS a(lv, i)
+           CROSS JOIN LATERAL (SELECT '' AS family UNION ALL
+                               SELECT unnest(k.families)) AS f
+      WHERE k.campaign_id = $id),
+    ax AS (
+      SELECT axis, level, family,
+             count(*) FILTER (WHERE state = 1) AS p, count(*) FILTER (WHERE state = 2) AS l,
+             count(*) FILTER (WHERE state = 3) AS s, count(*) FILTER (WHERE state = 4) AS x,
+             count(*) FILTER (WHERE state = 5) AS c
+      FROM lv GROUP BY axis, level, family),
     cand AS (
       SELECT count(*) FILTER (WHERE state = 1) AS p, count(*) FILTER (WHERE state = 2) AS l,
              count(*) FILTER (WHERE state = 3) AS s, count(*) FILTER (WHERE state = 4) AS x,
@@ -112,6 +125,13 @@ coverage_mismatches() {
                            coalesce(r.x, 0), coalesce(r.c, 0)))
     + (SELECT count(*) FROM pr WHERE NOT EXISTS (SELECT 1 FROM pair_coverage q WHERE
          q.campaign_id = $id AND q.family_a = pr.fa AND q.family_b = pr.fb))
+    + (SELECT count(*) FROM axis_coverage q LEFT JOIN ax r
+         ON (r.axis, r.level, r.family) = (q.axis, q.level, q.family)
+       WHERE q.campaign_id = $id AND (q.pending, q.leased, q.succeeded, q.failed, q.cancelled)
+         IS DISTINCT FROM (coalesce(r.p, 0), coalesce(r.l, 0), coalesce(r.s, 0),
+                           coalesce(r.x, 0), coalesce(r.c, 0)))
+    + (SELECT count(*) FROM ax WHERE NOT EXISTS (SELECT 1 FROM axis_coverage q WHERE
+         q.campaign_id = $id AND (q.axis, q.level, q.family) = (ax.axis, ax.level, ax.family)))
     + (SELECT count(*) FROM campaigns k, cand WHERE k.id = $id AND
          (k.pending, k.leased, k.succeeded, k.failed, k.cancelled, k.issued)
          IS DISTINCT FROM (cand.p, cand.l, cand.s, cand.x, cand.c, cand.n))"
