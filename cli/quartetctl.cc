@@ -16,6 +16,7 @@
 #include "absl/strings/str_replace.h"
 #include "absl/time/clock.h"
 #include "cli/format.h"
+#include "cli/report_analyses.h"
 #include "common/grpc_client.h"
 #include "common/grpc_status.h"
 #include "common/spec_io.h"
@@ -103,6 +104,14 @@ class Ctl {
   }
 
   bool json() const { return globals_.format == "json"; }
+  // ListResults for cli/report_analyses.
+  quartet::cli::ListResultsFn Lister() {
+    return [this](const quartet::v1::ListResultsRequest& req, quartet::v1::ListResultsResponse* r) {
+      grpc::ClientContext ctx;
+      conn_->Prepare(&ctx, kCallTimeout);
+      return stub_->ListResults(&ctx, req, r);
+    };
+  }
 
   int Submit(SubmitFlags& f, CLI::App& cmd) {
     quartet::v1::CampaignConfig config;
@@ -488,6 +497,13 @@ int main(int argc, char** argv) {
   results_top->add_option("-n", n, "How many")->capture_default_str();
   results_top->add_flag("--with-failures", all_states, "Include failed candidates");
 
+  int64_t campaign_of = 0;
+  CLI::App* results_show = results->add_subcommand("show", "One candidate's result and analyses");
+  results_show->add_option("id", id, "Candidate id")->required();
+  results_show->add_option("--campaign", campaign_of, "Its campaign id")->required();
+  CLI::App* analyses = report->add_subcommand("analyses", "Analyses by head or router, mean ± std");
+  analyses->add_option("id", id, "Campaign id")->required();
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -504,5 +520,8 @@ int main(int argc, char** argv) {
   if (coverage->parsed()) return ctl.Coverage(id, pairs);
   if (yield->parsed()) return ctl.Yield(id, min_samples, top);
   if (results_top->parsed()) return ctl.Top(id, n, all_states);
+  if (results_show->parsed())
+    return quartet::cli::RunResultsShow(ctl.Lister(), campaign_of, id, ctl.json());
+  if (analyses->parsed()) return quartet::cli::RunReportAnalyses(ctl.Lister(), id, ctl.json());
   return kError;
 }

@@ -22,6 +22,172 @@ absl::Status CheckRange(absl::string_view field, double v, double lo, double hi,
   return absl::OkStatus();
 }
 
+// An int in [lo, hi].
+absl::Status CheckInt(absl::string_view field, int64_t v, int64_t lo, int64_t hi) {
+  if (v < lo || v > hi) return Bad(field, absl::StrCat("in [", lo, ", ", hi, "]"), v);
+  return absl::OkStatus();
+}
+
+absl::Status ResolveHead(const TrainingRecipe& p, Recipe* r) {
+  switch (p.architecture()) {
+    case quartet::v1::ARCHITECTURE_UNSPECIFIED:
+    case quartet::v1::ARCHITECTURE_MOE4:
+      r->architecture = ArchitectureKind::kMoE4;
+      break;
+    case quartet::v1::ARCHITECTURE_HEADS:
+      r->architecture = ArchitectureKind::kHeads;
+      break;
+    default:
+      return Bad("architecture", "ARCHITECTURE_MOE4 or ARCHITECTURE_HEADS", p.architecture());
+  }
+  switch (p.head()) {
+    case quartet::v1::HEAD_KIND_UNSPECIFIED:
+    case quartet::v1::HEAD_KIND_DENSE:
+      r->head = HeadKind::kDense;
+      break;
+    case quartet::v1::HEAD_KIND_SOFT_MOE:
+      r->head = HeadKind::kSoftMoE;
+      break;
+    case quartet::v1::HEAD_KIND_SPARSE_MOE:
+      r->head = HeadKind::kSparseMoE;
+      break;
+    case quartet::v1::HEAD_KIND_HARD_MOE:
+      r->head = HeadKind::kHardMoE;
+      break;
+    case quartet::v1::HEAD_KIND_SLOTS_SOFT_MOE:
+      r->head = HeadKind::kSlotsSoftMoE;
+      break;
+    default:
+      return Bad("head",
+                 "HEAD_KIND_DENSE, HEAD_KIND_SOFT_MOE, HEAD_KIND_SPARSE_MOE, HEAD_KIND_HARD_MOE or "
+                 "HEAD_KIND_SLOTS_SOFT_MOE",
+                 p.head());
+  }
+  if (p.has_head_experts()) {
+    QUARTET_RETURN_IF_ERROR(CheckInt("head_experts", p.head_experts(), 2, 64));
+    r->head_experts = p.head_experts();
+  }
+  if (p.has_head_top_k()) {
+    QUARTET_RETURN_IF_ERROR(CheckInt("head_top_k", p.head_top_k(), 1, 64));
+    r->head_top_k = p.head_top_k();
+  }
+  if (r->head == HeadKind::kSparseMoE && r->head_top_k > r->head_experts) {
+    return Bad("head_top_k", absl::StrCat("<= head_experts (", r->head_experts, ")"),
+               r->head_top_k);
+  }
+  if (p.has_head_hidden()) {
+    QUARTET_RETURN_IF_ERROR(CheckInt("head_hidden", p.head_hidden(), 0, 65536));
+    r->head_hidden = p.head_hidden();
+  }
+  if (p.has_head_dropout()) {
+    QUARTET_RETURN_IF_ERROR(
+        CheckRange("head_dropout", p.head_dropout(), 0, 1, false, "a finite number in [0, 1)"));
+    if (p.head_dropout() >= 1) return Bad("head_dropout", "a finite number in [0, 1)", 1);
+    r->head_dropout = p.head_dropout();
+  }
+  if (p.has_head_temperature()) {
+    QUARTET_RETURN_IF_ERROR(CheckRange("head_temperature", p.head_temperature(), 0.01, 100, false,
+                                       "a finite number in [0.01, 100]"));
+    r->head_temperature = p.head_temperature();
+  }
+  struct Weight {
+    const char* field;
+    bool has;
+    double value;
+    double* out;
+  };
+  for (const Weight& w : {
+           Weight{"head_kl_weight", p.has_head_kl_weight(), p.head_kl_weight(), &r->head_kl_weight},
+           Weight{"head_importance_weight", p.has_head_importance_weight(),
+                  p.head_importance_weight(), &r->head_importance_weight},
+           Weight{"head_load_weight", p.has_head_load_weight(), p.head_load_weight(),
+                  &r->head_load_weight},
+           Weight{"head_noise_floor", p.has_head_noise_floor(), p.head_noise_floor(),
+                  &r->head_noise_floor},
+       }) {
+    if (!w.has) continue;
+    QUARTET_RETURN_IF_ERROR(
+        CheckRange(w.field, w.value, 0, 100, false, "a finite number in [0, 100]"));
+    *w.out = w.value;
+  }
+  if (p.has_head_slots_per_expert()) {
+    QUARTET_RETURN_IF_ERROR(CheckInt("head_slots_per_expert", p.head_slots_per_expert(), 1, 64));
+    r->head_slots_per_expert = p.head_slots_per_expert();
+  }
+  if (p.has_head_small_input_stem()) r->head_small_input_stem = p.head_small_input_stem();
+  return absl::OkStatus();
+}
+
+// Proto3 scalars of AnalysisRequest: 0 means the default.
+absl::Status ResolveAnalyses(const quartet::v1::AnalysisRequest& p, AnalysisOptions* a) {
+  a->hessian = p.hessian();
+  a->curvature_sweep = p.curvature_sweep();
+  a->loss_surface = p.loss_surface();
+  a->efficiency = p.efficiency();
+  a->gradient_variance = p.gradient_variance();
+  struct Count {
+    const char* field;
+    int64_t value;
+    int64_t lo, hi;
+    int* out;
+  };
+  for (const Count& c : {
+           Count{"analyses.train_samples", p.train_samples(), 1, 1000000, &a->train_samples},
+           Count{"analyses.test_samples", p.test_samples(), 1, 1000000, &a->test_samples},
+           Count{"analyses.batch_size", p.batch_size(), 1, 65536, &a->batch_size},
+           Count{"analyses.hessian_top_k", p.hessian_top_k(), 1, 100, &a->hessian_top_k},
+           Count{"analyses.hessian_max_iterations", p.hessian_max_iterations(), 1, 100000,
+                 &a->hessian_max_iterations},
+           Count{"analyses.hutchinson_samples", p.hutchinson_samples(), 1, 100000,
+                 &a->hutchinson_samples},
+           Count{"analyses.curvature_points", p.curvature_points(), 2, 10001, &a->curvature_points},
+           Count{"analyses.surface_directions", p.surface_directions(), 1, 100,
+                 &a->surface_directions},
+           Count{"analyses.surface_points", p.surface_points(), 2, 10001, &a->surface_points},
+           Count{"analyses.surface_points_2d", p.surface_points_2d(), 2, 1001,
+                 &a->surface_points_2d},
+           Count{"analyses.latency_batches", p.latency_batches(), 1, 100000, &a->latency_batches},
+           Count{"analyses.latency_warmup_batches", p.latency_warmup_batches(), 1, 100000,
+                 &a->latency_warmup_batches},
+           Count{"analyses.latency_batch_size", p.latency_batch_size(), 1, 65536,
+                 &a->latency_batch_size},
+           Count{"analyses.gradient_variance_batches", p.gradient_variance_batches(), 2, 1000,
+                 &a->gradient_variance_batches},
+       }) {
+    if (c.value == 0) continue;
+    QUARTET_RETURN_IF_ERROR(CheckInt(c.field, c.value, c.lo, c.hi));
+    *c.out = static_cast<int>(c.value);
+  }
+  if (p.hessian_tolerance() != 0) {
+    QUARTET_RETURN_IF_ERROR(CheckRange("analyses.hessian_tolerance", p.hessian_tolerance(), 0, 1,
+                                       true, "a finite number in (0, 1] (0 means 1e-3)"));
+    a->hessian_tolerance = p.hessian_tolerance();
+  }
+  if (p.curvature_radius() != 0) {
+    QUARTET_RETURN_IF_ERROR(CheckRange("analyses.curvature_radius", p.curvature_radius(), 0, 100,
+                                       true, "a finite number in (0, 100] (0 means 0.5)"));
+    a->curvature_radius = p.curvature_radius();
+  }
+  a->seed = p.seed();
+  return absl::OkStatus();
+}
+
+quartet::v1::HeadKind HeadToProto(HeadKind h) {
+  switch (h) {
+    case HeadKind::kDense:
+      return quartet::v1::HEAD_KIND_DENSE;
+    case HeadKind::kSoftMoE:
+      return quartet::v1::HEAD_KIND_SOFT_MOE;
+    case HeadKind::kSparseMoE:
+      return quartet::v1::HEAD_KIND_SPARSE_MOE;
+    case HeadKind::kHardMoE:
+      return quartet::v1::HEAD_KIND_HARD_MOE;
+    case HeadKind::kSlotsSoftMoE:
+      return quartet::v1::HEAD_KIND_SLOTS_SOFT_MOE;
+  }
+  return quartet::v1::HEAD_KIND_UNSPECIFIED;
+}
+
 }  // namespace
 
 absl::StatusOr<Recipe> ResolveRecipe(const TrainingRecipe& p) {
@@ -166,6 +332,8 @@ absl::StatusOr<Recipe> ResolveRecipe(const TrainingRecipe& p) {
   }
   if (p.has_augment()) r.augment = p.augment();
   if (p.has_amp()) r.amp = p.amp();
+  QUARTET_RETURN_IF_ERROR(ResolveHead(p, &r));
+  QUARTET_RETURN_IF_ERROR(ResolveAnalyses(p.analyses(), &r.analyses));
   return r;
 }
 
@@ -207,6 +375,44 @@ quartet::v1::TrainingRecipe RecipeToProto(const Recipe& r) {
   if (r.has_seed) p.set_seed(r.seed);
   p.set_augment(r.augment);
   p.set_amp(r.amp);
+  p.set_architecture(r.architecture == ArchitectureKind::kHeads ? quartet::v1::ARCHITECTURE_HEADS
+                                                                : quartet::v1::ARCHITECTURE_MOE4);
+  p.set_head(HeadToProto(r.head));
+  p.set_head_experts(r.head_experts);
+  p.set_head_top_k(r.head_top_k);
+  p.set_head_hidden(r.head_hidden);
+  p.set_head_dropout(r.head_dropout);
+  p.set_head_temperature(r.head_temperature);
+  p.set_head_kl_weight(r.head_kl_weight);
+  p.set_head_importance_weight(r.head_importance_weight);
+  p.set_head_load_weight(r.head_load_weight);
+  p.set_head_noise_floor(r.head_noise_floor);
+  p.set_head_slots_per_expert(r.head_slots_per_expert);
+  p.set_head_small_input_stem(r.head_small_input_stem);
+  const AnalysisOptions& a = r.analyses;
+  quartet::v1::AnalysisRequest* q = p.mutable_analyses();
+  q->set_hessian(a.hessian);
+  q->set_curvature_sweep(a.curvature_sweep);
+  q->set_loss_surface(a.loss_surface);
+  q->set_efficiency(a.efficiency);
+  q->set_gradient_variance(a.gradient_variance);
+  q->set_train_samples(a.train_samples);
+  q->set_test_samples(a.test_samples);
+  q->set_batch_size(a.batch_size);
+  q->set_hessian_top_k(a.hessian_top_k);
+  q->set_hessian_max_iterations(a.hessian_max_iterations);
+  q->set_hessian_tolerance(a.hessian_tolerance);
+  q->set_hutchinson_samples(a.hutchinson_samples);
+  q->set_seed(a.seed);
+  q->set_curvature_points(a.curvature_points);
+  q->set_curvature_radius(a.curvature_radius);
+  q->set_surface_directions(a.surface_directions);
+  q->set_surface_points(a.surface_points);
+  q->set_surface_points_2d(a.surface_points_2d);
+  q->set_latency_batches(a.latency_batches);
+  q->set_latency_warmup_batches(a.latency_warmup_batches);
+  q->set_latency_batch_size(a.latency_batch_size);
+  q->set_gradient_variance_batches(a.gradient_variance_batches);
   return p;
 }
 
@@ -244,6 +450,26 @@ const char* RouterName(RouterKind router) {
       return "top-k";
     case RouterKind::kTopP:
       return "top-p";
+  }
+  return "?";
+}
+
+const char* ArchitectureName(ArchitectureKind architecture) {
+  return architecture == ArchitectureKind::kHeads ? "HEADS" : "MOE4";
+}
+
+const char* HeadName(HeadKind head) {
+  switch (head) {
+    case HeadKind::kDense:
+      return "DENSE";
+    case HeadKind::kSoftMoE:
+      return "SOFT_MOE";
+    case HeadKind::kSparseMoE:
+      return "SPARSE_MOE";
+    case HeadKind::kHardMoE:
+      return "HARD_MOE";
+    case HeadKind::kSlotsSoftMoE:
+      return "SLOTS_SOFT_MOE";
   }
   return "?";
 }

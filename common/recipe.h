@@ -14,6 +14,39 @@ namespace quartet::common {
 
 enum class RouterKind { kDense, kTopK, kTopP };
 enum class OptimizerKind { kAdamW, kSgd };
+enum class ArchitectureKind { kMoE4, kHeads };
+enum class HeadKind { kDense, kSoftMoE, kSparseMoE, kHardMoE, kSlotsSoftMoE };
+
+// Post-training analyses with every default filled in. Field meanings: proto/quartet/v1/spec.proto
+// AnalysisRequest.
+struct AnalysisOptions {
+  bool hessian = false;
+  bool curvature_sweep = false;
+  bool loss_surface = false;
+  bool efficiency = false;
+  bool gradient_variance = false;
+  int train_samples = 2000;
+  int test_samples = 2000;
+  int batch_size = 128;
+  int hessian_top_k = 5;
+  int hessian_max_iterations = 100;
+  double hessian_tolerance = 1e-3;
+  int hutchinson_samples = 100;
+  // 0 means the recipe's seed.
+  uint64_t seed = 0;
+  int curvature_points = 21;
+  double curvature_radius = 0.5;
+  int surface_directions = 5;
+  int surface_points = 51;
+  int surface_points_2d = 51;
+  int latency_batches = 200;
+  int latency_warmup_batches = 30;
+  int latency_batch_size = 256;
+  int gradient_variance_batches = 10;
+
+  // Whether any analysis runs after training (all but gradient_variance, which runs per epoch).
+  bool AnyPostTraining() const { return hessian || curvature_sweep || loss_surface || efficiency; }
+};
 
 // A complete recipe. Field meanings and defaults: proto/quartet/v1/spec.proto TrainingRecipe.
 struct Recipe {
@@ -47,6 +80,21 @@ struct Recipe {
   bool has_seed = false;
   bool augment = true;
   bool amp = true;
+  ArchitectureKind architecture = ArchitectureKind::kMoE4;
+  HeadKind head = HeadKind::kDense;
+  int head_experts = 8;
+  int head_top_k = 2;
+  // 0 means the backbone's feature width.
+  int head_hidden = 0;
+  double head_dropout = 0.1;
+  double head_temperature = 1.0;
+  double head_kl_weight = 0.05;
+  double head_importance_weight = 0.2;
+  double head_load_weight = 0.2;
+  double head_noise_floor = 0.3;
+  int head_slots_per_expert = 2;
+  bool head_small_input_stem = true;
+  AnalysisOptions analyses;
 };
 
 // Fills defaults and validates. INVALID_ARGUMENT naming the field ("recipe.learning_rate: must be
@@ -62,6 +110,9 @@ absl::Status ValidateDataSpec(const quartet::v1::DataSpec& data);
 
 // "ROUTER_DENSE" -> kDense etc. are the proto enum names; these give short names for display.
 const char* RouterName(RouterKind router);
+// "MOE4", "HEADS"; "DENSE", "SOFT_MOE", "SPARSE_MOE", "HARD_MOE", "SLOTS_SOFT_MOE".
+const char* ArchitectureName(ArchitectureKind architecture);
+const char* HeadName(HeadKind head);
 
 }  // namespace quartet::common
 

@@ -2,6 +2,9 @@
 //
 //   quartet-train --families=ResNet,ShuffleNet,MobileNetV3,RegNet --dataset=fashion-mnist
 //   quartet-train --spec=candidate.yaml --output=result.json
+//   quartet-train --architecture=heads --families=ResNet --head=sparse-moe --dataset=fashion-mnist
+//   \
+//       --analyses=hessian,curvature,efficiency
 //   quartet-train --list-families
 #include <unistd.h>
 
@@ -51,6 +54,29 @@ ABSL_FLAG(bool, parallel_experts, true,
 ABSL_FLAG(bool, cache_host_memory, true,
           "On CPU, keep freed memory in the process for reuse instead of unmapping large blocks "
           "(faster at large inputs; resident memory stays at its peak).");
+ABSL_FLAG(std::string, architecture, "", "moe4 (default) or heads (one backbone family + a head).");
+ABSL_FLAG(std::string, head, "",
+          "Head of --architecture=heads: dense (default), soft-moe, sparse-moe, hard-moe or "
+          "slots-soft-moe.");
+ABSL_FLAG(int, head_experts, 0, "Experts of a MoE head (default 8).");
+ABSL_FLAG(int, head_top_k, 0, "Experts per sample of the sparse head (default 2).");
+ABSL_FLAG(
+    std::string, small_input_stem, "",
+    "true or false: the backbone's 3x3 stride-1 stem without max-pool (heads; default true).");
+ABSL_FLAG(std::string, analyses, "",
+          "Comma-separated post-training analyses: hessian, curvature, surface, efficiency, "
+          "gradient-variance, or all.");
+ABSL_FLAG(int, analysis_samples, 0, "Train and test subset size of the analyses (default 2000).");
+ABSL_FLAG(int, analysis_batch_size, 0, "Batch of the analysis passes (default 128).");
+ABSL_FLAG(int, hessian_top_k, 0, "Hessian eigenvalues (default 5).");
+ABSL_FLAG(int, hessian_iterations, 0, "Power-iteration limit per eigenvalue (default 100).");
+ABSL_FLAG(int, hutchinson_samples, 0, "Hutchinson probes (default 100).");
+ABSL_FLAG(int, surface_directions, 0, "Random 1-D loss-surface directions (default 5).");
+ABSL_FLAG(int, surface_points, 0, "Points per 1-D loss-surface sweep (default 51).");
+ABSL_FLAG(int, surface_points_2d, 0, "Points per side of the 2-D loss surface (default 51).");
+ABSL_FLAG(int, latency_batches, 0, "Timed inference batches (default 200).");
+ABSL_FLAG(int, latency_warmup_batches, 0, "Warm-up inference batches (default 30).");
+ABSL_FLAG(int, latency_batch_size, 0, "Inference batch size (default 256).");
 ABSL_FLAG(std::string, output, "", "Write the result as JSON to this file.");
 ABSL_FLAG(std::string, log_level, "info", "trace, debug, info, warn, error or off.");
 
@@ -111,9 +137,68 @@ int main(int argc, char** argv) {
       spec.mutable_combination()->add_families(std::string(absl::StripAsciiWhitespace(f)));
     }
   }
-  if (spec.combination().families_size() < 2) {
+  auto* r = spec.mutable_recipe();
+  if (!absl::GetFlag(FLAGS_architecture).empty()) {
+    quartet::v1::Architecture a;
+    if (!ParseEnum<quartet::v1::Architecture>(absl::GetFlag(FLAGS_architecture), "ARCHITECTURE_",
+                                              &quartet::v1::Architecture_Parse, &a)) {
+      return Fail("--architecture: not one of moe4, heads");
+    }
+    r->set_architecture(a);
+  }
+  const bool heads = r->architecture() == quartet::v1::ARCHITECTURE_HEADS;
+  if (heads && spec.combination().families_size() != 1) {
+    return Fail("--families: --architecture=heads takes exactly 1 family (the backbone)");
+  }
+  if (!heads && spec.combination().families_size() < 2) {
     return Fail("--families: name at least 2 families (quartet-train --list-families lists them)");
   }
+  if (!absl::GetFlag(FLAGS_head).empty()) {
+    quartet::v1::HeadKind h;
+    if (!ParseEnum<quartet::v1::HeadKind>(absl::GetFlag(FLAGS_head), "HEAD_KIND_",
+                                          &quartet::v1::HeadKind_Parse, &h)) {
+      return Fail("--head: not one of dense, soft-moe, sparse-moe, hard-moe, slots-soft-moe");
+    }
+    r->set_head(h);
+  }
+  if (absl::GetFlag(FLAGS_head_experts)) r->set_head_experts(absl::GetFlag(FLAGS_head_experts));
+  if (absl::GetFlag(FLAGS_head_top_k)) r->set_head_top_k(absl::GetFlag(FLAGS_head_top_k));
+  if (!absl::GetFlag(FLAGS_small_input_stem).empty()) {
+    const std::string v = absl::AsciiStrToLower(absl::GetFlag(FLAGS_small_input_stem));
+    if (v != "true" && v != "false") return Fail("--small_input_stem: true or false");
+    r->set_head_small_input_stem(v == "true");
+  }
+  auto* an = r->mutable_analyses();
+  for (absl::string_view a :
+       absl::StrSplit(absl::GetFlag(FLAGS_analyses), ',', absl::SkipEmpty())) {
+    const std::string name = absl::AsciiStrToLower(absl::StripAsciiWhitespace(a));
+    const bool all = name == "all";
+    bool known = all;
+    if (all || name == "hessian") an->set_hessian(known = true);
+    if (all || name == "curvature") an->set_curvature_sweep(known = true);
+    if (all || name == "surface") an->set_loss_surface(known = true);
+    if (all || name == "efficiency") an->set_efficiency(known = true);
+    if (all || name == "gradient-variance") an->set_gradient_variance(known = true);
+    if (!known) {
+      return Fail(absl::StrCat("--analyses: '", name,
+                               "' is not one of hessian, curvature, surface, efficiency, "
+                               "gradient-variance, all"));
+    }
+  }
+  if (int n = absl::GetFlag(FLAGS_analysis_samples)) {
+    an->set_train_samples(n);
+    an->set_test_samples(n);
+  }
+  if (int n = absl::GetFlag(FLAGS_analysis_batch_size)) an->set_batch_size(n);
+  if (int n = absl::GetFlag(FLAGS_hessian_top_k)) an->set_hessian_top_k(n);
+  if (int n = absl::GetFlag(FLAGS_hessian_iterations)) an->set_hessian_max_iterations(n);
+  if (int n = absl::GetFlag(FLAGS_hutchinson_samples)) an->set_hutchinson_samples(n);
+  if (int n = absl::GetFlag(FLAGS_surface_directions)) an->set_surface_directions(n);
+  if (int n = absl::GetFlag(FLAGS_surface_points)) an->set_surface_points(n);
+  if (int n = absl::GetFlag(FLAGS_surface_points_2d)) an->set_surface_points_2d(n);
+  if (int n = absl::GetFlag(FLAGS_latency_batches)) an->set_latency_batches(n);
+  if (int n = absl::GetFlag(FLAGS_latency_warmup_batches)) an->set_latency_warmup_batches(n);
+  if (int n = absl::GetFlag(FLAGS_latency_batch_size)) an->set_latency_batch_size(n);
   auto* data = spec.mutable_data();
   if (!absl::GetFlag(FLAGS_dataset).empty()) {
     quartet::v1::Dataset d;
@@ -130,7 +215,6 @@ int main(int argc, char** argv) {
   if (!absl::GetFlag(FLAGS_data_dir).empty()) data->set_data_dir(absl::GetFlag(FLAGS_data_dir));
   if (absl::GetFlag(FLAGS_train_limit)) data->set_train_limit(absl::GetFlag(FLAGS_train_limit));
   if (absl::GetFlag(FLAGS_test_limit)) data->set_test_limit(absl::GetFlag(FLAGS_test_limit));
-  auto* r = spec.mutable_recipe();
   if (absl::GetFlag(FLAGS_epochs)) r->set_epochs(absl::GetFlag(FLAGS_epochs));
   if (absl::GetFlag(FLAGS_batch_size)) r->set_batch_size(absl::GetFlag(FLAGS_batch_size));
   if (absl::GetFlag(FLAGS_lr) > 0) r->set_learning_rate(absl::GetFlag(FLAGS_lr));
@@ -204,6 +288,25 @@ int main(int argc, char** argv) {
         e.epoch(), e.train_loss(), e.train_accuracy(), e.test_loss(), e.test_accuracy(),
         e.samples_per_second(), e.load_cv(), e.routing_entropy(), e.mean_active_experts(),
         e.gate_temperature(), e.peak_memory_bytes() / 1048576.0);
+  }
+  const auto& an_out = result->analyses();
+  for (const auto& h : an_out.hessian()) {
+    std::cout << absl::StrFormat(
+        "  hessian %s (%d samples): eigenvalues %s | trace %.4g +- %.2g | %d HVPs in %.1f s\n",
+        h.subset(), h.samples(), absl::StrJoin(h.eigenvalues(), ", "), h.trace(),
+        h.trace_standard_error(), h.hvp_count(), h.seconds());
+  }
+  if (an_out.has_efficiency()) {
+    const auto& e = an_out.efficiency();
+    std::cout << absl::StrFormat(
+        "  efficiency: %d parameters (%.2f MB fp32), latency %.2f +- %.2f ms (median %.2f) at "
+        "batch %d, %.0f images/s, peak %.0f MiB\n",
+        e.parameter_count(), e.fp32_megabytes(), e.latency_ms_mean(), e.latency_ms_std(),
+        e.latency_ms_median(), e.batch_size(), e.throughput_images_per_second(),
+        e.peak_memory_bytes() / 1048576.0);
+  }
+  if (an_out.seconds() > 0) {
+    std::cout << absl::StrFormat("  analyses: %.1f s\n", an_out.seconds());
   }
   return 0;
 }

@@ -75,6 +75,89 @@ TEST(RecipeTest, RoundTripsThroughTheWireForm) {
   EXPECT_EQ(again->seed, 99u);
 }
 
+TEST(RecipeTest, HeadsAndAnalysesDefaultToTheStudy) {
+  auto r = ResolveRecipe({});
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->architecture, ArchitectureKind::kMoE4);
+  EXPECT_EQ(r->head, HeadKind::kDense);
+  EXPECT_EQ(r->head_experts, 8);
+  EXPECT_EQ(r->head_top_k, 2);
+  EXPECT_DOUBLE_EQ(r->head_dropout, 0.1);
+  EXPECT_DOUBLE_EQ(r->head_temperature, 1.0);
+  EXPECT_DOUBLE_EQ(r->head_kl_weight, 0.05);
+  EXPECT_DOUBLE_EQ(r->head_importance_weight, 0.2);
+  EXPECT_DOUBLE_EQ(r->head_load_weight, 0.2);
+  EXPECT_DOUBLE_EQ(r->head_noise_floor, 0.3);
+  EXPECT_EQ(r->head_slots_per_expert, 2);
+  EXPECT_FALSE(r->analyses.hessian);
+  EXPECT_FALSE(r->analyses.AnyPostTraining());
+  EXPECT_EQ(r->analyses.train_samples, 2000);
+  EXPECT_EQ(r->analyses.test_samples, 2000);
+  EXPECT_EQ(r->analyses.hessian_top_k, 5);
+  EXPECT_EQ(r->analyses.hessian_max_iterations, 100);
+  EXPECT_DOUBLE_EQ(r->analyses.hessian_tolerance, 1e-3);
+  EXPECT_EQ(r->analyses.hutchinson_samples, 100);
+  EXPECT_EQ(r->analyses.curvature_points, 21);
+  EXPECT_DOUBLE_EQ(r->analyses.curvature_radius, 0.5);
+  EXPECT_EQ(r->analyses.latency_batches, 200);
+  EXPECT_EQ(r->analyses.latency_warmup_batches, 30);
+  EXPECT_EQ(r->analyses.latency_batch_size, 256);
+}
+
+TEST(RecipeTest, BadHeadAndAnalysisValuesNameTheirField) {
+  quartet::v1::TrainingRecipe p;
+  p.set_head_experts(1);
+  EXPECT_THAT(std::string(ResolveRecipe(p).status().message()), HasSubstr("recipe.head_experts"));
+  p.Clear();
+  p.set_head(quartet::v1::HEAD_KIND_SPARSE_MOE);
+  p.set_head_experts(4);
+  p.set_head_top_k(5);
+  EXPECT_THAT(std::string(ResolveRecipe(p).status().message()), HasSubstr("recipe.head_top_k"));
+  p.Clear();
+  p.set_head_noise_floor(-1);
+  EXPECT_THAT(std::string(ResolveRecipe(p).status().message()),
+              HasSubstr("recipe.head_noise_floor"));
+  p.Clear();
+  p.set_architecture(static_cast<quartet::v1::Architecture>(3));
+  EXPECT_THAT(std::string(ResolveRecipe(p).status().message()), HasSubstr("recipe.architecture"));
+  p.Clear();
+  p.mutable_analyses()->set_hessian_tolerance(std::nan(""));
+  EXPECT_THAT(std::string(ResolveRecipe(p).status().message()),
+              HasSubstr("recipe.analyses.hessian_tolerance"));
+  p.Clear();
+  p.mutable_analyses()->set_gradient_variance_batches(1);
+  auto bad = ResolveRecipe(p);
+  EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(bad.status().message()),
+              HasSubstr("recipe.analyses.gradient_variance_batches"));
+}
+
+TEST(RecipeTest, HeadsAndAnalysesRoundTrip) {
+  quartet::v1::TrainingRecipe p;
+  p.set_architecture(quartet::v1::ARCHITECTURE_HEADS);
+  p.set_head(quartet::v1::HEAD_KIND_SLOTS_SOFT_MOE);
+  p.set_head_experts(4);
+  p.set_head_slots_per_expert(3);
+  p.set_head_small_input_stem(false);
+  p.mutable_analyses()->set_hessian(true);
+  p.mutable_analyses()->set_hessian_top_k(2);
+  p.mutable_analyses()->set_train_samples(64);
+  auto r = ResolveRecipe(p);
+  ASSERT_TRUE(r.ok()) << r.status();
+  auto again = ResolveRecipe(RecipeToProto(*r));
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(again->architecture, ArchitectureKind::kHeads);
+  EXPECT_EQ(again->head, HeadKind::kSlotsSoftMoE);
+  EXPECT_EQ(again->head_experts, 4);
+  EXPECT_EQ(again->head_slots_per_expert, 3);
+  EXPECT_FALSE(again->head_small_input_stem);
+  EXPECT_TRUE(again->analyses.hessian);
+  EXPECT_EQ(again->analyses.hessian_top_k, 2);
+  EXPECT_EQ(again->analyses.train_samples, 64);
+  EXPECT_EQ(again->analyses.test_samples, 2000);
+  EXPECT_STREQ(HeadName(again->head), "SLOTS_SOFT_MOE");
+}
+
 TEST(SpecIoTest, ReadsYamlAndJsonAndNamesUnknownFields) {
   quartet::v1::TrainingRecipe r;
   ASSERT_TRUE(ParseMessage("epochs: 3\nrouter: ROUTER_TOP_K\nlearning_rate: 2e-3\naugment: false\n",

@@ -1,8 +1,12 @@
 // ResNet: torchvision ResNet-18 with the ImageNet stem, as LEMUR's ResNet.py
 // (shared/research/families.md section 3.22). Params at 3x32x32, 10 classes: 11,181,642.
+// With ModelOptions::params["small_input_stem"] = 1, the stem is the CIFAR one (3x3 stride-1 conv,
+// no max-pool), as in the heads study (shared/research/moe.md section 0.2). It is a
+// FeatureBackbone: Features() is the last stage's map before pooling.
 #include <vector>
 
 #include "worker/models/blocks.h"
+#include "worker/models/features.h"
 #include "worker/models/registry.h"
 
 namespace quartet::worker::models {
@@ -38,13 +42,14 @@ class ResNetBasicBlockImpl : public torch::nn::Module {
 };
 TORCH_MODULE(ResNetBasicBlock);
 
-class ResNetImpl : public ClassifierImpl {
+class ResNetImpl : public ClassifierImpl, public FeatureBackbone {
  public:
-  explicit ResNetImpl(const ModelOptions& o) {
+  explicit ResNetImpl(const ModelOptions& o) : small_stem_(o.Param(kSmallInputStemParam, 0) != 0) {
     conv1 = register_module(
-        "conv1",
-        torch::nn::Conv2d(
-            torch::nn::Conv2dOptions(o.in_channels, 64, 7).stride(2).padding(3).bias(false)));
+        "conv1", torch::nn::Conv2d(torch::nn::Conv2dOptions(o.in_channels, 64, small_stem_ ? 3 : 7)
+                                       .stride(small_stem_ ? 1 : 2)
+                                       .padding(small_stem_ ? 1 : 3)
+                                       .bias(false)));
     bn1 = register_module("bn1", torch::nn::BatchNorm2d(64));
     const int64_t widths[] = {64, 128, 256, 512};
     int64_t in = 64;
@@ -61,14 +66,20 @@ class ResNetImpl : public ClassifierImpl {
   }
 
   torch::Tensor forward(torch::Tensor x) override {
-    x = torch::relu(bn1(conv1(x)));
-    x = torch::max_pool2d(x, 3, 2, 1);
-    x = layers->forward(x);
-    x = torch::adaptive_avg_pool2d(x, {1, 1}).flatten(1);
+    x = torch::adaptive_avg_pool2d(Features(x), {1, 1}).flatten(1);
     return fc(x);
   }
 
+  int64_t feature_channels() const override { return 512; }
+
+  torch::Tensor Features(torch::Tensor x) override {
+    x = torch::relu(bn1(conv1(x)));
+    if (!small_stem_) x = torch::max_pool2d(x, 3, 2, 1);
+    return layers->forward(x);
+  }
+
  private:
+  bool small_stem_;
   torch::nn::Conv2d conv1{nullptr};
   torch::nn::BatchNorm2d bn1{nullptr};
   torch::nn::Sequential layers;

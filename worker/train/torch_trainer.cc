@@ -25,6 +25,8 @@
 #include "worker/data/dataset.h"
 #include "worker/models/registry.h"
 #include "worker/moe/moe4.h"
+#include "worker/moe/network.h"
+#include "worker/train/analysis.h"
 #include "worker/train/mixup.h"
 #include "worker/train/schedule.h"
 
@@ -196,8 +198,12 @@ class TrainingRun {
   }
 
   absl::Status TrainEpoch(int epoch);
+  // Minibatch gradient variance at the epoch's end, when recipe.analyses.gradient_variance.
+  absl::Status GradientVariance(int epoch);
   absl::Status Evaluate(int epoch);
   void Report(int epoch);
+  // The post-training analyses the recipe asks for (none: no-op).
+  absl::Status Analyze();
 
   quartet::v1::Result Finish() {
     if (callbacks_.on_progress) callbacks_.on_progress({recipe_.epochs, step_, total_steps_});
@@ -216,6 +222,11 @@ class TrainingRun {
   // One optimiser step on the samples `idx`, in micro-batches; halves them on out-of-memory.
   absl::Status Step(int epoch, const torch::Tensor& idx);
   void SendEpochMetrics(int epoch, const quartet::v1::EpochMetrics& em);
+  void SendPoints(int epoch, const std::vector<std::pair<std::string, double>>& values);
+  std::vector<torch::Tensor> TrainableParameters();
+  void AnalyzeHessian(const std::string& subset, const analysis::Batches& data,
+                      quartet::v1::Analyses* out);
+  void AnalyzeEfficiency(quartet::v1::Analyses* out);
 
   const TorchTrainer::Options& options_;
   TrainerState& st_;
@@ -229,7 +240,7 @@ class TrainingRun {
   std::shared_ptr<data::Dataset> dataset_;
   int64_t n_train_ = 0, n_test_ = 0, input_size_ = 0;
   std::mt19937_64 rng_;
-  std::shared_ptr<moe::MoE4Impl> model_;
+  std::unique_ptr<moe::Network> net_;
   bool cuda_ = false, amp_ = false;
   torch::ScalarType amp_dtype_ = torch::kHalf;
   LossScaler scaler_;
@@ -247,15 +258,27 @@ class TrainingRun {
   double train_time_ = 0, loss_sum_ = 0, test_loss_ = 0;
   int64_t correct_ = 0, seen_ = 0, test_correct_ = 0;
   moe::RoutingStats routing_;
+  // Test-split sums of gate probabilities by (class, expert), and samples per class.
+  torch::Tensor class_prob_sum_, class_count_;
+  // The train Hessian's top eigenvector, for the curvature sweep.
+  analysis::TensorList top_eigenvector_;
+  analysis::LogitsFn logits_fn_;
 };
 
 absl::Status TrainingRun::ResolveSpec() {
   auto recipe = common::ResolveRecipe(spec_.recipe());
   if (!recipe.ok()) return WithErrorClass(recipe.status(), quartet::v1::ERROR_CLASS_BUILD);
   recipe_ = *recipe;
-  if (spec_.combination().families_size() < 2) {
+  const int families = spec_.combination().families_size();
+  if (recipe_.architecture == common::ArchitectureKind::kHeads && families != 1) {
     return Classified(absl::StatusCode::kInvalidArgument, quartet::v1::ERROR_CLASS_BUILD,
-                      "combination.families: a candidate needs at least 2 families");
+                      absl::StrCat("combination.families: ARCHITECTURE_HEADS takes exactly 1 "
+                                   "family (the backbone), got ",
+                                   families));
+  }
+  if (recipe_.architecture == common::ArchitectureKind::kMoE4 && families < 2) {
+    return Classified(absl::StatusCode::kInvalidArgument, quartet::v1::ERROR_CLASS_BUILD,
+                      "combination.families: a MoE4 candidate needs at least 2 families");
   }
   families_.assign(spec_.combination().families().begin(), spec_.combination().families().end());
   return absl::OkStatus();
@@ -305,31 +328,27 @@ absl::Status TrainingRun::BuildModel() {
   torch::manual_seed(seed);
   rng_.seed(seed ^ 0x5DEECE66DULL);
 
-  moe::MoE4Options mo;
-  mo.experts = families_;
-  mo.in_channels = dataset_->channels();
-  mo.num_classes = dataset_->num_classes;
-  mo.input_size = input_size_;
-  mo.dropout = recipe_.dropout;
-  mo.seed = seed;
-  mo.router.kind = recipe_.router;
-  mo.router.top_k = recipe_.top_k;
-  mo.router.top_p = recipe_.top_p;
-  mo.router.max_active = recipe_.max_active_experts;
-  mo.parallel_experts = options_.parallel_experts && !device_.is_cuda();
-  auto built = moe::MoE4Impl::Build(mo);
+  moe::NetworkOptions no;
+  no.families = families_;
+  no.in_channels = dataset_->channels();
+  no.num_classes = dataset_->num_classes;
+  no.input_size = input_size_;
+  no.seed = seed;
+  no.parallel_experts = options_.parallel_experts && !device_.is_cuda();
+  auto built = moe::BuildNetwork(recipe_, no);
   if (!built.ok()) return WithErrorClass(built.status(), quartet::v1::ERROR_CLASS_BUILD);
-  model_ = *built;
+  net_ = std::move(*built);
+  logits_fn_ = [this](const torch::Tensor& x) { return net_->Forward(x).logits; };
 
   cuda_ = device_.is_cuda();
   amp_ = cuda_ && recipe_.amp;
   amp_dtype_ = st_.bf16_supported ? torch::kBFloat16 : torch::kHalf;
   scaler_ = LossScaler(amp_ && amp_dtype_ == torch::kHalf);
   try {
-    model_->to(device_);
+    net_->module().to(device_);
     if (cuda_) {
       torch::NoGradGuard no_grad;
-      for (auto& p : model_->parameters()) {
+      for (auto& p : net_->module().parameters()) {
         if (p.dim() == 4) p.set_data(p.contiguous(torch::MemoryFormat::ChannelsLast));
       }
     }
@@ -341,44 +360,43 @@ absl::Status TrainingRun::BuildModel() {
 #ifdef QUARTET_WITH_CUDA
   if (cuda_) c10::cuda::CUDACachingAllocator::resetPeakStats(device_.index());
 #endif
-  result_.set_parameter_count(models::CountParameters(*model_));
+  result_.set_parameter_count(models::CountParameters(net_->module()));
+  result_.set_architecture(net_->Describe());
   result_.set_input_size(static_cast<int32_t>(input_size_));
   result_.set_device(st_.gpu_name.empty() ? device_.str()
                                           : absl::StrCat(device_.str(), " (", st_.gpu_name, ")"));
   return absl::OkStatus();
 }
 
-// Experts at lr / wd, the gate at multiplied lr / wd.
+// Every group at lr / wd, routers (gates) at multiplied lr / wd.
 void TrainingRun::MakeOptimizer() {
   const double gate_lr = recipe_.learning_rate * recipe_.gate_lr_multiplier;
   const double gate_wd = recipe_.weight_decay * recipe_.gate_weight_decay_multiplier;
-  std::vector<torch::Tensor> expert_params = model_->ExpertParameters();
-  std::vector<torch::Tensor> gate_params = model_->gate()->parameters();
-  all_params_ = expert_params;
-  all_params_.insert(all_params_.end(), gate_params.begin(), gate_params.end());
+  all_params_.clear();
+  base_lr_.clear();
   std::vector<torch::optim::OptimizerParamGroup> groups;
+  for (const moe::ParameterGroup& g : net_->ParameterGroups()) {
+    if (g.parameters.empty()) continue;
+    all_params_.insert(all_params_.end(), g.parameters.begin(), g.parameters.end());
+    const double lr = g.gate ? gate_lr : recipe_.learning_rate;
+    const double wd = g.gate ? gate_wd : recipe_.weight_decay;
+    base_lr_.push_back(lr);
+    if (recipe_.optimizer == common::OptimizerKind::kAdamW) {
+      groups.emplace_back(g.parameters, std::make_unique<torch::optim::AdamWOptions>(
+                                            torch::optim::AdamWOptions(lr).weight_decay(wd)));
+    } else {
+      groups.emplace_back(
+          g.parameters,
+          std::make_unique<torch::optim::SGDOptions>(
+              torch::optim::SGDOptions(lr).momentum(recipe_.momentum).weight_decay(wd)));
+    }
+  }
   if (recipe_.optimizer == common::OptimizerKind::kAdamW) {
-    groups.emplace_back(
-        expert_params,
-        std::make_unique<torch::optim::AdamWOptions>(
-            torch::optim::AdamWOptions(recipe_.learning_rate).weight_decay(recipe_.weight_decay)));
-    groups.emplace_back(gate_params,
-                        std::make_unique<torch::optim::AdamWOptions>(
-                            torch::optim::AdamWOptions(gate_lr).weight_decay(gate_wd)));
     optimizer_ = std::make_unique<torch::optim::AdamW>(std::move(groups));
   } else {
-    groups.emplace_back(expert_params, std::make_unique<torch::optim::SGDOptions>(
-                                           torch::optim::SGDOptions(recipe_.learning_rate)
-                                               .momentum(recipe_.momentum)
-                                               .weight_decay(recipe_.weight_decay)));
-    groups.emplace_back(
-        gate_params,
-        std::make_unique<torch::optim::SGDOptions>(
-            torch::optim::SGDOptions(gate_lr).momentum(recipe_.momentum).weight_decay(gate_wd)));
     optimizer_ = std::make_unique<torch::optim::SGD>(
         std::move(groups), torch::optim::SGDOptions(recipe_.learning_rate));
   }
-  base_lr_ = {recipe_.learning_rate, gate_lr};
   floor_factor_ = recipe_.eta_min / recipe_.learning_rate;
 }
 
@@ -399,17 +417,16 @@ void TrainingRun::MakeBatchers() {
   warmup_ = recipe_.warmup_steps >= 0 ? recipe_.warmup_steps
                                       : static_cast<int64_t>(std::llround(0.05 * total_steps_));
   micro_ = batch_;
-  spdlog::info("training {} (router {}, {} parameters) at {} px on {}: {} epoch(s) x {} steps",
-               absl::StrJoin(families_, "+"), common::RouterName(recipe_.router),
-               result_.parameter_count(), input_size_, device_.str(), recipe_.epochs,
-               steps_per_epoch_);
+  spdlog::info("training {} ({}, {} parameters) at {} px on {}: {} epoch(s) x {} steps",
+               absl::StrJoin(families_, "+"), net_->Describe(), result_.parameter_count(),
+               input_size_, device_.str(), recipe_.epochs, steps_per_epoch_);
 }
 
 absl::Status TrainingRun::TrainEpoch(int epoch) {
   epoch_start_ = std::chrono::steady_clock::now();
   train_time_ = loss_sum_ = 0;
   correct_ = seen_ = 0;
-  model_->train();
+  net_->module().train();
   torch::Tensor perm =
       torch::randperm(n_train_, torch::TensorOptions().dtype(torch::kLong).device(device_));
   for (int64_t s = 0; s < steps_per_epoch_; ++s) {
@@ -461,18 +478,18 @@ absl::Status TrainingRun::Step(int epoch, const torch::Tensor& idx) {
         moe::MoEOutput out;
         {
           AutocastScope autocast(amp_, amp_dtype_);
-          out = model_->Forward(chunk.x);
+          out = net_->Forward(chunk.x);
         }
         torch::Tensor loss = MixupLoss(out.logits, chunk, recipe_.label_smoothing);
         if (step_ == options_.inject_nan_loss_at_step) loss = loss * std::nan("");
-        loss = loss + recipe_.balance_loss_weight * out.balance_loss;
+        loss = loss + out.balance_loss;
         const double value = loss.item<double>();
         if (!std::isfinite(value)) {
           return Classified(
               absl::StatusCode::kAborted, quartet::v1::ERROR_CLASS_NUMERIC,
               absl::StrCat("non-finite loss (", value, ") at step ", step_, " of epoch ", epoch));
         }
-        model_->Backward(loss * (static_cast<double>(c) / b) * scaler_.scale());
+        net_->Backward(loss * (static_cast<double>(c) / b) * scaler_.scale());
         step_loss += value * c;
         // Under mixup a sample's label is the one with the larger weight.
         const torch::Tensor& major = lam >= 0.5 ? chunk.y_a : chunk.y_b;
@@ -501,7 +518,7 @@ absl::Status TrainingRun::Step(int epoch, const torch::Tensor& idx) {
     }
     optimizer_->step();
   }
-  model_->gate()->ClampTemperature();
+  net_->AfterStep();
   ++step_;
   loss_sum_ += step_loss;
   correct_ += step_correct;
@@ -524,8 +541,10 @@ absl::Status TrainingRun::Step(int epoch, const torch::Tensor& idx) {
 
 // The whole test split, clean inputs.
 absl::Status TrainingRun::Evaluate(int epoch) {
-  model_->eval();
+  net_->module().eval();
   routing_ = moe::RoutingStats();
+  class_prob_sum_ = torch::Tensor();
+  class_count_ = torch::zeros({dataset_->num_classes}, torch::kDouble);
   test_loss_ = 0;
   test_correct_ = 0;
   torch::NoGradGuard no_grad;
@@ -538,7 +557,16 @@ absl::Status TrainingRun::Evaluate(int epoch) {
     moe::MoEOutput out;
     {
       AutocastScope autocast(amp_, amp_dtype_);
-      out = model_->Forward(x);
+      out = net_->Forward(x);
+    }
+    {
+      const torch::Tensor p = out.probs.detach().to(torch::kCPU, torch::kDouble);
+      const torch::Tensor labels = y.to(torch::kCPU);
+      if (!class_prob_sum_.defined()) {
+        class_prob_sum_ = torch::zeros({dataset_->num_classes, p.size(1)}, torch::kDouble);
+      }
+      class_prob_sum_.index_add_(0, labels, p);
+      class_count_.index_add_(0, labels, torch::ones({labels.size(0)}, torch::kDouble));
     }
     test_loss_ += F::cross_entropy(out.logits.to(torch::kFloat32), y,
                                    F::CrossEntropyFuncOptions().reduction(torch::kSum))
@@ -554,7 +582,7 @@ absl::Status TrainingRun::Evaluate(int epoch) {
 }
 
 void TrainingRun::Report(int epoch) {
-  const bool dense = recipe_.router == common::RouterKind::kDense;
+  const bool dense = net_->DenseLoad();
   const double test_accuracy = static_cast<double>(test_correct_) / n_test_;
   quartet::v1::EpochMetrics* em = result_.add_epochs();
   em->set_epoch(epoch);
@@ -563,7 +591,7 @@ void TrainingRun::Report(int epoch) {
   em->set_test_loss(test_loss_ / n_test_);
   em->set_test_accuracy(test_accuracy);
   em->set_learning_rate(optimizer_->param_groups()[0].options().get_lr());
-  em->set_gate_temperature(model_->gate()->Temperature().item<double>());
+  em->set_gate_temperature(net_->GateTemperature());
   for (double l : routing_.Load(dense)) em->add_expert_load(l);
   em->set_load_cv(routing_.LoadCv(dense));
   em->set_routing_entropy(routing_.NormalizedEntropy());
@@ -579,6 +607,249 @@ void TrainingRun::Report(int epoch) {
   SendEpochMetrics(epoch, *em);
   result_.set_test_accuracy(test_accuracy);
   result_.set_test_loss(test_loss_ / n_test_);
+  if (class_prob_sum_.defined()) {
+    quartet::v1::ClassExpertMatrix* m = result_.mutable_class_expert();
+    m->Clear();
+    m->set_classes(static_cast<int32_t>(class_prob_sum_.size(0)));
+    m->set_experts(static_cast<int32_t>(class_prob_sum_.size(1)));
+    const torch::Tensor mean = class_prob_sum_ / class_count_.clamp_min(1).unsqueeze(1);
+    for (int64_t c = 0; c < mean.size(0); ++c) {
+      for (int64_t e = 0; e < mean.size(1); ++e) m->add_probability(mean[c][e].item<double>());
+    }
+  }
+}
+
+void TrainingRun::SendPoints(int epoch, const std::vector<std::pair<std::string, double>>& values) {
+  if (!callbacks_.on_metrics || values.empty()) return;
+  std::vector<quartet::v1::MetricPoint> points;
+  const int64_t now = NowMillis();
+  for (const auto& [name, value] : values) {
+    quartet::v1::MetricPoint p;
+    p.set_step(step_);
+    p.set_epoch(epoch);
+    p.set_name(name);
+    p.set_value(value);
+    p.set_time_unix_ms(now);
+    points.push_back(std::move(p));
+  }
+  callbacks_.on_metrics(points);
+}
+
+std::vector<torch::Tensor> TrainingRun::TrainableParameters() {
+  std::vector<torch::Tensor> out;
+  for (const auto& p : net_->module().parameters()) {
+    if (p.requires_grad()) out.push_back(p);
+  }
+  return out;
+}
+
+absl::Status TrainingRun::GradientVariance(int epoch) {
+  const common::AnalysisOptions& a = recipe_.analyses;
+  if (!a.gradient_variance) return absl::OkStatus();
+  // Train mode as in training (gate noise, dropout, BatchNorm batch statistics), clean augmented
+  // batches without mixup; BatchNorm running statistics are put back afterwards.
+  net_->module().train();
+  std::vector<torch::Tensor> buffers = net_->module().buffers();
+  std::vector<torch::Tensor> saved;
+  {
+    torch::NoGradGuard no_grad;
+    for (const auto& b : buffers) saved.push_back(b.clone());
+  }
+  std::vector<analysis::NamedParameters> groups;
+  for (const moe::ParameterGroup& g : net_->ParameterGroups()) {
+    if (!g.parameters.empty()) groups.push_back({g.name, g.parameters});
+  }
+  const int64_t b = std::min<int64_t>(batch_, n_train_);
+  auto variances =
+      analysis::MinibatchGradientVariance(groups, a.gradient_variance_batches, [&](int) {
+        torch::Tensor idx =
+            torch::randperm(n_train_, torch::TensorOptions().dtype(torch::kLong).device(device_))
+                .narrow(0, 0, b);
+        moe::MoEOutput out = net_->Forward(train_batches_->Train(idx));
+        torch::Tensor loss =
+            F::cross_entropy(out.logits.to(torch::kFloat32), train_batches_->TrainLabels(idx),
+                             F::CrossEntropyFuncOptions().label_smoothing(recipe_.label_smoothing));
+        net_->Backward(loss + out.balance_loss);
+      });
+  {
+    torch::NoGradGuard no_grad;
+    for (size_t i = 0; i < buffers.size(); ++i) buffers[i].copy_(saved[i]);
+  }
+  std::vector<std::pair<std::string, double>> points;
+  for (const auto& v : variances) {
+    quartet::v1::GradientVarianceSample* s = result_.mutable_analyses()->add_gradient_variance();
+    s->set_epoch(epoch);
+    s->set_group(v.name);
+    s->set_variance(v.variance);
+    s->set_mean_gradient_norm_squared(v.mean_gradient_norm_squared);
+    s->set_relative_variance(v.relative_variance);
+    s->set_batches(a.gradient_variance_batches);
+    s->set_batch_size(static_cast<int32_t>(b));
+    s->set_parameter_count(v.parameter_count);
+    points.emplace_back(absl::StrCat("grad_variance/", v.name, "/variance"), v.variance);
+    points.emplace_back(absl::StrCat("grad_variance/", v.name, "/relative"), v.relative_variance);
+  }
+  SendPoints(epoch, points);
+  return absl::OkStatus();
+}
+
+void TrainingRun::AnalyzeHessian(const std::string& subset, const analysis::Batches& data,
+                                 quartet::v1::Analyses* out) {
+  const common::AnalysisOptions& a = recipe_.analyses;
+  const auto start = std::chrono::steady_clock::now();
+  const analysis::TensorList params = TrainableParameters();
+  int hvps = 0;
+  analysis::HvpFn hvp = [&](const analysis::TensorList& v) {
+    ++hvps;
+    return analysis::HessianVectorProduct(logits_fn_, data, params, v);
+  };
+  const uint64_t seed = a.seed != 0 ? a.seed : (recipe_.has_seed ? recipe_.seed : 0);
+  analysis::PowerIterationOptions po;
+  po.top_k = a.hessian_top_k;
+  po.max_iterations = a.hessian_max_iterations;
+  po.tolerance = a.hessian_tolerance;
+  po.seed = seed;
+  const analysis::Eigenpairs eig = analysis::TopEigenvalues(hvp, params, po);
+  if (subset == "train" && !eig.eigenvectors.empty()) top_eigenvector_ = eig.eigenvectors[0];
+  quartet::v1::HessianAnalysis* h = out->add_hessian();
+  h->set_subset(subset);
+  h->set_samples(static_cast<int32_t>(data.samples));
+  int64_t count = 0;
+  for (const auto& p : params) count += p.numel();
+  h->set_parameter_count(count);
+  for (double e : eig.eigenvalues) h->add_eigenvalues(e);
+  for (int i : eig.iterations) h->add_eigenvalue_iterations(i);
+  if (a.hessian) {
+    const analysis::TraceEstimate tr =
+        analysis::HutchinsonTrace(hvp, params, a.hutchinson_samples, seed + 1);
+    h->set_trace(tr.trace);
+    h->set_trace_standard_error(tr.standard_error);
+    h->set_trace_samples(a.hutchinson_samples);
+  }
+  h->set_max_iterations(a.hessian_max_iterations);
+  h->set_tolerance(a.hessian_tolerance);
+  h->set_seed(seed);
+  h->set_hvp_count(hvps);
+  h->set_seconds(Seconds(start));
+  spdlog::info(
+      "hessian ({}, {} samples): top eigenvalue {:.4g}, trace {:.4g} +- {:.2g}, {} HVPs "
+      "in {:.1f} s",
+      subset, data.samples, eig.eigenvalues.empty() ? 0.0 : eig.eigenvalues[0], h->trace(),
+      h->trace_standard_error(), hvps, h->seconds());
+}
+
+void TrainingRun::AnalyzeEfficiency(quartet::v1::Analyses* out) {
+  const common::AnalysisOptions& a = recipe_.analyses;
+  quartet::v1::EfficiencyAnalysis* e = out->mutable_efficiency();
+  int64_t count = 0;
+  for (const auto& p : TrainableParameters()) count += p.numel();
+  e->set_parameter_count(count);
+  e->set_fp32_megabytes(count * 4.0 / 1e6);
+  // A batch of test images, repeated up to the batch size.
+  const int64_t n = std::min<int64_t>(a.latency_batch_size, n_test_);
+  torch::Tensor idx =
+      torch::arange(a.latency_batch_size, torch::TensorOptions().dtype(torch::kLong)) % n;
+  torch::Tensor batch = test_batches_->Test(idx.to(device_));
+#ifdef QUARTET_WITH_CUDA
+  if (cuda_) c10::cuda::CUDACachingAllocator::resetPeakStats(device_.index());
+#endif
+  analysis::LatencyOptions lo;
+  lo.warmup_batches = a.latency_warmup_batches;
+  lo.timed_batches = a.latency_batches;
+  if (cuda_) lo.synchronize = [] { torch::cuda::synchronize(); };
+  const analysis::Latency l = analysis::MeasureLatency(logits_fn_, batch, lo);
+  e->set_peak_memory_bytes(PeakMemoryBytes(device_));
+  e->set_latency_ms_mean(l.mean_ms);
+  e->set_latency_ms_std(l.std_ms);
+  e->set_latency_ms_median(l.median_ms);
+  e->set_throughput_images_per_second(l.images_per_second);
+  e->set_batch_size(a.latency_batch_size);
+  e->set_timed_batches(a.latency_batches);
+  e->set_warmup_batches(a.latency_warmup_batches);
+}
+
+absl::Status TrainingRun::Analyze() {
+  const common::AnalysisOptions& a = recipe_.analyses;
+  if (!a.AnyPostTraining()) return absl::OkStatus();
+  const auto start = std::chrono::steady_clock::now();
+  net_->module().eval();
+  quartet::v1::Analyses* out = result_.mutable_analyses();
+  // Fixed subsets: the first samples of each split, no augmentation.
+  const int64_t n_tr = std::min<int64_t>(a.train_samples, n_train_);
+  const int64_t n_te = std::min<int64_t>(a.test_samples, n_test_);
+  const auto longs = torch::TensorOptions().dtype(torch::kLong).device(device_);
+  analysis::Batches train, test;
+  {
+    torch::NoGradGuard no_grad;
+    torch::Tensor tr = torch::arange(n_tr, longs), te = torch::arange(n_te, longs);
+    train = analysis::MakeBatches(test_batches_->Train(tr), test_batches_->TrainLabels(tr),
+                                  a.batch_size);
+    test =
+        analysis::MakeBatches(test_batches_->Test(te), test_batches_->TestLabels(te), a.batch_size);
+  }
+  out->set_train_samples(static_cast<int32_t>(n_tr));
+  out->set_test_samples(static_cast<int32_t>(n_te));
+  if (a.hessian || a.curvature_sweep) AnalyzeHessian("train", train, out);
+  if (a.hessian) AnalyzeHessian("test", test, out);
+  const analysis::TensorList params = TrainableParameters();
+  const uint64_t seed = a.seed != 0 ? a.seed : (recipe_.has_seed ? recipe_.seed : 0);
+  std::vector<std::pair<std::string, double>> points;
+  if (a.curvature_sweep && !top_eigenvector_.empty()) {
+    const analysis::Curve c = analysis::SweepDirection(
+        logits_fn_, train, params, analysis::Normalized(top_eigenvector_),
+        analysis::Linspace(-a.curvature_radius, a.curvature_radius, a.curvature_points));
+    quartet::v1::LossCurve* lc = out->mutable_curvature_sweep();
+    for (size_t i = 0; i < c.alphas.size(); ++i) {
+      lc->add_alphas(c.alphas[i]);
+      lc->add_losses(c.losses[i]);
+      lc->add_accuracies(c.accuracies[i]);
+      points.emplace_back(absl::StrCat("analysis/curvature/loss/", i), c.losses[i]);
+    }
+  }
+  if (a.loss_surface) {
+    const std::vector<double> alphas = analysis::Linspace(-1, 1, a.surface_points);
+    for (int d = 0; d < a.surface_directions; ++d) {
+      const analysis::Curve c = analysis::SweepDirection(
+          logits_fn_, train, params, analysis::FilterNormalizedDirection(params, seed + 100 + d),
+          alphas);
+      quartet::v1::LossCurve* lc = out->add_surface_1d();
+      for (size_t i = 0; i < c.alphas.size(); ++i) {
+        lc->add_alphas(c.alphas[i]);
+        lc->add_losses(c.losses[i]);
+        lc->add_accuracies(c.accuracies[i]);
+      }
+    }
+    const std::vector<double> grid = analysis::Linspace(-1, 1, a.surface_points_2d);
+    const std::vector<double> losses = analysis::SweepPlane(
+        logits_fn_, train, params, analysis::FilterNormalizedDirection(params, seed + 200),
+        analysis::FilterNormalizedDirection(params, seed + 201), grid);
+    quartet::v1::LossGrid* g = out->mutable_surface_2d();
+    for (double x : grid) g->add_alphas(x);
+    for (double x : losses) g->add_losses(x);
+  }
+  if (a.efficiency) AnalyzeEfficiency(out);
+  out->set_seconds(Seconds(start));
+  for (const auto& h : out->hessian()) {
+    for (int i = 0; i < h.eigenvalues_size(); ++i) {
+      points.emplace_back(absl::StrCat("analysis/hessian/", h.subset(), "/eigenvalue/", i),
+                          h.eigenvalues(i));
+    }
+    if (h.trace_samples() > 0) {
+      points.emplace_back(absl::StrCat("analysis/hessian/", h.subset(), "/trace"), h.trace());
+    }
+  }
+  if (out->has_efficiency()) {
+    const auto& e = out->efficiency();
+    points.emplace_back("analysis/efficiency/latency_ms", e.latency_ms_mean());
+    points.emplace_back("analysis/efficiency/images_per_second", e.throughput_images_per_second());
+    points.emplace_back("analysis/efficiency/fp32_megabytes", e.fp32_megabytes());
+    points.emplace_back("analysis/efficiency/peak_memory_bytes",
+                        static_cast<double>(e.peak_memory_bytes()));
+  }
+  points.emplace_back("analysis/seconds", out->seconds());
+  SendPoints(recipe_.epochs, points);
+  spdlog::info("analyses done in {:.1f} s", out->seconds());
+  return absl::OkStatus();
 }
 
 void TrainingRun::SendEpochMetrics(int epoch, const quartet::v1::EpochMetrics& em) {
@@ -676,6 +947,8 @@ absl::StatusOr<quartet::v1::Result> TorchTrainer::Train(const quartet::v1::Candi
   for (int epoch = 1; epoch <= run.epochs(); ++epoch) {
     QUARTET_RETURN_IF_ERROR(Guarded("training", quartet::v1::ERROR_CLASS_INTERNAL,
                                     [&] { return run.TrainEpoch(epoch); }));
+    QUARTET_RETURN_IF_ERROR(Guarded("gradient variance", quartet::v1::ERROR_CLASS_INTERNAL,
+                                    [&] { return run.GradientVariance(epoch); }));
     QUARTET_RETURN_IF_ERROR(Guarded("evaluation", quartet::v1::ERROR_CLASS_INTERNAL,
                                     [&] { return run.Evaluate(epoch); }));
     QUARTET_RETURN_IF_ERROR(Guarded("reporting", quartet::v1::ERROR_CLASS_INTERNAL, [&] {
@@ -683,6 +956,8 @@ absl::StatusOr<quartet::v1::Result> TorchTrainer::Train(const quartet::v1::Candi
       return absl::OkStatus();
     }));
   }
+  QUARTET_RETURN_IF_ERROR(
+      Guarded("analyses", quartet::v1::ERROR_CLASS_INTERNAL, [&] { return run.Analyze(); }));
   return run.Finish();
 }
 
