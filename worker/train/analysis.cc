@@ -111,6 +111,41 @@ TensorList HessianVectorProduct(const LogitsFn& logits, const Batches& data,
   return hv;
 }
 
+CachedHvp::CachedHvp(const LogitsFn& logits, const Batches& data, const TensorList& params) {
+  for (const auto& p : params) shapes_.push_back(torch::zeros_like(p));
+  for (size_t b = 0; b < data.x.size(); ++b) {
+    Batch batch;
+    batch.weight = static_cast<double>(data.x[b].size(0)) / data.samples;
+    const torch::Tensor loss = F::cross_entropy(logits(data.x[b]), data.y[b]);
+    const TensorList grads = torch::autograd::grad({loss}, params, {}, /*retain_graph=*/true,
+                                                   /*create_graph=*/true, /*allow_unused=*/true);
+    for (size_t i = 0; i < grads.size(); ++i) {
+      if (!grads[i].defined() || !grads[i].requires_grad()) continue;
+      batch.grads.push_back(grads[i]);
+      batch.params.push_back(params[i]);
+      batch.index.push_back(i);
+    }
+    if (!batch.grads.empty()) batches_.push_back(std::move(batch));
+  }
+}
+
+TensorList CachedHvp::operator()(const TensorList& v) const {
+  TensorList hv;
+  for (const auto& z : shapes_) hv.push_back(torch::zeros_like(z));
+  for (const Batch& batch : batches_) {
+    TensorList w;
+    for (size_t i : batch.index) w.push_back(v[i]);
+    const TensorList hvb = torch::autograd::grad(batch.grads, batch.params, w,
+                                                 /*retain_graph=*/true,
+                                                 /*create_graph=*/false, /*allow_unused=*/true);
+    torch::NoGradGuard no_grad;
+    for (size_t j = 0; j < hvb.size(); ++j) {
+      if (hvb[j].defined()) hv[batch.index[j]].add_(hvb[j], batch.weight);
+    }
+  }
+  return hv;
+}
+
 Eigenpairs TopEigenvalues(const HvpFn& hvp, const TensorList& like,
                           const PowerIterationOptions& options) {
   Eigenpairs out;

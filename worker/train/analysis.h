@@ -54,6 +54,30 @@ LossAccuracy EvaluateLoss(const LogitsFn& logits, const Batches& data);
 TensorList HessianVectorProduct(const LogitsFn& logits, const Batches& data,
                                 const TensorList& params, const TensorList& v);
 
+// Hessian-vector products on fixed batches with each batch's gradient graph built once and kept
+// (create_graph), so that every product is one more backward pass per batch through it, not a
+// forward and two backward passes (PyHessian's single-batch mode). Equal to HessianVectorProduct
+// up to rounding. Holds every batch's double-backward graph at once: use it where the subset's
+// activations fit (see kMaxCachedHvpInputElements). Not thread-safe.
+class CachedHvp {
+ public:
+  CachedHvp(const LogitsFn& logits, const Batches& data, const TensorList& params);
+  TensorList operator()(const TensorList& v) const;
+
+ private:
+  struct Batch {
+    TensorList grads, params;   // the differentiable gradients and the parameters they reach
+    std::vector<size_t> index;  // their positions in the full parameter list
+    double weight = 0;          // batch share of the subset
+  };
+  std::vector<Batch> batches_;
+  TensorList shapes_;  // one zero tensor per parameter
+};
+
+// Subsets with at most this many input elements (samples x channels x height x width; 2,000
+// CIFAR-10 images are 6.1 M) keep their gradient graphs for the Hessian analysis (CachedHvp).
+inline constexpr int64_t kMaxCachedHvpInputElements = int64_t{8} << 20;
+
 struct PowerIterationOptions {
   // Eigenvalues to find, largest |λ| first.
   int top_k = 5;

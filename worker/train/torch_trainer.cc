@@ -9,6 +9,7 @@
 #include <chrono>
 #include <cmath>
 #include <map>
+#include <optional>
 #include <random>
 #include <tuple>
 
@@ -699,9 +700,16 @@ void TrainingRun::AnalyzeHessian(const std::string& subset, const analysis::Batc
   const auto start = std::chrono::steady_clock::now();
   const analysis::TensorList params = TrainableParameters();
   int hvps = 0;
+  int64_t input_elements = 0;
+  for (const torch::Tensor& x : data.x) input_elements += x.numel();
+  // Small subsets keep their gradient graphs: a product is then one backward pass per batch.
+  std::optional<analysis::CachedHvp> cached;
+  if (input_elements <= analysis::kMaxCachedHvpInputElements) {
+    cached.emplace(logits_fn_, data, params);
+  }
   analysis::HvpFn hvp = [&](const analysis::TensorList& v) {
     ++hvps;
-    return analysis::HessianVectorProduct(logits_fn_, data, params, v);
+    return cached ? (*cached)(v) : analysis::HessianVectorProduct(logits_fn_, data, params, v);
   };
   const uint64_t seed = a.seed != 0 ? a.seed : (recipe_.has_seed ? recipe_.seed : 0);
   analysis::PowerIterationOptions po;
