@@ -1,9 +1,11 @@
 #include "common/input_bounds.h"
 
 #include <cmath>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "google/protobuf/message.h"
 
 namespace quartet::common {
 namespace {
@@ -140,7 +142,39 @@ absl::Status ValidateMetricPoints(
   return absl::OkStatus();
 }
 
+namespace {
+
+// Elements of every repeated field in `m` and its sub-messages, and bytes of its strings; stops
+// counting past `limit`.
+int64_t CountValues(const google::protobuf::Message& m, int64_t limit) {
+  const google::protobuf::Reflection* r = m.GetReflection();
+  std::vector<const google::protobuf::FieldDescriptor*> fields;
+  r->ListFields(m, &fields);
+  int64_t n = 0;
+  for (const auto* f : fields) {
+    if (n > limit) break;
+    const bool message = f->cpp_type() == google::protobuf::FieldDescriptor::CPPTYPE_MESSAGE;
+    if (!f->is_repeated()) {
+      if (message) n += CountValues(r->GetMessage(m, f), limit - n);
+      continue;
+    }
+    const int size = r->FieldSize(m, f);
+    n += size;
+    for (int i = 0; message && i < size && n <= limit; ++i) {
+      n += CountValues(r->GetRepeatedMessage(m, f, i), limit - n);
+    }
+  }
+  return n;
+}
+
+}  // namespace
+
 absl::Status ValidateResult(const quartet::v1::Result& r) {
+  if (const int64_t n = CountValues(r, kMaxResultValues); n > kMaxResultValues) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "result: more than ", kMaxResultValues,
+        " values in its lists (epochs, analyses, matrices); a result is a summary, not a log"));
+  }
   if (auto s = Fraction("test_accuracy", r.test_accuracy()); !s.ok()) return s;
   if (auto s = FiniteNonNegative("test_loss", r.test_loss()); !s.ok()) return s;
   if (auto s = FiniteNonNegative("wall_seconds", r.wall_seconds()); !s.ok()) return s;

@@ -41,6 +41,9 @@ inline constexpr absl::Duration kMaxMetricTimeSkew = absl::Hours(24 * 3653);
 // Families a worker may declare; per-epoch entries of a Result; expert loads per epoch.
 inline constexpr int kMaxWorkerFamilies = 1'000;
 inline constexpr int kMaxResultEpochs = 10'000;  // the recipe allows at most 10,000 epochs
+// List elements a Result may carry in all (epochs, expert loads, analyses' curves and surfaces,
+// class x expert matrices); the default analyses need about 10,000.
+inline constexpr int64_t kMaxResultValues = 1 << 20;
 inline constexpr int kMaxExpertLoads = 64;
 // A name: required when `required`, at most kMaxNameChars characters, no control characters.
 absl::Status ValidateName(absl::string_view field, absl::string_view value, bool required);
@@ -68,6 +71,7 @@ absl::Status ValidateMetricPoints(
 // throughputs and load_cv finite and >= 0; expert_load entries and routing_entropy finite in
 // [0, 1] (up to rounding); counts and sizes >= 0; device at most 256 bytes on one line; at most
 // kMaxResultEpochs epochs of at most kMaxExpertLoads loads each.
+// At most kMaxResultValues list elements in all (the analyses included).
 absl::Status ValidateResult(const quartet::v1::Result& result);
 
 // FailCandidateRequest: worker_id a name; message free of NUL bytes (its length is not checked:

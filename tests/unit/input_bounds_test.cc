@@ -236,6 +236,21 @@ TEST(ValidateResult, AcceptsAnOrdinaryResultAndTheBoundsOfAccuracy) {
   EXPECT_TRUE(ValidateResult(r).ok());
 }
 
+TEST(ValidateResult, BoundsTheValuesOfTheAnalysesInAll) {
+  quartet::v1::Result r = GoodResult();
+  auto* h = r.mutable_analyses()->add_hessian();
+  for (int i = 0; i < 1000; ++i) h->add_eigenvalues(1.0);
+  EXPECT_TRUE(ValidateResult(r).ok());
+  // Spread over many nested entries, the total still counts.
+  for (int i = 0; i < 1100; ++i) {
+    auto* more = r.mutable_analyses()->add_hessian();
+    for (int j = 0; j < 1000; ++j) more->add_eigenvalues(1.0);
+  }
+  auto s = ValidateResult(r);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(s.message()), ::testing::HasSubstr("result: more than"));
+}
+
 TEST(ValidateResult, RefusesEveryNonFiniteOrOutOfRangeNumber) {
   struct Case {
     std::string field;
