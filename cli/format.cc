@@ -165,7 +165,7 @@ std::string AxisShortName(const std::string& path) {
 
 // A level's label without an enum prefix ("ROUTER_TOP_K" -> "TOP_K").
 std::string ShortLabel(const std::string& label) {
-  for (const char* prefix : {"ROUTER_", "OPTIMIZER_", "DATASET_"}) {
+  for (const char* prefix : {"ROUTER_", "OPTIMIZER_", "DATASET_", "HEAD_KIND_", "ARCHITECTURE_"}) {
     if (absl::StartsWith(label, prefix)) return label.substr(std::string(prefix).size());
   }
   return label;

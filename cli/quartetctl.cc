@@ -113,6 +113,20 @@ class Ctl {
     };
   }
 
+  // GetCandidate for cli/report_analyses.
+  quartet::cli::GetCandidateFn Getter() {
+    return [this](int64_t id, quartet::v1::CandidateSummary* out) {
+      grpc::ClientContext ctx;
+      conn_->Prepare(&ctx, kCallTimeout);
+      quartet::v1::GetCandidateRequest req;
+      req.set_candidate_id(id);
+      quartet::v1::GetCandidateResponse resp;
+      grpc::Status s = stub_->GetCandidate(&ctx, req, &resp);
+      if (s.ok()) *out = resp.candidate();
+      return s;
+    };
+  }
+
   int Submit(SubmitFlags& f, CLI::App& cmd) {
     quartet::v1::CampaignConfig config;
     if (!f.file.empty()) {
@@ -497,10 +511,8 @@ int main(int argc, char** argv) {
   results_top->add_option("-n", n, "How many")->capture_default_str();
   results_top->add_flag("--with-failures", all_states, "Include failed candidates");
 
-  int64_t campaign_of = 0;
   CLI::App* results_show = results->add_subcommand("show", "One candidate's result and analyses");
   results_show->add_option("id", id, "Candidate id")->required();
-  results_show->add_option("--campaign", campaign_of, "Its campaign id")->required();
   CLI::App* analyses = report->add_subcommand("analyses", "Analyses by head or router, mean ± std");
   analyses->add_option("id", id, "Campaign id")->required();
 
@@ -520,8 +532,7 @@ int main(int argc, char** argv) {
   if (coverage->parsed()) return ctl.Coverage(id, pairs);
   if (yield->parsed()) return ctl.Yield(id, min_samples, top);
   if (results_top->parsed()) return ctl.Top(id, n, all_states);
-  if (results_show->parsed())
-    return quartet::cli::RunResultsShow(ctl.Lister(), campaign_of, id, ctl.json());
+  if (results_show->parsed()) return quartet::cli::RunResultsShow(ctl.Getter(), id, ctl.json());
   if (analyses->parsed()) return quartet::cli::RunReportAnalyses(ctl.Lister(), id, ctl.json());
   return kError;
 }

@@ -191,18 +191,11 @@ std::string AnalysesReportText(const std::vector<quartet::v1::CandidateSummary>&
                       "architecture; \"-\" where none measured it\n");
 }
 
-int RunResultsShow(const ListResultsFn& list, int64_t campaign_id, int64_t candidate_id,
-                   bool json) {
-  std::vector<quartet::v1::CandidateSummary> all;
-  if (grpc::Status s = ListAll(list, campaign_id, &all); !s.ok()) return PrintGrpcError(s);
-  for (const auto& c : all) {
-    if (c.candidate_id() != candidate_id) continue;
-    std::cout << (json ? common::MessageToJson(c, true) + "\n" : CandidateDetailsText(c));
-    return 0;
-  }
-  std::cerr << "quartetctl: error: NOT_FOUND: campaign " << campaign_id
-            << " has no finished candidate " << candidate_id << "\n";
-  return 1;
+int RunResultsShow(const GetCandidateFn& get, int64_t candidate_id, bool json) {
+  quartet::v1::CandidateSummary c;
+  if (grpc::Status s = get(candidate_id, &c); !s.ok()) return PrintGrpcError(s);
+  std::cout << (json ? common::MessageToJson(c, true) + "\n" : CandidateDetailsText(c));
+  return 0;
 }
 
 int RunReportAnalyses(const ListResultsFn& list, int64_t campaign_id, bool json) {

@@ -27,9 +27,11 @@ std::string AnalysesReportText(const std::vector<quartet::v1::CandidateSummary>&
 using ListResultsFn = std::function<grpc::Status(const quartet::v1::ListResultsRequest&,
                                                  quartet::v1::ListResultsResponse*)>;
 
+using GetCandidateFn = std::function<grpc::Status(int64_t, quartet::v1::CandidateSummary*)>;
+
 // The commands; print to stdout (JSON when `json`), errors to stderr; return the exit code (0 ok,
 // 1 error, including an unknown candidate).
-int RunResultsShow(const ListResultsFn& list, int64_t campaign_id, int64_t candidate_id, bool json);
+int RunResultsShow(const GetCandidateFn& get, int64_t candidate_id, bool json);
 int RunReportAnalyses(const ListResultsFn& list, int64_t campaign_id, bool json);
 
 }  // namespace quartet::cli

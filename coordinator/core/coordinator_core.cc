@@ -726,6 +726,15 @@ absl::StatusOr<std::vector<CandidateSummary>> CoordinatorCore::ListResults(
   return out;
 }
 
+absl::StatusOr<CandidateSummary> CoordinatorCore::GetCandidate(int64_t candidate_id) {
+  if (candidate_id <= 0) {
+    return absl::InvalidArgumentError("candidate_id: required (a positive candidate id)");
+  }
+  QUARTET_ASSIGN_OR_RETURN(CandidateRecord c, store_->GetCandidate(candidate_id));
+  QUARTET_ASSIGN_OR_RETURN(CampaignRecord campaign, store_->GetCampaign(c.campaign_id));
+  return Summarize(c, campaign.config);
+}
+
 // ---- Worker API --------------------------------------------------------------------------------
 
 absl::StatusOr<quartet::v1::RegisterWorkerResponse> CoordinatorCore::RegisterWorker(

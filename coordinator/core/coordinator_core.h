@@ -97,6 +97,9 @@ class CoordinatorCore {
                                                           int top);
   absl::StatusOr<std::vector<quartet::v1::CandidateSummary>> ListResults(
       const quartet::v1::ListResultsRequest& request);
+  // One candidate with its result and axis values. INVALID_ARGUMENT for an id <= 0, NOT_FOUND for
+  // an unknown one.
+  absl::StatusOr<quartet::v1::CandidateSummary> GetCandidate(int64_t candidate_id);
 
   // ---- Worker API ----
 

@@ -4,7 +4,7 @@
 //   admin   every call;
 //   worker  WorkerService only;
 //   viewer  the read-only CampaignService calls (GetCampaign, ListCampaigns, WatchCampaign,
-//           GetCoverageReport, GetYieldReport, ListResults).
+//           GetCoverageReport, GetYieldReport, ListResults, GetCandidate).
 // A call carries "authorization: Bearer <token>" metadata. With no credentials configured at all,
 // authentication is off and every call is allowed (loopback and trusted networks only; the
 // coordinator warns at start-up). The health service is never checked.

@@ -176,6 +176,15 @@ grpc::Status CampaignServiceImpl::ListResults(grpc::ServerContext* context,
   });
 }
 
+grpc::Status CampaignServiceImpl::GetCandidate(grpc::ServerContext* context,
+                                               const quartet::v1::GetCandidateRequest* request,
+                                               quartet::v1::GetCandidateResponse* response) {
+  QUARTET_REQUIRE_ROLE(context, Role::kViewer);
+  return Respond(
+      core_->GetCandidate(request->candidate_id()),
+      [&](quartet::v1::CandidateSummary c) { *response->mutable_candidate() = std::move(c); });
+}
+
 // ---- WorkerService -----------------------------------------------------------------------------
 
 grpc::Status WorkerServiceImpl::RegisterWorker(grpc::ServerContext* context,

@@ -58,6 +58,9 @@ class CampaignServiceImpl final : public quartet::v1::CampaignService::Service {
   grpc::Status ListResults(grpc::ServerContext* context,
                            const quartet::v1::ListResultsRequest* request,
                            quartet::v1::ListResultsResponse* response) override;
+  grpc::Status GetCandidate(grpc::ServerContext* context,
+                            const quartet::v1::GetCandidateRequest* request,
+                            quartet::v1::GetCandidateResponse* response) override;
 
  private:
   CoordinatorCore* const core_;

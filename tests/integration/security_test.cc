@@ -94,6 +94,7 @@ const std::vector<std::pair<std::string, Role>>& MethodRoles() {
       {"/quartet.v1.CampaignService/GetCoverageReport", Role::kViewer},
       {"/quartet.v1.CampaignService/GetYieldReport", Role::kViewer},
       {"/quartet.v1.CampaignService/ListResults", Role::kViewer},
+      {"/quartet.v1.CampaignService/GetCandidate", Role::kViewer},
       {"/quartet.v1.WorkerService/RegisterWorker", Role::kWorker},
       {"/quartet.v1.WorkerService/LeaseCandidate", Role::kWorker},
       {"/quartet.v1.WorkerService/Heartbeat", Role::kWorker},

@@ -165,6 +165,7 @@ TEST_F(ServiceTest, WorkerProtocolOverTheWireAndWatchEndsWhenDone) {
     r.set_host("it");
     ASSERT_TRUE(worker_stub_->RegisterWorker(&ctx, r, &reg).ok());
   }
+  int64_t last_candidate = 0;
   for (int i = 0; i < 3; ++i) {
     quartet::v1::LeaseCandidateResponse lease;
     {
@@ -175,6 +176,7 @@ TEST_F(ServiceTest, WorkerProtocolOverTheWireAndWatchEndsWhenDone) {
       r.set_session_secret(reg.session_secret());
       ASSERT_TRUE(worker_stub_->LeaseCandidate(&ctx, r, &lease).ok());
       ASSERT_TRUE(lease.has_lease());
+      last_candidate = lease.lease().candidate_id();
     }
     {
       grpc::ClientContext ctx;
@@ -234,6 +236,24 @@ TEST_F(ServiceTest, WorkerProtocolOverTheWireAndWatchEndsWhenDone) {
   Auth(&ctx);
   ASSERT_TRUE(campaign_stub_->GetCoverageReport(&ctx, cr, &cov).ok());
   EXPECT_EQ(cov.report().pairs_seen(), 3);  // PAIR_COVERING at k = 2: one new pair per draw
+
+  // One candidate by id, with its result; an unknown id is NOT_FOUND, a bad one INVALID_ARGUMENT.
+  for (const auto& [candidate, code] : std::vector<std::pair<int64_t, grpc::StatusCode>>{
+           {last_candidate, grpc::StatusCode::OK},
+           {999999, grpc::StatusCode::NOT_FOUND},
+           {-4, grpc::StatusCode::INVALID_ARGUMENT}}) {
+    grpc::ClientContext one;
+    Auth(&one);
+    quartet::v1::GetCandidateRequest gr;
+    gr.set_candidate_id(candidate);
+    quartet::v1::GetCandidateResponse got;
+    EXPECT_EQ(campaign_stub_->GetCandidate(&one, gr, &got).error_code(), code) << candidate;
+    if (code == grpc::StatusCode::OK) {
+      EXPECT_EQ(got.candidate().campaign_id(), id);
+      EXPECT_EQ(got.candidate().state(), quartet::v1::CANDIDATE_STATE_SUCCEEDED);
+      EXPECT_GT(got.candidate().result().test_accuracy(), 0.1);
+    }
+  }
 }
 
 TEST_F(ServiceTest, HealthServiceAnswersServing) {
