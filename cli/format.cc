@@ -9,6 +9,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/time.h"
+#include "common/spec_io.h"
 
 namespace quartet::cli {
 namespace {
@@ -163,13 +164,8 @@ std::string AxisShortName(const std::string& path) {
   return dot == std::string::npos ? path : path.substr(dot + 1);
 }
 
-// A level's label without an enum prefix ("ROUTER_TOP_K" -> "TOP_K").
-std::string ShortLabel(const std::string& label) {
-  for (const char* prefix : {"ROUTER_", "OPTIMIZER_", "DATASET_", "HEAD_KIND_", "ARCHITECTURE_"}) {
-    if (absl::StartsWith(label, prefix)) return label.substr(std::string(prefix).size());
-  }
-  return label;
-}
+// A level's label without its enum's prefix ("ROUTER_TOP_K" -> "TOP_K").
+std::string ShortLabel(const std::string& label) { return common::ShortEnumValue(label); }
 
 std::string AxisCoverageText(const quartet::v1::AxisCoverage& axis, bool matrix) {
   std::vector<std::vector<std::string>> rows = {{absl::AsciiStrToUpper(AxisShortName(axis.path())),

@@ -111,6 +111,24 @@ absl::Status NormalizeAxes(nlohmann::json* config) {
 
 }  // namespace
 
+std::string EnumValuePrefix(const google::protobuf::EnumDescriptor* e) {
+  const std::string& first = e->value(0)->name();
+  return first.substr(0, first.rfind('_') + 1);
+}
+
+std::string ShortEnumValue(absl::string_view text) {
+  // The wire format's two files hold every enum (spec.proto and campaign.proto, which imports it).
+  const google::protobuf::EnumValueDescriptor* value = nullptr;
+  for (const auto* file : {quartet::v1::CandidateSpec::descriptor()->file(),
+                           quartet::v1::CampaignConfig::descriptor()->file()}) {
+    if (value == nullptr) value = file->FindEnumValueByName(std::string(text));
+  }
+  if (value == nullptr) return std::string(text);
+  const std::string prefix = EnumValuePrefix(value->type());
+  return absl::StartsWith(text, prefix) ? std::string(text.substr(prefix.size()))
+                                        : std::string(text);
+}
+
 absl::StatusOr<quartet::v1::ParameterAxis> ParseAxisFlag(absl::string_view flag) {
   const size_t eq = flag.find('=');
   if (eq == absl::string_view::npos || eq == 0 || eq + 1 == flag.size()) {
@@ -162,9 +180,13 @@ absl::Status ParseMessage(absl::string_view text, TextFormat format, absl::strin
   if (message->GetDescriptor()->full_name() == "quartet.v1.CampaignConfig") {
     nlohmann::json parsed = nlohmann::json::parse(json, nullptr, /*allow_exceptions=*/false);
     if (!parsed.is_discarded()) {
-      absl::Status axes = NormalizeAxes(&parsed);
-      if (!axes.ok()) return absl::InvalidArgumentError(absl::StrCat(source, ": ", axes.message()));
-      json = parsed.dump();
+      if (parsed.is_object() && parsed.contains("axes")) {
+        absl::Status axes = NormalizeAxes(&parsed);
+        if (!axes.ok()) {
+          return absl::InvalidArgumentError(absl::StrCat(source, ": ", axes.message()));
+        }
+        json = parsed.dump();
+      }
     }
   }
   google::protobuf::util::JsonParseOptions options;

@@ -8,6 +8,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "google/protobuf/descriptor.h"
 #include "google/protobuf/message.h"
 #include "quartet/v1/campaign.pb.h"
 
@@ -28,6 +29,14 @@ absl::Status ParseMessage(absl::string_view text, TextFormat format, absl::strin
 // One axis from a command-line flag: "PATH=V1,V2,..." (CATEGORICAL) or "PATH=log:LO:HI[:STRATA]" /
 // "PATH=linear:LO:HI[:STRATA]" (CONTINUOUS). INVALID_ARGUMENT explaining the form otherwise.
 absl::StatusOr<quartet::v1::ParameterAxis> ParseAxisFlag(absl::string_view flag);
+
+// The prefix every value of a Quartet enum carries, from its UNSPECIFIED value ("ROUTER_" for
+// Router, "HEAD_KIND_" for HeadKind).
+std::string EnumValuePrefix(const google::protobuf::EnumDescriptor* e);
+
+// "ROUTER_TOP_K" -> "TOP_K": the name of a value of an enum of spec.proto or campaign.proto
+// without its enum's prefix; any other text unchanged (numbers, booleans, strings).
+std::string ShortEnumValue(absl::string_view text);
 
 // Reads a file: .json is JSON, .yaml/.yml is YAML, anything else is tried as JSON then YAML.
 // NOT_FOUND when the file cannot be read; INVALID_ARGUMENT when it does not parse.

@@ -10,6 +10,7 @@
 #include "absl/strings/str_split.h"
 #include "common/input_bounds.h"
 #include "common/log_escape.h"
+#include "common/spec_io.h"
 #include "common/status_macros.h"
 #include "coordinator/space/product_space.h"
 #include "coordinator/space/sampler.h"
@@ -124,8 +125,7 @@ absl::Status SetFromText(Message* m, const FieldDescriptor* f, absl::string_view
       const google::protobuf::EnumValueDescriptor* v = e->FindValueByName(trimmed);
       if (v == nullptr) {
         // Short names: "top-k" for ROUTER_TOP_K (the prefix of the UNSPECIFIED value).
-        std::string prefix = e->value(0)->name();
-        prefix = prefix.substr(0, prefix.rfind('_') + 1);
+        const std::string prefix = common::EnumValuePrefix(e);
         std::string upper = absl::AsciiStrToUpper(trimmed);
         for (char& c : upper) c = c == '-' ? '_' : c;
         v = e->FindValueByName(prefix + upper);

@@ -37,17 +37,14 @@ class ProductSpace {
   bool has_families() const { return families_.has_value(); }
   // Precondition: has_families().
   const Space& families() const { return *families_; }
-  // Combinations on the family axis (1 without one).
-  uint64_t combinations() const { return combinations_; }
   int num_axes() const { return static_cast<int>(levels_.size()); }
   int levels(int axis) const { return levels_[axis]; }
-  const std::vector<int>& all_levels() const { return levels_; }
   // Level points per combination: prod_j levels(j) (1 without axes).
   uint64_t level_points() const { return level_points_; }
-  // Points in the space: combinations() * level_points().
+  // Points in the space: combinations on the family axis (1 without one) * level_points().
   uint64_t size() const { return size_; }
 
-  // Rank of (combination, levels[0..num_axes)). Unchecked: combination < combinations(),
+  // Rank of (combination, levels[0..num_axes)). Unchecked: combination < size() / level_points(),
   // 0 <= levels[j] < levels(j).
   uint64_t Rank(uint64_t combination, const int* levels) const;
   // The mixed-radix index of a level tuple among level_points().

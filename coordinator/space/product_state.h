@@ -62,10 +62,7 @@ class ProductState {
   // Unseen (family, level) cells of family f, over every axis.
   int uncovered_cells_of(int f) const { return uncovered_cells_of_[f]; }
 
-  // Unseen items of each kind, and in all.
-  int64_t uncovered_pairs() const { return uncovered_pairs_; }
-  int64_t uncovered_cells() const { return uncovered_cells_; }
-  int64_t uncovered_level_pairs() const { return uncovered_level_pairs_; }
+  // Unseen family pairs, (family, level) cells and (level, level) pairs, in all.
   int64_t uncovered() const { return uncovered_pairs_ + uncovered_cells_ + uncovered_level_pairs_; }
   // Unseen items the point (families, levels) would cover.
   int Gain(const int* families, const int* levels) const;

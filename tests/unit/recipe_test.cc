@@ -13,6 +13,28 @@ namespace {
 
 using ::testing::HasSubstr;
 
+TEST(SpecIoTest, EnumValuesLoseTheirEnumsPrefixAndOtherTextStays) {
+  EXPECT_EQ(ShortEnumValue("ROUTER_TOP_K"), "TOP_K");
+  EXPECT_EQ(ShortEnumValue("HEAD_KIND_SOFT_MOE"), "SOFT_MOE");
+  EXPECT_EQ(ShortEnumValue("ARCHITECTURE_HEADS"), "HEADS");
+  EXPECT_EQ(ShortEnumValue("0.003"), "0.003");
+  EXPECT_EQ(ShortEnumValue("ROUTER_BOGUS"), "ROUTER_BOGUS");
+  EXPECT_EQ(EnumValuePrefix(quartet::v1::Router_descriptor()), "ROUTER_");
+}
+
+TEST(SpecIoTest, AxisFlagsParseBothKinds) {
+  auto categorical = ParseAxisFlag("recipe.router=dense,top-k");
+  ASSERT_TRUE(categorical.ok());
+  EXPECT_EQ(categorical->path(), "recipe.router");
+  EXPECT_EQ(categorical->values_size(), 2);
+  auto range = ParseAxisFlag("recipe.learning_rate=log:1e-4:1e-2:8");
+  ASSERT_TRUE(range.ok());
+  EXPECT_TRUE(range->range().log());
+  EXPECT_EQ(range->range().strata(), 8);
+  EXPECT_FALSE(ParseAxisFlag("recipe.router").ok());
+  EXPECT_FALSE(ParseAxisFlag("recipe.learning_rate=log:1e-4").ok());
+}
+
 TEST(RecipeTest, EmptyRecipeGetsThePublishedDefaults) {
   auto r = ResolveRecipe({});
   ASSERT_TRUE(r.ok());
