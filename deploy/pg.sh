@@ -46,6 +46,11 @@ running() { [[ -f "$data/postmaster.pid" ]] && as_owner "$PGBIN/pg_ctl" -D "$dat
 
 port_free() { ! (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null; }
 
+# Ports below the kernel's ephemeral range (net.ipv4.ip_local_port_range, 32768-60999 by default):
+# a client retrying 127.0.0.1:PORT while PostgreSQL is down can otherwise be given PORT as its own
+# local port, connect to itself and keep PostgreSQL from binding it again.
+readonly PORT_FIRST=24330 PORT_LAST=24429
+
 free_port() {
   local p
   if [[ -f "$dir/port" ]]; then
@@ -53,10 +58,10 @@ free_port() {
     if port_free "$p"; then echo "$p"; return 0; fi
     echo "pg.sh: previous port $p is taken; choosing another (update --database_url_file)" >&2
   fi
-  for p in $(seq 54330 54429); do
+  for p in $(seq "$PORT_FIRST" "$PORT_LAST"); do
     if port_free "$p"; then echo "$p"; return 0; fi
   done
-  echo "pg.sh: no free port in 54330-54429" >&2
+  echo "pg.sh: no free port in $PORT_FIRST-$PORT_LAST" >&2
   return 1
 }
 
