@@ -257,17 +257,30 @@ std::vector<std::string> YieldRow(const quartet::v1::YieldEntry& e) {
           absl::StrCat(e.failed()),
           e.succeeded() + e.failed() ? Pct(e.success_rate()) : "-",
           e.succeeded() ? Acc(e.mean_accuracy()) : "-",
+          e.succeeded() > 1 ? absl::StrCat("±", Acc(e.ci95_accuracy())) : "-",
           e.succeeded() ? Acc(e.median_accuracy()) : "-",
           e.succeeded() ? Acc(e.max_accuracy()) : "-",
           failures.empty() ? "-" : failures};
+}
+
+// Levels with successes by mean accuracy, best first (ties in level order), then the rest.
+std::vector<const quartet::v1::YieldEntry*> RankedByMeanAccuracy(
+    const google::protobuf::RepeatedPtrField<quartet::v1::YieldEntry>& entries) {
+  std::vector<const quartet::v1::YieldEntry*> out;
+  for (const auto& e : entries) out.push_back(&e);
+  std::stable_sort(out.begin(), out.end(), [](const auto* a, const auto* b) {
+    if ((a->succeeded() > 0) != (b->succeeded() > 0)) return a->succeeded() > 0;
+    return a->mean_accuracy() > b->mean_accuracy();
+  });
+  return out;
 }
 
 }  // namespace
 
 std::string YieldText(const quartet::v1::YieldReport& r) {
   auto row = [](const quartet::v1::YieldEntry& e) { return YieldRow(e); };
-  const std::vector<std::string> header = {"FAMILY", "OK",     "FAILED", "YIELD",
-                                           "MEAN",   "MEDIAN", "MAX",    "FAILURES"};
+  const std::vector<std::string> header = {"FAMILY", "OK",     "FAILED", "YIELD",   "MEAN",
+                                           "95% CI", "MEDIAN", "MAX",    "FAILURES"};
   std::vector<std::vector<std::string>> rows = {header};
   for (const auto& e : r.families()) rows.push_back(row(e));
   std::string out = absl::StrCat("yield of campaign ", r.campaign_id(), "\n\n", Table(rows));
@@ -293,11 +306,12 @@ std::string YieldText(const quartet::v1::YieldReport& r) {
   for (const auto& axis : r.axes()) {
     std::vector<std::vector<std::string>> levels = {header};
     levels[0][0] = absl::AsciiStrToUpper(AxisShortName(axis.path()));
-    for (const auto& e : axis.levels()) {
-      levels.push_back(row(e));
-      levels.back()[0] = ShortLabel(e.level());
+    for (const quartet::v1::YieldEntry* e : RankedByMeanAccuracy(axis.levels())) {
+      levels.push_back(row(*e));
+      levels.back()[0] = ShortLabel(e->level());
     }
-    absl::StrAppend(&out, "\nyield by ", axis.path(), "\n", Table(levels));
+    absl::StrAppend(&out, "\nyield by ", axis.path(), " (ranked by mean accuracy)\n",
+                    Table(levels));
   }
   if (r.axes_size() > 0) {
     absl::StrAppend(&out, "\nbest cells (highest mean accuracy, >= ", r.min_samples(),

@@ -371,7 +371,8 @@ class Ctl {
     if (!s.ok()) return PrintError(s);
     std::cout << (json() ? quartet::common::MessageToJson(resp.report(), true) + "\n"
                          : quartet::cli::YieldText(resp.report()));
-    return kOk;
+    if (json()) return kOk;
+    return quartet::cli::PrintGradientNoise(Lister(), id) == 0 ? kOk : kError;
   }
 
   int Top(int64_t id, int n, bool all_states) {

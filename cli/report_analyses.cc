@@ -55,6 +55,35 @@ std::string MeanStd(const std::vector<double>& v, const char* fmt = "%.4g") {
   return absl::StrCat(absl::StrFormat(fmt, mean), " ± ", absl::StrFormat(fmt, sd));
 }
 
+// DYNAMOE: per-layer routing and per-step gradient norms of the last epoch, active parameters.
+std::string LayerWiseText(const quartet::v1::Result& r) {
+  if (r.epochs_size() == 0) return "";
+  const quartet::v1::EpochMetrics& last = r.epochs(r.epochs_size() - 1);
+  std::string out;
+  if (last.layers_size() > 0) {
+    absl::StrAppendFormat(&out, "active parameters per token %.0f of %d\n",
+                          r.active_parameters_per_token(), r.parameter_count());
+    std::vector<std::vector<std::string>> rows = {
+        {"LAYER", "EXPERTS", "ACTIVE", "ACTIVE SHARES 1..E", "LOAD CV", "ENTROPY", "LOAD"}};
+    for (const auto& l : last.layers()) {
+      rows.push_back({absl::StrCat(l.layer()), absl::StrCat(l.experts()),
+                      absl::StrFormat("%.2f", l.mean_active_experts()),
+                      Nums(l.active_histogram(), "%.2f"), absl::StrFormat("%.3f", l.load_cv()),
+                      absl::StrFormat("%.3f", l.routing_entropy()), Nums(l.expert_load(), "%.2f")});
+    }
+    absl::StrAppend(&out, "routing per layer (test, last epoch):\n", Table(rows));
+  }
+  if (last.gradient_norms_size() > 0) {
+    std::vector<std::vector<std::string>> rows = {{"GROUP", "STEPS", "MEAN |g|", "STD", "CV"}};
+    for (const auto& g : last.gradient_norms()) {
+      rows.push_back({g.group(), absl::StrCat(g.steps()), absl::StrFormat("%.4g", g.mean()),
+                      absl::StrFormat("%.4g", g.std()), absl::StrFormat("%.3f", g.cv())});
+    }
+    absl::StrAppend(&out, "per-step gradient norms (last epoch, before clipping):\n", Table(rows));
+  }
+  return out;
+}
+
 }  // namespace
 
 std::string CandidateDetailsText(const quartet::v1::CandidateSummary& c) {
@@ -82,6 +111,7 @@ std::string CandidateDetailsText(const quartet::v1::CandidateSummary& c) {
                           e.test_accuracy(), e.load_cv(), e.routing_entropy(),
                           e.mean_active_experts(), Nums(e.expert_load(), "%.3f"));
   }
+  absl::StrAppend(&out, LayerWiseText(r));
   const auto& m = r.class_expert();
   if (m.classes() > 0 && m.experts() > 1 && m.probability_size() == m.classes() * m.experts()) {
     std::vector<std::vector<std::string>> rows = {{"CLASS"}};
@@ -189,6 +219,90 @@ std::string AnalysesReportText(const std::vector<quartet::v1::CandidateSummary>&
   return absl::StrCat(Table(rows),
                       "mean ± std (n - 1) over the succeeded candidates of each "
                       "architecture; \"-\" where none measured it\n");
+}
+
+namespace {
+
+// The candidate's value on the axes that name its router and balance loss ("-" when neither).
+std::string RouterKey(const quartet::v1::CandidateSummary& c) {
+  std::vector<std::string> parts;
+  for (const auto& a : c.axis_levels()) {
+    if (a.path() == "recipe.router" || a.path() == "recipe.dynamoe_balance") {
+      parts.push_back(a.value());
+    }
+  }
+  return parts.empty() ? "-" : absl::StrJoin(parts, " ");
+}
+
+// The last epoch's value of `group` in the result's gradient statistics; false when absent.
+bool LastRelativeVariance(const quartet::v1::Result& r, const std::string& group, double* out) {
+  int epoch = -1;
+  for (const auto& g : r.analyses().gradient_variance()) {
+    if (g.group() == group && g.epoch() > epoch) {
+      epoch = g.epoch();
+      *out = g.relative_variance();
+    }
+  }
+  return epoch >= 0;
+}
+
+bool LastNormCv(const quartet::v1::Result& r, const std::string& group, double* out) {
+  if (r.epochs_size() == 0) return false;
+  for (const auto& g : r.epochs(r.epochs_size() - 1).gradient_norms()) {
+    if (g.group() == group) {
+      *out = g.cv();
+      return true;
+    }
+  }
+  return false;
+}
+
+}  // namespace
+
+std::string GradientNoiseText(const std::vector<quartet::v1::CandidateSummary>& results) {
+  struct Group {
+    std::vector<double> acc, var_all, var_router, cv_all, cv_router, active, active_params;
+  };
+  std::map<std::string, Group> groups;
+  bool any = false;
+  for (const auto& c : results) {
+    if (c.state() != quartet::v1::CANDIDATE_STATE_SUCCEEDED) continue;
+    const quartet::v1::Result& r = c.result();
+    Group& g = groups[RouterKey(c)];
+    g.acc.push_back(r.test_accuracy());
+    double v;
+    if (LastRelativeVariance(r, "all", &v)) g.var_all.push_back(v), any = true;
+    if (LastRelativeVariance(r, "router", &v)) g.var_router.push_back(v);
+    if (LastNormCv(r, "all", &v)) g.cv_all.push_back(v), any = true;
+    if (LastNormCv(r, "router", &v)) g.cv_router.push_back(v);
+    if (r.epochs_size() > 0 && r.epochs(r.epochs_size() - 1).layers_size() > 0) {
+      double sum = 0;
+      for (const auto& l : r.epochs(r.epochs_size() - 1).layers()) sum += l.mean_active_experts();
+      g.active.push_back(sum / r.epochs(r.epochs_size() - 1).layers_size());
+      g.active_params.push_back(r.active_parameters_per_token());
+    }
+  }
+  if (!any) return "";
+  std::vector<std::vector<std::string>> rows = {{"ROUTER", "N", "TEST ACC", "REL VAR ALL",
+                                                 "REL VAR ROUTER", "NORM CV ALL", "NORM CV ROUTER",
+                                                 "ACTIVE/LAYER", "ACTIVE PARAMS"}};
+  for (const auto& [key, g] : groups) {
+    rows.push_back({key, absl::StrCat(g.acc.size()), MeanStd(g.acc, "%.4f"), MeanStd(g.var_all),
+                    MeanStd(g.var_router), MeanStd(g.cv_all, "%.3f"), MeanStd(g.cv_router, "%.3f"),
+                    MeanStd(g.active, "%.2f"), MeanStd(g.active_params, "%.0f")});
+  }
+  return absl::StrCat(
+      "\ngradient noise by router (last epoch; mean ± std over succeeded candidates)\n",
+      Table(rows),
+      "REL VAR: minibatch gradient variance / |mean gradient|^2 (K batches at fixed weights); "
+      "NORM CV: std / mean of the per-step gradient norm\n");
+}
+
+int PrintGradientNoise(const ListResultsFn& list, int64_t campaign_id) {
+  std::vector<quartet::v1::CandidateSummary> all;
+  if (grpc::Status s = ListAll(list, campaign_id, &all); !s.ok()) return PrintGrpcError(s);
+  std::cout << GradientNoiseText(all);
+  return 0;
 }
 
 int RunResultsShow(const GetCandidateFn& get, int64_t candidate_id, bool json) {

@@ -24,6 +24,13 @@ std::string CandidateDetailsText(const quartet::v1::CandidateSummary& c);
 // "mean ± std" over the succeeded candidates that have it ("-" where none has).
 std::string AnalysesReportText(const std::vector<quartet::v1::CandidateSummary>& results);
 
+// Gradient noise of layer-wise MoE campaigns (DYNAMOE): one row per router (and balance loss,
+// where the campaign has that axis), mean ± std over succeeded candidates of the last epoch's
+// relative minibatch gradient variance and per-step gradient-norm CV (groups "all" and "router"),
+// mean active experts per token and active parameters. Empty when no result carries gradient
+// statistics.
+std::string GradientNoiseText(const std::vector<quartet::v1::CandidateSummary>& results);
+
 using ListResultsFn = std::function<grpc::Status(const quartet::v1::ListResultsRequest&,
                                                  quartet::v1::ListResultsResponse*)>;
 
@@ -33,6 +40,8 @@ using GetCandidateFn = std::function<grpc::Status(int64_t, quartet::v1::Candidat
 // 1 error, including an unknown candidate).
 int RunResultsShow(const GetCandidateFn& get, int64_t candidate_id, bool json);
 int RunReportAnalyses(const ListResultsFn& list, int64_t campaign_id, bool json);
+// Appends GradientNoiseText of the campaign's results to `report yield` (nothing when empty).
+int PrintGradientNoise(const ListResultsFn& list, int64_t campaign_id);
 
 }  // namespace quartet::cli
 

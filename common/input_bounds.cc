@@ -183,6 +183,10 @@ absl::Status ValidateResult(const quartet::v1::Result& r) {
   if (auto s = NonNegative("micro_batch_size", r.micro_batch_size()); !s.ok()) return s;
   if (auto s = ValidateText("device", r.device(), kMaxDeviceBytes, true); !s.ok()) return s;
   if (auto s = NonNegative("oom_fallbacks", r.oom_fallbacks()); !s.ok()) return s;
+  if (auto s = FiniteNonNegative("active_parameters_per_token", r.active_parameters_per_token());
+      !s.ok()) {
+    return s;
+  }
   if (auto s = Count("epochs", r.epochs_size(), kMaxResultEpochs); !s.ok()) return s;
   // Derived quantities (sums of floats) may exceed 1 by rounding.
   constexpr double kSlack = 1e-6;

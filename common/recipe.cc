@@ -37,8 +37,12 @@ absl::Status ResolveHead(const TrainingRecipe& p, Recipe* r) {
     case quartet::v1::ARCHITECTURE_HEADS:
       r->architecture = ArchitectureKind::kHeads;
       break;
+    case quartet::v1::ARCHITECTURE_DYNAMOE:
+      r->architecture = ArchitectureKind::kDynaMoE;
+      break;
     default:
-      return Bad("architecture", "ARCHITECTURE_MOE4 or ARCHITECTURE_HEADS", p.architecture());
+      return Bad("architecture", "ARCHITECTURE_MOE4, ARCHITECTURE_HEADS or ARCHITECTURE_DYNAMOE",
+                 p.architecture());
   }
   switch (p.head()) {
     case quartet::v1::HEAD_KIND_UNSPECIFIED:
@@ -115,6 +119,127 @@ absl::Status ResolveHead(const TrainingRecipe& p, Recipe* r) {
     r->head_slots_per_expert = p.head_slots_per_expert();
   }
   if (p.has_head_small_input_stem()) r->head_small_input_stem = p.head_small_input_stem();
+  return absl::OkStatus();
+}
+
+// A proto enum value and its domain value, for the DynaMoE enums.
+template <typename P, typename D>
+struct EnumPair {
+  P proto;
+  D domain;
+  const char* name;
+};
+
+constexpr EnumPair<quartet::v1::ExpertSchedule, ExpertSchedule> kSchedules[] = {
+    {quartet::v1::EXPERT_SCHEDULE_UNIFORM, ExpertSchedule::kUniform, "UNIFORM"},
+    {quartet::v1::EXPERT_SCHEDULE_DESCENDING, ExpertSchedule::kDescending, "DESCENDING"},
+    {quartet::v1::EXPERT_SCHEDULE_ASCENDING, ExpertSchedule::kAscending, "ASCENDING"},
+    {quartet::v1::EXPERT_SCHEDULE_PYRAMID, ExpertSchedule::kPyramid, "PYRAMID"},
+    {quartet::v1::EXPERT_SCHEDULE_WAVE, ExpertSchedule::kWave, "WAVE"},
+    {quartet::v1::EXPERT_SCHEDULE_HOURGLASS, ExpertSchedule::kHourglass, "HOURGLASS"},
+};
+constexpr EnumPair<quartet::v1::DynamicThreshold, DynamicThreshold> kThresholds[] = {
+    {quartet::v1::DYNAMIC_THRESHOLD_CUMULATIVE_MASS, DynamicThreshold::kCumulativeMass,
+     "CUMULATIVE_MASS"},
+    {quartet::v1::DYNAMIC_THRESHOLD_TOKEN_PERCENTILE, DynamicThreshold::kTokenPercentile,
+     "TOKEN_PERCENTILE"},
+};
+constexpr EnumPair<quartet::v1::BalanceLoss, BalanceLossKind> kBalances[] = {
+    {quartet::v1::BALANCE_LOSS_NONE, BalanceLossKind::kNone, "NONE"},
+    {quartet::v1::BALANCE_LOSS_SWITCH, BalanceLossKind::kSwitch, "SWITCH"},
+    {quartet::v1::BALANCE_LOSS_IMPORTANCE_CV2, BalanceLossKind::kImportanceCv2, "IMPORTANCE_CV2"},
+};
+
+// The domain value of `value` (0, unset, means the table's first entry); INVALID_ARGUMENT naming
+// the field and listing the accepted names otherwise.
+template <typename P, typename D, size_t N>
+absl::Status FromProtoEnum(absl::string_view field, int value, const EnumPair<P, D> (&table)[N],
+                           absl::string_view prefix, D* out) {
+  if (value == 0) {
+    *out = table[0].domain;
+    return absl::OkStatus();
+  }
+  std::string names;
+  for (const auto& e : table) {
+    if (static_cast<int>(e.proto) == value) {
+      *out = e.domain;
+      return absl::OkStatus();
+    }
+    absl::StrAppend(&names, names.empty() ? "" : ", ", prefix, e.name);
+  }
+  return Bad(field, absl::StrCat("one of ", names), value);
+}
+
+template <typename P, typename D, size_t N>
+const EnumPair<P, D>& ToProtoEnum(D value, const EnumPair<P, D> (&table)[N]) {
+  for (const auto& e : table) {
+    if (e.domain == value) return e;
+  }
+  return table[0];
+}
+
+// ARCHITECTURE_DYNAMOE's fields, and the routers each architecture accepts.
+absl::Status ResolveDynaMoE(const TrainingRecipe& p, Recipe* r) {
+  struct Count {
+    const char* field;
+    bool has;
+    int64_t value;
+    int64_t lo, hi;
+    int* out;
+  };
+  for (const Count& c : {
+           Count{"dynamoe_layers", p.has_dynamoe_layers(), p.dynamoe_layers(), 1, 16,
+                 &r->dynamoe_layers},
+           Count{"dynamoe_min_experts", p.has_dynamoe_min_experts(), p.dynamoe_min_experts(), 1, 64,
+                 &r->dynamoe_min_experts},
+           Count{"dynamoe_max_experts", p.has_dynamoe_max_experts(), p.dynamoe_max_experts(), 1, 64,
+                 &r->dynamoe_max_experts},
+           Count{"dynamoe_wave_cycles", p.has_dynamoe_wave_cycles(), p.dynamoe_wave_cycles(), 1, 8,
+                 &r->dynamoe_wave_cycles},
+           Count{"dynamoe_max_active", p.has_dynamoe_max_active(), p.dynamoe_max_active(), 0, 64,
+                 &r->dynamoe_max_active},
+           Count{"dynamoe_width", p.has_dynamoe_width(), p.dynamoe_width(), 4, 1024,
+                 &r->dynamoe_width},
+           Count{"dynamoe_expert_hidden", p.has_dynamoe_expert_hidden(), p.dynamoe_expert_hidden(),
+                 1, 4096, &r->dynamoe_expert_hidden},
+       }) {
+    if (!c.has) continue;
+    QUARTET_RETURN_IF_ERROR(CheckInt(c.field, c.value, c.lo, c.hi));
+    *c.out = static_cast<int>(c.value);
+  }
+  if (r->dynamoe_min_experts > r->dynamoe_max_experts) {
+    return Bad("dynamoe_min_experts",
+               absl::StrCat("<= dynamoe_max_experts (", r->dynamoe_max_experts, ")"),
+               r->dynamoe_min_experts);
+  }
+  if (p.has_dynamoe_percentile()) {
+    QUARTET_RETURN_IF_ERROR(CheckRange("dynamoe_percentile", p.dynamoe_percentile(), 0, 100, true,
+                                       "a finite number in (0, 100)"));
+    if (p.dynamoe_percentile() >= 100) {
+      return Bad("dynamoe_percentile", "a finite number in (0, 100)", p.dynamoe_percentile());
+    }
+    r->dynamoe_percentile = p.dynamoe_percentile();
+  }
+  if (p.has_dynamoe_capacity_fair()) r->dynamoe_capacity_fair = p.dynamoe_capacity_fair();
+  if (p.has_dynamoe_token_routing()) r->dynamoe_token_routing = p.dynamoe_token_routing();
+  QUARTET_RETURN_IF_ERROR(FromProtoEnum("dynamoe_schedule", p.dynamoe_schedule(), kSchedules,
+                                        "EXPERT_SCHEDULE_", &r->dynamoe_schedule));
+  QUARTET_RETURN_IF_ERROR(FromProtoEnum("dynamoe_threshold", p.dynamoe_threshold(), kThresholds,
+                                        "DYNAMIC_THRESHOLD_", &r->dynamoe_threshold));
+  QUARTET_RETURN_IF_ERROR(FromProtoEnum("dynamoe_balance", p.dynamoe_balance(), kBalances,
+                                        "BALANCE_LOSS_", &r->dynamoe_balance));
+  const bool dynamoe = r->architecture == ArchitectureKind::kDynaMoE;
+  if (r->router == RouterKind::kDynamic && !dynamoe) {
+    return Bad("router",
+               "ROUTER_DYNAMIC only with ARCHITECTURE_DYNAMOE (use ROUTER_TOP_P for MoE4)",
+               p.router());
+  }
+  if (r->router == RouterKind::kTopP && dynamoe) {
+    return Bad("router",
+               "ROUTER_DYNAMIC, ROUTER_TOP_K or ROUTER_DENSE with ARCHITECTURE_DYNAMOE (its "
+               "DYNAMIC_THRESHOLD_CUMULATIVE_MASS is top-p routing)",
+               p.router());
+  }
   return absl::OkStatus();
 }
 
@@ -292,8 +417,12 @@ absl::StatusOr<Recipe> ResolveRecipe(const TrainingRecipe& p) {
     case quartet::v1::ROUTER_TOP_P:
       r.router = RouterKind::kTopP;
       break;
+    case quartet::v1::ROUTER_DYNAMIC:
+      r.router = RouterKind::kDynamic;
+      break;
     default:
-      return Bad("router", "ROUTER_DENSE, ROUTER_TOP_K or ROUTER_TOP_P", p.router());
+      return Bad("router", "ROUTER_DENSE, ROUTER_TOP_K, ROUTER_TOP_P or ROUTER_DYNAMIC",
+                 p.router());
   }
   if (p.has_top_k()) {
     if (p.top_k() < 1 || p.top_k() > 8) return Bad("top_k", "in [1, 8]", p.top_k());
@@ -333,6 +462,7 @@ absl::StatusOr<Recipe> ResolveRecipe(const TrainingRecipe& p) {
   if (p.has_augment()) r.augment = p.augment();
   if (p.has_amp()) r.amp = p.amp();
   QUARTET_RETURN_IF_ERROR(ResolveHead(p, &r));
+  QUARTET_RETURN_IF_ERROR(ResolveDynaMoE(p, &r));
   QUARTET_RETURN_IF_ERROR(ResolveAnalyses(p.analyses(), &r.analyses));
   return r;
 }
@@ -365,6 +495,9 @@ quartet::v1::TrainingRecipe RecipeToProto(const Recipe& r) {
     case RouterKind::kTopP:
       p.set_router(quartet::v1::ROUTER_TOP_P);
       break;
+    case RouterKind::kDynamic:
+      p.set_router(quartet::v1::ROUTER_DYNAMIC);
+      break;
   }
   p.set_top_k(r.top_k);
   p.set_top_p(r.top_p);
@@ -375,8 +508,17 @@ quartet::v1::TrainingRecipe RecipeToProto(const Recipe& r) {
   if (r.has_seed) p.set_seed(r.seed);
   p.set_augment(r.augment);
   p.set_amp(r.amp);
-  p.set_architecture(r.architecture == ArchitectureKind::kHeads ? quartet::v1::ARCHITECTURE_HEADS
-                                                                : quartet::v1::ARCHITECTURE_MOE4);
+  switch (r.architecture) {
+    case ArchitectureKind::kMoE4:
+      p.set_architecture(quartet::v1::ARCHITECTURE_MOE4);
+      break;
+    case ArchitectureKind::kHeads:
+      p.set_architecture(quartet::v1::ARCHITECTURE_HEADS);
+      break;
+    case ArchitectureKind::kDynaMoE:
+      p.set_architecture(quartet::v1::ARCHITECTURE_DYNAMOE);
+      break;
+  }
   p.set_head(HeadToProto(r.head));
   p.set_head_experts(r.head_experts);
   p.set_head_top_k(r.head_top_k);
@@ -389,6 +531,19 @@ quartet::v1::TrainingRecipe RecipeToProto(const Recipe& r) {
   p.set_head_noise_floor(r.head_noise_floor);
   p.set_head_slots_per_expert(r.head_slots_per_expert);
   p.set_head_small_input_stem(r.head_small_input_stem);
+  p.set_dynamoe_layers(r.dynamoe_layers);
+  p.set_dynamoe_min_experts(r.dynamoe_min_experts);
+  p.set_dynamoe_max_experts(r.dynamoe_max_experts);
+  p.set_dynamoe_schedule(ToProtoEnum(r.dynamoe_schedule, kSchedules).proto);
+  p.set_dynamoe_wave_cycles(r.dynamoe_wave_cycles);
+  p.set_dynamoe_capacity_fair(r.dynamoe_capacity_fair);
+  p.set_dynamoe_percentile(r.dynamoe_percentile);
+  p.set_dynamoe_max_active(r.dynamoe_max_active);
+  p.set_dynamoe_threshold(ToProtoEnum(r.dynamoe_threshold, kThresholds).proto);
+  p.set_dynamoe_balance(ToProtoEnum(r.dynamoe_balance, kBalances).proto);
+  p.set_dynamoe_width(r.dynamoe_width);
+  p.set_dynamoe_expert_hidden(r.dynamoe_expert_hidden);
+  p.set_dynamoe_token_routing(r.dynamoe_token_routing);
   const AnalysisOptions& a = r.analyses;
   quartet::v1::AnalysisRequest* q = p.mutable_analyses();
   q->set_hessian(a.hessian);
@@ -450,12 +605,28 @@ const char* RouterName(RouterKind router) {
       return "top-k";
     case RouterKind::kTopP:
       return "top-p";
+    case RouterKind::kDynamic:
+      return "dynamic";
   }
   return "?";
 }
 
 const char* ArchitectureName(ArchitectureKind architecture) {
-  return architecture == ArchitectureKind::kHeads ? "HEADS" : "MOE4";
+  switch (architecture) {
+    case ArchitectureKind::kMoE4:
+      return "MOE4";
+    case ArchitectureKind::kHeads:
+      return "HEADS";
+    case ArchitectureKind::kDynaMoE:
+      return "DYNAMOE";
+  }
+  return "?";
+}
+
+const char* ScheduleName(ExpertSchedule schedule) { return ToProtoEnum(schedule, kSchedules).name; }
+
+const char* BalanceLossName(BalanceLossKind balance) {
+  return ToProtoEnum(balance, kBalances).name;
 }
 
 const char* HeadName(HeadKind head) {

@@ -12,10 +12,15 @@
 
 namespace quartet::common {
 
-enum class RouterKind { kDense, kTopK, kTopP };
+enum class RouterKind { kDense, kTopK, kTopP, kDynamic };
 enum class OptimizerKind { kAdamW, kSgd };
-enum class ArchitectureKind { kMoE4, kHeads };
+enum class ArchitectureKind { kMoE4, kHeads, kDynaMoE };
 enum class HeadKind { kDense, kSoftMoE, kSparseMoE, kHardMoE, kSlotsSoftMoE };
+// ARCHITECTURE_DYNAMOE's schedules, ROUTER_DYNAMIC's threshold rules and balance losses; meanings
+// in proto/quartet/v1/spec.proto.
+enum class ExpertSchedule { kUniform, kDescending, kAscending, kPyramid, kWave, kHourglass };
+enum class DynamicThreshold { kCumulativeMass, kTokenPercentile };
+enum class BalanceLossKind { kNone, kSwitch, kImportanceCv2 };
 
 // Post-training analyses with every default filled in. Field meanings: proto/quartet/v1/spec.proto
 // AnalysisRequest.
@@ -95,6 +100,20 @@ struct Recipe {
   int head_slots_per_expert = 2;
   bool head_small_input_stem = true;
   AnalysisOptions analyses;
+  int dynamoe_layers = 4;
+  int dynamoe_min_experts = 2;
+  int dynamoe_max_experts = 8;
+  ExpertSchedule dynamoe_schedule = ExpertSchedule::kUniform;
+  int dynamoe_wave_cycles = 1;
+  bool dynamoe_capacity_fair = true;
+  double dynamoe_percentile = 50;
+  // 0 means E_l.
+  int dynamoe_max_active = 0;
+  DynamicThreshold dynamoe_threshold = DynamicThreshold::kCumulativeMass;
+  BalanceLossKind dynamoe_balance = BalanceLossKind::kNone;
+  int dynamoe_width = 32;
+  int dynamoe_expert_hidden = 64;
+  bool dynamoe_token_routing = true;
 };
 
 // Fills defaults and validates. INVALID_ARGUMENT naming the field ("recipe.learning_rate: must be
@@ -110,9 +129,12 @@ absl::Status ValidateDataSpec(const quartet::v1::DataSpec& data);
 
 // "ROUTER_DENSE" -> kDense etc. are the proto enum names; these give short names for display.
 const char* RouterName(RouterKind router);
-// "MOE4", "HEADS"; "DENSE", "SOFT_MOE", "SPARSE_MOE", "HARD_MOE", "SLOTS_SOFT_MOE".
+// "MOE4", "HEADS", "DYNAMOE"; "DENSE", "SOFT_MOE", "SPARSE_MOE", "HARD_MOE", "SLOTS_SOFT_MOE".
 const char* ArchitectureName(ArchitectureKind architecture);
 const char* HeadName(HeadKind head);
+// "UNIFORM", "DESCENDING", ...; "NONE", "SWITCH", "IMPORTANCE_CV2".
+const char* ScheduleName(ExpertSchedule schedule);
+const char* BalanceLossName(BalanceLossKind balance);
 
 }  // namespace quartet::common
 

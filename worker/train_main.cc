@@ -5,6 +5,8 @@
 //   quartet-train --architecture=heads --families=ResNet --head=sparse-moe --dataset=fashion-mnist
 //   \
 //       --analyses=hessian,curvature,efficiency
+//   quartet-train --architecture=dynamoe --schedule=descending --router=dynamic \
+//       --dataset=fashion-mnist --analyses=gradient-variance
 //   quartet-train --list-families
 #include <unistd.h>
 
@@ -39,7 +41,7 @@ ABSL_FLAG(int, epochs, 0, "Epochs (default 1).");
 ABSL_FLAG(int, batch_size, 0, "Batch size (default 32).");
 ABSL_FLAG(double, lr, 0, "Learning rate (default 1e-3).");
 ABSL_FLAG(std::string, optimizer, "", "adamw or sgd.");
-ABSL_FLAG(std::string, router, "", "dense, top-k or top-p.");
+ABSL_FLAG(std::string, router, "", "dense, top-k, top-p or dynamic (dynamoe only).");
 ABSL_FLAG(int, top_k, 0, "Experts per sample for top-k.");
 ABSL_FLAG(double, top_p, 0, "Probability mass for top-p.");
 ABSL_FLAG(int, input_size, 0, "Input side in px (default: automatic).");
@@ -54,7 +56,17 @@ ABSL_FLAG(bool, parallel_experts, true,
 ABSL_FLAG(bool, cache_host_memory, true,
           "On CPU, keep freed memory in the process for reuse instead of unmapping large blocks "
           "(faster at large inputs; resident memory stays at its peak).");
-ABSL_FLAG(std::string, architecture, "", "moe4 (default) or heads (one backbone family + a head).");
+ABSL_FLAG(std::string, architecture, "",
+          "moe4 (default), heads (one backbone family + a head) or dynamoe (layer-wise MoE CNN, "
+          "no families).");
+ABSL_FLAG(std::string, schedule, "",
+          "Expert schedule of --architecture=dynamoe: uniform (default), descending, ascending, "
+          "pyramid, wave or hourglass.");
+ABSL_FLAG(int, layers, 0, "MoE layers of dynamoe (default 4).");
+ABSL_FLAG(int, min_experts, 0, "E_min of the dynamoe schedule (default 2).");
+ABSL_FLAG(int, max_experts, 0, "E_max of the dynamoe schedule (default 8).");
+ABSL_FLAG(std::string, balance, "",
+          "Balance loss of dynamoe: none (default), switch or importance-cv2.");
 ABSL_FLAG(std::string, head, "",
           "Head of --architecture=heads: dense (default), soft-moe, sparse-moe, hard-moe or "
           "slots-soft-moe.");
@@ -108,6 +120,30 @@ void ListFamilies() {
   }
 }
 
+// --schedule, --layers, --min_experts, --max_experts, --balance; an error message or "".
+std::string ApplyDynaMoEFlags(quartet::v1::TrainingRecipe* r) {
+  if (!absl::GetFlag(FLAGS_schedule).empty()) {
+    quartet::v1::ExpertSchedule s;
+    if (!ParseEnum<quartet::v1::ExpertSchedule>(absl::GetFlag(FLAGS_schedule), "EXPERT_SCHEDULE_",
+                                                &quartet::v1::ExpertSchedule_Parse, &s)) {
+      return "--schedule: not one of uniform, descending, ascending, pyramid, wave, hourglass";
+    }
+    r->set_dynamoe_schedule(s);
+  }
+  if (!absl::GetFlag(FLAGS_balance).empty()) {
+    quartet::v1::BalanceLoss b;
+    if (!ParseEnum<quartet::v1::BalanceLoss>(absl::GetFlag(FLAGS_balance), "BALANCE_LOSS_",
+                                             &quartet::v1::BalanceLoss_Parse, &b)) {
+      return "--balance: not one of none, switch, importance-cv2";
+    }
+    r->set_dynamoe_balance(b);
+  }
+  if (int n = absl::GetFlag(FLAGS_layers)) r->set_dynamoe_layers(n);
+  if (int n = absl::GetFlag(FLAGS_min_experts)) r->set_dynamoe_min_experts(n);
+  if (int n = absl::GetFlag(FLAGS_max_experts)) r->set_dynamoe_max_experts(n);
+  return "";
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -142,15 +178,20 @@ int main(int argc, char** argv) {
     quartet::v1::Architecture a;
     if (!ParseEnum<quartet::v1::Architecture>(absl::GetFlag(FLAGS_architecture), "ARCHITECTURE_",
                                               &quartet::v1::Architecture_Parse, &a)) {
-      return Fail("--architecture: not one of moe4, heads");
+      return Fail("--architecture: not one of moe4, heads, dynamoe");
     }
     r->set_architecture(a);
   }
   const bool heads = r->architecture() == quartet::v1::ARCHITECTURE_HEADS;
+  const bool dynamoe = r->architecture() == quartet::v1::ARCHITECTURE_DYNAMOE;
   if (heads && spec.combination().families_size() != 1) {
     return Fail("--families: --architecture=heads takes exactly 1 family (the backbone)");
   }
-  if (!heads && spec.combination().families_size() < 2) {
+  if (dynamoe && spec.combination().families_size() != 0) {
+    return Fail("--families: --architecture=dynamoe builds its own network; name no families");
+  }
+  if (const std::string error = ApplyDynaMoEFlags(r); !error.empty()) return Fail(error);
+  if (!heads && !dynamoe && spec.combination().families_size() < 2) {
     return Fail("--families: name at least 2 families (quartet-train --list-families lists them)");
   }
   if (!absl::GetFlag(FLAGS_head).empty()) {
@@ -238,7 +279,7 @@ int main(int argc, char** argv) {
     quartet::v1::Router ro;
     if (!ParseEnum<quartet::v1::Router>(absl::GetFlag(FLAGS_router), "ROUTER_",
                                         &quartet::v1::Router_Parse, &ro)) {
-      return Fail("--router: not one of dense, top-k, top-p");
+      return Fail("--router: not one of dense, top-k, top-p, dynamic");
     }
     r->set_router(ro);
   }

@@ -38,11 +38,16 @@ absl::Status Invalid(absl::string_view field, absl::string_view what) {
 }
 
 // The recipe's own rules and the campaign's: top_k at most k, an input size every pool family
-// accepts.
+// accepts, DYNAMOE only without families.
 absl::StatusOr<common::Recipe> CheckRecipe(const CampaignConfig& c,
                                            const quartet::v1::TrainingRecipe& proto) {
   const FamilyCatalog& catalog = FamilyCatalog::Get();
   QUARTET_ASSIGN_OR_RETURN(common::Recipe recipe, common::ResolveRecipe(proto));
+  if (recipe.architecture == common::ArchitectureKind::kDynaMoE && !c.without_families()) {
+    return Invalid("recipe.architecture",
+                   "ARCHITECTURE_DYNAMOE builds its own network and takes no families; submit the "
+                   "campaign with without_families: true and its axes");
+  }
   if (recipe.router == common::RouterKind::kTopK && c.k() > 0 && recipe.top_k > c.k()) {
     return Invalid("recipe.top_k",
                    absl::StrCat("must be at most k = ", c.k(), ", got ", recipe.top_k));

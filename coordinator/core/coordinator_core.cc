@@ -59,6 +59,22 @@ double Median(std::vector<double> v) {
   return v.size() % 2 ? v[m] : (v[m - 1] + v[m]) / 2;
 }
 
+// Student's t quantile t(0.975, dof): exact table to 30 degrees of freedom, then the
+// Cornish-Fisher expansion around the normal quantile (error below 1e-4 past 30).
+double StudentT975(int64_t dof) {
+  static constexpr double kTable[] = {0,     12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365,
+                                      2.306, 2.262,  2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
+                                      2.120, 2.110,  2.101, 2.093, 2.086, 2.080, 2.074, 2.069,
+                                      2.064, 2.060,  2.056, 2.052, 2.048, 2.045, 2.042};
+  constexpr int64_t kTabled = sizeof(kTable) / sizeof(kTable[0]) - 1;
+  if (dof < 1) return 0;
+  if (dof <= kTabled) return kTable[dof];
+  constexpr double z = 1.959963984540054;
+  const double v = static_cast<double>(dof);
+  return z + (z * z * z + z) / (4 * v) +
+         (5 * std::pow(z, 5) + 16 * z * z * z + 3 * z) / (96 * v * v);
+}
+
 struct YieldAccumulator {
   int64_t succeeded = 0, failed = 0;
   std::vector<double> accuracies;
@@ -83,9 +99,19 @@ struct YieldAccumulator {
     if (!accuracies.empty()) {
       double sum = 0;
       for (double a : accuracies) sum += a;
-      e->set_mean_accuracy(sum / accuracies.size());
+      const double n = static_cast<double>(accuracies.size());
+      const double mean = sum / n;
+      e->set_mean_accuracy(mean);
       e->set_median_accuracy(Median(accuracies));
       e->set_max_accuracy(*std::max_element(accuracies.begin(), accuracies.end()));
+      if (accuracies.size() >= 2) {
+        double squares = 0;
+        for (double a : accuracies) squares += (a - mean) * (a - mean);
+        const double sd = std::sqrt(squares / (n - 1));
+        e->set_std_accuracy(sd);
+        e->set_ci95_accuracy(StudentT975(static_cast<int64_t>(accuracies.size()) - 1) * sd /
+                             std::sqrt(n));
+      }
     }
     for (const auto& [cls, n] : failures_by_class) (*e->mutable_failures_by_class())[cls] = n;
   }

@@ -234,5 +234,32 @@ TEST(CampaignConfigAxes, BackboneAndFamilyFreeCampaigns) {
   ExpectInvalid(axes_only, "without_families");
 }
 
+TEST(CampaignConfigAxes, DynaMoECampaignsTakeNoFamiliesAndCrossScheduleAndRouter) {
+  CampaignConfig c = Config();
+  c.clear_pool();
+  c.set_k(0);
+  c.set_without_families(true);
+  c.mutable_recipe()->set_architecture(quartet::v1::ARCHITECTURE_DYNAMOE);
+  *c.add_axes() =
+      Categorical("recipe.dynamoe_schedule", {"uniform", "descending", "EXPERT_SCHEDULE_WAVE"});
+  *c.add_axes() = Categorical("recipe.router", {"dynamic", "top-k", "dense"});
+  auto r = ResolveCampaign(c);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(SpaceOf(*r)->size(), 9u);
+  EXPECT_EQ(r->config.axes(0).values(1), "EXPERT_SCHEDULE_DESCENDING");
+  EXPECT_EQ(r->config.axes(1).values(0), "ROUTER_DYNAMIC");
+  // TOP_P is MoE4's router; DYNAMOE refuses it, naming the axis.
+  CampaignConfig top_p = c;
+  *top_p.mutable_axes(1) = Categorical("recipe.router", {"dynamic", "top-p"});
+  auto refused = ResolveCampaign(top_p);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(refused.status().message()), HasSubstr("recipe.router"));
+  EXPECT_THAT(std::string(refused.status().message()), HasSubstr("ROUTER_DYNAMIC"));
+  // With a family axis it is refused, naming the architecture.
+  CampaignConfig with_pool = Config();
+  with_pool.mutable_recipe()->set_architecture(quartet::v1::ARCHITECTURE_DYNAMOE);
+  ExpectInvalid(with_pool, "recipe.architecture");
+}
+
 }  // namespace
 }  // namespace quartet::coordinator

@@ -153,9 +153,13 @@ TEST_F(CoreTest, RunsACampaignToDoneWithConsistentCoverage) {
   ASSERT_TRUE(campaign.ok());
   const std::string w = Register(*core_);
   std::set<uint64_t> ranks;
+  std::map<std::string, std::vector<double>> family_accuracies;
   for (int i = 0; i < 6; ++i) {
     auto lease = Lease(*core_, w);
     ASSERT_TRUE(lease.has_lease()) << i;
+    for (const auto& f : lease.spec().combination().families()) {
+      family_accuracies[f].push_back(0.1 * (i + 1));
+    }
     EXPECT_EQ(lease.spec().combination().families_size(), 3);
     EXPECT_TRUE(lease.spec().recipe().has_seed());
     EXPECT_EQ(lease.spec().data().dataset(), quartet::v1::DATASET_SYNTHETIC);
@@ -189,6 +193,22 @@ TEST_F(CoreTest, RunsACampaignToDoneWithConsistentCoverage) {
   EXPECT_LE(yield->low_yield_families(0).mean_accuracy(),
             yield->low_yield_families(1).mean_accuracy());
   EXPECT_GE(yield->best_pairs(0).mean_accuracy(), yield->best_pairs(1).mean_accuracy());
+  // Sample std and the 95% t interval of the mean, recomputed from the completions.
+  const std::map<size_t, double> t975 = {{2, 12.706}, {3, 4.303}, {4, 3.182}, {5, 2.776}};
+  for (const auto& f : yield->families()) {
+    const std::vector<double>& acc = family_accuracies[f.families(0)];
+    ASSERT_EQ(static_cast<size_t>(f.succeeded()), acc.size());
+    if (acc.size() < 2) {
+      EXPECT_EQ(f.ci95_accuracy(), 0);
+      continue;
+    }
+    double mean = 0, squares = 0;
+    for (double a : acc) mean += a / acc.size();
+    for (double a : acc) squares += (a - mean) * (a - mean);
+    const double sd = std::sqrt(squares / (acc.size() - 1));
+    EXPECT_NEAR(f.std_accuracy(), sd, 1e-12);
+    EXPECT_NEAR(f.ci95_accuracy(), t975.at(acc.size()) * sd / std::sqrt(acc.size()), 1e-12);
+  }
 
   quartet::v1::ListResultsRequest req;
   req.set_campaign_id(campaign->id());

@@ -2,6 +2,8 @@
 #include "common/recipe.h"
 
 #include <cmath>
+#include <functional>
+#include <vector>
 
 #include "common/error_class.h"
 #include "common/spec_io.h"
@@ -140,7 +142,7 @@ TEST(RecipeTest, BadHeadAndAnalysisValuesNameTheirField) {
   EXPECT_THAT(std::string(ResolveRecipe(p).status().message()),
               HasSubstr("recipe.head_noise_floor"));
   p.Clear();
-  p.set_architecture(static_cast<quartet::v1::Architecture>(3));
+  p.set_architecture(static_cast<quartet::v1::Architecture>(9));
   EXPECT_THAT(std::string(ResolveRecipe(p).status().message()), HasSubstr("recipe.architecture"));
   p.Clear();
   p.mutable_analyses()->set_hessian_tolerance(std::nan(""));
@@ -178,6 +180,77 @@ TEST(RecipeTest, HeadsAndAnalysesRoundTrip) {
   EXPECT_EQ(again->analyses.train_samples, 64);
   EXPECT_EQ(again->analyses.test_samples, 2000);
   EXPECT_STREQ(HeadName(again->head), "SLOTS_SOFT_MOE");
+}
+
+TEST(RecipeTest, DynaMoEDefaultsRoundTripAndBadValuesNameTheirField) {
+  quartet::v1::TrainingRecipe p;
+  p.set_architecture(quartet::v1::ARCHITECTURE_DYNAMOE);
+  p.set_router(quartet::v1::ROUTER_DYNAMIC);
+  auto r = ResolveRecipe(p);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->architecture, ArchitectureKind::kDynaMoE);
+  EXPECT_EQ(r->dynamoe_layers, 4);
+  EXPECT_EQ(r->dynamoe_min_experts, 2);
+  EXPECT_EQ(r->dynamoe_max_experts, 8);
+  EXPECT_EQ(r->dynamoe_schedule, ExpertSchedule::kUniform);
+  EXPECT_TRUE(r->dynamoe_capacity_fair);
+  EXPECT_DOUBLE_EQ(r->dynamoe_percentile, 50);
+  EXPECT_EQ(r->dynamoe_threshold, DynamicThreshold::kCumulativeMass);
+  EXPECT_EQ(r->dynamoe_balance, BalanceLossKind::kNone);
+  EXPECT_TRUE(r->dynamoe_token_routing);
+
+  p.set_dynamoe_schedule(quartet::v1::EXPERT_SCHEDULE_HOURGLASS);
+  p.set_dynamoe_balance(quartet::v1::BALANCE_LOSS_IMPORTANCE_CV2);
+  p.set_dynamoe_threshold(quartet::v1::DYNAMIC_THRESHOLD_TOKEN_PERCENTILE);
+  p.set_dynamoe_layers(6);
+  p.set_dynamoe_wave_cycles(2);
+  p.set_dynamoe_capacity_fair(false);
+  p.set_dynamoe_token_routing(false);
+  r = ResolveRecipe(p);
+  ASSERT_TRUE(r.ok()) << r.status();
+  auto again = ResolveRecipe(RecipeToProto(*r));
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(again->router, RouterKind::kDynamic);
+  EXPECT_EQ(again->dynamoe_schedule, ExpertSchedule::kHourglass);
+  EXPECT_EQ(again->dynamoe_balance, BalanceLossKind::kImportanceCv2);
+  EXPECT_EQ(again->dynamoe_threshold, DynamicThreshold::kTokenPercentile);
+  EXPECT_EQ(again->dynamoe_layers, 6);
+  EXPECT_EQ(again->dynamoe_wave_cycles, 2);
+  EXPECT_FALSE(again->dynamoe_capacity_fair);
+  EXPECT_FALSE(again->dynamoe_token_routing);
+  EXPECT_STREQ(ScheduleName(again->dynamoe_schedule), "HOURGLASS");
+  EXPECT_STREQ(ArchitectureName(again->architecture), "DYNAMOE");
+
+  struct Bad {
+    std::function<void(quartet::v1::TrainingRecipe*)> set;
+    const char* field;
+  };
+  for (const Bad& b : std::vector<Bad>{
+           {[](auto* q) { q->set_dynamoe_layers(0); }, "recipe.dynamoe_layers"},
+           {[](auto* q) { q->set_dynamoe_max_experts(65); }, "recipe.dynamoe_max_experts"},
+           {[](auto* q) {
+              q->set_dynamoe_min_experts(6);
+              q->set_dynamoe_max_experts(4);
+            },
+            "recipe.dynamoe_min_experts"},
+           {[](auto* q) { q->set_dynamoe_percentile(100); }, "recipe.dynamoe_percentile"},
+           {[](auto* q) { q->set_dynamoe_percentile(0); }, "recipe.dynamoe_percentile"},
+           {[](auto* q) { q->set_dynamoe_schedule(static_cast<quartet::v1::ExpertSchedule>(9)); },
+            "recipe.dynamoe_schedule"},
+           {[](auto* q) { q->set_router(quartet::v1::ROUTER_TOP_P); }, "recipe.router"},
+           {[](auto* q) {
+              q->set_architecture(quartet::v1::ARCHITECTURE_MOE4);
+              q->set_router(quartet::v1::ROUTER_DYNAMIC);
+            },
+            "recipe.router"},
+       }) {
+    quartet::v1::TrainingRecipe q;
+    q.set_architecture(quartet::v1::ARCHITECTURE_DYNAMOE);
+    b.set(&q);
+    auto bad = ResolveRecipe(q);
+    EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument) << b.field;
+    EXPECT_THAT(std::string(bad.status().message()), HasSubstr(b.field));
+  }
 }
 
 TEST(SpecIoTest, ReadsYamlAndJsonAndNamesUnknownFields) {

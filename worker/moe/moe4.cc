@@ -58,14 +58,20 @@ torch::Tensor GateImpl::forward(torch::Tensor x) {
 // ---- Routing statistics
 // --------------------------------------------------------------------------
 
-void RoutingStats::Add(const MoEOutput& out) {
+void RoutingStats::Add(const torch::Tensor& probs, const torch::Tensor& active) {
   torch::NoGradGuard no_grad;
-  torch::Tensor p = out.probs.detach().to(torch::kCPU, torch::kDouble);
-  torch::Tensor a = out.active.to(torch::kCPU, torch::kDouble);
+  torch::Tensor p = probs.detach().to(torch::kCPU, torch::kDouble);
+  torch::Tensor a = active.detach().to(torch::kCPU, torch::kDouble);
   const int64_t e = p.size(1);
   if (prob_sum.empty()) {
     prob_sum.assign(e, 0.0);
     assign_sum.assign(e, 0.0);
+    active_histogram.assign(e, 0.0);
+  }
+  if (active.scalar_type() == torch::kBool) {
+    const torch::Tensor counts =
+        a.sum(1).to(torch::kLong).clamp(1, e).sub(1).bincount(torch::Tensor(), e);
+    for (int64_t i = 0; i < e; ++i) active_histogram[i] += counts[i].item<double>();
   }
   torch::Tensor ps = p.sum(0), as = a.sum(0);
   for (int64_t i = 0; i < e; ++i) {
@@ -103,6 +109,14 @@ double RoutingStats::NormalizedEntropy() const {
 }
 
 double RoutingStats::MeanActive() const { return samples ? active_sum / samples : 0; }
+
+std::vector<double> RoutingStats::ActiveShares() const {
+  double total = 0;
+  for (double x : active_histogram) total += x;
+  std::vector<double> out(active_histogram.size(), 0.0);
+  for (size_t i = 0; i < out.size() && total > 0; ++i) out[i] = active_histogram[i] / total;
+  return out;
+}
 
 // ---- MoE4 --------------------------------------------------------------------------------------
 

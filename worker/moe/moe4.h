@@ -83,11 +83,19 @@ struct RouterOptions {
 };
 
 // One forward pass.
+// One MoE layer's routing of its tokens (ARCHITECTURE_DYNAMOE).
+struct LayerRoute {
+  torch::Tensor probs;   // (N, E_l) gate probabilities
+  torch::Tensor active;  // (N, E_l) bool: experts that ran on each token
+};
+
 struct MoEOutput {
   torch::Tensor logits;        // (B, classes)
   torch::Tensor probs;         // (B, E) gate probabilities
-  torch::Tensor active;        // (B, E) bool: experts that ran on each sample
+  torch::Tensor active;        // (B, E) experts that ran on each sample (bool, or a share)
   torch::Tensor balance_loss;  // scalar, differentiable w.r.t. the gate
+  // Per-layer routing of layer-wise MoE networks; empty otherwise.
+  std::vector<LayerRoute> layers;
 };
 
 // Routing statistics of one or more batches, accumulated on the host.
@@ -96,9 +104,15 @@ struct RoutingStats {
   std::vector<double> assign_sum;  // per expert, samples it ran on
   double entropy_sum = 0;          // sum over samples of -sum p log p
   double active_sum = 0;           // sum over samples of experts that ran
+  // active_histogram[n - 1]: samples that ran n experts (whole counts only).
+  std::vector<double> active_histogram;
   int64_t samples = 0;
 
-  void Add(const MoEOutput& out);
+  void Add(const MoEOutput& out) { Add(out.probs, out.active); }
+  // probs (N, E); active (N, E), bool or shares.
+  void Add(const torch::Tensor& probs, const torch::Tensor& active);
+  // Shares of active_histogram.
+  std::vector<double> ActiveShares() const;
   // Fractions of routed samples per expert (DENSE: mean probability).
   std::vector<double> Load(bool dense) const;
   // Coefficient of variation (population std / mean) of Load().

@@ -1,6 +1,8 @@
 #include "worker/moe/network.h"
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "worker/moe/dynamoe.h"
 #include "worker/moe/heads.h"
 
 namespace quartet::worker::moe {
@@ -67,39 +69,91 @@ class HeadsNetwork : public Network {
   common::HeadKind kind_;
 };
 
-}  // namespace
+class DynaMoENetwork : public Network {
+ public:
+  DynaMoENetwork(DynaMoENet model, double balance_weight, const common::Recipe& recipe)
+      : model_(std::move(model)), balance_weight_(balance_weight), recipe_(recipe) {}
 
-absl::StatusOr<std::unique_ptr<Network>> BuildNetwork(const common::Recipe& recipe,
-                                                      const NetworkOptions& options) {
-  if (recipe.architecture == common::ArchitectureKind::kHeads) {
-    if (options.families.size() != 1) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "combination.families: ARCHITECTURE_HEADS takes exactly 1 family (the backbone), got ",
-          options.families.size()));
-    }
-    HeadsOptions ho;
-    ho.backbone = options.families[0];
-    ho.in_channels = options.in_channels;
-    ho.num_classes = options.num_classes;
-    ho.input_size = options.input_size;
-    ho.backbone_dropout = recipe.dropout;
-    ho.small_input_stem = recipe.head_small_input_stem;
-    ho.seed = options.seed;
-    ho.head.kind = recipe.head;
-    ho.head.hidden = recipe.head_hidden;
-    ho.head.experts = recipe.head_experts;
-    ho.head.top_k = recipe.head_top_k;
-    ho.head.dropout = recipe.head_dropout;
-    ho.head.temperature = recipe.head_temperature;
-    ho.head.kl_weight = recipe.head_kl_weight;
-    ho.head.importance_weight = recipe.head_importance_weight;
-    ho.head.load_weight = recipe.head_load_weight;
-    ho.head.noise_floor = recipe.head_noise_floor;
-    ho.head.slots_per_expert = recipe.head_slots_per_expert;
-    auto built = HeadsNetImpl::Build(ho);
-    if (!built.ok()) return built.status();
-    return std::unique_ptr<Network>(new HeadsNetwork(std::move(*built), recipe.head));
+  MoEOutput Forward(const torch::Tensor& x) override {
+    MoEOutput out = model_->Forward(x);
+    out.balance_loss = balance_weight_ * out.balance_loss;
+    return out;
   }
+  torch::nn::Module& module() override { return *model_; }
+  std::vector<ParameterGroup> ParameterGroups() override {
+    std::vector<torch::Tensor> router, experts;
+    for (auto& layer : model_->layers()) {
+      for (const auto& p : layer->RouterParameters()) router.push_back(p);
+      for (const auto& p : layer->ExpertParameters()) experts.push_back(p);
+    }
+    return {{"shared", model_->SharedParameters(), false},
+            {"experts", experts, false},
+            {"router", router, true}};
+  }
+  bool DenseLoad() const override { return recipe_.router == common::RouterKind::kDense; }
+  std::string Describe() const override {
+    return absl::StrCat("DYNAMOE ", common::ScheduleName(recipe_.dynamoe_schedule), " ",
+                        common::RouterName(recipe_.router), " [",
+                        absl::StrJoin(model_->options().layer_experts, ","), "]");
+  }
+  double ActiveParametersPerToken(const std::vector<double>& mean_active) const override {
+    return model_->ActiveParametersPerToken(mean_active);
+  }
+  std::vector<int> LayerExperts() const override { return model_->options().layer_experts; }
+
+ private:
+  DynaMoENet model_;
+  double balance_weight_;
+  common::Recipe recipe_;
+};
+
+absl::StatusOr<std::unique_ptr<Network>> BuildHeads(const common::Recipe& recipe,
+                                                    const NetworkOptions& options) {
+  if (options.families.size() != 1) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "combination.families: ARCHITECTURE_HEADS takes exactly 1 family (the backbone), got ",
+        options.families.size()));
+  }
+  HeadsOptions ho;
+  ho.backbone = options.families[0];
+  ho.in_channels = options.in_channels;
+  ho.num_classes = options.num_classes;
+  ho.input_size = options.input_size;
+  ho.backbone_dropout = recipe.dropout;
+  ho.small_input_stem = recipe.head_small_input_stem;
+  ho.seed = options.seed;
+  ho.head.kind = recipe.head;
+  ho.head.hidden = recipe.head_hidden;
+  ho.head.experts = recipe.head_experts;
+  ho.head.top_k = recipe.head_top_k;
+  ho.head.dropout = recipe.head_dropout;
+  ho.head.temperature = recipe.head_temperature;
+  ho.head.kl_weight = recipe.head_kl_weight;
+  ho.head.importance_weight = recipe.head_importance_weight;
+  ho.head.load_weight = recipe.head_load_weight;
+  ho.head.noise_floor = recipe.head_noise_floor;
+  ho.head.slots_per_expert = recipe.head_slots_per_expert;
+  auto built = HeadsNetImpl::Build(ho);
+  if (!built.ok()) return built.status();
+  return std::unique_ptr<Network>(new HeadsNetwork(std::move(*built), recipe.head));
+}
+
+absl::StatusOr<std::unique_ptr<Network>> BuildDynaMoE(const common::Recipe& recipe,
+                                                      const NetworkOptions& options) {
+  if (!options.families.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("combination.families: ARCHITECTURE_DYNAMOE takes no families (submit a "
+                     "campaign with without_families), got ",
+                     options.families.size()));
+  }
+  auto o = DynaMoEOptionsFrom(recipe, options.in_channels, options.num_classes);
+  if (!o.ok()) return o.status();
+  return std::unique_ptr<Network>(
+      new DynaMoENetwork(DynaMoENet(*o), recipe.balance_loss_weight, recipe));
+}
+
+absl::StatusOr<std::unique_ptr<Network>> BuildMoE4(const common::Recipe& recipe,
+                                                   const NetworkOptions& options) {
   if (options.families.size() < 2) {
     return absl::InvalidArgumentError(
         absl::StrCat("combination.families: ARCHITECTURE_MOE4 needs at least 2 families, got ",
@@ -121,6 +175,21 @@ absl::StatusOr<std::unique_ptr<Network>> BuildNetwork(const common::Recipe& reci
   if (!built.ok()) return built.status();
   return std::unique_ptr<Network>(
       new MoE4Network(std::move(*built), recipe.balance_loss_weight, recipe.router));
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Network>> BuildNetwork(const common::Recipe& recipe,
+                                                      const NetworkOptions& options) {
+  switch (recipe.architecture) {
+    case common::ArchitectureKind::kHeads:
+      return BuildHeads(recipe, options);
+    case common::ArchitectureKind::kDynaMoE:
+      return BuildDynaMoE(recipe, options);
+    case common::ArchitectureKind::kMoE4:
+      break;
+  }
+  return BuildMoE4(recipe, options);
 }
 
 }  // namespace quartet::worker::moe

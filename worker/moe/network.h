@@ -1,5 +1,5 @@
 // What the trainer and the analyses drive: one candidate's network, whatever its architecture
-// (MoE4 or HEADS), behind one interface. BuildNetwork() makes it from the resolved recipe.
+// (MoE4, HEADS or DYNAMOE), behind one interface. BuildNetwork() makes it from the resolved recipe.
 //
 // Not thread-safe (wraps a torch::nn::Module).
 #ifndef QUARTET_WORKER_MOE_NETWORK_H_
@@ -48,8 +48,14 @@ class Network {
   // Whether expert load is the mean gate probability (dense routing) rather than the fraction of
   // samples an expert ran on.
   virtual bool DenseLoad() const = 0;
-  // "MOE4 dense", "HEADS ResNet + SPARSE_MOE".
+  // "MOE4 dense", "HEADS ResNet + SPARSE_MOE", "DYNAMOE DESCENDING dynamic [8,6,4,2]".
   virtual std::string Describe() const = 0;
+  // Layer-wise MoE networks: parameters one token uses on average given each layer's mean active
+  // experts, and E_l per layer. 0 and empty for the others.
+  virtual double ActiveParametersPerToken(const std::vector<double>& /*mean_active*/) const {
+    return 0;
+  }
+  virtual std::vector<int> LayerExperts() const { return {}; }
 };
 
 struct NetworkOptions {
@@ -64,8 +70,8 @@ struct NetworkOptions {
 };
 
 // Builds the recipe's architecture. INVALID_ARGUMENT for a combination that does not fit it (HEADS
-// needs exactly 1 family, MoE4 2 to 8) or bad head settings; NOT_FOUND / INVALID_ARGUMENT from the
-// zoo. The caller classifies errors as BUILD.
+// needs exactly 1 family, MoE4 2 to 8, DYNAMOE none) or bad head settings; NOT_FOUND /
+// INVALID_ARGUMENT from the zoo. The caller classifies errors as BUILD.
 absl::StatusOr<std::unique_ptr<Network>> BuildNetwork(const common::Recipe& recipe,
                                                       const NetworkOptions& options);
 

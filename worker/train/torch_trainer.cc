@@ -28,6 +28,7 @@
 #include "worker/moe/moe4.h"
 #include "worker/moe/network.h"
 #include "worker/train/analysis.h"
+#include "worker/train/layer_metrics.h"
 #include "worker/train/mixup.h"
 #include "worker/train/schedule.h"
 
@@ -259,6 +260,10 @@ class TrainingRun {
   double train_time_ = 0, loss_sum_ = 0, test_loss_ = 0;
   int64_t correct_ = 0, seen_ = 0, test_correct_ = 0;
   moe::RoutingStats routing_;
+  // Per-layer routing on the test split (layer-wise MoE networks).
+  train::LayerRoutingTally layer_routing_;
+  // Per-step gradient norms by group, when recorded (DYNAMOE, or gradient_variance asked).
+  std::unique_ptr<train::GradientNormTally> grad_norms_;
   // Test-split sums of gate probabilities by (class, expert), and samples per class.
   torch::Tensor class_prob_sum_, class_count_;
   // The train Hessian's top eigenvector, for the curvature sweep.
@@ -280,6 +285,12 @@ absl::Status TrainingRun::ResolveSpec() {
   if (recipe_.architecture == common::ArchitectureKind::kMoE4 && families < 2) {
     return Classified(absl::StatusCode::kInvalidArgument, quartet::v1::ERROR_CLASS_BUILD,
                       "combination.families: a MoE4 candidate needs at least 2 families");
+  }
+  if (recipe_.architecture == common::ArchitectureKind::kDynaMoE && families != 0) {
+    return Classified(absl::StatusCode::kInvalidArgument, quartet::v1::ERROR_CLASS_BUILD,
+                      absl::StrCat("combination.families: ARCHITECTURE_DYNAMOE takes no families "
+                                   "(a campaign without_families), got ",
+                                   families));
   }
   families_.assign(spec_.combination().families().begin(), spec_.combination().families().end());
   return absl::OkStatus();
@@ -399,6 +410,10 @@ void TrainingRun::MakeOptimizer() {
         std::move(groups), torch::optim::SGDOptions(recipe_.learning_rate));
   }
   floor_factor_ = recipe_.eta_min / recipe_.learning_rate;
+  if (recipe_.architecture == common::ArchitectureKind::kDynaMoE ||
+      recipe_.analyses.gradient_variance) {
+    grad_norms_ = std::make_unique<train::GradientNormTally>(net_->ParameterGroups());
+  }
 }
 
 void TrainingRun::MakeBatchers() {
@@ -514,6 +529,7 @@ absl::Status TrainingRun::Step(int epoch, const torch::Tensor& idx) {
     }
   }
   if (scaler_.Unscale(all_params_)) {
+    if (grad_norms_) grad_norms_->Record();
     if (recipe_.grad_clip_norm > 0) {
       torch::nn::utils::clip_grad_norm_(all_params_, recipe_.grad_clip_norm);
     }
@@ -544,6 +560,7 @@ absl::Status TrainingRun::Step(int epoch, const torch::Tensor& idx) {
 absl::Status TrainingRun::Evaluate(int epoch) {
   net_->module().eval();
   routing_ = moe::RoutingStats();
+  layer_routing_.Reset();
   class_prob_sum_ = torch::Tensor();
   class_count_ = torch::zeros({dataset_->num_classes}, torch::kDouble);
   test_loss_ = 0;
@@ -574,6 +591,7 @@ absl::Status TrainingRun::Evaluate(int epoch) {
                       .item<double>();
     test_correct_ += out.logits.argmax(1).eq(y).sum().item<int64_t>();
     routing_.Add(out);
+    layer_routing_.Add(out.layers);
   }
   if (!std::isfinite(test_loss_)) {
     return Classified(absl::StatusCode::kAborted, quartet::v1::ERROR_CLASS_NUMERIC,
@@ -600,6 +618,14 @@ void TrainingRun::Report(int epoch) {
   em->set_samples_per_second(train_time_ > 0 ? seen_ / train_time_ : 0);
   em->set_peak_memory_bytes(PeakMemoryBytes(device_));
   em->set_wall_seconds(Seconds(epoch_start_));
+  layer_routing_.Fill(dense, em->mutable_layers());
+  if (grad_norms_) grad_norms_->FillAndReset(em->mutable_gradient_norms());
+  if (!layer_routing_.empty()) {
+    result_.set_active_parameters_per_token(
+        net_->ActiveParametersPerToken(layer_routing_.MeanActive()));
+    result_.clear_layer_experts();
+    for (int e : net_->LayerExperts()) result_.add_layer_experts(e);
+  }
   spdlog::info(
       "epoch {}/{}: train loss {:.4f} acc {:.4f}, test loss {:.4f} acc {:.4f}, {:.1f} samples/s, "
       "load cv {:.3f}, T {:.3f}",
@@ -887,6 +913,16 @@ void TrainingRun::SendEpochMetrics(int epoch, const quartet::v1::EpochMetrics& e
   add("samples_per_second", em.samples_per_second());
   add("peak_memory_bytes", static_cast<double>(em.peak_memory_bytes()));
   add("epoch_seconds", em.wall_seconds());
+  for (const quartet::v1::LayerRouting& l : em.layers()) {
+    const std::string prefix = absl::StrCat("layer/", l.layer(), "/");
+    add(prefix + "load_cv", l.load_cv());
+    add(prefix + "mean_active_experts", l.mean_active_experts());
+    add(prefix + "routing_entropy", l.routing_entropy());
+  }
+  for (const quartet::v1::GradientNormStats& g : em.gradient_norms()) {
+    add(absl::StrCat("grad_norm/", g.group(), "/mean"), g.mean());
+    add(absl::StrCat("grad_norm/", g.group(), "/cv"), g.cv());
+  }
   callbacks_.on_metrics(points);
 }
 
