@@ -868,7 +868,13 @@ absl::StatusOr<std::vector<quartet::v1::WorkerInfo>> CoordinatorCore::ListWorker
 absl::StatusOr<quartet::v1::WorkerInfo> CoordinatorCore::DrainWorker(const std::string& worker_id,
                                                                      bool drain) {
   if (worker_id.empty()) return absl::InvalidArgumentError("worker_id: required");
-  QUARTET_ASSIGN_OR_RETURN(WorkerRecord w, store_->SetWorkerDraining(worker_id, drain));
+  absl::StatusOr<WorkerRecord> marked = store_->SetWorkerDraining(worker_id, drain);
+  if (absl::IsNotFound(marked.status())) {
+    return absl::NotFoundError(
+        absl::StrCat("worker '", common::EscapeForLog(worker_id, kLoggedIdBytes),
+                     "' is not registered; `quartetctl workers` lists the worker ids"));
+  }
+  QUARTET_ASSIGN_OR_RETURN(WorkerRecord w, std::move(marked));
   {
     absl::MutexLock lock(&workers_mu_);
     workers_[w.id] = WorkerAuth{w.secret_hash, w.draining};

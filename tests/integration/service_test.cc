@@ -745,7 +745,9 @@ TEST_F(ServiceControlTest, ADrainedWorkerIsLeasedNothingAndTheMarkSurvivesAResta
   EXPECT_TRUE(after_restart->drain());
   EXPECT_FALSE(after_restart->has_lease());
 
-  EXPECT_EQ(Drain("nobody-12345678").error_code(), grpc::StatusCode::NOT_FOUND);
+  const grpc::Status unknown = Drain("nobody-12345678");
+  EXPECT_EQ(unknown.error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_THAT(unknown.error_message(), HasSubstr("quartetctl workers"));
   EXPECT_EQ(Drain("").error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   ASSERT_TRUE(Drain(w.worker_id(), /*undo=*/true).ok());
   const auto undone = Lease(w);
