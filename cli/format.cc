@@ -80,7 +80,23 @@ std::string Combination(const quartet::v1::FamilyCombination& c) {
   return absl::StrJoin(c.families(), "+");
 }
 
-std::string ProgressLine(const quartet::v1::Campaign& c, int width) {
+void ProgressMeter::Observe(absl::Time now, int64_t done) {
+  samples_.emplace_back(now, done);
+  // Keep one sample at or before the window's start, so the rate spans the whole window.
+  while (samples_.size() > 2 && samples_[1].first <= now - window_) samples_.pop_front();
+}
+
+double ProgressMeter::EtaSeconds(int64_t remaining) const {
+  if (remaining <= 0) return 0;
+  if (samples_.size() < 2) return -1;
+  const auto& [t0, d0] = samples_.front();
+  const auto& [t1, d1] = samples_.back();
+  const double seconds = absl::ToDoubleSeconds(t1 - t0);
+  if (d1 <= d0 || seconds <= 0) return -1;
+  return remaining * seconds / static_cast<double>(d1 - d0);
+}
+
+std::string ProgressLine(const quartet::v1::Campaign& c, int width, double eta_seconds) {
   const auto& n = c.counts();
   const int64_t budget = c.config().budget();
   const int64_t done = n.succeeded() + n.failed() + n.cancelled();
@@ -93,7 +109,10 @@ std::string ProgressLine(const quartet::v1::Campaign& c, int width) {
   if (n.succeeded() > 0) {
     absl::StrAppend(&line, "  best ", Acc(c.best_accuracy()));
   }
-  if (c.eta_seconds() > 0) absl::StrAppend(&line, "  ETA ", Duration(c.eta_seconds()));
+  const double eta = eta_seconds >= 0 ? eta_seconds : c.eta_seconds();
+  if (eta > 0 && c.state() != quartet::v1::CAMPAIGN_STATE_PAUSED) {
+    absl::StrAppend(&line, "  ETA ", Duration(eta));
+  }
   absl::StrAppend(&line, "  ", StateName(c.state()));
   return line;
 }
@@ -136,6 +155,28 @@ std::string CampaignDetails(const quartet::v1::Campaign& c) {
   if (c.finished_unix_ms())
     absl::StrAppend(&out, "  finished   ", When(c.finished_unix_ms()), "\n");
   return out;
+}
+
+std::string WorkersText(const std::vector<quartet::v1::WorkerInfo>& workers, int64_t now_ms) {
+  std::vector<std::vector<std::string>> rows = {{"WORKER", "HOST", "DEVICE", "GPU", "LAST SEEN",
+                                                 "CANDIDATE", "PROGRESS", "DONE", "FAILED",
+                                                 "STATE"}};
+  for (const auto& w : workers) {
+    std::vector<std::string> current, progress;
+    for (const auto& t : w.current()) {
+      current.push_back(absl::StrCat(t.candidate_id(), " (campaign ", t.campaign_id(), ")"));
+      progress.push_back(absl::StrCat("epoch ", t.epoch(), "/", t.epochs()));
+    }
+    const double ago = std::max<double>(0, (now_ms - w.last_seen_unix_ms()) / 1000.0);
+    rows.push_back({w.worker_id(), w.host(), w.device(), w.gpu_name().empty() ? "-" : w.gpu_name(),
+                    w.last_seen_unix_ms() ? absl::StrCat(Duration(ago), " ago") : "-",
+                    current.empty() ? "-" : absl::StrJoin(current, ", "),
+                    progress.empty() ? "-" : absl::StrJoin(progress, ", "),
+                    absl::StrCat(w.candidates_succeeded()), absl::StrCat(w.candidates_failed()),
+                    w.draining() ? "DRAINING" : (current.empty() ? "idle" : "training")});
+  }
+  if (workers.empty()) return "no workers registered\n";
+  return Table(rows);
 }
 
 std::string CampaignList(const std::vector<quartet::v1::Campaign>& campaigns) {
