@@ -831,7 +831,8 @@ absl::StatusOr<quartet::v1::WorkerInfo> CoordinatorCore::ToWorkerInfo(const Work
   out.set_candidates_succeeded(a.succeeded);
   out.set_candidates_failed(a.failed);
   std::map<int64_t, int> epochs_of;  // campaign -> recipe epochs
-  for (const CandidateRecord& c : a.leased) {
+  for (const HeldCandidate& held : a.leased) {
+    const CandidateRecord& c = held.candidate;
     quartet::v1::WorkerTask* t = out.add_current();
     t->set_candidate_id(c.id);
     t->set_campaign_id(c.campaign_id);
@@ -845,12 +846,7 @@ absl::StatusOr<quartet::v1::WorkerInfo> CoordinatorCore::ToWorkerInfo(const Work
       epochs_of[c.campaign_id] = campaign.config.recipe().epochs();
     }
     t->set_epochs(epochs_of[c.campaign_id]);
-    QUARTET_ASSIGN_OR_RETURN(auto points, store_->GetMetrics(c.id));
-    int epoch = 0;
-    for (const MetricRecord& m : points) {
-      if (m.attempt == c.attempt) epoch = std::max(epoch, m.epoch);
-    }
-    t->set_epoch(epoch);
+    t->set_epoch(held.epoch);
   }
   return out;
 }

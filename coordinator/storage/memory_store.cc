@@ -512,7 +512,16 @@ absl::StatusOr<std::vector<WorkerActivity>> MemoryStore::ListWorkers() {
   for (const auto& [id, c] : candidates_) {
     auto it = out.find(c.worker_id);
     if (it == out.end()) continue;
-    if (c.state == CandidateState::kLeased) it->second.leased.push_back(c);
+    if (c.state == CandidateState::kLeased) {
+      int epoch = 0;
+      for (auto m = metrics_.lower_bound({c.id, c.attempt, INT64_MIN, ""});
+           m != metrics_.end() && std::get<0>(m->first) == c.id &&
+           std::get<1>(m->first) == c.attempt;
+           ++m) {
+        epoch = std::max(epoch, m->second.epoch);
+      }
+      it->second.leased.push_back({c, epoch});
+    }
     if (c.state == CandidateState::kSucceeded) it->second.succeeded++;
     if (c.state == CandidateState::kFailed) it->second.failed++;
   }

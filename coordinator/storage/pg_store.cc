@@ -169,6 +169,8 @@ constexpr char kCandidateColumns[] =
     "test_accuracy, error_class, error_message, EXTRACT(EPOCH FROM created_at), "
     "EXTRACT(EPOCH FROM started_at), EXTRACT(EPOCH FROM finished_at), preemptions, "
     "est_memory_bytes, array_to_json(levels)::text, array_to_json(axis_values)::text";
+// Columns in kCandidateColumns (a query may add its own after them).
+constexpr int kCandidateColumnCount = 22;
 
 constexpr char kWorkerColumns[] =
     "id, host, device, gpu_name, gpu_memory_bytes, array_to_json(families)::text, version, "
@@ -1303,12 +1305,16 @@ absl::StatusOr<std::vector<WorkerActivity>> PgStore::ListWorkers() {
       index[a.worker.id] = out.size();
       out.push_back(std::move(a));
     }
-    for (const auto& r :
-         tx.exec(absl::StrCat("SELECT ", kCandidateColumns,
-                              " FROM candidates WHERE state = ", kLeased, " ORDER BY id"))) {
+    // The epoch column follows the candidate's columns (the metrics primary key serves it).
+    for (const auto& r : tx.exec(absl::StrCat(
+             "SELECT ", kCandidateColumns,
+             ", (SELECT COALESCE(max(m.epoch), 0) FROM metrics m WHERE m.candidate_id = "
+             "candidates.id AND m.attempt = candidates.attempt) FROM candidates WHERE state = ",
+             kLeased, " ORDER BY id"))) {
       QUARTET_ASSIGN_OR_RETURN(CandidateRecord c, ParseCandidate(r));
+      const int epoch = r[kCandidateColumnCount].as<int>();
       auto it = index.find(c.worker_id);
-      if (it != index.end()) out[it->second].leased.push_back(std::move(c));
+      if (it != index.end()) out[it->second].leased.push_back({std::move(c), epoch});
     }
     for (const auto& r :
          tx.exec(absl::StrCat("SELECT worker_id, count(*) FILTER (WHERE state = ", kSucceeded,

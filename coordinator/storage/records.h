@@ -177,11 +177,18 @@ struct WorkerRecord {
   bool draining = false;
 };
 
+// A candidate a worker holds, and how far its current attempt got.
+struct HeldCandidate {
+  CandidateRecord candidate;
+  // The largest epoch among the metric points of its current attempt; 0 when it has none.
+  int epoch = 0;
+};
+
 // A worker and what it is doing, for the operator's fleet view (Store::ListWorkers).
 struct WorkerActivity {
   WorkerRecord worker;
   // Candidates LEASED to it now, by id.
-  std::vector<CandidateRecord> leased;
+  std::vector<HeldCandidate> leased;
   // Candidates whose last holder it was that SUCCEEDED, and that FAILED.
   int64_t succeeded = 0;
   int64_t failed = 0;

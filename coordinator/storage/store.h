@@ -150,7 +150,8 @@ class Store {
                                                       absl::Time now) = 0;
   // NOT_FOUND for an unknown id.
   virtual absl::StatusOr<WorkerRecord> GetWorker(const std::string& worker_id) = 0;
-  // Every registered worker, by id, with the candidates it holds and its finished counts.
+  // Every registered worker, by id, with the candidates it holds (and the latest epoch in their
+  // current attempt's metrics) and its finished counts.
   virtual absl::StatusOr<std::vector<WorkerActivity>> ListWorkers() = 0;
   // Sets or clears the worker's draining mark. NOT_FOUND for an unknown id.
   virtual absl::StatusOr<WorkerRecord> SetWorkerDraining(const std::string& worker_id,

@@ -1321,6 +1321,17 @@ TEST_P(StoreConformanceTest, ListWorkersShowsWhatEachHoldsAndHasFinished) {
                                   quartet::v1::ERROR_CLASS_NUMERIC, "nan", false, kT0)
                   .ok());
   ASSERT_TRUE(store_->SetWorkerDraining("w2", true).ok());
+  // Progress: the latest epoch among the held candidate's metric points of this attempt.
+  std::vector<MetricRecord> points(2);
+  points[0].step = 10;
+  points[0].epoch = 1;
+  points[0].name = "train_loss";
+  points[1].step = 20;
+  points[1].epoch = 2;
+  points[1].name = "step/loss";
+  ASSERT_TRUE(
+      store_->AppendMetrics((*held)->candidate.id, (*held)->candidate.lease_token, "w1", points)
+          .ok());
   auto fleet = store_->ListWorkers();
   ASSERT_TRUE(fleet.ok()) << fleet.status();
   ASSERT_EQ(fleet->size(), 2u);
@@ -1328,7 +1339,8 @@ TEST_P(StoreConformanceTest, ListWorkersShowsWhatEachHoldsAndHasFinished) {
   const WorkerActivity& w2 = (*fleet)[1];
   EXPECT_EQ(w1.worker.id, "w1");
   ASSERT_EQ(w1.leased.size(), 1u);
-  EXPECT_EQ(w1.leased[0].id, (*held)->candidate.id);
+  EXPECT_EQ(w1.leased[0].candidate.id, (*held)->candidate.id);
+  EXPECT_EQ(w1.leased[0].epoch, 2);
   EXPECT_EQ(w1.succeeded, 1);
   EXPECT_EQ(w1.failed, 0);
   EXPECT_FALSE(w1.worker.draining);
