@@ -80,7 +80,23 @@ std::string Combination(const quartet::v1::FamilyCombination& c) {
   return absl::StrJoin(c.families(), "+");
 }
 
-std::string ProgressLine(const quartet::v1::Campaign& c, int width) {
+void ProgressMeter::Observe(absl::Time now, int64_t done) {
+  samples_.emplace_back(now, done);
+  // Keep one sample at or before the window's start, so the rate spans the whole window.
+  while (samples_.size() > 2 && samples_[1].first <= now - window_) samples_.pop_front();
+}
+
+double ProgressMeter::EtaSeconds(int64_t remaining) const {
+  if (remaining <= 0) return 0;
+  if (samples_.size() < 2) return -1;
+  const auto& [t0, d0] = samples_.front();
+  const auto& [t1, d1] = samples_.back();
+  const double seconds = absl::ToDoubleSeconds(t1 - t0);
+  if (d1 <= d0 || seconds <= 0) return -1;
+  return remaining * seconds / static_cast<double>(d1 - d0);
+}
+
+std::string ProgressLine(const quartet::v1::Campaign& c, int width, double eta_seconds) {
   const auto& n = c.counts();
   const int64_t budget = c.config().budget();
   const int64_t done = n.succeeded() + n.failed() + n.cancelled();
@@ -93,7 +109,10 @@ std::string ProgressLine(const quartet::v1::Campaign& c, int width) {
   if (n.succeeded() > 0) {
     absl::StrAppend(&line, "  best ", Acc(c.best_accuracy()));
   }
-  if (c.eta_seconds() > 0) absl::StrAppend(&line, "  ETA ", Duration(c.eta_seconds()));
+  const double eta = eta_seconds >= 0 ? eta_seconds : c.eta_seconds();
+  if (eta > 0 && c.state() != quartet::v1::CAMPAIGN_STATE_PAUSED) {
+    absl::StrAppend(&line, "  ETA ", Duration(eta));
+  }
   absl::StrAppend(&line, "  ", StateName(c.state()));
   return line;
 }
@@ -136,6 +155,28 @@ std::string CampaignDetails(const quartet::v1::Campaign& c) {
   if (c.finished_unix_ms())
     absl::StrAppend(&out, "  finished   ", When(c.finished_unix_ms()), "\n");
   return out;
+}
+
+std::string WorkersText(const std::vector<quartet::v1::WorkerInfo>& workers, int64_t now_ms) {
+  std::vector<std::vector<std::string>> rows = {{"WORKER", "HOST", "DEVICE", "GPU", "LAST SEEN",
+                                                 "CANDIDATE", "PROGRESS", "DONE", "FAILED",
+                                                 "STATE"}};
+  for (const auto& w : workers) {
+    std::vector<std::string> current, progress;
+    for (const auto& t : w.current()) {
+      current.push_back(absl::StrCat(t.candidate_id(), " (campaign ", t.campaign_id(), ")"));
+      progress.push_back(absl::StrCat("epoch ", t.epoch(), "/", t.epochs()));
+    }
+    const double ago = std::max<double>(0, (now_ms - w.last_seen_unix_ms()) / 1000.0);
+    rows.push_back({w.worker_id(), w.host(), w.device(), w.gpu_name().empty() ? "-" : w.gpu_name(),
+                    w.last_seen_unix_ms() ? absl::StrCat(Duration(ago), " ago") : "-",
+                    current.empty() ? "-" : absl::StrJoin(current, ", "),
+                    progress.empty() ? "-" : absl::StrJoin(progress, ", "),
+                    absl::StrCat(w.candidates_succeeded()), absl::StrCat(w.candidates_failed()),
+                    w.draining() ? "DRAINING" : (current.empty() ? "idle" : "training")});
+  }
+  if (workers.empty()) return "no workers registered\n";
+  return Table(rows);
 }
 
 std::string CampaignList(const std::vector<quartet::v1::Campaign>& campaigns) {
@@ -277,56 +318,71 @@ std::vector<const quartet::v1::YieldEntry*> RankedByMeanAccuracy(
 
 }  // namespace
 
-std::string YieldText(const quartet::v1::YieldReport& r) {
-  auto row = [](const quartet::v1::YieldEntry& e) { return YieldRow(e); };
-  const std::vector<std::string> header = {"FAMILY", "OK",     "FAILED", "YIELD",   "MEAN",
-                                           "95% CI", "MEDIAN", "MAX",    "FAILURES"};
-  std::vector<std::vector<std::string>> rows = {header};
-  for (const auto& e : r.families()) rows.push_back(row(e));
-  std::string out = absl::StrCat("yield of campaign ", r.campaign_id(), "\n\n", Table(rows));
-  absl::StrAppend(&out, "\nlow-yield families (lowest mean accuracy, >= ", r.min_samples(),
-                  " successes)\n");
-  if (r.low_yield_families().empty()) {
-    absl::StrAppend(&out, "  none with enough samples yet\n");
-  } else {
-    std::vector<std::vector<std::string>> low = {header};
-    for (const auto& e : r.low_yield_families()) low.push_back(row(e));
-    absl::StrAppend(&out, Table(low));
-  }
-  absl::StrAppend(&out, "\nbest pairs (highest mean accuracy, >= ", r.min_samples(),
-                  " successes)\n");
-  if (r.best_pairs().empty()) {
-    absl::StrAppend(&out, "  none with enough samples yet\n");
-  } else {
-    std::vector<std::vector<std::string>> best = {header};
-    best[0][0] = "PAIR";
-    for (const auto& e : r.best_pairs()) best.push_back(row(e));
-    absl::StrAppend(&out, Table(best));
-  }
+namespace {
+
+const std::vector<std::string>& YieldHeader() {
+  static const std::vector<std::string> header = {"FAMILY", "OK",     "FAILED", "YIELD",   "MEAN",
+                                                  "95% CI", "MEDIAN", "MAX",    "FAILURES"};
+  return header;
+}
+
+// A titled table of entries, or "none with enough samples yet".
+std::string RankedTable(
+    const std::string& title, const std::string& first_column,
+    const google::protobuf::RepeatedPtrField<quartet::v1::YieldEntry>& entries) {
+  std::string out = absl::StrCat("\n", title, "\n");
+  if (entries.empty()) return out + "  none with enough samples yet\n";
+  std::vector<std::vector<std::string>> rows = {YieldHeader()};
+  rows[0][0] = first_column;
+  for (const auto& e : entries) rows.push_back(YieldRow(e));
+  return out + Table(rows);
+}
+
+// Families, low-yield families and best pairs.
+std::string FamilyYieldText(const quartet::v1::YieldReport& r) {
+  std::vector<std::vector<std::string>> rows = {YieldHeader()};
+  for (const auto& e : r.families()) rows.push_back(YieldRow(e));
+  const std::string min = absl::StrCat(">= ", r.min_samples(), " successes)");
+  return absl::StrCat("\n", Table(rows),
+                      RankedTable(absl::StrCat("low-yield families (lowest mean accuracy, ", min),
+                                  "FAMILY", r.low_yield_families()),
+                      RankedTable(absl::StrCat("best pairs (highest mean accuracy, ", min), "PAIR",
+                                  r.best_pairs()));
+}
+
+// Per axis, levels ranked by mean accuracy; then the best cells.
+std::string AxisYieldText(const quartet::v1::YieldReport& r) {
+  std::string out;
   for (const auto& axis : r.axes()) {
-    std::vector<std::vector<std::string>> levels = {header};
+    std::vector<std::vector<std::string>> levels = {YieldHeader()};
     levels[0][0] = absl::AsciiStrToUpper(AxisShortName(axis.path()));
     for (const quartet::v1::YieldEntry* e : RankedByMeanAccuracy(axis.levels())) {
-      levels.push_back(row(*e));
+      levels.push_back(YieldRow(*e));
       levels.back()[0] = ShortLabel(e->level());
     }
     absl::StrAppend(&out, "\nyield by ", axis.path(), " (ranked by mean accuracy)\n",
                     Table(levels));
   }
-  if (r.axes_size() > 0) {
-    absl::StrAppend(&out, "\nbest cells (highest mean accuracy, >= ", r.min_samples(),
-                    " successes)\n");
-    std::vector<std::vector<std::string>> cells = {header};
-    cells[0][0] = "CELL";
-    for (const auto& e : r.best_cells()) {
-      cells.push_back(row(e));
-      cells.back()[0] = absl::StrCat(e.families().empty() ? "" : e.families(0) + " @ ",
-                                     AxisShortName(e.axis()), "=", ShortLabel(e.level()));
-    }
-    absl::StrAppend(&out,
-                    r.best_cells().empty() ? "  none with enough samples yet\n" : Table(cells));
+  if (r.axes_size() == 0) return out;
+  absl::StrAppend(&out, "\nbest cells (highest mean accuracy, >= ", r.min_samples(),
+                  " successes)\n");
+  std::vector<std::vector<std::string>> cells = {YieldHeader()};
+  cells[0][0] = "CELL";
+  for (const auto& e : r.best_cells()) {
+    cells.push_back(YieldRow(e));
+    cells.back()[0] = absl::StrCat(e.families().empty() ? "" : e.families(0) + " @ ",
+                                   AxisShortName(e.axis()), "=", ShortLabel(e.level()));
   }
+  absl::StrAppend(&out, r.best_cells().empty() ? "  none with enough samples yet\n" : Table(cells));
   return out;
+}
+
+}  // namespace
+
+std::string YieldText(const quartet::v1::YieldReport& r) {
+  // A campaign without a family axis has no family rows.
+  return absl::StrCat("yield of campaign ", r.campaign_id(), "\n",
+                      r.families_size() > 0 ? FamilyYieldText(r) : "", AxisYieldText(r));
 }
 
 std::string ResultsText(const std::vector<quartet::v1::CandidateSummary>& results) {

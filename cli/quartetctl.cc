@@ -1,7 +1,10 @@
-// quartetctl: the operator's client. Submits and watches campaigns, reads coverage, yield and
-// results. A server error prints as one line on stderr and the exit code is non-zero.
+// quartetctl: the operator's client. Submits, watches, pauses, resumes and updates campaigns,
+// reads coverage, yield and results, exports them as CSV or JSON, and lists and drains workers. A
+// server error prints as one line on stderr and the exit code is non-zero.
+#include <sys/ioctl.h>
 #include <unistd.h>
 
+#include <fstream>
 #include <iostream>
 #include <map>
 #include <memory>
@@ -15,6 +18,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_replace.h"
 #include "absl/time/clock.h"
+#include "cli/export.h"
 #include "cli/format.h"
 #include "cli/report_analyses.h"
 #include "common/grpc_client.h"
@@ -33,6 +37,37 @@ constexpr absl::Duration kCallTimeout = absl::Seconds(30);
 constexpr int kOk = 0;
 constexpr int kError = 1;      // server or usage error
 constexpr int kCancelled = 2;  // watch: the campaign ended CANCELLED
+
+// results export: candidates fetched per ListResults call.
+constexpr int kDefaultExportPageSize = 500;
+constexpr int kMaxExportPageSize = 100000;
+// campaign watch on a terminal: the bar's width, and the line's width when the terminal's is
+// unknown.
+constexpr int kWatchBarWidth = 30;
+constexpr int kDefaultTerminalColumns = 120;
+
+// Columns of the terminal on stdout, or kDefaultTerminalColumns.
+int TerminalColumns() {
+  winsize ws{};
+  if (ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0) return ws.ws_col;
+  return kDefaultTerminalColumns;
+}
+
+// Writes `text` to `path`, or to stdout when `path` is empty.
+absl::Status Emit(const std::string& text, const std::string& path) {
+  if (path.empty()) {
+    std::cout << text << std::flush;
+    return absl::OkStatus();
+  }
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out << text;
+  out.close();
+  if (!out) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "-o: cannot write '", path, "': check that its directory exists and is writable"));
+  }
+  return absl::OkStatus();
+}
 
 int PrintError(const absl::Status& status) {
   std::cerr << "quartetctl: error: " << absl::StatusCodeToString(status.code()) << ": "
@@ -296,6 +331,7 @@ class Ctl {
   // Streams progress until the campaign is final; reconnects after a coordinator restart.
   int Watch(int64_t id, int interval_ms) {
     const bool tty = isatty(STDOUT_FILENO);
+    quartet::cli::ProgressMeter meter;
     int failures = 0;
     quartet::v1::Campaign last;
     bool have_last = false;
@@ -314,7 +350,15 @@ class Ctl {
         if (json()) {
           std::cout << quartet::common::MessageToJson(last) << "\n" << std::flush;
         } else if (tty) {
-          std::cout << "\r\033[K" << quartet::cli::ProgressLine(last) << std::flush;
+          // One line redrawn in place, cut to the terminal so it never wraps.
+          const auto& n = last.counts();
+          const int64_t done = n.succeeded() + n.failed() + n.cancelled();
+          meter.Observe(absl::Now(), done);
+          std::string line = quartet::cli::ProgressLine(
+              last, kWatchBarWidth, meter.EtaSeconds(last.config().budget() - done));
+          const size_t columns = static_cast<size_t>(std::max(1, TerminalColumns() - 1));
+          if (line.size() > columns) line.resize(columns);
+          std::cout << "\r\033[K" << line << std::flush;
         } else {
           std::cout << quartet::cli::ProgressLine(last) << "\n" << std::flush;
         }
@@ -345,7 +389,7 @@ class Ctl {
     }
   }
 
-  int Coverage(int64_t id, bool pairs) {
+  int Coverage(int64_t id, bool pairs, const std::string& format, const std::string& path) {
     quartet::v1::GetCoverageReportRequest req;
     req.set_campaign_id(id);
     req.set_include_all_pairs(pairs);
@@ -354,12 +398,16 @@ class Ctl {
     conn_->Prepare(&ctx, kCallTimeout);
     grpc::Status s = stub_->GetCoverageReport(&ctx, req, &resp);
     if (!s.ok()) return PrintError(s);
-    std::cout << (json() ? quartet::common::MessageToJson(resp.report(), true) + "\n"
-                         : quartet::cli::CoverageText(resp.report(), pairs));
+    const std::string text = format == "csv" ? quartet::cli::CoverageCsv(resp.report())
+                             : format == "json"
+                                 ? quartet::common::MessageToJson(resp.report(), true) + "\n"
+                                 : quartet::cli::CoverageText(resp.report(), pairs);
+    if (absl::Status e = Emit(text, path); !e.ok()) return PrintError(e);
     return kOk;
   }
 
-  int Yield(int64_t id, int min_samples, int top) {
+  int Yield(int64_t id, int min_samples, int top, const std::string& format,
+            const std::string& path) {
     quartet::v1::GetYieldReportRequest req;
     req.set_campaign_id(id);
     req.set_min_samples(min_samples);
@@ -369,10 +417,20 @@ class Ctl {
     conn_->Prepare(&ctx, kCallTimeout);
     grpc::Status s = stub_->GetYieldReport(&ctx, req, &resp);
     if (!s.ok()) return PrintError(s);
-    std::cout << (json() ? quartet::common::MessageToJson(resp.report(), true) + "\n"
-                         : quartet::cli::YieldText(resp.report()));
-    if (json()) return kOk;
-    return quartet::cli::PrintGradientNoise(Lister(), id) == 0 ? kOk : kError;
+    std::string text = format == "csv" ? quartet::cli::YieldCsv(resp.report())
+                       : format == "json"
+                           ? quartet::common::MessageToJson(resp.report(), true) + "\n"
+                           : quartet::cli::YieldText(resp.report());
+    if (format != "csv" && format != "json") {
+      // Layer-wise MoE campaigns: gradient noise by router, from the results.
+      std::string noise;
+      if (grpc::Status g = quartet::cli::GradientNoiseReport(Lister(), id, &noise); !g.ok()) {
+        return PrintError(g);
+      }
+      text += noise;
+    }
+    if (absl::Status e = Emit(text, path); !e.ok()) return PrintError(e);
+    return kOk;
   }
 
   int Top(int64_t id, int n, bool all_states) {
@@ -398,6 +456,144 @@ class Ctl {
     return kOk;
   }
 
+  // campaign pause / resume.
+  int SetPaused(int64_t id, bool pause) {
+    quartet::v1::Campaign campaign;
+    grpc::ClientContext ctx;
+    conn_->Prepare(&ctx, kCallTimeout);
+    grpc::Status s;
+    if (pause) {
+      quartet::v1::PauseCampaignRequest req;
+      req.set_campaign_id(id);
+      quartet::v1::PauseCampaignResponse resp;
+      s = stub_->PauseCampaign(&ctx, req, &resp);
+      campaign = resp.campaign();
+    } else {
+      quartet::v1::ResumeCampaignRequest req;
+      req.set_campaign_id(id);
+      quartet::v1::ResumeCampaignResponse resp;
+      s = stub_->ResumeCampaign(&ctx, req, &resp);
+      campaign = resp.campaign();
+    }
+    if (!s.ok()) return PrintError(s);
+    if (json()) {
+      std::cout << quartet::common::MessageToJson(campaign, true) << "\n";
+    } else {
+      std::cout << "campaign " << id << " " << quartet::cli::StateName(campaign.state()) << ": "
+                << (pause ? "nothing more is leased; " : "leasing again; ")
+                << campaign.counts().leased() << " running, " << campaign.counts().pending()
+                << " pending\n";
+    }
+    return kOk;
+  }
+
+  // campaign update: only the flags given change.
+  int Update(int64_t id, const CLI::App& cmd, int priority, int64_t budget) {
+    quartet::v1::UpdateCampaignRequest req;
+    req.set_campaign_id(id);
+    if (cmd.count("--priority")) req.set_priority(priority);
+    if (cmd.count("--budget")) req.set_budget(budget);
+    if (!req.has_priority() && !req.has_budget()) {
+      return PrintError(
+          absl::InvalidArgumentError("campaign update: give --priority=N, --budget=N or both"));
+    }
+    quartet::v1::UpdateCampaignResponse resp;
+    grpc::ClientContext ctx;
+    conn_->Prepare(&ctx, kCallTimeout);
+    grpc::Status s = stub_->UpdateCampaign(&ctx, req, &resp);
+    if (!s.ok()) return PrintError(s);
+    const auto& c = resp.campaign();
+    if (json()) {
+      std::cout << quartet::common::MessageToJson(c, true) << "\n";
+    } else {
+      std::cout << "campaign " << id << " updated: priority " << c.config().priority()
+                << ", budget " << c.config().budget() << " (" << c.issued() << " issued), "
+                << quartet::cli::StateName(c.state()) << "\n";
+    }
+    return kOk;
+  }
+
+  int Workers() {
+    quartet::v1::ListWorkersResponse resp;
+    grpc::ClientContext ctx;
+    conn_->Prepare(&ctx, kCallTimeout);
+    grpc::Status s = stub_->ListWorkers(&ctx, {}, &resp);
+    if (!s.ok()) return PrintError(s);
+    if (json()) {
+      std::cout << quartet::common::MessageToJson(resp, true) << "\n";
+    } else {
+      std::cout << quartet::cli::WorkersText({resp.workers().begin(), resp.workers().end()},
+                                             absl::ToUnixMillis(absl::Now()));
+    }
+    return kOk;
+  }
+
+  int Drain(const std::string& worker_id, bool undo) {
+    quartet::v1::DrainWorkerRequest req;
+    req.set_worker_id(worker_id);
+    req.set_undo(undo);
+    quartet::v1::DrainWorkerResponse resp;
+    grpc::ClientContext ctx;
+    conn_->Prepare(&ctx, kCallTimeout);
+    grpc::Status s = stub_->DrainWorker(&ctx, req, &resp);
+    if (!s.ok()) return PrintError(s);
+    if (json()) {
+      std::cout << quartet::common::MessageToJson(resp.worker(), true) << "\n";
+    } else if (undo) {
+      std::cout << "worker " << worker_id << " is no longer draining\n";
+    } else {
+      std::cout << "worker " << worker_id << " draining: it finishes "
+                << resp.worker().current_size()
+                << " running candidate(s), leases nothing more and exits\n";
+    }
+    return kOk;
+  }
+
+  // results export: every candidate of the campaign, paging through ListResults in id order.
+  int Export(int64_t id, const std::string& format, const std::string& path, int page_size) {
+    if (page_size < 1 || page_size > kMaxExportPageSize) {
+      return PrintError(absl::InvalidArgumentError(
+          absl::StrCat("--page-size: must be in [1, ", kMaxExportPageSize, "], got ", page_size)));
+    }
+    quartet::v1::GetCampaignRequest get;
+    get.set_campaign_id(id);
+    quartet::v1::GetCampaignResponse campaign;
+    {
+      grpc::ClientContext ctx;
+      conn_->Prepare(&ctx, kCallTimeout);
+      grpc::Status s = stub_->GetCampaign(&ctx, get, &campaign);
+      if (!s.ok()) return PrintError(s);
+    }
+    std::vector<quartet::v1::CandidateSummary> all;
+    int64_t after = 0;
+    while (true) {
+      quartet::v1::ListResultsRequest req;
+      req.set_campaign_id(id);
+      for (int st = quartet::v1::CANDIDATE_STATE_PENDING;
+           st <= quartet::v1::CANDIDATE_STATE_CANCELLED; ++st) {
+        req.add_states(static_cast<quartet::v1::CandidateState>(st));
+      }
+      req.set_by_accuracy(false);
+      req.set_limit(page_size);
+      req.set_after_candidate_id(after);
+      quartet::v1::ListResultsResponse page;
+      grpc::ClientContext ctx;
+      conn_->Prepare(&ctx, kCallTimeout);
+      grpc::Status s = stub_->ListResults(&ctx, req, &page);
+      if (!s.ok()) return PrintError(s);
+      for (const auto& c : page.candidates()) all.push_back(c);
+      if (page.candidates_size() < page_size) break;
+      after = page.candidates(page.candidates_size() - 1).candidate_id();
+    }
+    std::vector<std::string> axes;
+    for (const auto& a : campaign.campaign().config().axes()) axes.push_back(a.path());
+    const std::string text =
+        format == "json" ? quartet::cli::ResultsJson(all) : quartet::cli::ResultsCsv(axes, all);
+    if (absl::Status s = Emit(text, path); !s.ok()) return PrintError(s);
+    if (!path.empty()) std::cerr << "exported " << all.size() << " candidates to " << path << "\n";
+    return kOk;
+  }
+
  private:
   Globals globals_;
   std::unique_ptr<ClientConnection> conn_;
@@ -415,8 +611,8 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--token-file", g.client.token_file,
                  "File whose first non-blank line is the bearer token (default: "
-                 "$QUARTET_TOKEN). Submit and cancel need an admin token; the other commands a "
-                 "viewer or admin token");
+                 "$QUARTET_TOKEN). Submit, cancel, pause, resume, update and workers drain need "
+                 "an admin token; the other commands a viewer or admin token");
   app.add_option("--tls-ca", g.client.tls_ca_file, "PEM root certificates: connect with TLS");
   app.add_option("--tls-client-cert", g.client.tls_client_cert_file,
                  "PEM client certificate, for a coordinator run with --tls_client_ca (needs "
@@ -428,7 +624,8 @@ int main(int argc, char** argv) {
       ->capture_default_str();
 
   // campaign ...
-  CLI::App* campaign = app.add_subcommand("campaign", "Submit, list, show, cancel, watch");
+  CLI::App* campaign =
+      app.add_subcommand("campaign", "Submit, list, show, cancel, watch, pause, resume, update");
   campaign->require_subcommand(1);
   SubmitFlags sf;
   CLI::App* submit = campaign->add_subcommand("submit", "Submit a campaign (flags or a file)");
@@ -489,18 +686,51 @@ int main(int argc, char** argv) {
   watch->add_option("id", id, "Campaign id")->required();
   watch->add_option("--interval-ms", interval_ms, "Update interval")->capture_default_str();
 
+  CLI::App* pause = campaign->add_subcommand(
+      "pause", "Lease nothing more from a campaign; running candidates finish (admin)");
+  pause->add_option("id", id, "Campaign id")->required();
+  CLI::App* resume = campaign->add_subcommand("resume", "Resume a paused campaign (admin)");
+  resume->add_option("id", id, "Campaign id")->required();
+  int new_priority = 0;
+  int64_t new_budget = 0;
+  CLI::App* update =
+      campaign->add_subcommand("update", "Change a campaign's priority and budget (admin)");
+  update->add_option("id", id, "Campaign id")->required();
+  update->add_option("--priority", new_priority, "New priority (higher is leased first)");
+  update->add_option("--budget", new_budget,
+                     "New budget: at least the candidates issued; raising it issues more");
+
+  // workers ...
+  CLI::App* workers = app.add_subcommand("workers", "The fleet: list workers, drain one");
+  workers->require_subcommand(0, 1);
+  std::string worker_id;
+  bool undo_drain = false;
+  CLI::App* drain = workers->add_subcommand(
+      "drain", "Let a worker finish what it holds, lease nothing more and exit 0 (admin)");
+  drain->add_option("id", worker_id, "Worker id (as `quartetctl workers` lists it)")->required();
+  drain->add_flag("--undo", undo_drain, "Clear the mark: the worker leases again");
+
   // report ...
   CLI::App* report = app.add_subcommand("report", "Coverage and yield reports");
   report->require_subcommand(1);
   bool pairs = false;
+  // --format on report coverage / yield and results export overrides the global one; -o writes
+  // to a file instead of stdout.
+  std::string report_format, output;
   CLI::App* coverage = report->add_subcommand("coverage", "Coverage per family and pair");
   coverage->add_option("id", id, "Campaign id")->required();
   coverage->add_flag("--pairs", pairs, "Also list every pair");
+  coverage->add_option("--format", report_format, "text, json or csv (RFC 4180)")
+      ->check(CLI::IsMember({"text", "json", "csv"}));
+  coverage->add_option("-o,--output", output, "Write to this file instead of stdout");
   int min_samples = 0, top = 0;
   CLI::App* yield = report->add_subcommand("yield", "Yield per family and pair");
   yield->add_option("id", id, "Campaign id")->required();
   yield->add_option("--min-samples", min_samples, "Successes needed to rank (default 3)");
   yield->add_option("--top", top, "Length of the ranked lists (default 5)");
+  yield->add_option("--format", report_format, "text, json or csv (RFC 4180)")
+      ->check(CLI::IsMember({"text", "json", "csv"}));
+  yield->add_option("-o,--output", output, "Write to this file instead of stdout");
 
   // results ...
   CLI::App* results = app.add_subcommand("results", "Candidate results");
@@ -511,6 +741,18 @@ int main(int argc, char** argv) {
   results_top->add_option("id", id, "Campaign id")->required();
   results_top->add_option("-n", n, "How many")->capture_default_str();
   results_top->add_flag("--with-failures", all_states, "Include failed candidates");
+
+  std::string export_format = "csv";
+  int page_size = kDefaultExportPageSize;
+  CLI::App* results_export = results->add_subcommand(
+      "export", "Every candidate of a campaign, one row each (CSV per RFC 4180, or JSON)");
+  results_export->add_option("id", id, "Campaign id")->required();
+  results_export->add_option("--format", export_format, "csv or json")
+      ->check(CLI::IsMember({"csv", "json"}))
+      ->capture_default_str();
+  results_export->add_option("-o,--output", output, "Write to this file instead of stdout");
+  results_export->add_option("--page-size", page_size, "Candidates per ListResults call")
+      ->capture_default_str();
 
   CLI::App* results_show = results->add_subcommand("show", "One candidate's result and analyses");
   results_show->add_option("id", id, "Candidate id")->required();
@@ -530,8 +772,15 @@ int main(int argc, char** argv) {
   if (show->parsed()) return ctl.Show(id);
   if (cancel->parsed()) return ctl.Cancel(id);
   if (watch->parsed()) return ctl.Watch(id, interval_ms);
-  if (coverage->parsed()) return ctl.Coverage(id, pairs);
-  if (yield->parsed()) return ctl.Yield(id, min_samples, top);
+  if (pause->parsed()) return ctl.SetPaused(id, true);
+  if (resume->parsed()) return ctl.SetPaused(id, false);
+  if (update->parsed()) return ctl.Update(id, *update, new_priority, new_budget);
+  if (drain->parsed()) return ctl.Drain(worker_id, undo_drain);
+  if (workers->parsed()) return ctl.Workers();
+  const std::string format = report_format.empty() ? g.format : report_format;
+  if (coverage->parsed()) return ctl.Coverage(id, pairs, format, output);
+  if (yield->parsed()) return ctl.Yield(id, min_samples, top, format, output);
+  if (results_export->parsed()) return ctl.Export(id, export_format, output, page_size);
   if (results_top->parsed()) return ctl.Top(id, n, all_states);
   if (results_show->parsed()) return quartet::cli::RunResultsShow(ctl.Getter(), id, ctl.json());
   if (analyses->parsed()) return quartet::cli::RunReportAnalyses(ctl.Lister(), id, ctl.json());

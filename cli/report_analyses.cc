@@ -298,11 +298,11 @@ std::string GradientNoiseText(const std::vector<quartet::v1::CandidateSummary>& 
       "NORM CV: std / mean of the per-step gradient norm\n");
 }
 
-int PrintGradientNoise(const ListResultsFn& list, int64_t campaign_id) {
+grpc::Status GradientNoiseReport(const ListResultsFn& list, int64_t campaign_id, std::string* out) {
   std::vector<quartet::v1::CandidateSummary> all;
-  if (grpc::Status s = ListAll(list, campaign_id, &all); !s.ok()) return PrintGrpcError(s);
-  std::cout << GradientNoiseText(all);
-  return 0;
+  grpc::Status s = ListAll(list, campaign_id, &all);
+  if (s.ok()) *out = GradientNoiseText(all);
+  return s;
 }
 
 int RunResultsShow(const GetCandidateFn& get, int64_t candidate_id, bool json) {

@@ -40,8 +40,9 @@ using GetCandidateFn = std::function<grpc::Status(int64_t, quartet::v1::Candidat
 // 1 error, including an unknown candidate).
 int RunResultsShow(const GetCandidateFn& get, int64_t candidate_id, bool json);
 int RunReportAnalyses(const ListResultsFn& list, int64_t campaign_id, bool json);
-// Appends GradientNoiseText of the campaign's results to `report yield` (nothing when empty).
-int PrintGradientNoise(const ListResultsFn& list, int64_t campaign_id);
+// GradientNoiseText of the campaign's results (empty when none carries gradient statistics), for
+// `report yield`.
+grpc::Status GradientNoiseReport(const ListResultsFn& list, int64_t campaign_id, std::string* out);
 
 }  // namespace quartet::cli
 

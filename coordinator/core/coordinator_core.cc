@@ -264,6 +264,7 @@ CandidateSummary Summarize(const CandidateRecord& c, const quartet::v1::Campaign
   s.set_worker_id(c.worker_id);
   s.set_created_unix_ms(Millis(c.created_at));
   s.set_finished_unix_ms(Millis(c.finished_at));
+  s.set_started_unix_ms(Millis(c.started_at));
   FillAxisLevels(config, c, s.mutable_axis_levels());
   return s;
 }
@@ -289,15 +290,17 @@ absl::StatusOr<std::unique_ptr<CoordinatorCore>> CoordinatorCore::Create(const O
   }
   if (o.grace <= absl::ZeroDuration()) o.grace = o.lease;
   std::unique_ptr<CoordinatorCore> core(new CoordinatorCore(o, store, clock));
-  QUARTET_ASSIGN_OR_RETURN(auto running, store->ListCampaigns({CampaignState::kRunning}, 0));
+  // Paused campaigns keep their sampler too, so a resume carries on where they stopped.
+  QUARTET_ASSIGN_OR_RETURN(
+      auto running, store->ListCampaigns({CampaignState::kRunning, CampaignState::kPaused}, 0));
   for (const CampaignRecord& record : running) {
     QUARTET_ASSIGN_OR_RETURN(auto runtime, core->Rebuild(record));
     {
       absl::MutexLock lock(&core->mu_);
       core->runtimes_[record.id] = std::move(runtime);
     }
-    spdlog::info("campaign {} '{}' resumed: {} of {} issued, sampler {} restored", record.id,
-                 record.name, record.issued, record.budget,
+    spdlog::info("campaign {} '{}' restored ({}): {} of {} issued, sampler {} restored", record.id,
+                 record.name, CampaignStateName(record.state), record.issued, record.budget,
                  space::SamplerKindName(FromProto(record.config.sampler())));
   }
   return core;
@@ -744,6 +747,14 @@ absl::StatusOr<std::vector<CandidateSummary>> CoordinatorCore::ListResults(
   }
   if (q.states.empty()) q.states.push_back(CandidateState::kSucceeded);
   q.by_accuracy = request.has_by_accuracy() ? request.by_accuracy() : true;
+  if (request.after_candidate_id() < 0) {
+    return absl::InvalidArgumentError("after_candidate_id: must be >= 0");
+  }
+  if (request.after_candidate_id() > 0 && q.by_accuracy) {
+    return absl::InvalidArgumentError(
+        "after_candidate_id: pages follow candidate id order; set by_accuracy to false");
+  }
+  q.after_id = request.after_candidate_id();
   q.limit = request.limit() == 0 ? 20 : std::min(request.limit(), 100000);
   QUARTET_ASSIGN_OR_RETURN(auto records, store_->ListCandidates(q));
   QUARTET_ASSIGN_OR_RETURN(CampaignRecord campaign, store_->GetCampaign(q.campaign_id));
@@ -759,6 +770,146 @@ absl::StatusOr<CandidateSummary> CoordinatorCore::GetCandidate(int64_t candidate
   QUARTET_ASSIGN_OR_RETURN(CandidateRecord c, store_->GetCandidate(candidate_id));
   QUARTET_ASSIGN_OR_RETURN(CampaignRecord campaign, store_->GetCampaign(c.campaign_id));
   return Summarize(c, campaign.config);
+}
+
+absl::StatusOr<quartet::v1::Campaign> CoordinatorCore::SetPaused(int64_t campaign_id, bool paused) {
+  QUARTET_ASSIGN_OR_RETURN(CampaignRecord before, store_->GetCampaign(campaign_id));
+  QUARTET_ASSIGN_OR_RETURN(CampaignRecord r,
+                           store_->SetCampaignPaused(campaign_id, paused, clock_->Now()));
+  if (before.state != r.state) {
+    spdlog::info("campaign {} '{}' {}: {} -> {} ({} of {} issued, {} leased {})", r.id, r.name,
+                 paused ? "paused" : "resumed", CampaignStateName(before.state),
+                 CampaignStateName(r.state), r.issued, r.budget, r.counts.leased,
+                 paused ? "finishing" : "running");
+    Changed();
+  }
+  if (!paused) {
+    if (RuntimeOf(campaign_id) == nullptr) {
+      QUARTET_ASSIGN_OR_RETURN(auto runtime, Rebuild(r));
+      absl::MutexLock lock(&mu_);
+      runtimes_.emplace(campaign_id, std::move(runtime));
+    }
+    absl::Status refill = Refill(campaign_id);
+    if (!refill.ok())
+      spdlog::warn("campaign {}: issuing failed: {}", campaign_id, refill.ToString());
+  }
+  QUARTET_ASSIGN_OR_RETURN(CampaignRecord now, store_->GetCampaign(campaign_id));
+  return ToProto(now);
+}
+
+absl::StatusOr<quartet::v1::Campaign> CoordinatorCore::PauseCampaign(int64_t campaign_id) {
+  return SetPaused(campaign_id, true);
+}
+
+absl::StatusOr<quartet::v1::Campaign> CoordinatorCore::ResumeCampaign(int64_t campaign_id) {
+  return SetPaused(campaign_id, false);
+}
+
+absl::StatusOr<quartet::v1::Campaign> CoordinatorCore::UpdateCampaign(
+    const quartet::v1::UpdateCampaignRequest& request) {
+  if (!request.has_priority() && !request.has_budget()) {
+    return absl::InvalidArgumentError(
+        "nothing to update: set priority, budget or both (quartetctl campaign update ID "
+        "--priority=N --budget=N)");
+  }
+  const int64_t id = request.campaign_id();
+  QUARTET_ASSIGN_OR_RETURN(CampaignRecord before, store_->GetCampaign(id));
+  CampaignUpdate update;
+  if (request.has_priority()) update.priority = request.priority();
+  if (request.has_budget()) {
+    const int repeats = std::max(1, before.config.repeats());
+    const long double capacity = static_cast<long double>(SpaceSize(before.config)) * repeats;
+    if (static_cast<long double>(request.budget()) > capacity) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "budget: ", request.budget(), " is more than the space of campaign ", id,
+          " holds: ", SpaceSize(before.config), " distinct points x ", repeats, " repeats"));
+    }
+    update.budget = request.budget();
+  }
+  QUARTET_ASSIGN_OR_RETURN(CampaignRecord r, store_->UpdateCampaign(id, update, clock_->Now()));
+  spdlog::info("campaign {} '{}' updated: priority {} -> {}, budget {} -> {} ({} issued){}", r.id,
+               r.name, before.priority, r.priority, before.budget, r.budget, r.issued,
+               r.state == CampaignState::kDone ? "; now DONE" : "");
+  Changed();
+  if (r.state == CampaignState::kDone) {
+    DropRuntime(id);
+  } else if (absl::Status refill = Refill(id); !refill.ok()) {
+    spdlog::warn("campaign {}: issuing failed: {}", id, refill.ToString());
+  }
+  QUARTET_ASSIGN_OR_RETURN(CampaignRecord now, store_->GetCampaign(id));
+  return ToProto(now);
+}
+
+// ---- Fleet -------------------------------------------------------------------------------------
+
+absl::StatusOr<quartet::v1::WorkerInfo> CoordinatorCore::ToWorkerInfo(const WorkerActivity& a) {
+  const WorkerRecord& w = a.worker;
+  quartet::v1::WorkerInfo out;
+  out.set_worker_id(w.id);
+  out.set_host(w.host);
+  out.set_device(w.device);
+  out.set_gpu_name(w.gpu_name);
+  out.set_gpu_memory_bytes(w.gpu_memory_bytes);
+  out.set_version(w.version);
+  out.set_registered_unix_ms(Millis(w.registered_at));
+  out.set_last_seen_unix_ms(Millis(w.last_seen_at));
+  out.set_draining(w.draining);
+  out.set_candidates_succeeded(a.succeeded);
+  out.set_candidates_failed(a.failed);
+  std::map<int64_t, int> epochs_of;  // campaign -> recipe epochs
+  for (const HeldCandidate& held : a.leased) {
+    const CandidateRecord& c = held.candidate;
+    quartet::v1::WorkerTask* t = out.add_current();
+    t->set_candidate_id(c.id);
+    t->set_campaign_id(c.campaign_id);
+    for (const auto& f : c.families) t->mutable_combination()->add_families(f);
+    t->mutable_combination()->set_rank(c.rank);
+    t->set_attempt(c.attempt);
+    t->set_started_unix_ms(Millis(c.started_at));
+    t->set_lease_deadline_unix_ms(Millis(c.lease_deadline));
+    if (!epochs_of.count(c.campaign_id)) {
+      QUARTET_ASSIGN_OR_RETURN(CampaignRecord campaign, store_->GetCampaign(c.campaign_id));
+      epochs_of[c.campaign_id] = campaign.config.recipe().epochs();
+    }
+    t->set_epochs(epochs_of[c.campaign_id]);
+    t->set_epoch(held.epoch);
+  }
+  return out;
+}
+
+absl::StatusOr<std::vector<quartet::v1::WorkerInfo>> CoordinatorCore::ListWorkers() {
+  QUARTET_ASSIGN_OR_RETURN(auto fleet, store_->ListWorkers());
+  std::vector<quartet::v1::WorkerInfo> out;
+  for (const WorkerActivity& a : fleet) {
+    QUARTET_ASSIGN_OR_RETURN(auto info, ToWorkerInfo(a));
+    out.push_back(std::move(info));
+  }
+  return out;
+}
+
+absl::StatusOr<quartet::v1::WorkerInfo> CoordinatorCore::DrainWorker(const std::string& worker_id,
+                                                                     bool drain) {
+  if (worker_id.empty()) return absl::InvalidArgumentError("worker_id: required");
+  absl::StatusOr<WorkerRecord> marked = store_->SetWorkerDraining(worker_id, drain);
+  if (absl::IsNotFound(marked.status())) {
+    return absl::NotFoundError(
+        absl::StrCat("worker '", common::EscapeForLog(worker_id, kLoggedIdBytes),
+                     "' is not registered; `quartetctl workers` lists the worker ids"));
+  }
+  QUARTET_ASSIGN_OR_RETURN(WorkerRecord w, std::move(marked));
+  {
+    absl::MutexLock lock(&workers_mu_);
+    workers_[w.id] = WorkerAuth{w.secret_hash, w.draining};
+  }
+  spdlog::info("worker {} {}", common::EscapeForLog(w.id, kLoggedIdBytes),
+               drain ? "draining: it finishes what it holds, leases nothing more and exits"
+                     : "no longer draining");
+  Changed();
+  QUARTET_ASSIGN_OR_RETURN(auto fleet, store_->ListWorkers());
+  for (const WorkerActivity& a : fleet) {
+    if (a.worker.id == w.id) return ToWorkerInfo(a);
+  }
+  return ToWorkerInfo(WorkerActivity{w, {}, 0, 0});
 }
 
 // ---- Worker API --------------------------------------------------------------------------------
@@ -802,7 +953,7 @@ absl::StatusOr<quartet::v1::RegisterWorkerResponse> CoordinatorCore::RegisterWor
   QUARTET_ASSIGN_OR_RETURN(WorkerRecord stored, store_->RegisterWorker(w, clock_->Now()));
   {
     absl::MutexLock lock(&workers_mu_);
-    secret_hashes_[stored.id] = stored.secret_hash;
+    workers_[stored.id] = WorkerAuth{stored.secret_hash, stored.draining};
   }
   spdlog::info(
       "worker {} {}: host {}, device {}{}", stored.id, reattached ? "re-attached" : "registered",
@@ -824,8 +975,8 @@ absl::Status CoordinatorCore::CheckWorker(const std::string& worker_id,
   std::string hash;
   {
     absl::MutexLock lock(&workers_mu_);
-    auto it = secret_hashes_.find(worker_id);
-    if (it != secret_hashes_.end()) hash = it->second;
+    auto it = workers_.find(worker_id);
+    if (it != workers_.end()) hash = it->second.secret_hash;
   }
   if (hash.empty()) {
     auto w = store_->GetWorker(worker_id);
@@ -837,13 +988,19 @@ absl::Status CoordinatorCore::CheckWorker(const std::string& worker_id,
     if (!w.ok()) return w.status();
     hash = w->secret_hash;
     absl::MutexLock lock(&workers_mu_);
-    secret_hashes_[worker_id] = hash;
+    workers_[worker_id] = WorkerAuth{hash, w->draining};
   }
   if (!SessionSecretMatches(hash, session_secret)) {
     return absl::PermissionDeniedError(
         "the session secret is missing or does not match this worker id; register again");
   }
   return absl::OkStatus();
+}
+
+bool CoordinatorCore::Draining(const std::string& worker_id) {
+  absl::MutexLock lock(&workers_mu_);
+  auto it = workers_.find(worker_id);
+  return it != workers_.end() && it->second.draining;
 }
 
 quartet::v1::CandidateSpec CoordinatorCore::SpecOf(const LeaseGrant& grant) const {
@@ -873,6 +1030,13 @@ absl::StatusOr<quartet::v1::LeaseCandidateResponse> CoordinatorCore::LeaseCandid
     const quartet::v1::LeaseCandidateRequest& request) {
   QUARTET_RETURN_IF_ERROR(CheckWorker(request.worker_id(), request.session_secret()));
   const std::string& worker_id = request.worker_id();
+  quartet::v1::LeaseCandidateResponse out;
+  if (Draining(worker_id)) {
+    spdlog::info("worker {} is draining: no lease, told to finish and exit", worker_id);
+    out.set_drain(true);
+    out.set_retry_after_ms(static_cast<int32_t>(absl::ToInt64Milliseconds(options_.retry_after)));
+    return out;
+  }
   const absl::Time now = clock_->Now();
   QUARTET_ASSIGN_OR_RETURN(auto grant, store_->LeaseNext(worker_id, now, options_.lease));
   if (!grant.has_value()) {
@@ -880,7 +1044,6 @@ absl::StatusOr<quartet::v1::LeaseCandidateResponse> CoordinatorCore::LeaseCandid
     if (!refill.ok()) spdlog::warn("issuing candidates failed: {}", refill.ToString());
     QUARTET_ASSIGN_OR_RETURN(grant, store_->LeaseNext(worker_id, now, options_.lease));
   }
-  quartet::v1::LeaseCandidateResponse out;
   if (!grant.has_value()) {
     out.set_retry_after_ms(static_cast<int32_t>(absl::ToInt64Milliseconds(options_.retry_after)));
     return out;
@@ -908,6 +1071,7 @@ absl::StatusOr<quartet::v1::HeartbeatResponse> CoordinatorCore::Heartbeat(
   quartet::v1::HeartbeatResponse out;
   out.set_deadline_unix_ms(Millis(r.deadline));
   out.set_cancel(r.cancel);
+  out.set_drain(Draining(request.worker_id()));
   return out;
 }
 

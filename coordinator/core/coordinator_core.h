@@ -100,6 +100,23 @@ class CoordinatorCore {
   // One candidate with its result and axis values. INVALID_ARGUMENT for an id <= 0, NOT_FOUND for
   // an unknown one.
   absl::StatusOr<quartet::v1::CandidateSummary> GetCandidate(int64_t candidate_id);
+  // RUNNING -> PAUSED (nothing more is leased or issued; leased candidates finish) and back
+  // (issuing resumes). OK when already in that state; FAILED_PRECONDITION for a CANCELLED or DONE
+  // campaign.
+  absl::StatusOr<quartet::v1::Campaign> PauseCampaign(int64_t campaign_id);
+  absl::StatusOr<quartet::v1::Campaign> ResumeCampaign(int64_t campaign_id);
+  // Priority and budget (Store::UpdateCampaign). INVALID_ARGUMENT when neither is set or the
+  // budget is more than the space holds; a raised budget issues more candidates at once.
+  absl::StatusOr<quartet::v1::Campaign> UpdateCampaign(
+      const quartet::v1::UpdateCampaignRequest& request);
+
+  // ---- Fleet ----
+
+  // Every registered worker with the candidates it holds (epoch from their metrics).
+  absl::StatusOr<std::vector<quartet::v1::WorkerInfo>> ListWorkers();
+  // Sets (drain) or clears the worker's draining mark; see LeaseCandidateResponse.drain.
+  // INVALID_ARGUMENT for an empty id, NOT_FOUND for an unknown one.
+  absl::StatusOr<quartet::v1::WorkerInfo> DrainWorker(const std::string& worker_id, bool drain);
 
   // ---- Worker API ----
 
@@ -141,6 +158,12 @@ class CoordinatorCore {
   quartet::v1::CandidateSpec SpecOf(const LeaseGrant& grant) const;
   // The worker identity check of every worker call (see LeaseCandidate).
   absl::Status CheckWorker(const std::string& worker_id, const std::string& session_secret);
+  // Whether a worker that passed CheckWorker is draining (from the cache CheckWorker fills).
+  bool Draining(const std::string& worker_id);
+  // Stores the pause or resume and logs it.
+  absl::StatusOr<quartet::v1::Campaign> SetPaused(int64_t campaign_id, bool paused);
+  // A worker and its candidates as the operator sees them.
+  absl::StatusOr<quartet::v1::WorkerInfo> ToWorkerInfo(const WorkerActivity& activity);
   // Metric points as records; a point without time gets now. INVALID_ARGUMENT names `field`.
   absl::StatusOr<std::vector<MetricRecord>> ToMetricRecords(
       const google::protobuf::RepeatedPtrField<quartet::v1::MetricPoint>& points,
@@ -156,9 +179,14 @@ class CoordinatorCore {
 
   void Changed();
 
-  // SHA-256 of each known worker's session secret (a cache of the store's).
+  // Per known worker, the SHA-256 of its session secret and its draining mark (a cache of the
+  // store's; the core is the only writer of both).
+  struct WorkerAuth {
+    std::string secret_hash;
+    bool draining = false;
+  };
   absl::Mutex workers_mu_;
-  std::map<std::string, std::string> secret_hashes_ ABSL_GUARDED_BY(workers_mu_);
+  std::map<std::string, WorkerAuth> workers_ ABSL_GUARDED_BY(workers_mu_);
 
   absl::Mutex change_mu_;
   uint64_t change_version_ ABSL_GUARDED_BY(change_mu_) = 0;

@@ -185,6 +185,48 @@ grpc::Status CampaignServiceImpl::GetCandidate(grpc::ServerContext* context,
       [&](quartet::v1::CandidateSummary c) { *response->mutable_candidate() = std::move(c); });
 }
 
+grpc::Status CampaignServiceImpl::PauseCampaign(grpc::ServerContext* context,
+                                                const quartet::v1::PauseCampaignRequest* request,
+                                                quartet::v1::PauseCampaignResponse* response) {
+  QUARTET_REQUIRE_ROLE(context, Role::kAdmin);
+  return Respond(core_->PauseCampaign(request->campaign_id()),
+                 [&](quartet::v1::Campaign c) { *response->mutable_campaign() = std::move(c); });
+}
+
+grpc::Status CampaignServiceImpl::ResumeCampaign(grpc::ServerContext* context,
+                                                 const quartet::v1::ResumeCampaignRequest* request,
+                                                 quartet::v1::ResumeCampaignResponse* response) {
+  QUARTET_REQUIRE_ROLE(context, Role::kAdmin);
+  return Respond(core_->ResumeCampaign(request->campaign_id()),
+                 [&](quartet::v1::Campaign c) { *response->mutable_campaign() = std::move(c); });
+}
+
+grpc::Status CampaignServiceImpl::UpdateCampaign(grpc::ServerContext* context,
+                                                 const quartet::v1::UpdateCampaignRequest* request,
+                                                 quartet::v1::UpdateCampaignResponse* response) {
+  QUARTET_REQUIRE_ROLE(context, Role::kAdmin);
+  return Respond(core_->UpdateCampaign(*request),
+                 [&](quartet::v1::Campaign c) { *response->mutable_campaign() = std::move(c); });
+}
+
+grpc::Status CampaignServiceImpl::ListWorkers(grpc::ServerContext* context,
+                                              const quartet::v1::ListWorkersRequest* /*request*/,
+                                              quartet::v1::ListWorkersResponse* response) {
+  QUARTET_REQUIRE_ROLE(context, Role::kViewer);
+  return Respond(core_->ListWorkers(), [&](std::vector<quartet::v1::WorkerInfo> all) {
+    for (auto& w : all) *response->add_workers() = std::move(w);
+  });
+}
+
+grpc::Status CampaignServiceImpl::DrainWorker(grpc::ServerContext* context,
+                                              const quartet::v1::DrainWorkerRequest* request,
+                                              quartet::v1::DrainWorkerResponse* response) {
+  QUARTET_REQUIRE_ROLE(context, Role::kAdmin);
+  QUARTET_REQUIRE_VALID(common::ValidateName("worker_id", request->worker_id(), true));
+  return Respond(core_->DrainWorker(request->worker_id(), !request->undo()),
+                 [&](quartet::v1::WorkerInfo w) { *response->mutable_worker() = std::move(w); });
+}
+
 // ---- WorkerService -----------------------------------------------------------------------------
 
 grpc::Status WorkerServiceImpl::RegisterWorker(grpc::ServerContext* context,

@@ -1,6 +1,7 @@
 // The gRPC services: thin adapters from the wire to CoordinatorCore. Each handler checks the role
-// its call needs (see auth.h: SubmitCampaign and CancelCampaign need admin, the other
-// CampaignService calls viewer, every WorkerService call worker; admin may make every call), makes
+// its call needs (see auth.h: SubmitCampaign, CancelCampaign, PauseCampaign, ResumeCampaign,
+// UpdateCampaign and DrainWorker need admin, the other CampaignService calls viewer, every
+// WorkerService call worker; admin may make every call), makes
 // one core call and maps the absl::Status with ToGrpcStatus. No business logic, SQL or locking
 // here. Thread-safe (the core is).
 #ifndef QUARTET_COORDINATOR_SERVICE_SERVICES_H_
@@ -61,6 +62,21 @@ class CampaignServiceImpl final : public quartet::v1::CampaignService::Service {
   grpc::Status GetCandidate(grpc::ServerContext* context,
                             const quartet::v1::GetCandidateRequest* request,
                             quartet::v1::GetCandidateResponse* response) override;
+  grpc::Status PauseCampaign(grpc::ServerContext* context,
+                             const quartet::v1::PauseCampaignRequest* request,
+                             quartet::v1::PauseCampaignResponse* response) override;
+  grpc::Status ResumeCampaign(grpc::ServerContext* context,
+                              const quartet::v1::ResumeCampaignRequest* request,
+                              quartet::v1::ResumeCampaignResponse* response) override;
+  grpc::Status UpdateCampaign(grpc::ServerContext* context,
+                              const quartet::v1::UpdateCampaignRequest* request,
+                              quartet::v1::UpdateCampaignResponse* response) override;
+  grpc::Status ListWorkers(grpc::ServerContext* context,
+                           const quartet::v1::ListWorkersRequest* request,
+                           quartet::v1::ListWorkersResponse* response) override;
+  grpc::Status DrainWorker(grpc::ServerContext* context,
+                           const quartet::v1::DrainWorkerRequest* request,
+                           quartet::v1::DrainWorkerResponse* response) override;
 
  private:
   CoordinatorCore* const core_;

@@ -127,6 +127,65 @@ absl::StatusOr<CampaignRecord> MemoryStore::CancelCampaign(int64_t campaign_id, 
   return r;
 }
 
+absl::StatusOr<MemoryStore::CampaignData*> MemoryStore::OpenCampaign(int64_t campaign_id,
+                                                                     const char* action) {
+  auto it = campaigns_.find(campaign_id);
+  if (it == campaigns_.end()) {
+    return absl::NotFoundError(absl::StrCat("campaign ", campaign_id, " not found"));
+  }
+  const CampaignState state = it->second.record.state;
+  if (IsFinal(state)) {
+    return absl::FailedPreconditionError(absl::StrCat("campaign ", campaign_id, " is ",
+                                                      CampaignStateName(state), "; cannot ", action,
+                                                      " a finished campaign"));
+  }
+  return &it->second;
+}
+
+absl::StatusOr<CampaignRecord> MemoryStore::SetCampaignPaused(int64_t campaign_id, bool paused,
+                                                              absl::Time now) {
+  absl::MutexLock lock(&mu_);
+  QUARTET_ASSIGN_OR_RETURN(CampaignData * camp,
+                           OpenCampaign(campaign_id, paused ? "pause" : "resume"));
+  CampaignRecord& r = camp->record;
+  const CampaignState to = paused ? CampaignState::kPaused : CampaignState::kRunning;
+  if (r.state != to) {
+    r.state = to;
+    r.updated_at = now;
+  }
+  return r;
+}
+
+absl::StatusOr<CampaignRecord> MemoryStore::UpdateCampaign(int64_t campaign_id,
+                                                           const CampaignUpdate& update,
+                                                           absl::Time now) {
+  absl::MutexLock lock(&mu_);
+  QUARTET_ASSIGN_OR_RETURN(CampaignData * camp, OpenCampaign(campaign_id, "update"));
+  CampaignRecord& r = camp->record;
+  QUARTET_RETURN_IF_ERROR(CheckBudgetUpdate(campaign_id, update, r.issued));
+  if (update.priority.has_value() && *update.priority != r.priority) {
+    std::vector<int64_t> queued;
+    for (auto q = queue_.begin(); q != queue_.end();) {
+      if (candidates_.at(q->second).campaign_id == campaign_id) {
+        queued.push_back(q->second);
+        q = queue_.erase(q);
+      } else {
+        ++q;
+      }
+    }
+    r.priority = *update.priority;
+    r.config.set_priority(r.priority);
+    for (int64_t id : queued) queue_.emplace(-r.priority, id);
+  }
+  if (update.budget.has_value()) {
+    r.budget = *update.budget;
+    r.config.set_budget(r.budget);
+  }
+  r.updated_at = now;
+  MaybeFinish(*camp, now);
+  return r;
+}
+
 absl::Status MemoryStore::InsertCandidates(int64_t campaign_id,
                                            const std::vector<NewCandidate>& candidates,
                                            absl::Time now) {
@@ -365,6 +424,7 @@ absl::StatusOr<std::vector<CandidateRecord>> MemoryStore::ListCandidates(
   std::vector<CandidateRecord> out;
   for (const auto& [id, c] : candidates_) {
     if (query.campaign_id != 0 && c.campaign_id != query.campaign_id) continue;
+    if (c.id <= query.after_id) continue;
     if (!query.states.empty() &&
         std::find(query.states.begin(), query.states.end(), c.state) == query.states.end()) {
       continue;
@@ -430,6 +490,7 @@ absl::StatusOr<WorkerRecord> MemoryStore::RegisterWorker(const WorkerRecord& wor
   if (w.id.empty()) w.id = absl::StrCat("worker-", next_worker_++);
   auto it = workers_.find(w.id);
   w.registered_at = it == workers_.end() ? now : it->second.registered_at;
+  w.draining = it != workers_.end() && it->second.draining;
   w.last_seen_at = now;
   workers_[w.id] = w;
   return w;
@@ -441,6 +502,42 @@ absl::StatusOr<WorkerRecord> MemoryStore::GetWorker(const std::string& worker_id
   if (it == workers_.end()) {
     return absl::NotFoundError(absl::StrCat("worker '", worker_id, "' not found"));
   }
+  return it->second;
+}
+
+absl::StatusOr<std::vector<WorkerActivity>> MemoryStore::ListWorkers() {
+  absl::MutexLock lock(&mu_);
+  std::map<std::string, WorkerActivity> out;
+  for (const auto& [id, w] : workers_) out[id].worker = w;
+  for (const auto& [id, c] : candidates_) {
+    auto it = out.find(c.worker_id);
+    if (it == out.end()) continue;
+    if (c.state == CandidateState::kLeased) {
+      int epoch = 0;
+      for (auto m = metrics_.lower_bound({c.id, c.attempt, INT64_MIN, ""});
+           m != metrics_.end() && std::get<0>(m->first) == c.id &&
+           std::get<1>(m->first) == c.attempt;
+           ++m) {
+        epoch = std::max(epoch, m->second.epoch);
+      }
+      it->second.leased.push_back({c, epoch});
+    }
+    if (c.state == CandidateState::kSucceeded) it->second.succeeded++;
+    if (c.state == CandidateState::kFailed) it->second.failed++;
+  }
+  std::vector<WorkerActivity> list;
+  for (auto& [id, a] : out) list.push_back(std::move(a));
+  return list;
+}
+
+absl::StatusOr<WorkerRecord> MemoryStore::SetWorkerDraining(const std::string& worker_id,
+                                                            bool draining) {
+  absl::MutexLock lock(&mu_);
+  auto it = workers_.find(worker_id);
+  if (it == workers_.end()) {
+    return absl::NotFoundError(absl::StrCat("worker '", worker_id, "' not found"));
+  }
+  it->second.draining = draining;
   return it->second;
 }
 

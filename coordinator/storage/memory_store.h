@@ -25,6 +25,10 @@ class MemoryStore : public Store {
   absl::StatusOr<std::vector<CampaignRecord>> ListCampaigns(
       const std::vector<CampaignState>& states, int64_t limit) override;
   absl::StatusOr<CampaignRecord> CancelCampaign(int64_t campaign_id, absl::Time now) override;
+  absl::StatusOr<CampaignRecord> SetCampaignPaused(int64_t campaign_id, bool paused,
+                                                   absl::Time now) override;
+  absl::StatusOr<CampaignRecord> UpdateCampaign(int64_t campaign_id, const CampaignUpdate& update,
+                                                absl::Time now) override;
   absl::Status InsertCandidates(int64_t campaign_id, const std::vector<NewCandidate>& candidates,
                                 absl::Time now) override;
   absl::StatusOr<std::optional<LeaseGrant>> LeaseNext(const std::string& worker_id, absl::Time now,
@@ -51,6 +55,9 @@ class MemoryStore : public Store {
   absl::StatusOr<CoverageCounters> GetCoverage(int64_t campaign_id) override;
   absl::StatusOr<WorkerRecord> RegisterWorker(const WorkerRecord& worker, absl::Time now) override;
   absl::StatusOr<WorkerRecord> GetWorker(const std::string& worker_id) override;
+  absl::StatusOr<std::vector<WorkerActivity>> ListWorkers() override;
+  absl::StatusOr<WorkerRecord> SetWorkerDraining(const std::string& worker_id,
+                                                 bool draining) override;
   absl::Status Ping() override { return absl::OkStatus(); }
 
  private:
@@ -79,6 +86,9 @@ class MemoryStore : public Store {
                                           absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Stores points of the candidate's current attempt, ignoring ones already stored.
   int64_t StoreMetrics(const CandidateRecord& c, const std::vector<MetricRecord>& points)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The campaign, or NOT_FOUND / FAILED_PRECONDITION (CANCELLED or DONE) saying what was asked.
+  absl::StatusOr<CampaignData*> OpenCampaign(int64_t campaign_id, const char* action)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Marks the campaign DONE when its budget is issued and nothing is open.
   void MaybeFinish(CampaignData& c, absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

@@ -115,6 +115,7 @@ std::string Sql(CampaignState s) { return std::to_string(static_cast<int>(s)); }
 const std::string kPending = Sql(CandidateState::kPending);
 const std::string kLeased = Sql(CandidateState::kLeased);
 const std::string kSucceeded = Sql(CandidateState::kSucceeded);
+const std::string kCandidateFailed = Sql(CandidateState::kFailed);
 const std::string kCandidateCancelled = Sql(CandidateState::kCancelled);
 const std::string kRunning = Sql(CampaignState::kRunning);
 const std::string kPaused = Sql(CampaignState::kPaused);
@@ -168,6 +169,28 @@ constexpr char kCandidateColumns[] =
     "test_accuracy, error_class, error_message, EXTRACT(EPOCH FROM created_at), "
     "EXTRACT(EPOCH FROM started_at), EXTRACT(EPOCH FROM finished_at), preemptions, "
     "est_memory_bytes, array_to_json(levels)::text, array_to_json(axis_values)::text";
+// Columns in kCandidateColumns (a query may add its own after them).
+constexpr int kCandidateColumnCount = 22;
+
+constexpr char kWorkerColumns[] =
+    "id, host, device, gpu_name, gpu_memory_bytes, array_to_json(families)::text, version, "
+    "secret_hash, EXTRACT(EPOCH FROM registered_at), EXTRACT(EPOCH FROM last_seen_at), draining";
+
+WorkerRecord ParseWorker(const pqxx::row& r) {
+  WorkerRecord out;
+  out.id = r[0].as<std::string>();
+  out.host = r[1].as<std::string>();
+  out.device = r[2].as<std::string>();
+  out.gpu_name = r[3].as<std::string>();
+  out.gpu_memory_bytes = r[4].as<int64_t>();
+  out.families = ParseTextArrayJson(r[5]);
+  out.version = r[6].as<std::string>();
+  out.secret_hash = r[7].as<std::string>();
+  out.registered_at = TimeOf(r[8]);
+  out.last_seen_at = TimeOf(r[9]);
+  out.draining = r[10].as<bool>();
+  return out;
+}
 
 absl::StatusOr<CandidateRecord> ParseCandidate(const pqxx::row& r) {
   CandidateRecord c;
@@ -315,6 +338,26 @@ absl::StatusOr<CampaignLock> LockCampaign(dbtransaction& tx, int64_t campaign_id
   if (c.empty()) return absl::NotFoundError(absl::StrCat("campaign ", campaign_id, " not found"));
   return CampaignLock{static_cast<CampaignState>(c[0][0].as<int>()), c[0][1].as<int>(),
                       c[0][2].as<int>(), c[0][3].as<int>(), c[0][4].as<std::string>()};
+}
+
+// LockCampaign for an operator's change: FAILED_PRECONDITION when the campaign is CANCELLED or
+// DONE, saying what was asked.
+absl::StatusOr<CampaignLock> LockOpenCampaign(dbtransaction& tx, int64_t campaign_id,
+                                              const char* action) {
+  QUARTET_ASSIGN_OR_RETURN(CampaignLock camp, LockCampaign(tx, campaign_id));
+  if (IsFinal(camp.state)) {
+    return absl::FailedPreconditionError(absl::StrCat("campaign ", campaign_id, " is ",
+                                                      CampaignStateName(camp.state), "; cannot ",
+                                                      action, " a finished campaign"));
+  }
+  return camp;
+}
+
+absl::StatusOr<CampaignRecord> ReadCampaign(dbtransaction& tx, int64_t campaign_id) {
+  pqxx::result r = tx.exec_params(
+      absl::StrCat("SELECT ", kCampaignColumns, " FROM campaigns WHERE id = $1"), campaign_id);
+  if (r.empty()) return absl::NotFoundError(absl::StrCat("campaign ", campaign_id, " not found"));
+  return ParseCampaign(r[0]);
 }
 
 // A candidate a lease call names, after the fencing check.
@@ -753,6 +796,50 @@ absl::StatusOr<CampaignRecord> PgStore::CancelCampaign(int64_t campaign_id, absl
   return out;
 }
 
+absl::StatusOr<CampaignRecord> PgStore::SetCampaignPaused(int64_t campaign_id, bool paused,
+                                                          absl::Time now) {
+  CampaignRecord out;
+  QUARTET_RETURN_IF_ERROR(Run([&](dbtransaction& tx) -> absl::Status {
+    QUARTET_ASSIGN_OR_RETURN(CampaignLock camp,
+                             LockOpenCampaign(tx, campaign_id, paused ? "pause" : "resume"));
+    const CampaignState to = paused ? CampaignState::kPaused : CampaignState::kRunning;
+    if (camp.state != to) {
+      tx.exec_params("UPDATE campaigns SET state = $2, updated_at = to_timestamp($3) WHERE id = $1",
+                     campaign_id, static_cast<int>(to), Epoch(now));
+    }
+    QUARTET_ASSIGN_OR_RETURN(out, ReadCampaign(tx, campaign_id));
+    return absl::OkStatus();
+  }));
+  return out;
+}
+
+absl::StatusOr<CampaignRecord> PgStore::UpdateCampaign(int64_t campaign_id,
+                                                       const CampaignUpdate& update,
+                                                       absl::Time now) {
+  CampaignRecord out;
+  QUARTET_RETURN_IF_ERROR(Run([&](dbtransaction& tx) -> absl::Status {
+    QUARTET_RETURN_IF_ERROR(LockOpenCampaign(tx, campaign_id, "update").status());
+    QUARTET_ASSIGN_OR_RETURN(CampaignRecord current, ReadCampaign(tx, campaign_id));
+    QUARTET_RETURN_IF_ERROR(CheckBudgetUpdate(campaign_id, update, current.issued));
+    quartet::v1::CampaignConfig config = current.config;
+    if (update.priority.has_value()) config.set_priority(*update.priority);
+    if (update.budget.has_value()) config.set_budget(*update.budget);
+    // Lock order: campaign (above), then the queue.
+    tx.exec_params(
+        "UPDATE campaigns SET priority = $2, budget = $3, config = $4::jsonb, updated_at = "
+        "to_timestamp($5) WHERE id = $1",
+        campaign_id, config.priority(), config.budget(), common::MessageToJson(config), Epoch(now));
+    if (config.priority() != current.priority) {
+      tx.exec_params("UPDATE work_queue SET priority = $2 WHERE campaign_id = $1", campaign_id,
+                     config.priority());
+    }
+    MaybeFinish(tx, campaign_id, now);
+    QUARTET_ASSIGN_OR_RETURN(out, ReadCampaign(tx, campaign_id));
+    return absl::OkStatus();
+  }));
+  return out;
+}
+
 // ---- Candidates --------------------------------------------------------------------------------
 
 absl::Status PgStore::InsertCandidates(int64_t campaign_id,
@@ -1071,9 +1158,11 @@ absl::StatusOr<std::vector<CandidateRecord>> PgStore::ListCandidates(const Candi
     pqxx::result rows = tx.exec_params(
         absl::StrCat("SELECT ", kCandidateColumns,
                      " FROM candidates WHERE ($1 = 0 OR campaign_id = $1) AND "
-                     "(cardinality($2::int[]) = 0 OR state = ANY($2::int[])) ORDER BY ",
+                     "(cardinality($2::int[]) = 0 OR state = ANY($2::int[])) AND id > $4 "
+                     "ORDER BY ",
                      query.by_accuracy ? "test_accuracy DESC, id" : "id", " LIMIT $3"),
-        query.campaign_id, NumberArray(states), query.limit > 0 ? query.limit : INT64_MAX);
+        query.campaign_id, NumberArray(states), query.limit > 0 ? query.limit : INT64_MAX,
+        query.after_id);
     for (const auto& row : rows) {
       QUARTET_ASSIGN_OR_RETURN(CandidateRecord c, ParseCandidate(row));
       out.push_back(std::move(c));
@@ -1181,10 +1270,11 @@ absl::StatusOr<WorkerRecord> PgStore::RegisterWorker(const WorkerRecord& worker,
         "to_timestamp($8), to_timestamp($8), $9) ON CONFLICT (id) DO UPDATE SET host = $2, "
         "device = $3, gpu_name = $4, gpu_memory_bytes = $5, families = $6::text[], version = $7, "
         "last_seen_at = to_timestamp($8), secret_hash = $9 "
-        "RETURNING EXTRACT(EPOCH FROM registered_at)",
+        "RETURNING EXTRACT(EPOCH FROM registered_at), draining",
         out.id, out.host, out.device, out.gpu_name, out.gpu_memory_bytes, TextArray(out.families),
         out.version, Epoch(now), out.secret_hash);
     out.registered_at = TimeOf(r[0][0]);
+    out.draining = r[0][1].as<bool>();
     out.last_seen_at = now;
     return absl::OkStatus();
   }));
@@ -1195,21 +1285,61 @@ absl::StatusOr<WorkerRecord> PgStore::GetWorker(const std::string& worker_id) {
   WorkerRecord out;
   QUARTET_RETURN_IF_ERROR(Run([&](dbtransaction& tx) -> absl::Status {
     pqxx::result r = tx.exec_params(
-        "SELECT id, host, device, gpu_name, gpu_memory_bytes, array_to_json(families)::text, "
-        "version, secret_hash, EXTRACT(EPOCH FROM registered_at), "
-        "EXTRACT(EPOCH FROM last_seen_at) FROM workers WHERE id = $1",
-        worker_id);
+        absl::StrCat("SELECT ", kWorkerColumns, " FROM workers WHERE id = $1"), worker_id);
     if (r.empty()) return absl::NotFoundError(absl::StrCat("worker '", worker_id, "' not found"));
-    out.id = r[0][0].as<std::string>();
-    out.host = r[0][1].as<std::string>();
-    out.device = r[0][2].as<std::string>();
-    out.gpu_name = r[0][3].as<std::string>();
-    out.gpu_memory_bytes = r[0][4].as<int64_t>();
-    out.families = ParseTextArrayJson(r[0][5]);
-    out.version = r[0][6].as<std::string>();
-    out.secret_hash = r[0][7].as<std::string>();
-    out.registered_at = TimeOf(r[0][8]);
-    out.last_seen_at = TimeOf(r[0][9]);
+    out = ParseWorker(r[0]);
+    return absl::OkStatus();
+  }));
+  return out;
+}
+
+absl::StatusOr<std::vector<WorkerActivity>> PgStore::ListWorkers() {
+  std::vector<WorkerActivity> out;
+  QUARTET_RETURN_IF_ERROR(Run([&](dbtransaction& tx) -> absl::Status {
+    out.clear();
+    std::map<std::string, size_t> index;
+    for (const auto& r :
+         tx.exec(absl::StrCat("SELECT ", kWorkerColumns, " FROM workers ORDER BY id"))) {
+      WorkerActivity a;
+      a.worker = ParseWorker(r);
+      index[a.worker.id] = out.size();
+      out.push_back(std::move(a));
+    }
+    // The epoch column follows the candidate's columns (the metrics primary key serves it).
+    for (const auto& r : tx.exec(absl::StrCat(
+             "SELECT ", kCandidateColumns,
+             ", (SELECT COALESCE(max(m.epoch), 0) FROM metrics m WHERE m.candidate_id = "
+             "candidates.id AND m.attempt = candidates.attempt) FROM candidates WHERE state = ",
+             kLeased, " ORDER BY id"))) {
+      QUARTET_ASSIGN_OR_RETURN(CandidateRecord c, ParseCandidate(r));
+      const int epoch = r[kCandidateColumnCount].as<int>();
+      auto it = index.find(c.worker_id);
+      if (it != index.end()) out[it->second].leased.push_back({std::move(c), epoch});
+    }
+    for (const auto& r :
+         tx.exec(absl::StrCat("SELECT worker_id, count(*) FILTER (WHERE state = ", kSucceeded,
+                              "), count(*) FILTER (WHERE state = ", kCandidateFailed,
+                              ") FROM candidates WHERE state IN (", kSucceeded, ", ",
+                              kCandidateFailed, ") AND worker_id <> '' GROUP BY worker_id"))) {
+      auto it = index.find(r[0].as<std::string>());
+      if (it == index.end()) continue;
+      out[it->second].succeeded = r[1].as<int64_t>();
+      out[it->second].failed = r[2].as<int64_t>();
+    }
+    return absl::OkStatus();
+  }));
+  return out;
+}
+
+absl::StatusOr<WorkerRecord> PgStore::SetWorkerDraining(const std::string& worker_id,
+                                                        bool draining) {
+  WorkerRecord out;
+  QUARTET_RETURN_IF_ERROR(Run([&](dbtransaction& tx) -> absl::Status {
+    pqxx::result r = tx.exec_params(
+        absl::StrCat("UPDATE workers SET draining = $2 WHERE id = $1 RETURNING ", kWorkerColumns),
+        worker_id, draining);
+    if (r.empty()) return absl::NotFoundError(absl::StrCat("worker '", worker_id, "' not found"));
+    out = ParseWorker(r[0]);
     return absl::OkStatus();
   }));
   return out;

@@ -58,6 +58,10 @@ class PgStore : public Store {
   absl::StatusOr<std::vector<CampaignRecord>> ListCampaigns(
       const std::vector<CampaignState>& states, int64_t limit) override;
   absl::StatusOr<CampaignRecord> CancelCampaign(int64_t campaign_id, absl::Time now) override;
+  absl::StatusOr<CampaignRecord> SetCampaignPaused(int64_t campaign_id, bool paused,
+                                                   absl::Time now) override;
+  absl::StatusOr<CampaignRecord> UpdateCampaign(int64_t campaign_id, const CampaignUpdate& update,
+                                                absl::Time now) override;
   absl::Status InsertCandidates(int64_t campaign_id, const std::vector<NewCandidate>& candidates,
                                 absl::Time now) override;
   absl::StatusOr<std::optional<LeaseGrant>> LeaseNext(const std::string& worker_id, absl::Time now,
@@ -84,6 +88,9 @@ class PgStore : public Store {
   absl::StatusOr<CoverageCounters> GetCoverage(int64_t campaign_id) override;
   absl::StatusOr<WorkerRecord> RegisterWorker(const WorkerRecord& worker, absl::Time now) override;
   absl::StatusOr<WorkerRecord> GetWorker(const std::string& worker_id) override;
+  absl::StatusOr<std::vector<WorkerActivity>> ListWorkers() override;
+  absl::StatusOr<WorkerRecord> SetWorkerDraining(const std::string& worker_id,
+                                                 bool draining) override;
   // Runs SELECT 1; UNAVAILABLE while the database cannot be reached.
   absl::Status Ping() override;
 

@@ -164,6 +164,21 @@ absl::Status CheckCampaignShape(const CampaignRecord& campaign) {
   return absl::OkStatus();
 }
 
+absl::Status CheckBudgetUpdate(int64_t campaign_id, const CampaignUpdate& update, int64_t issued) {
+  if (!update.budget.has_value()) return absl::OkStatus();
+  if (*update.budget < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("budget: must be at least 1, got ", *update.budget));
+  }
+  if (*update.budget < issued) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("budget: campaign ", campaign_id, " has issued ", issued,
+                     " candidates already; the budget cannot go below ", issued, " (asked for ",
+                     *update.budget, ")"));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status CheckAxisLevels(const NewCandidate& c, const std::vector<int>& level_counts) {
   if (c.levels.size() != level_counts.size() || c.axis_values.size() != c.levels.size()) {
     return absl::InvalidArgumentError(

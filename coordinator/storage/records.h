@@ -172,6 +172,32 @@ struct WorkerRecord {
   std::string secret_hash;
   absl::Time registered_at = absl::InfinitePast();
   absl::Time last_seen_at = absl::InfinitePast();
+  // Set by an operator (Store::SetWorkerDraining): the worker finishes the candidates it holds,
+  // is leased nothing more and exits. Kept when the worker re-attaches under the same id.
+  bool draining = false;
+};
+
+// A candidate a worker holds, and how far its current attempt got.
+struct HeldCandidate {
+  CandidateRecord candidate;
+  // The largest epoch among the metric points of its current attempt; 0 when it has none.
+  int epoch = 0;
+};
+
+// A worker and what it is doing, for the operator's fleet view (Store::ListWorkers).
+struct WorkerActivity {
+  WorkerRecord worker;
+  // Candidates LEASED to it now, by id.
+  std::vector<HeldCandidate> leased;
+  // Candidates whose last holder it was that SUCCEEDED, and that FAILED.
+  int64_t succeeded = 0;
+  int64_t failed = 0;
+};
+
+// What Store::UpdateCampaign changes; an unset field stays as it is.
+struct CampaignUpdate {
+  std::optional<int> priority;
+  std::optional<int64_t> budget;
 };
 
 // Coverage counters of one campaign, by candidate state.
@@ -265,6 +291,10 @@ absl::StatusOr<LeaseVerdict> JudgeLease(int64_t candidate_id, const LeaseFacts& 
 CandidateState AfterLeaseEnds(CampaignState campaign, bool retryable, bool preempted, int attempt,
                               int preemptions, int max_attempts, int max_preemptions);
 
+// The budget rule of Store::UpdateCampaign (both stores): INVALID_ARGUMENT for a budget below 1,
+// FAILED_PRECONDITION for one below `issued`, naming the issued count. OK without a budget.
+absl::Status CheckBudgetUpdate(int64_t campaign_id, const CampaignUpdate& update, int64_t issued);
+
 // Capability-aware leasing: whether `worker` can train a candidate of `families` estimated at
 // `est_memory_bytes` (every family in worker.families unless that is empty; the estimate within
 // worker.gpu_memory_bytes unless either is 0). PgStore applies the same rule in SQL.
@@ -299,6 +329,9 @@ struct CandidateQuery {
   bool by_accuracy = false;
   // 0 means no limit.
   int64_t limit = 0;
+  // Only candidates with a larger id (a page after this id); 0 means from the first. Only with
+  // id order (by_accuracy false).
+  int64_t after_id = 0;
 };
 
 }  // namespace quartet::coordinator

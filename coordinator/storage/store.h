@@ -59,6 +59,21 @@ class Store {
   // ones get cancel_requested (their worker is told at its next heartbeat). FAILED_PRECONDITION
   // when the campaign is already CANCELLED or DONE.
   virtual absl::StatusOr<CampaignRecord> CancelCampaign(int64_t campaign_id, absl::Time now) = 0;
+  // RUNNING -> PAUSED (`paused` true) or PAUSED -> RUNNING (false). A paused campaign's candidates
+  // are not leased (LeaseNext skips them); leased ones run on and report as usual, and a paused
+  // campaign whose whole budget becomes final is DONE. Asking for the state the campaign is in
+  // already changes nothing and answers OK. FAILED_PRECONDITION when the campaign is CANCELLED or
+  // DONE.
+  virtual absl::StatusOr<CampaignRecord> SetCampaignPaused(int64_t campaign_id, bool paused,
+                                                           absl::Time now) = 0;
+  // Changes the priority (queued candidates follow it at once) and the budget, in the record and
+  // in its config. FAILED_PRECONDITION, changing nothing, when the campaign is CANCELLED or DONE or
+  // the new budget is below the candidates issued already (the message says how many);
+  // INVALID_ARGUMENT for a budget below 1. A budget equal to `issued` with no candidate open makes
+  // the campaign DONE.
+  virtual absl::StatusOr<CampaignRecord> UpdateCampaign(int64_t campaign_id,
+                                                        const CampaignUpdate& update,
+                                                        absl::Time now) = 0;
 
   // ---- Candidates ----
 
@@ -129,11 +144,18 @@ class Store {
   // ---- Workers ----
 
   // Stores a worker under worker.id (the core chooses ids): a new row, or, when the id exists, its
-  // fields (secret_hash included) replaced and registered_at kept. An empty id gets "worker-N".
+  // fields (secret_hash included) replaced and registered_at and draining kept. An empty id gets
+  // "worker-N".
   virtual absl::StatusOr<WorkerRecord> RegisterWorker(const WorkerRecord& worker,
                                                       absl::Time now) = 0;
   // NOT_FOUND for an unknown id.
   virtual absl::StatusOr<WorkerRecord> GetWorker(const std::string& worker_id) = 0;
+  // Every registered worker, by id, with the candidates it holds (and the latest epoch in their
+  // current attempt's metrics) and its finished counts.
+  virtual absl::StatusOr<std::vector<WorkerActivity>> ListWorkers() = 0;
+  // Sets or clears the worker's draining mark. NOT_FOUND for an unknown id.
+  virtual absl::StatusOr<WorkerRecord> SetWorkerDraining(const std::string& worker_id,
+                                                         bool draining) = 0;
 };
 
 }  // namespace quartet::coordinator

@@ -1150,4 +1150,227 @@ TEST_P(StoreConformanceTest, CampaignsWithoutFamiliesWork) {
   EXPECT_EQ(cov->levels[0].counts.succeeded, 1);  // axis 0, level 0
 }
 
+// ---- Operator control: pause, resume, update, drain, the fleet ----
+
+TEST_P(StoreConformanceTest, PausedCampaignsLeaseNothingAndLeasedCandidatesFinish) {
+  int64_t campaign;
+  LeaseGrant g;
+  ASSERT_NO_FATAL_FAILURE(LeasedFixture::Setup(*store_, 4, 3, &campaign, &g));
+  auto paused = store_->SetCampaignPaused(campaign, true, kT0 + absl::Seconds(1));
+  ASSERT_TRUE(paused.ok()) << paused.status();
+  EXPECT_EQ(paused->state, CampaignState::kPaused);
+  EXPECT_EQ(paused->updated_at, kT0 + absl::Seconds(1));
+  EXPECT_EQ(store_->GetCampaign(campaign)->state, CampaignState::kPaused);
+  auto none = store_->LeaseNext("w2", kT0, kLease);
+  ASSERT_TRUE(none.ok());
+  EXPECT_FALSE(none->has_value()) << "a paused campaign leased candidate " << (*none)->candidate.id;
+  // Pausing again changes nothing; the leased candidate renews and completes as usual.
+  auto again = store_->SetCampaignPaused(campaign, true, kT0 + absl::Seconds(5));
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again->updated_at, kT0 + absl::Seconds(1));
+  auto renewal = store_->RenewLease(g.candidate.id, g.candidate.lease_token, "w1", kT0, kLease);
+  ASSERT_TRUE(renewal.ok());
+  EXPECT_FALSE(renewal->cancel);
+  ASSERT_TRUE(store_
+                  ->CompleteCandidate(g.candidate.id, g.candidate.lease_token, "w1",
+                                      MakeResult(0.6), {}, kT0)
+                  .ok());
+  EXPECT_EQ(store_->GetCampaign(campaign)->counts.succeeded, 1);
+  EXPECT_EQ(store_->GetCampaign(campaign)->state, CampaignState::kPaused);
+
+  auto resumed = store_->SetCampaignPaused(campaign, false, kT0 + absl::Seconds(2));
+  ASSERT_TRUE(resumed.ok());
+  EXPECT_EQ(resumed->state, CampaignState::kRunning);
+  auto next = store_->LeaseNext("w2", kT0, kLease);
+  ASSERT_TRUE(next.ok() && next->has_value());
+  EXPECT_EQ((*next)->candidate.campaign_id, campaign);
+  ExpectCoverageMatchesCandidates(*store_, campaign);
+
+  ASSERT_TRUE(store_->CancelCampaign(campaign, kT0).ok());
+  auto refused = store_->SetCampaignPaused(campaign, true, kT0);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(refused.status().message()), HasSubstr("CANCELLED"));
+  EXPECT_EQ(store_->SetCampaignPaused(campaign, false, kT0).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(store_->SetCampaignPaused(campaign + 50, true, kT0).status().code(),
+            absl::StatusCode::kNotFound);
+}
+
+TEST_P(StoreConformanceTest, APausedCampaignIsDoneWhenItsLastLeasedCandidateFinishes) {
+  int64_t campaign;
+  LeaseGrant g;
+  ASSERT_NO_FATAL_FAILURE(LeasedFixture::Setup(*store_, 1, 3, &campaign, &g));
+  ASSERT_TRUE(store_->SetCampaignPaused(campaign, true, kT0).ok());
+  ASSERT_TRUE(store_
+                  ->CompleteCandidate(g.candidate.id, g.candidate.lease_token, "w1",
+                                      MakeResult(0.6), {}, kT0)
+                  .ok());
+  EXPECT_EQ(store_->GetCampaign(campaign)->state, CampaignState::kDone);
+  auto refused = store_->SetCampaignPaused(campaign, true, kT0);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(refused.status().message()), HasSubstr("DONE"));
+}
+
+TEST_P(StoreConformanceTest, UpdateChangesPriorityAndBudgetButNeverBelowIssued) {
+  ASSERT_TRUE(store_->RegisterWorker({"w1"}, kT0).ok());
+  auto low = store_->CreateCampaign(MakeCampaign({"A", "B", "C", "D"}, 2, 3, 0), kT0);
+  auto high = store_->CreateCampaign(MakeCampaign({"A", "B", "C", "D"}, 2, 3, 5), kT0);
+  ASSERT_TRUE(low.ok() && high.ok());
+  ASSERT_TRUE(
+      store_->InsertCandidates(low->id, {Cand(0, {"A", "B", "C"}), Cand(1, {"A", "B", "D"})}, kT0)
+          .ok());
+  ASSERT_TRUE(store_->InsertCandidates(high->id, {Cand(0, {"A", "B", "C"})}, kT0).ok());
+
+  // Raised above the other campaign, the queued candidates of `low` are leased first.
+  CampaignUpdate up;
+  up.priority = 9;
+  auto raised = store_->UpdateCampaign(low->id, up, kT0 + absl::Seconds(3));
+  ASSERT_TRUE(raised.ok()) << raised.status();
+  EXPECT_EQ(raised->priority, 9);
+  EXPECT_EQ(raised->config.priority(), 9);
+  EXPECT_EQ(raised->budget, 2);
+  EXPECT_EQ(raised->updated_at, kT0 + absl::Seconds(3));
+  auto g = store_->LeaseNext("w1", kT0, kLease);
+  ASSERT_TRUE(g.ok() && g->has_value());
+  EXPECT_EQ((*g)->candidate.campaign_id, low->id);
+
+  // The budget: below what is issued is refused and changes nothing; raising it lets more in.
+  CampaignUpdate below;
+  below.budget = 1;
+  below.priority = 1;
+  auto refused = store_->UpdateCampaign(low->id, below, kT0);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(refused.status().message()), HasSubstr("issued 2"));
+  EXPECT_EQ(store_->GetCampaign(low->id)->priority, 9);
+  CampaignUpdate zero;
+  zero.budget = 0;
+  EXPECT_EQ(store_->UpdateCampaign(low->id, zero, kT0).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(store_->InsertCandidates(low->id, {Cand(2, {"A", "C", "D"})}, kT0).code(),
+            absl::StatusCode::kFailedPrecondition);
+  CampaignUpdate more;
+  more.budget = 3;
+  auto grown = store_->UpdateCampaign(low->id, more, kT0);
+  ASSERT_TRUE(grown.ok());
+  EXPECT_EQ(grown->budget, 3);
+  EXPECT_EQ(grown->config.budget(), 3);
+  EXPECT_EQ(grown->priority, 9);
+  EXPECT_TRUE(store_->InsertCandidates(low->id, {Cand(2, {"A", "C", "D"})}, kT0).ok());
+  ExpectCoverageMatchesCandidates(*store_, low->id);
+
+  // A budget lowered to what is issued, with nothing open, finishes the campaign; a finished one
+  // cannot be updated.
+  auto h = store_->LeaseNext("w1", kT0, kLease);
+  ASSERT_TRUE(h.ok() && h->has_value());
+  ASSERT_EQ((*h)->candidate.campaign_id, low->id);
+  ASSERT_TRUE(store_->CancelCampaign(low->id, kT0).ok());
+  EXPECT_EQ(store_->UpdateCampaign(low->id, more, kT0).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  auto one = store_->LeaseNext("w1", kT0, kLease);
+  ASSERT_TRUE(one.ok() && one->has_value());
+  ASSERT_EQ((*one)->candidate.campaign_id, high->id);
+  ASSERT_TRUE(store_
+                  ->CompleteCandidate((*one)->candidate.id, (*one)->candidate.lease_token, "w1",
+                                      MakeResult(0.5), {}, kT0)
+                  .ok());
+  EXPECT_EQ(store_->GetCampaign(high->id)->state, CampaignState::kRunning);  // 1 of 2 issued
+  CampaignUpdate exact;
+  exact.budget = 1;
+  auto done = store_->UpdateCampaign(high->id, exact, kT0 + absl::Seconds(7));
+  ASSERT_TRUE(done.ok()) << done.status();
+  EXPECT_EQ(done->state, CampaignState::kDone);
+  EXPECT_EQ(done->finished_at, kT0 + absl::Seconds(7));
+  auto after = store_->UpdateCampaign(high->id, more, kT0);
+  EXPECT_EQ(after.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(after.status().message()), HasSubstr("DONE"));
+}
+
+TEST_P(StoreConformanceTest, DrainingIsStoredAndKeptWhenTheWorkerReattaches) {
+  auto w = store_->RegisterWorker({"w1", "host-a", "cpu"}, kT0);
+  ASSERT_TRUE(w.ok());
+  EXPECT_FALSE(w->draining);
+  auto drained = store_->SetWorkerDraining("w1", true);
+  ASSERT_TRUE(drained.ok()) << drained.status();
+  EXPECT_TRUE(drained->draining);
+  EXPECT_TRUE(store_->GetWorker("w1")->draining);
+  auto again = store_->RegisterWorker({"w1", "host-a", "cuda:0"}, kT0 + absl::Seconds(1));
+  ASSERT_TRUE(again.ok());
+  EXPECT_TRUE(again->draining);
+  EXPECT_TRUE(store_->GetWorker("w1")->draining);
+  EXPECT_EQ(store_->GetWorker("w1")->device, "cuda:0");
+  ASSERT_TRUE(store_->SetWorkerDraining("w1", false).ok());
+  EXPECT_FALSE(store_->GetWorker("w1")->draining);
+  EXPECT_EQ(store_->SetWorkerDraining("ghost", true).status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST_P(StoreConformanceTest, ListWorkersShowsWhatEachHoldsAndHasFinished) {
+  int64_t campaign;
+  LeaseGrant g;
+  ASSERT_NO_FATAL_FAILURE(LeasedFixture::Setup(*store_, 4, 3, &campaign, &g));
+  // w1 completes its candidate and holds another; w2 fails one for good and holds nothing.
+  ASSERT_TRUE(store_
+                  ->CompleteCandidate(g.candidate.id, g.candidate.lease_token, "w1",
+                                      MakeResult(0.6), {}, kT0)
+                  .ok());
+  auto held = store_->LeaseNext("w1", kT0, kLease);
+  ASSERT_TRUE(held.ok() && held->has_value());
+  auto bad = store_->LeaseNext("w2", kT0, kLease);
+  ASSERT_TRUE(bad.ok() && bad->has_value());
+  ASSERT_TRUE(store_
+                  ->FailCandidate((*bad)->candidate.id, (*bad)->candidate.lease_token, "w2",
+                                  quartet::v1::ERROR_CLASS_NUMERIC, "nan", false, kT0)
+                  .ok());
+  ASSERT_TRUE(store_->SetWorkerDraining("w2", true).ok());
+  // Progress: the latest epoch among the held candidate's metric points of this attempt.
+  std::vector<MetricRecord> points(2);
+  points[0].step = 10;
+  points[0].epoch = 1;
+  points[0].name = "train_loss";
+  points[1].step = 20;
+  points[1].epoch = 2;
+  points[1].name = "step/loss";
+  ASSERT_TRUE(
+      store_->AppendMetrics((*held)->candidate.id, (*held)->candidate.lease_token, "w1", points)
+          .ok());
+  auto fleet = store_->ListWorkers();
+  ASSERT_TRUE(fleet.ok()) << fleet.status();
+  ASSERT_EQ(fleet->size(), 2u);
+  const WorkerActivity& w1 = (*fleet)[0];
+  const WorkerActivity& w2 = (*fleet)[1];
+  EXPECT_EQ(w1.worker.id, "w1");
+  ASSERT_EQ(w1.leased.size(), 1u);
+  EXPECT_EQ(w1.leased[0].candidate.id, (*held)->candidate.id);
+  EXPECT_EQ(w1.leased[0].epoch, 2);
+  EXPECT_EQ(w1.succeeded, 1);
+  EXPECT_EQ(w1.failed, 0);
+  EXPECT_FALSE(w1.worker.draining);
+  EXPECT_EQ(w2.worker.id, "w2");
+  EXPECT_TRUE(w2.leased.empty());
+  EXPECT_EQ(w2.succeeded, 0);
+  EXPECT_EQ(w2.failed, 1);
+  EXPECT_TRUE(w2.worker.draining);
+}
+
+TEST_P(StoreConformanceTest, ListsCandidatesAPageAfterAnId) {
+  auto c = store_->CreateCampaign(MakeCampaign({"A", "B", "C", "D"}, 4), kT0);
+  ASSERT_TRUE(c.ok());
+  ASSERT_TRUE(store_
+                  ->InsertCandidates(c->id,
+                                     {Cand(0, {"A", "B", "C"}), Cand(1, {"A", "B", "D"}),
+                                      Cand(2, {"A", "C", "D"}), Cand(3, {"B", "C", "D"})},
+                                     kT0)
+                  .ok());
+  std::vector<uint64_t> ranks;
+  CandidateQuery q{c->id, {}, false, 3};
+  while (true) {
+    auto page = store_->ListCandidates(q);
+    ASSERT_TRUE(page.ok()) << page.status();
+    if (page->empty()) break;
+    ASSERT_LE(page->size(), 3u);
+    for (const CandidateRecord& r : *page) ranks.push_back(r.rank);
+    q.after_id = page->back().id;
+  }
+  EXPECT_THAT(ranks, ElementsAre(0, 1, 2, 3));
+}
+
 }  // namespace quartet::coordinator::testing

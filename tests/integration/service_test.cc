@@ -474,5 +474,314 @@ TEST_F(ServiceTest, ForgedAndMalformedCallsAreRefusedAndChangeNothing) {
   EXPECT_EQ(Fingerprint(), before);
 }
 
+// ---- Operator control: pause, resume, update, the fleet and draining ----
+
+// Call helpers for the operator-control tests: each makes one authenticated call.
+class ServiceControlTest : public ServiceTest {
+ protected:
+  int64_t Submit(int64_t budget) {
+    quartet::v1::SubmitCampaignRequest req;
+    *req.mutable_config() = Config(budget);
+    quartet::v1::SubmitCampaignResponse resp;
+    grpc::ClientContext ctx;
+    Auth(&ctx);
+    grpc::Status s = campaign_stub_->SubmitCampaign(&ctx, req, &resp);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+    return resp.campaign().id();
+  }
+  grpc::Status Pause(int64_t id, quartet::v1::Campaign* out = nullptr) {
+    quartet::v1::PauseCampaignRequest req;
+    req.set_campaign_id(id);
+    quartet::v1::PauseCampaignResponse resp;
+    grpc::ClientContext ctx;
+    Auth(&ctx);
+    grpc::Status s = campaign_stub_->PauseCampaign(&ctx, req, &resp);
+    if (out) *out = resp.campaign();
+    return s;
+  }
+  grpc::Status Resume(int64_t id, quartet::v1::Campaign* out = nullptr) {
+    quartet::v1::ResumeCampaignRequest req;
+    req.set_campaign_id(id);
+    quartet::v1::ResumeCampaignResponse resp;
+    grpc::ClientContext ctx;
+    Auth(&ctx);
+    grpc::Status s = campaign_stub_->ResumeCampaign(&ctx, req, &resp);
+    if (out) *out = resp.campaign();
+    return s;
+  }
+  grpc::Status Update(const quartet::v1::UpdateCampaignRequest& req,
+                      quartet::v1::Campaign* out = nullptr) {
+    quartet::v1::UpdateCampaignResponse resp;
+    grpc::ClientContext ctx;
+    Auth(&ctx);
+    grpc::Status s = campaign_stub_->UpdateCampaign(&ctx, req, &resp);
+    if (out) *out = resp.campaign();
+    return s;
+  }
+  quartet::v1::Campaign Get(int64_t id) {
+    quartet::v1::GetCampaignRequest req;
+    req.set_campaign_id(id);
+    quartet::v1::GetCampaignResponse resp;
+    grpc::ClientContext ctx;
+    Auth(&ctx);
+    EXPECT_TRUE(campaign_stub_->GetCampaign(&ctx, req, &resp).ok());
+    return resp.campaign();
+  }
+  quartet::v1::RegisterWorkerResponse Register() {
+    quartet::v1::RegisterWorkerRequest req;
+    req.set_host("control");
+    req.set_device("cpu");
+    quartet::v1::RegisterWorkerResponse resp;
+    grpc::ClientContext ctx;
+    Auth(&ctx);
+    EXPECT_TRUE(worker_stub_->RegisterWorker(&ctx, req, &resp).ok());
+    return resp;
+  }
+  quartet::v1::LeaseCandidateResponse Lease(const quartet::v1::RegisterWorkerResponse& w) {
+    quartet::v1::LeaseCandidateRequest req;
+    req.set_worker_id(w.worker_id());
+    req.set_session_secret(w.session_secret());
+    quartet::v1::LeaseCandidateResponse resp;
+    grpc::ClientContext ctx;
+    Auth(&ctx);
+    grpc::Status s = worker_stub_->LeaseCandidate(&ctx, req, &resp);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+    return resp;
+  }
+  quartet::v1::HeartbeatResponse Heartbeat(const quartet::v1::RegisterWorkerResponse& w,
+                                           const quartet::v1::Lease& lease) {
+    quartet::v1::HeartbeatRequest req;
+    req.set_worker_id(w.worker_id());
+    req.set_session_secret(w.session_secret());
+    req.set_candidate_id(lease.candidate_id());
+    req.set_lease_token(lease.lease_token());
+    quartet::v1::HeartbeatResponse resp;
+    grpc::ClientContext ctx;
+    Auth(&ctx);
+    grpc::Status s = worker_stub_->Heartbeat(&ctx, req, &resp);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+    return resp;
+  }
+  grpc::Status Complete(const quartet::v1::RegisterWorkerResponse& w,
+                        const quartet::v1::Lease& lease, double accuracy) {
+    quartet::v1::CompleteCandidateRequest req;
+    req.set_worker_id(w.worker_id());
+    req.set_session_secret(w.session_secret());
+    req.set_candidate_id(lease.candidate_id());
+    req.set_lease_token(lease.lease_token());
+    req.mutable_result()->set_test_accuracy(accuracy);
+    quartet::v1::CompleteCandidateResponse resp;
+    grpc::ClientContext ctx;
+    Auth(&ctx);
+    return worker_stub_->CompleteCandidate(&ctx, req, &resp);
+  }
+  grpc::Status Drain(const std::string& worker_id, bool undo = false,
+                     quartet::v1::WorkerInfo* out = nullptr) {
+    quartet::v1::DrainWorkerRequest req;
+    req.set_worker_id(worker_id);
+    req.set_undo(undo);
+    quartet::v1::DrainWorkerResponse resp;
+    grpc::ClientContext ctx;
+    Auth(&ctx);
+    grpc::Status s = campaign_stub_->DrainWorker(&ctx, req, &resp);
+    if (out) *out = resp.worker();
+    return s;
+  }
+  std::vector<quartet::v1::WorkerInfo> Workers() {
+    quartet::v1::ListWorkersResponse resp;
+    grpc::ClientContext ctx;
+    Auth(&ctx);
+    EXPECT_TRUE(campaign_stub_->ListWorkers(&ctx, {}, &resp).ok());
+    return {resp.workers().begin(), resp.workers().end()};
+  }
+};
+
+TEST_F(ServiceControlTest, APausedCampaignLeasesNothingAndKeepsWhatRunningCandidatesReport) {
+  const int64_t id = Submit(4);
+  const auto w = Register();
+  const auto running = Lease(w);
+  ASSERT_TRUE(running.has_lease());
+
+  quartet::v1::Campaign paused;
+  ASSERT_TRUE(Pause(id, &paused).ok());
+  EXPECT_EQ(paused.state(), quartet::v1::CAMPAIGN_STATE_PAUSED);
+  EXPECT_EQ(Get(id).state(), quartet::v1::CAMPAIGN_STATE_PAUSED);
+  for (int i = 0; i < 3; ++i) {
+    const auto none = Lease(w);
+    EXPECT_FALSE(none.has_lease()) << "a paused campaign leased " << none.lease().candidate_id();
+    EXPECT_GT(none.retry_after_ms(), 0);
+    EXPECT_FALSE(none.drain());
+  }
+  EXPECT_TRUE(Pause(id).ok()) << "pausing a paused campaign is not an error";
+  // The running candidate renews and completes; its result is kept.
+  EXPECT_FALSE(Heartbeat(w, running.lease()).cancel());
+  ASSERT_TRUE(Complete(w, running.lease(), 0.71).ok());
+  quartet::v1::Campaign after = Get(id);
+  EXPECT_EQ(after.state(), quartet::v1::CAMPAIGN_STATE_PAUSED);
+  EXPECT_EQ(after.counts().succeeded(), 1);
+  EXPECT_DOUBLE_EQ(after.best_accuracy(), 0.71);
+  EXPECT_FALSE(Lease(w).has_lease());
+
+  quartet::v1::Campaign resumed;
+  ASSERT_TRUE(Resume(id, &resumed).ok());
+  EXPECT_EQ(resumed.state(), quartet::v1::CAMPAIGN_STATE_RUNNING);
+  const auto next = Lease(w);
+  ASSERT_TRUE(next.has_lease());
+  EXPECT_EQ(next.spec().campaign_id(), id);
+
+  // Refusals: unknown ids, and campaigns that are already over.
+  EXPECT_EQ(Pause(id + 1000).error_code(), grpc::StatusCode::NOT_FOUND);
+  quartet::v1::CancelCampaignRequest cancel;
+  cancel.set_campaign_id(id);
+  quartet::v1::CancelCampaignResponse cancelled;
+  grpc::ClientContext ctx;
+  Auth(&ctx);
+  ASSERT_TRUE(campaign_stub_->CancelCampaign(&ctx, cancel, &cancelled).ok());
+  const grpc::Status refused = Pause(id);
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_THAT(refused.error_message(), HasSubstr("is CANCELLED; cannot pause"));
+  EXPECT_EQ(Resume(id).error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+}
+
+TEST_F(ServiceControlTest, RaisingTheBudgetIssuesMoreAndLoweringBelowIssuedIsRefused) {
+  const int64_t id = Submit(2);  // C(4, 2) = 6 combinations
+  ASSERT_EQ(Get(id).issued(), 2);
+  quartet::v1::UpdateCampaignRequest req;
+  req.set_campaign_id(id);
+  EXPECT_EQ(Update(req).error_code(), grpc::StatusCode::INVALID_ARGUMENT);  // nothing to change
+  req.set_budget(1);
+  grpc::Status below = Update(req);
+  EXPECT_EQ(below.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_THAT(below.error_message(), HasSubstr("has issued 2 candidates"));
+  req.set_budget(7);
+  grpc::Status beyond = Update(req);
+  EXPECT_EQ(beyond.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(beyond.error_message(), HasSubstr("6 distinct points"));
+  EXPECT_EQ(Get(id).config().budget(), 2) << "a refused update changed the budget";
+
+  req.set_budget(5);
+  req.set_priority(3);
+  quartet::v1::Campaign updated;
+  ASSERT_TRUE(Update(req, &updated).ok());
+  EXPECT_EQ(updated.config().budget(), 5);
+  EXPECT_EQ(updated.config().priority(), 3);
+  EXPECT_GT(updated.issued(), 2) << "raising the budget issued nothing";
+  // All 5 are leased and completed; the campaign is DONE and cannot be updated any more.
+  const auto w = Register();
+  for (int i = 0; i < 5; ++i) {
+    const auto lease = Lease(w);
+    ASSERT_TRUE(lease.has_lease()) << "lease " << i;
+    ASSERT_TRUE(Complete(w, lease.lease(), 0.5).ok());
+  }
+  EXPECT_FALSE(Lease(w).has_lease());
+  const quartet::v1::Campaign done = Get(id);
+  EXPECT_EQ(done.state(), quartet::v1::CAMPAIGN_STATE_DONE);
+  EXPECT_EQ(done.counts().succeeded(), 5);
+  req.set_budget(6);
+  const grpc::Status finished = Update(req);
+  EXPECT_EQ(finished.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_THAT(finished.error_message(), HasSubstr("DONE"));
+  req.set_campaign_id(id + 1000);
+  EXPECT_EQ(Update(req).error_code(), grpc::StatusCode::NOT_FOUND);
+}
+
+TEST_F(ServiceControlTest, ADrainedWorkerIsLeasedNothingAndTheMarkSurvivesARestart) {
+  const int64_t id = Submit(3);
+  const auto w = Register();
+  const auto running = Lease(w);
+  ASSERT_TRUE(running.has_lease());
+  quartet::v1::MetricBatch batch;
+  batch.set_worker_id(w.worker_id());
+  batch.set_session_secret(w.session_secret());
+  batch.set_candidate_id(running.lease().candidate_id());
+  batch.set_lease_token(running.lease().lease_token());
+  auto* p = batch.add_points();
+  p->set_step(3);
+  p->set_epoch(1);
+  p->set_name("train_loss");
+  p->set_value(0.5);
+  ASSERT_TRUE(core_->AppendMetrics(batch).ok());
+
+  auto fleet = Workers();
+  ASSERT_EQ(fleet.size(), 1u);
+  EXPECT_EQ(fleet[0].worker_id(), w.worker_id());
+  EXPECT_EQ(fleet[0].host(), "control");
+  EXPECT_GT(fleet[0].last_seen_unix_ms(), 0);
+  EXPECT_FALSE(fleet[0].draining());
+  ASSERT_EQ(fleet[0].current_size(), 1);
+  EXPECT_EQ(fleet[0].current(0).candidate_id(), running.lease().candidate_id());
+  EXPECT_EQ(fleet[0].current(0).campaign_id(), id);
+  EXPECT_EQ(fleet[0].current(0).epoch(), 1);
+  EXPECT_EQ(fleet[0].current(0).epochs(), Get(id).config().recipe().epochs());
+
+  quartet::v1::WorkerInfo drained;
+  ASSERT_TRUE(Drain(w.worker_id(), false, &drained).ok());
+  EXPECT_TRUE(drained.draining());
+  EXPECT_EQ(drained.current_size(), 1);
+  const auto beat = Heartbeat(w, running.lease());
+  EXPECT_TRUE(beat.drain());
+  EXPECT_FALSE(beat.cancel());
+  const auto refused = Lease(w);
+  EXPECT_FALSE(refused.has_lease());
+  EXPECT_TRUE(refused.drain());
+  ASSERT_TRUE(Complete(w, running.lease(), 0.6).ok()) << "the candidate in hand still reports";
+  fleet = Workers();
+  ASSERT_EQ(fleet.size(), 1u);
+  EXPECT_TRUE(fleet[0].draining());
+  EXPECT_EQ(fleet[0].current_size(), 0);
+  EXPECT_EQ(fleet[0].candidates_succeeded(), 1);
+  EXPECT_EQ(Get(id).counts().leased(), 0);
+
+  // A new coordinator over the same database still tells the worker to drain.
+  CoordinatorCore::Options o;
+  o.lease = absl::Seconds(30);
+  auto restarted = CoordinatorCore::Create(o, store_.get(), common::Clock::Real());
+  ASSERT_TRUE(restarted.ok()) << restarted.status();
+  quartet::v1::LeaseCandidateRequest again;
+  again.set_worker_id(w.worker_id());
+  again.set_session_secret(w.session_secret());
+  auto after_restart = (*restarted)->LeaseCandidate(again);
+  ASSERT_TRUE(after_restart.ok()) << after_restart.status();
+  EXPECT_TRUE(after_restart->drain());
+  EXPECT_FALSE(after_restart->has_lease());
+
+  const grpc::Status unknown = Drain("nobody-12345678");
+  EXPECT_EQ(unknown.error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_THAT(unknown.error_message(), HasSubstr("quartetctl workers"));
+  EXPECT_EQ(Drain("").error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  ASSERT_TRUE(Drain(w.worker_id(), /*undo=*/true).ok());
+  const auto undone = Lease(w);
+  EXPECT_FALSE(undone.drain());
+  EXPECT_TRUE(undone.has_lease());
+}
+
+TEST_F(ServiceControlTest, ListResultsPagesInIdOrder) {
+  const int64_t id = Submit(5);
+  std::vector<int64_t> ids;
+  quartet::v1::ListResultsRequest req;
+  req.set_campaign_id(id);
+  req.add_states(quartet::v1::CANDIDATE_STATE_PENDING);
+  req.set_by_accuracy(false);
+  req.set_limit(2);
+  for (int page = 0; page < 10; ++page) {
+    quartet::v1::ListResultsResponse resp;
+    grpc::ClientContext ctx;
+    Auth(&ctx);
+    ASSERT_TRUE(campaign_stub_->ListResults(&ctx, req, &resp).ok());
+    for (const auto& c : resp.candidates()) ids.push_back(c.candidate_id());
+    if (resp.candidates_size() < 2) break;
+    req.set_after_candidate_id(ids.back());
+  }
+  EXPECT_EQ(ids.size(), static_cast<size_t>(Get(id).issued()));
+  EXPECT_TRUE(std::is_sorted(ids.begin(), ids.end()));
+  EXPECT_EQ(std::adjacent_find(ids.begin(), ids.end()), ids.end()) << "a candidate twice";
+  req.set_by_accuracy(true);
+  quartet::v1::ListResultsResponse resp;
+  grpc::ClientContext ctx;
+  Auth(&ctx);
+  EXPECT_EQ(campaign_stub_->ListResults(&ctx, req, &resp).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+}
+
 }  // namespace
 }  // namespace quartet::coordinator::testing

@@ -580,10 +580,11 @@ TEST_F(CoreTest, AxesReachTheSpecAndTheReportsAndSurviveARestart) {
   EXPECT_EQ(yield->best_cells_size(), 5);
 
   // A restarted core carries on with the same space and never re-issues a point.
+  // The listing is kept in a local: a range-for over `*StatusOr` temporary would read freed memory.
   std::set<uint64_t> ranks;
-  for (const auto& cand : *store_.ListCandidates({campaign->id(), {}, false, 0})) {
-    ranks.insert(cand.rank);
-  }
+  auto before = store_.ListCandidates({campaign->id(), {}, false, 0});
+  ASSERT_TRUE(before.ok());
+  for (const auto& cand : *before) ranks.insert(cand.rank);
   core_.reset();
   core_ = MakeCore();
   for (int i = 0; i < 6; ++i) {
@@ -591,9 +592,9 @@ TEST_F(CoreTest, AxesReachTheSpecAndTheReportsAndSurviveARestart) {
     ASSERT_TRUE(lease.has_lease());
     ASSERT_TRUE(Complete(*core_, w, lease, 0.4).ok());
   }
-  for (const auto& cand : *store_.ListCandidates({campaign->id(), {}, false, 0})) {
-    ranks.insert(cand.rank);
-  }
+  auto after = store_.ListCandidates({campaign->id(), {}, false, 0});
+  ASSERT_TRUE(after.ok());
+  for (const auto& cand : *after) ranks.insert(cand.rank);
   EXPECT_EQ(ranks.size(), 12u);
   EXPECT_EQ(core_->GetCampaign(campaign->id())->state(), quartet::v1::CAMPAIGN_STATE_DONE);
 }

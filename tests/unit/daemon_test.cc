@@ -95,11 +95,13 @@ class InProcessClient : public CoordinatorClient {
 // A trainer whose behaviour the test scripts.
 class ScriptedTrainer : public train::Trainer {
  public:
-  enum class Mode { kSucceed, kFailNumeric, kRunUntilStopped, kThrowOnce };
+  enum class Mode { kSucceed, kFailNumeric, kRunUntilStopped, kThrowOnce, kSucceedOnRelease };
   Mode mode = Mode::kSucceed;
   // With kThrowOnce: where the exception comes from (0 preparing, 1 training, 2 reporting).
   int throw_phase = 0;
   std::atomic<int> started{0};
+  // With kSucceedOnRelease: training runs until this is set (or it is asked to stop).
+  std::atomic<bool> release{false};
 
   absl::StatusOr<quartet::v1::Result> Train(const quartet::v1::CandidateSpec& spec,
                                             const train::TrainCallbacks& cb) override {
@@ -126,6 +128,16 @@ class ScriptedTrainer : public train::Trainer {
         if (throw_phase == 1) Throw();
         if (cb.should_stop()) return absl::CancelledError("stopped");
         Throw();
+      case Mode::kSucceedOnRelease: {
+        for (int i = 0; i < 2000 && !release && !cb.should_stop(); ++i) {
+          absl::SleepFor(absl::Milliseconds(5));
+        }
+        if (!release) return absl::CancelledError("stopped before release");
+        quartet::v1::Result r;
+        r.set_test_accuracy(0.7);
+        r.set_wall_seconds(1);
+        return r;
+      }
       case Mode::kRunUntilStopped:
         for (int i = 0; i < 2000 && !cb.should_stop(); ++i) absl::SleepFor(absl::Milliseconds(5));
         return common::WithErrorClass(absl::CancelledError("stopped"),
@@ -235,6 +247,37 @@ TEST_F(DaemonTest, CancellationStopsTraining) {
   auto c = core_->GetCampaign(id);
   EXPECT_EQ(c->counts().cancelled(), 2);
   EXPECT_EQ(c->counts().leased(), 0);
+}
+
+// quartetctl workers drain: the heartbeat carries drain, the candidate in hand still completes,
+// nothing more is leased, and Run() returns OK (the process exits 0).
+TEST_F(DaemonTest, ADrainedWorkerFinishesItsCandidateAndStops) {
+  const int64_t id = Submit(3);
+  trainer_.mode = ScriptedTrainer::Mode::kSucceedOnRelease;
+  WorkerDaemon d(Fast(), client_.get(), &trainer_, &clock_);
+  std::thread drainer([&] {
+    while (trainer_.started == 0) absl::SleepFor(absl::Milliseconds(5));
+    auto cands = store_.ListCandidates({id, {coordinator::CandidateState::kLeased}, false, 0});
+    ASSERT_EQ(cands->size(), 1u);
+    auto drained = core_->DrainWorker(cands->front().worker_id, true);
+    ASSERT_TRUE(drained.ok()) << drained.status();
+    EXPECT_TRUE(drained->draining());
+    // Two more heartbeats: the drain has reached the worker while it trains.
+    const int seen = client_->heartbeats.load();
+    while (client_->heartbeats.load() < seen + 2) absl::SleepFor(absl::Milliseconds(5));
+    trainer_.release = true;
+  });
+  absl::Status run = d.Run();
+  drainer.join();
+  ASSERT_TRUE(run.ok()) << run;
+  EXPECT_TRUE(d.drained());
+  EXPECT_EQ(trainer_.started.load(), 1);
+  EXPECT_EQ(d.candidates_done(), 1);
+  auto c = core_->GetCampaign(id);
+  EXPECT_EQ(c->counts().succeeded(), 1);
+  EXPECT_EQ(c->counts().leased(), 0);
+  EXPECT_GE(c->counts().pending(), 1);
+  EXPECT_EQ(c->state(), quartet::v1::CAMPAIGN_STATE_RUNNING);
 }
 
 TEST_F(DaemonTest, NumericFailureIsFinal) {

@@ -80,6 +80,8 @@ class Heartbeater {
   bool cancel_requested() const { return cancel_.load(); }
   // The coordinator refused the lease: it is not ours any more.
   bool lease_lost() const { return lease_lost_.load(); }
+  // An operator drained this worker: finish this candidate, then lease nothing more.
+  bool drain_requested() const { return drain_.load(); }
 
   // Stops renewing; idempotent; waits for the thread.
   void Stop() {
@@ -116,6 +118,10 @@ class Heartbeater {
         spdlog::info("candidate {}: coordinator asked to stop (campaign cancelled)",
                      lease_.candidate_id);
       }
+      if (resp->drain() && !drain_.exchange(true)) {
+        spdlog::info("worker drained by an operator: finishing candidate {}, then exiting",
+                     lease_.candidate_id);
+      }
     } else if (LeaseGone(resp.status())) {
       if (!lease_lost_.exchange(true)) {
         spdlog::warn("candidate {}: lease lost ({})", lease_.candidate_id,
@@ -134,7 +140,7 @@ class Heartbeater {
   absl::Mutex mu_;
   bool stopped_ ABSL_GUARDED_BY(mu_) = false;
   train::TrainProgress progress_ ABSL_GUARDED_BY(mu_);
-  std::atomic<bool> cancel_{false}, lease_lost_{false};
+  std::atomic<bool> cancel_{false}, lease_lost_{false}, drain_{false};
   std::thread thread_;
 };
 
@@ -431,6 +437,7 @@ absl::Status WorkerDaemon::Run() {
   int idle_polls = 0;
   while (!stopping()) {
     if (options_.max_candidates > 0 && done_ >= options_.max_candidates) break;
+    if (drained_) break;
     quartet::v1::LeaseCandidateRequest lease_req;
     lease_req.set_worker_id(worker_id_);
     lease_req.set_session_secret(session_secret_);
@@ -459,6 +466,11 @@ absl::Status WorkerDaemon::Run() {
       DeliverSpooled();  // reports spooled while it was away
     }
     backoff = options_.initial_backoff;
+    if (resp->drain()) {
+      spdlog::info("worker {} drained by an operator: leasing nothing more", worker_id_);
+      drained_ = true;
+      break;
+    }
     if (!resp->has_lease()) {
       const absl::Duration base = absl::Milliseconds(std::max(100, resp->retry_after_ms()));
       SleepUnlessStopping(std::min(base * (1 << std::min(idle_polls++, 6)),
@@ -468,7 +480,8 @@ absl::Status WorkerDaemon::Run() {
     idle_polls = 0;
     RunCandidate(*resp);
   }
-  spdlog::info("worker {} stopping after {} candidates", worker_id_, done_.load());
+  spdlog::info("worker {} stopping after {} candidates{}", worker_id_, done_.load(),
+               drained_ ? " (drained)" : "");
   return absl::OkStatus();
 }
 
@@ -532,6 +545,7 @@ void WorkerDaemon::RunCandidate(const quartet::v1::LeaseCandidateResponse& lease
   // The heartbeat keeps the lease alive until the report is acknowledged.
   absl::Status s = Deliver(report);
   heartbeat.Stop();
+  if (heartbeat.drain_requested()) drained_ = true;
   if (s.ok()) {
     if (result.ok()) {
       spdlog::info("candidate {}: completed, test accuracy {:.4f} in {:.1f} s", id,

@@ -21,6 +21,10 @@
 // the candidate is handed back as PREEMPTED, which costs it no attempt. Stop is honoured within
 // stop_report_budget plus one training step: a report that cannot be delivered by then is spooled.
 //
+// Draining. When an operator drains the worker (quartetctl workers drain), the coordinator answers
+// its lease request with drain and no candidate, and its heartbeats carry drain: the candidate in
+// hand is trained and reported as usual, nothing more is leased, and Run() returns OK (exit 0).
+//
 // A trainer that throws is caught: the candidate fails with ERROR_CLASS_INTERNAL and the daemon
 // carries on.
 //
@@ -81,7 +85,7 @@ class WorkerDaemon {
   WorkerDaemon(const Options& options, CoordinatorClient* client, train::Trainer* trainer,
                common::Clock* clock);
 
-  // Runs until Stop() or max_candidates. OK on a clean stop.
+  // Runs until Stop(), max_candidates or a drain. OK on a clean stop.
   absl::Status Run();
   // Asks Run() to finish: a running candidate stops at its next step and is handed back.
   void Stop();
@@ -92,6 +96,8 @@ class WorkerDaemon {
   int reports_spooled() const { return spooled_.load(); }
   int spooled_delivered() const { return spool_delivered_.load(); }
   const std::string& worker_id() const { return worker_id_; }
+  // The coordinator drained this worker (Run() returned or is about to return because of it).
+  bool drained() const { return drained_.load(); }
 
  private:
   absl::Status RegisterWithRetry();
@@ -129,6 +135,7 @@ class WorkerDaemon {
   std::string session_secret_;
   absl::Duration heartbeat_interval_ = absl::Seconds(10);
   std::atomic<bool> stopping_{false};
+  std::atomic<bool> drained_{false};
   std::atomic<int> done_{0};
   std::atomic<int> spooled_{0};
   std::atomic<int> spool_delivered_{0};
