@@ -76,8 +76,11 @@ TEST(Csv, CoverageAndYieldTablesHaveAKindColumn) {
   e->set_succeeded(3);
   e->set_failed(1);
   e->set_success_rate(0.75);
+  e->set_mean_accuracy(0.5);
+  e->set_std_accuracy(0.125);
+  e->set_ci95_accuracy(0.25);
   (*e->mutable_failures_by_class())["OOM"] = 1;
-  EXPECT_THAT(YieldCsv(y), HasSubstr("family,AirNet,,,,3,1,0.75,0,0,0,OOM:1\r\n"));
+  EXPECT_THAT(YieldCsv(y), HasSubstr("family,AirNet,,,,3,1,0.75,0.5,0.125,0.25,0,0,OOM:1\r\n"));
 }
 
 TEST(ProgressMeter, EtaFollowsTheObservedRateWithinTheWindow) {
