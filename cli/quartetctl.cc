@@ -17,6 +17,7 @@
 #include "absl/time/clock.h"
 #include "cli/format.h"
 #include "cli/report_analyses.h"
+#include "cli/report_html.h"
 #include "common/grpc_client.h"
 #include "common/grpc_status.h"
 #include "common/spec_io.h"
@@ -374,6 +375,15 @@ class Ctl {
     return kOk;
   }
 
+  int ReportHtml(int64_t id, const std::string& output) {
+    auto written = quartet::cli::WriteCampaignReport(
+        stub_.get(), [this](grpc::ClientContext* ctx) { conn_->Prepare(ctx, kCallTimeout); }, id,
+        output);
+    if (!written.ok()) return PrintError(written.status());
+    if (output != "-") std::cerr << "wrote " << output << " (" << *written << " bytes)\n";
+    return kOk;
+  }
+
   int Top(int64_t id, int n, bool all_states) {
     quartet::v1::ListResultsRequest req;
     req.set_campaign_id(id);
@@ -501,6 +511,12 @@ int main(int argc, char** argv) {
   yield->add_option("--min-samples", min_samples, "Successes needed to rank (default 3)");
   yield->add_option("--top", top, "Length of the ranked lists (default 5)");
 
+  std::string html_output;
+  CLI::App* html = report->add_subcommand(
+      "html", "The dashboard's campaign page as one self-contained HTML file");
+  html->add_option("id", id, "Campaign id")->required();
+  html->add_option("-o,--output", html_output, "File to write (- for stdout)")->required();
+
   // results ...
   CLI::App* results = app.add_subcommand("results", "Candidate results");
   results->require_subcommand(1);
@@ -531,6 +547,7 @@ int main(int argc, char** argv) {
   if (watch->parsed()) return ctl.Watch(id, interval_ms);
   if (coverage->parsed()) return ctl.Coverage(id, pairs);
   if (yield->parsed()) return ctl.Yield(id, min_samples, top);
+  if (html->parsed()) return ctl.ReportHtml(id, html_output);
   if (results_top->parsed()) return ctl.Top(id, n, all_states);
   if (results_show->parsed()) return quartet::cli::RunResultsShow(ctl.Getter(), id, ctl.json());
   if (analyses->parsed()) return quartet::cli::RunReportAnalyses(ctl.Lister(), id, ctl.json());
