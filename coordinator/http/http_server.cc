@@ -2,6 +2,8 @@
 
 #include <httplib.h>
 
+#include <future>
+
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -22,6 +24,8 @@ constexpr char kTokenCookie[] = "quartet_token";
 constexpr char kTokenParam[] = "token";
 // Campaigns listed by the API and counted by /metrics.
 constexpr int kListedCampaigns = 1000;
+// Campaign pages kept (the lowest campaign id goes first).
+constexpr size_t kCachedPages = 16;
 // Bytes of a bad id repeated in an error message at most.
 constexpr size_t kEchoedIdBytes = 32;
 
@@ -123,12 +127,10 @@ absl::StatusOr<quartet::v1::CampaignPage> AssembleCampaignPage(CoordinatorCore* 
   auto campaign = core->GetCampaign(campaign_id);
   if (!campaign.ok()) return campaign.status();
   *page.mutable_campaign() = std::move(*campaign);
-  auto coverage = core->GetCoverageReport(campaign_id, /*include_all_pairs=*/true);
-  if (!coverage.ok()) return coverage.status();
-  *page.mutable_coverage() = std::move(*coverage);
-  auto yield = core->GetYieldReport(campaign_id, /*min_samples=*/0, /*top=*/0);
-  if (!yield.ok()) return yield.status();
-  *page.mutable_yield() = std::move(*yield);
+  // The two reports that read every finished candidate run concurrently (the core is thread-safe).
+  auto yield = std::async(std::launch::async, [core, campaign_id] {
+    return core->GetYieldReport(campaign_id, /*min_samples=*/0, /*top=*/0);
+  });
   quartet::v1::ListResultsRequest finished;
   finished.set_campaign_id(campaign_id);
   finished.add_states(quartet::v1::CANDIDATE_STATE_SUCCEEDED);
@@ -136,7 +138,13 @@ absl::StatusOr<quartet::v1::CampaignPage> AssembleCampaignPage(CoordinatorCore* 
   finished.set_by_accuracy(false);
   finished.set_limit(kMaxFinishedCandidates);
   auto done = core->ListResults(finished);
+  auto yield_report = yield.get();
   if (!done.ok()) return done.status();
+  if (!yield_report.ok()) return yield_report.status();
+  *page.mutable_yield() = std::move(*yield_report);
+  auto coverage = core->GetCoverageReport(campaign_id, /*include_all_pairs=*/true);
+  if (!coverage.ok()) return coverage.status();
+  *page.mutable_coverage() = std::move(*coverage);
   const auto& pool = page.campaign().config().pool();
   *page.mutable_progress() =
       BuildProgressReport(campaign_id, std::vector<std::string>(pool.begin(), pool.end()), *done);
@@ -227,9 +235,24 @@ void HttpServer::ServeCampaignList(httplib::Response& res) {
 }
 
 void HttpServer::ServeCampaignPage(int64_t campaign_id, httplib::Response& res) {
+  // Read before assembling: a change made meanwhile makes the next request assemble again.
+  const uint64_t version = core_->change_version();
+  {
+    absl::MutexLock lock(&cache_mu_);
+    auto it = page_cache_.find(campaign_id);
+    if (it != page_cache_.end() && it->second.version == version) {
+      return SendJson(it->second.json, res);
+    }
+  }
   auto page = AssembleCampaignPage(core_, campaign_id);
   if (!page.ok()) return SendError(page.status(), res);
-  SendJson(ToJson(*page), res);
+  auto json = ToJson(*page);
+  if (json.ok()) {
+    absl::MutexLock lock(&cache_mu_);
+    if (page_cache_.size() >= kCachedPages) page_cache_.erase(page_cache_.begin());
+    page_cache_[campaign_id] = {version, *json};
+  }
+  SendJson(json, res);
 }
 
 void HttpServer::ServeCandidate(int64_t candidate_id, httplib::Response& res) {

@@ -10,7 +10,9 @@
 // the CampaignService reports through protobuf's JSON printer. Auth: when the coordinator has
 // credentials, /api/* and /metrics need a viewer or admin token, as `Authorization: Bearer TOKEN`,
 // a `token` query parameter, or the `quartet_token` cookie (set by a page requested with ?token=);
-// the pages themselves carry no data and are served to anyone. An API error is JSON
+// the pages themselves carry no data and are served to anyone. A campaign page's JSON is kept
+// until the core changes something, so polling viewers of a quiet campaign cost nothing. An API
+// error is JSON
 // {"code": "NOT_FOUND", "message": "..."} with the matching HTTP status (400, 401, 403, 404, 503,
 // 500). A handler makes core calls and converts; no business logic here.
 //
@@ -18,11 +20,14 @@
 #ifndef QUARTET_COORDINATOR_HTTP_HTTP_SERVER_H_
 #define QUARTET_COORDINATOR_HTTP_HTTP_SERVER_H_
 
+#include <map>
 #include <memory>
 #include <string>
 #include <thread>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "coordinator/core/coordinator_core.h"
 #include "coordinator/http/coordinator_metrics.h"
 #include "coordinator/service/auth.h"
@@ -66,9 +71,18 @@ class HttpServer {
   void ServeCandidate(int64_t candidate_id, httplib::Response& res);
   void ServeMetrics(httplib::Response& res);
 
+  // A campaign page's JSON and the core's change_version() it was assembled at: served again as
+  // long as the core changed nothing (a finished campaign, a quiet moment; every viewer's poll).
+  struct CachedPage {
+    uint64_t version = 0;
+    std::string json;
+  };
+
   CoordinatorCore* const core_;
   const Authenticator* const auth_;
   CoordinatorMetrics* const metrics_;
+  absl::Mutex cache_mu_;
+  std::map<int64_t, CachedPage> page_cache_ ABSL_GUARDED_BY(cache_mu_);
   std::unique_ptr<httplib::Server> server_;
   std::thread thread_;
   int port_ = 0;

@@ -297,6 +297,17 @@ TEST_F(HttpTest, TheCampaignPageMirrorsTheReports) {
   EXPECT_EQ(list["campaigns"][0]["config"]["name"], "dash");
 }
 
+TEST_F(HttpTest, AKeptPageIsAssembledAgainAfterAChange) {
+  Start({});
+  RunCampaign();
+  auto before = nlohmann::json::parse(Get("/api/campaigns/1")->body);
+  ASSERT_TRUE(core_->CancelCampaign(1).ok());
+  auto after = nlohmann::json::parse(Get("/api/campaigns/1")->body);
+  EXPECT_EQ(before["campaign"]["state"], "CAMPAIGN_STATE_RUNNING");
+  EXPECT_EQ(after["campaign"]["state"], "CAMPAIGN_STATE_CANCELLED");
+  EXPECT_EQ(after["campaign"]["counts"]["pending"], "0");
+}
+
 TEST_F(HttpTest, MetricsCountLeasesCandidatesAndWorkers) {
   Start({});
   RunCampaign();
