@@ -192,7 +192,7 @@
   // A matrix heatmap: labels for rows and columns, cell(i, j) -> {value, text} or null.
   function heatmap(svg, rowLabels, colLabels, cell, opts) {
     clear(svg);
-    var L = opts.left || 110, T = opts.top || 90;
+    var L = opts.left || 110, T = opts.top || 110;
     var size = opts.cell || Math.max(8, Math.min(18, Math.floor(440 / Math.max(colLabels.length, 1))));
     var W = L + colLabels.length * size + 10, H = T + rowLabels.length * size + 10;
     svg.setAttribute('width', W);
