@@ -170,6 +170,7 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(const Options& opt
                                                               CoordinatorMetrics* metrics) {
   std::unique_ptr<HttpServer> out(new HttpServer(core, auth, metrics));
   out->Route();
+  out->refresher_ = std::thread([s = out.get()] { s->RefreshLoop(); });
   auto port =
       common::StartHttpServer(out->server_.get(), "--http_listen", options.listen, &out->thread_);
   if (!port.ok()) return port.status();
@@ -178,6 +179,11 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(const Options& opt
 }
 
 void HttpServer::Stop() {
+  {
+    absl::MutexLock lock(&cache_mu_);
+    stopping_ = true;
+  }
+  if (refresher_.joinable()) refresher_.join();
   server_->stop();
   if (thread_.joinable()) thread_.join();
 }
@@ -234,25 +240,65 @@ void HttpServer::ServeCampaignList(httplib::Response& res) {
   SendJson(ToJson(out), res);
 }
 
+absl::StatusOr<std::string> HttpServer::PageJson(int64_t campaign_id) {
+  auto page = AssembleCampaignPage(core_, campaign_id);
+  if (!page.ok()) return page.status();
+  return ToJson(*page);
+}
+
 void HttpServer::ServeCampaignPage(int64_t campaign_id, httplib::Response& res) {
-  // Read before assembling: a change made meanwhile makes the next request assemble again.
+  // Read before assembling: a change made meanwhile leaves the kept page marked as older.
   const uint64_t version = core_->change_version();
   {
     absl::MutexLock lock(&cache_mu_);
     auto it = page_cache_.find(campaign_id);
-    if (it != page_cache_.end() && it->second.version == version) {
-      return SendJson(it->second.json, res);
+    if (it != page_cache_.end()) {
+      CachedPage& kept = it->second;
+      if (kept.version != version && !kept.refreshing) {
+        kept.refreshing = true;
+        refresh_queue_.push_back(campaign_id);
+      }
+      return SendJson(kept.json, res);
     }
   }
-  auto page = AssembleCampaignPage(core_, campaign_id);
-  if (!page.ok()) return SendError(page.status(), res);
-  auto json = ToJson(*page);
+  auto json = PageJson(campaign_id);
   if (json.ok()) {
     absl::MutexLock lock(&cache_mu_);
     if (page_cache_.size() >= kCachedPages) page_cache_.erase(page_cache_.begin());
-    page_cache_[campaign_id] = {version, *json};
+    CachedPage& kept = page_cache_[campaign_id];
+    kept.version = version;
+    kept.json = *json;
   }
   SendJson(json, res);
+}
+
+void HttpServer::RefreshLoop() {
+  while (true) {
+    int64_t campaign_id = 0;
+    {
+      absl::MutexLock lock(&cache_mu_);
+      cache_mu_.Await(absl::Condition(
+          +[](HttpServer* s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(s->cache_mu_) {
+            return s->stopping_ || !s->refresh_queue_.empty();
+          },
+          this));
+      if (stopping_) return;
+      campaign_id = refresh_queue_.front();
+      refresh_queue_.pop_front();
+    }
+    const uint64_t version = core_->change_version();
+    auto json = PageJson(campaign_id);
+    if (!json.ok()) {
+      spdlog::warn("dashboard: campaign {} page: {}", campaign_id, json.status().ToString());
+    }
+    absl::MutexLock lock(&cache_mu_);
+    CachedPage& kept = page_cache_[campaign_id];
+    kept.refreshing = false;
+    if (json.ok()) {
+      kept.version = version;
+      kept.json = std::move(*json);
+    }
+  }
 }
 
 void HttpServer::ServeCandidate(int64_t candidate_id, httplib::Response& res) {

@@ -10,9 +10,11 @@
 // the CampaignService reports through protobuf's JSON printer. Auth: when the coordinator has
 // credentials, /api/* and /metrics need a viewer or admin token, as `Authorization: Bearer TOKEN`,
 // a `token` query parameter, or the `quartet_token` cookie (set by a page requested with ?token=);
-// the pages themselves carry no data and are served to anyone. A campaign page's JSON is kept
-// until the core changes something, so polling viewers of a quiet campaign cost nothing. An API
-// error is JSON
+// the pages themselves carry no data and are served to anyone. Campaign pages: the first request
+// for a campaign assembles its page; later ones get the kept page at once and, when the core has
+// changed something since, queue it to be assembled again in the background (one refresher
+// thread). A polling viewer thus sees data at most one assembly old, and viewers of a quiet or
+// finished campaign cost nothing. An API error is JSON
 // {"code": "NOT_FOUND", "message": "..."} with the matching HTTP status (400, 401, 403, 404, 503,
 // 500). A handler makes core calls and converts; no business logic here.
 //
@@ -20,6 +22,7 @@
 #ifndef QUARTET_COORDINATOR_HTTP_HTTP_SERVER_H_
 #define QUARTET_COORDINATOR_HTTP_HTTP_SERVER_H_
 
+#include <deque>
 #include <map>
 #include <memory>
 #include <string>
@@ -71,18 +74,26 @@ class HttpServer {
   void ServeCandidate(int64_t candidate_id, httplib::Response& res);
   void ServeMetrics(httplib::Response& res);
 
-  // A campaign page's JSON and the core's change_version() it was assembled at: served again as
-  // long as the core changed nothing (a finished campaign, a quiet moment; every viewer's poll).
+  // A campaign page's JSON and the core's change_version() it was assembled at.
   struct CachedPage {
     uint64_t version = 0;
     std::string json;
+    // Queued for the refresher, or being assembled by it.
+    bool refreshing = false;
   };
+  // Assembles a page and its JSON.
+  absl::StatusOr<std::string> PageJson(int64_t campaign_id);
+  // The refresher thread: assembles queued pages again, one at a time, until Stop().
+  void RefreshLoop();
 
   CoordinatorCore* const core_;
   const Authenticator* const auth_;
   CoordinatorMetrics* const metrics_;
   absl::Mutex cache_mu_;
   std::map<int64_t, CachedPage> page_cache_ ABSL_GUARDED_BY(cache_mu_);
+  std::deque<int64_t> refresh_queue_ ABSL_GUARDED_BY(cache_mu_);
+  bool stopping_ ABSL_GUARDED_BY(cache_mu_) = false;
+  std::thread refresher_;
   std::unique_ptr<httplib::Server> server_;
   std::thread thread_;
   int port_ = 0;

@@ -301,9 +301,15 @@ TEST_F(HttpTest, AKeptPageIsAssembledAgainAfterAChange) {
   Start({});
   RunCampaign();
   auto before = nlohmann::json::parse(Get("/api/campaigns/1")->body);
-  ASSERT_TRUE(core_->CancelCampaign(1).ok());
-  auto after = nlohmann::json::parse(Get("/api/campaigns/1")->body);
   EXPECT_EQ(before["campaign"]["state"], "CAMPAIGN_STATE_RUNNING");
+  ASSERT_TRUE(core_->CancelCampaign(1).ok());
+  // The kept page is answered at once and assembled again in the background.
+  nlohmann::json after;
+  for (int i = 0; i < 200; ++i) {
+    after = nlohmann::json::parse(Get("/api/campaigns/1")->body);
+    if (after["campaign"]["state"] == "CAMPAIGN_STATE_CANCELLED") break;
+    absl::SleepFor(absl::Milliseconds(10));
+  }
   EXPECT_EQ(after["campaign"]["state"], "CAMPAIGN_STATE_CANCELLED");
   EXPECT_EQ(after["campaign"]["counts"]["pending"], "0");
 }
