@@ -10,9 +10,9 @@
 #include <tuple>
 
 #include "absl/strings/str_cat.h"
-#include "absl/time/clock.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
+#include "absl/time/clock.h"
 #include "common/spec_io.h"
 #include "common/status_macros.h"
 #include "coordinator/storage/migrations.h"
