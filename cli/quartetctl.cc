@@ -21,6 +21,7 @@
 #include "cli/export.h"
 #include "cli/format.h"
 #include "cli/report_analyses.h"
+#include "cli/report_html.h"
 #include "common/grpc_client.h"
 #include "common/grpc_status.h"
 #include "common/spec_io.h"
@@ -433,6 +434,15 @@ class Ctl {
     return kOk;
   }
 
+  int ReportHtml(int64_t id, const std::string& output) {
+    auto written = quartet::cli::WriteCampaignReport(
+        stub_.get(), [this](grpc::ClientContext* ctx) { conn_->Prepare(ctx, kCallTimeout); }, id,
+        output);
+    if (!written.ok()) return PrintError(written.status());
+    if (output != "-") std::cerr << "wrote " << output << " (" << *written << " bytes)\n";
+    return kOk;
+  }
+
   int Top(int64_t id, int n, bool all_states) {
     quartet::v1::ListResultsRequest req;
     req.set_campaign_id(id);
@@ -732,6 +742,12 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"text", "json", "csv"}));
   yield->add_option("-o,--output", output, "Write to this file instead of stdout");
 
+  std::string html_output;
+  CLI::App* html = report->add_subcommand(
+      "html", "The dashboard's campaign page as one self-contained HTML file");
+  html->add_option("id", id, "Campaign id")->required();
+  html->add_option("-o,--output", html_output, "File to write (- for stdout)")->required();
+
   // results ...
   CLI::App* results = app.add_subcommand("results", "Candidate results");
   results->require_subcommand(1);
@@ -781,6 +797,7 @@ int main(int argc, char** argv) {
   if (coverage->parsed()) return ctl.Coverage(id, pairs, format, output);
   if (yield->parsed()) return ctl.Yield(id, min_samples, top, format, output);
   if (results_export->parsed()) return ctl.Export(id, export_format, output, page_size);
+  if (html->parsed()) return ctl.ReportHtml(id, html_output);
   if (results_top->parsed()) return ctl.Top(id, n, all_states);
   if (results_show->parsed()) return quartet::cli::RunResultsShow(ctl.Getter(), id, ctl.json());
   if (analyses->parsed()) return quartet::cli::RunReportAnalyses(ctl.Lister(), id, ctl.json());

@@ -21,9 +21,12 @@
 #include "absl/strings/strip.h"
 #include "common/clock.h"
 #include "common/flag_names.h"
+#include "common/http_listen.h"
 #include "common/logging.h"
 #include "common/spec_io.h"
 #include "coordinator/core/coordinator_core.h"
+#include "coordinator/http/coordinator_metrics.h"
+#include "coordinator/http/http_server.h"
 #include "coordinator/service/auth.h"
 #include "coordinator/service/services.h"
 #include "coordinator/storage/memory_store.h"
@@ -69,6 +72,11 @@ ABSL_FLAG(std::string, tls_client_ca, "",
 ABSL_FLAG(int, max_watch_streams, 256,
           "Concurrent WatchCampaign streams; more get RESOURCE_EXHAUSTED. Each holds a server "
           "thread.");
+ABSL_FLAG(std::string, http_listen, "",
+          "Serve the live dashboard, its JSON API and Prometheus /metrics on this HOST:PORT "
+          "(off when empty). With credentials, the API and /metrics need a viewer or admin token.");
+ABSL_FLAG(std::string, http_port_file, "",
+          "When set, the port --http_listen bound is written to this file once it serves.");
 ABSL_FLAG(std::string, log_level, "info", "trace, debug, info, warn, error or off.");
 ABSL_FLAG(std::string, log_file, "", "Append logs to this file instead of stderr.");
 ABSL_FLAG(std::string, log_format, "text",
@@ -89,6 +97,13 @@ absl::StatusOr<std::string> FirstLine(const std::string& path) {
   if (!text.ok()) return text.status();
   std::string line = text->substr(0, text->find('\n'));
   return std::string(absl::StripAsciiWhitespace(line));
+}
+
+// Writes `port` to `path` atomically (a temporary file, then a rename); nothing when path is empty.
+void WritePortFile(const std::string& path, int port) {
+  if (path.empty()) return;
+  std::ofstream(path + ".tmp") << port << "\n";
+  std::rename((path + ".tmp").c_str(), path.c_str());
 }
 
 int Fail(const absl::Status& status) {
@@ -119,6 +134,14 @@ int main(int argc, char** argv) {
   sigaddset(&signals, SIGINT);
   sigaddset(&signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  const std::string http_listen = absl::GetFlag(FLAGS_http_listen);
+  if (!http_listen.empty()) {
+    if (auto address = quartet::common::ParseHttpListen("--http_listen", http_listen);
+        !address.ok()) {
+      return Fail(address.status());
+    }
+  }
 
   // ---- Credentials and transport, checked before anything is opened ----
   quartet::coordinator::CredentialSources sources;
@@ -168,6 +191,15 @@ int main(int argc, char** argv) {
   }
   const bool reflection = absl::GetFlag(FLAGS_reflection).value_or(!auth.enabled());
 
+  // ---- Metrics: only when they are served ----
+  std::unique_ptr<quartet::coordinator::CoordinatorMetrics> metrics;
+  if (!http_listen.empty()) {
+    quartet::coordinator::CoordinatorMetrics::Options mo;
+    mo.live_window = absl::GetFlag(FLAGS_lease);
+    metrics = std::make_unique<quartet::coordinator::CoordinatorMetrics>(
+        mo, quartet::common::Clock::Real());
+  }
+
   // ---- Store ----
   std::unique_ptr<quartet::coordinator::Store> store;
   if (absl::GetFlag(FLAGS_memory_store)) {
@@ -198,6 +230,11 @@ int main(int argc, char** argv) {
     }
     o.schema = absl::GetFlag(FLAGS_database_schema);
     o.pool_size = absl::GetFlag(FLAGS_database_pool_size);
+    if (metrics != nullptr) {
+      o.on_transaction = [m = metrics.get()](absl::Duration elapsed, const absl::Status& status) {
+        m->ObserveTransaction(elapsed, status);
+      };
+    }
     auto pg = quartet::coordinator::PgStore::Create(o);
     if (!pg.ok()) return Fail(pg.status());
     spdlog::info("PostgreSQL schema at version {}", (*pg)->schema_version());
@@ -209,6 +246,7 @@ int main(int argc, char** argv) {
   core_options.lease = absl::GetFlag(FLAGS_lease);
   core_options.heartbeat_interval = absl::GetFlag(FLAGS_heartbeat_interval);
   core_options.issue_ahead = absl::GetFlag(FLAGS_issue_ahead);
+  core_options.events = metrics.get();
   auto core = quartet::coordinator::CoordinatorCore::Create(core_options, store.get(),
                                                             quartet::common::Clock::Real());
   if (!core.ok()) return Fail(core.status());
@@ -233,6 +271,12 @@ int main(int argc, char** argv) {
   builder.RegisterService(&campaigns);
   builder.RegisterService(&workers);
   builder.SetMaxReceiveMessageSize(64 << 20);
+  if (metrics != nullptr) {
+    std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> creators;
+    creators.push_back(
+        std::make_unique<quartet::coordinator::RpcMetricsInterceptorFactory>(metrics.get()));
+    builder.experimental().SetInterceptorCreators(std::move(creators));
+  }
   // Bounded server threads: every watch stream holds one, and the other calls get their own share.
   // Past the bound, calls get RESOURCE_EXHAUSTED instead of a new thread.
   grpc::ResourceQuota quota("quartet-coordinator");
@@ -242,6 +286,21 @@ int main(int argc, char** argv) {
   if (server == nullptr || port == 0) {
     return Fail(absl::UnavailableError(absl::StrCat(
         "cannot listen on ", absl::GetFlag(FLAGS_listen), " (address in use or not local?)")));
+  }
+  // The dashboard before the port files, so a caller that waits for them finds both servers up.
+  std::unique_ptr<quartet::coordinator::HttpServer> http;
+  if (!http_listen.empty()) {
+    quartet::coordinator::HttpServer::Options ho;
+    ho.listen = http_listen;
+    auto started = quartet::coordinator::HttpServer::Start(ho, core->get(), &auth, metrics.get());
+    if (!started.ok()) {
+      server->Shutdown();
+      return Fail(started.status());
+    }
+    http = std::move(*started);
+    spdlog::info("dashboard and /metrics on port {}{}", http->port(),
+                 auth.enabled() ? " (the API and /metrics need a viewer or admin token)" : "");
+    WritePortFile(absl::GetFlag(FLAGS_http_port_file), http->port());
   }
   (*core)->Start();
   // Health follows the database: NOT_SERVING while PostgreSQL cannot be reached.
@@ -259,11 +318,7 @@ int main(int argc, char** argv) {
   });
   spdlog::info("quartet-coordinator serving on port {} (lease {}, issue ahead {})", port,
                absl::FormatDuration(core_options.lease), core_options.issue_ahead);
-  if (!absl::GetFlag(FLAGS_port_file).empty()) {
-    const std::string path = absl::GetFlag(FLAGS_port_file);
-    std::ofstream(path + ".tmp") << port << "\n";
-    std::rename((path + ".tmp").c_str(), path.c_str());
-  }
+  WritePortFile(absl::GetFlag(FLAGS_port_file), port);
 
   std::thread waiter([&] {
     int sig = 0;
@@ -273,6 +328,7 @@ int main(int argc, char** argv) {
     server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
   });
   server->Wait();
+  if (http != nullptr) http->Stop();
   health_stop = true;
   health.join();
   (*core)->Stop();

@@ -13,6 +13,8 @@ packages=(
   libabsl-dev libspdlog-dev libfmt-dev nlohmann-json3-dev libyaml-cpp-dev libcli11-dev
   libgtest-dev libgmock-dev googletest libbenchmark-dev
   zlib1g-dev procps
+  # The dashboard and /metrics (coordinator, worker); Chromium runs the dashboard's e2e test.
+  libcpp-httplib-dev prometheus-cpp-dev chromium curl
 )
 if [[ "${QUARTET_NO_WORKER:-0}" != "1" ]]; then
   # libopenblas0-openmp: Debian's LibTorch calls BLAS through the libblas.so.3 alternative, which

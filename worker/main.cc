@@ -14,9 +14,11 @@
 #include "common/flag_names.h"
 #include "common/grpc_client.h"
 #include "common/logging.h"
+#include "common/metrics_server.h"
 #include "spdlog/spdlog.h"
 #include "worker/daemon/coordinator_client.h"
 #include "worker/daemon/daemon.h"
+#include "worker/metrics/worker_metrics.h"
 #include "worker/train/torch_trainer.h"
 
 ABSL_FLAG(std::string, coordinator, "127.0.0.1:50051", "Coordinator address (host:port).");
@@ -49,6 +51,9 @@ ABSL_FLAG(std::string, state_dir, "",
 ABSL_FLAG(int, max_candidates, 0, "Exit after this many candidates (0 = run until stopped).");
 ABSL_FLAG(absl::Duration, heartbeat_interval, absl::ZeroDuration(),
           "Override the coordinator's suggested heartbeat interval.");
+ABSL_FLAG(std::string, metrics_listen, "",
+          "Serve this worker's Prometheus /metrics (samples/s, step time, device memory, current "
+          "candidate) on HOST:PORT, without a token (off when empty).");
 ABSL_FLAG(std::string, log_level, "info", "trace, debug, info, warn, error or off.");
 ABSL_FLAG(std::string, log_file, "", "Append logs to this file instead of stderr.");
 ABSL_FLAG(std::string, log_format, "text",
@@ -72,6 +77,20 @@ int main(int argc, char** argv) {
   sigaddset(&signals, SIGINT);
   sigaddset(&signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  // Metrics before the trainer loads anything, so a bad address fails fast.
+  quartet::worker::WorkerMetrics worker_metrics;
+  std::unique_ptr<quartet::common::MetricsServer> metrics_server;
+  if (!absl::GetFlag(FLAGS_metrics_listen).empty()) {
+    auto started = quartet::common::MetricsServer::Start(absl::GetFlag(FLAGS_metrics_listen),
+                                                         worker_metrics.registry());
+    if (!started.ok()) {
+      std::cerr << "quartet-worker: " << started.status().message() << "\n";
+      return 1;
+    }
+    metrics_server = std::move(*started);
+    spdlog::info("Prometheus /metrics on port {}", metrics_server->port());
+  }
 
   quartet::worker::train::TorchTrainer::Options topts;
   topts.device = absl::GetFlag(FLAGS_device);
@@ -106,6 +125,7 @@ int main(int argc, char** argv) {
   dopts.heartbeat_interval = absl::GetFlag(FLAGS_heartbeat_interval);
   dopts.max_candidates = absl::GetFlag(FLAGS_max_candidates);
   dopts.state_dir = absl::GetFlag(FLAGS_state_dir);
+  dopts.metrics = &worker_metrics;
   quartet::worker::daemon::WorkerDaemon daemon(dopts, &client, trainer->get(),
                                                quartet::common::Clock::Real());
 

@@ -432,6 +432,7 @@ absl::StatusOr<int> CoordinatorCore::SweepExpiredLeases() {
   QUARTET_ASSIGN_OR_RETURN(auto expired, store_->ExpireLeases(clock_->Now()));
   if (!expired.empty()) Changed();
   for (const ExpiredLease& e : expired) {
+    if (options_.events != nullptr) options_.events->LeaseExpired(e.campaign_id);
     spdlog::warn("candidate {} of campaign {}: lease of worker {} expired (attempt {}) -> {}",
                  e.candidate_id, e.campaign_id, e.worker_id, e.attempt,
                  CandidateStateName(e.new_state));
@@ -961,6 +962,7 @@ absl::StatusOr<quartet::v1::RegisterWorkerResponse> CoordinatorCore::RegisterWor
       common::EscapeForLog(stored.device, kLoggedIdBytes),
       stored.gpu_name.empty() ? ""
                               : " (" + common::EscapeForLog(stored.gpu_name, kLoggedIdBytes) + ")");
+  if (options_.events != nullptr) options_.events->WorkerSeen(stored.id);
   quartet::v1::RegisterWorkerResponse out;
   out.set_worker_id(stored.id);
   out.set_session_secret(secret);
@@ -994,6 +996,7 @@ absl::Status CoordinatorCore::CheckWorker(const std::string& worker_id,
     return absl::PermissionDeniedError(
         "the session secret is missing or does not match this worker id; register again");
   }
+  if (options_.events != nullptr) options_.events->WorkerSeen(worker_id);
   return absl::OkStatus();
 }
 
@@ -1046,8 +1049,10 @@ absl::StatusOr<quartet::v1::LeaseCandidateResponse> CoordinatorCore::LeaseCandid
   }
   if (!grant.has_value()) {
     out.set_retry_after_ms(static_cast<int32_t>(absl::ToInt64Milliseconds(options_.retry_after)));
+    if (options_.events != nullptr) options_.events->LeaseRefused();
     return out;
   }
+  if (options_.events != nullptr) options_.events->LeaseGranted(grant->candidate.campaign_id);
   const CandidateRecord& c = grant->candidate;
   *out.mutable_spec() = SpecOf(*grant);
   out.mutable_lease()->set_candidate_id(c.id);

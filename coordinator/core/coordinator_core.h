@@ -29,6 +29,7 @@
 #include "absl/synchronization/notification.h"
 #include "common/clock.h"
 #include "coordinator/core/campaign_config.h"
+#include "coordinator/core/core_events.h"
 #include "coordinator/storage/store.h"
 #include "quartet/v1/campaign.pb.h"
 #include "quartet/v1/worker.pb.h"
@@ -52,6 +53,9 @@ class CoordinatorCore {
     int issue_ahead = 4;
     // What LeaseCandidate tells a worker when there is no work.
     absl::Duration retry_after = absl::Seconds(2);
+    // Told of leases and worker calls as they happen (metrics). Not owned; must outlive the core.
+    // nullptr: nobody is told.
+    CoreEvents* events = nullptr;
   };
 
   // Rebuilds the samplers of running campaigns from `store`. Neither pointer is owned; both must

@@ -83,6 +83,11 @@ class Authenticator {
   // naming the role needed and the role presented.
   grpc::Status Require(const grpc::ServerContext& context, Role needed) const;
 
+  // The same check for a bare token from another transport (the HTTP dashboard): OK when
+  // authentication is off or `token` has a role that grants `needed`; UNAUTHENTICATED for an
+  // unknown or empty token; PERMISSION_DENIED naming both roles.
+  absl::Status CheckToken(absl::string_view token, Role needed) const;
+
  private:
   std::vector<Credential> credentials_;
 };

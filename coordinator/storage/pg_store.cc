@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
+#include "absl/time/clock.h"
 #include "common/spec_io.h"
 #include "common/status_macros.h"
 #include "coordinator/storage/migrations.h"
@@ -599,6 +600,14 @@ void PgStore::DropIdle() {
 }
 
 absl::Status PgStore::Run(const TxBody& body) {
+  if (!options_.on_transaction) return RunOnce(body);
+  const absl::Time start = absl::Now();
+  absl::Status status = RunOnce(body);
+  options_.on_transaction(absl::Now() - start, status);
+  return status;
+}
+
+absl::Status PgStore::RunOnce(const TxBody& body) {
   std::unique_ptr<pqxx::connection_base> conn = Acquire();
   absl::Status status;
   bool healthy = true;

@@ -42,6 +42,10 @@ class PgStore : public Store {
     int pool_size = 4;
     // Attempts of a transaction that lost a serialization conflict or a deadlock.
     int max_retries = 5;
+    // When set, told after every transaction (Store call) how long it took from acquiring a
+    // connection to its end, retries included, and how it ended. Called on the calling thread, with
+    // no lock held; must be thread-safe and quick (metrics).
+    std::function<void(absl::Duration elapsed, const absl::Status& status)> on_transaction;
   };
 
   // Connects and migrates. UNAVAILABLE when the database cannot be reached (the message names the
@@ -101,6 +105,8 @@ class PgStore : public Store {
   using TxBody = std::function<absl::Status(pqxx::dbtransaction&)>;
   // Runs `body` in a transaction on a pooled connection, retrying conflicts; maps exceptions.
   absl::Status Run(const TxBody& body);
+  // Run without the on_transaction report.
+  absl::Status RunOnce(const TxBody& body);
 
   absl::StatusOr<std::unique_ptr<pqxx::connection_base>> Connect();
   absl::StatusOr<std::string> CurrentUrl() const;

@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "common/error_class.h"
+#include "common/metrics_server.h"
 #include "coordinator/core/coordinator_core.h"
 #include "coordinator/storage/memory_store.h"
 #include "gtest/gtest.h"
@@ -210,6 +211,25 @@ TEST_F(DaemonTest, TrainsAndCompletesCandidatesAndStreamsTheirMetrics) {
     ASSERT_EQ(metrics->size(), 1u) << "candidate " << cand.id;
     EXPECT_EQ((*metrics)[0].name, "test_accuracy");
   }
+}
+
+TEST_F(DaemonTest, ItsMetricsFollowTheCandidatesAndTheirOutcomes) {
+  Submit(2);
+  WorkerMetrics metrics;
+  WorkerDaemon::Options o = Fast(1);
+  o.metrics = &metrics;
+  WorkerDaemon ok(o, client_.get(), &trainer_, &clock_);
+  ASSERT_TRUE(ok.Run().ok());
+  trainer_.mode = ScriptedTrainer::Mode::kFailNumeric;
+  WorkerDaemon failing(o, client_.get(), &trainer_, &clock_);
+  ASSERT_TRUE(failing.Run().ok());
+  const std::string text = common::SerializeMetrics(*metrics.registry());
+  EXPECT_NE(text.find("quartet_worker_candidates_total{outcome=\"succeeded\"} 1"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("quartet_worker_candidates_total{outcome=\"failed\"} 1"), std::string::npos)
+      << text;
+  EXPECT_NE(text.find("quartet_worker_current_candidate 0"), std::string::npos) << text;
 }
 
 TEST_F(DaemonTest, StopHandsTheRunningCandidateBackForRetry) {

@@ -17,6 +17,8 @@ namespace {
 TEST(LoggingTest, JsonFormatWritesOneObjectPerEventWithTheMessageEscaped) {
   const std::string path = "/tmp/quartet-logging-test-" + std::to_string(getpid()) + ".log";
   std::remove(path.c_str());
+  // Restored at the end: dropping the default logger would leave later tests' log calls on null.
+  const auto previous = spdlog::default_logger();
   ASSERT_TRUE(InitLogging("jsontest", "info", path, "json").ok());
   const std::string forged =
       "failed: boom\n2026-12-02T00:00:00.000 I coordinator: \"forged\"\t\x01";
@@ -32,6 +34,7 @@ TEST(LoggingTest, JsonFormatWritesOneObjectPerEventWithTheMessageEscaped) {
   EXPECT_EQ(first["level"], "info");
   EXPECT_EQ(first["process"], "jsontest");
   EXPECT_EQ(nlohmann::json::parse(lines[1])["level"], "warning");
+  spdlog::set_default_logger(previous);
   spdlog::drop("jsontest");
   std::remove(path.c_str());
 }

@@ -505,6 +505,7 @@ void WorkerDaemon::RunCandidate(const quartet::v1::LeaseCandidateResponse& lease
   spdlog::info("candidate {} ({}, attempt {}): training", id,
                absl::StrJoin(spec.combination().families(), "+"), spec.attempt());
 
+  if (options_.metrics != nullptr) options_.metrics->CandidateStarted(id);
   const LeaseRef ref{worker_id_, session_secret_, id, token};
   Heartbeater heartbeat(client_, clock_, ref, heartbeat_interval_);
   MetricSender metrics(client_, clock_, ref, options_.metric_flush_interval,
@@ -515,6 +516,7 @@ void WorkerDaemon::RunCandidate(const quartet::v1::LeaseCandidateResponse& lease
   train::TrainCallbacks callbacks;
   callbacks.on_metrics = [&](const std::vector<quartet::v1::MetricPoint>& points) {
     metrics.Add(points);
+    if (options_.metrics != nullptr) options_.metrics->Observe(points);
     absl::MutexLock lock(&epoch_mu);
     for (const auto& p : points) {
       if (!absl::StartsWith(p.name(), kStepMetricPrefix)) epoch_points.push_back(p);
@@ -528,6 +530,13 @@ void WorkerDaemon::RunCandidate(const quartet::v1::LeaseCandidateResponse& lease
 
   absl::StatusOr<quartet::v1::Result> result = TrainSafely(spec, callbacks);
   ++done_;
+  if (options_.metrics != nullptr) {
+    const bool handed_back = stopping() || heartbeat.cancel_requested() || heartbeat.lease_lost() ||
+                             metrics.lease_lost();
+    options_.metrics->CandidateFinished(result.ok()   ? "succeeded"
+                                        : handed_back ? "handed_back"
+                                                      : "failed");
+  }
   // Once asked to stop, no waiting for metric retries: the report carries what is left.
   metrics.Close(stopping() ? absl::ZeroDuration() : kMetricDrainWait);
   if (heartbeat.lease_lost() || metrics.lease_lost()) {

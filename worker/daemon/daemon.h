@@ -47,6 +47,7 @@
 #include "absl/time/time.h"
 #include "common/clock.h"
 #include "worker/daemon/coordinator_client.h"
+#include "worker/metrics/worker_metrics.h"
 #include "worker/train/trainer.h"
 
 namespace quartet::worker::daemon {
@@ -79,6 +80,9 @@ class WorkerDaemon {
     absl::Duration max_report_time = absl::Minutes(30);
     // Stop after this many candidates (0 = never); for tests and batch jobs.
     int max_candidates = 0;
+    // Told of each candidate's start, its trainer's metric points and its outcome (Prometheus, see
+    // --metrics_listen). Not owned; must outlive the daemon. nullptr: nobody is told.
+    WorkerMetrics* metrics = nullptr;
   };
 
   // Pointers are not owned and must outlive the daemon.
