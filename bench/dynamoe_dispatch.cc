@@ -8,7 +8,8 @@
 // for the DYNAMIC and TOP_K routers and a few schedules. Reports samples/s (forward, backward and
 // an AdamW step), the mean active experts per token and the sparse/masked speed ratio.
 //
-//   ./build/bench/dynamoe_dispatch [--batch=64] [--steps=20] [--threads=1] [--record]
+//   ./build/bench/dynamoe_dispatch [--batch=64] [--steps=20] [--threads=1] [--repeats=3] [--record]
+#include <algorithm>
 #include <chrono>
 #include <iostream>
 #include <string>
@@ -26,6 +27,7 @@ ABSL_FLAG(int, batch, 64, "Samples per step.");
 ABSL_FLAG(int, steps, 20, "Timed steps per configuration.");
 ABSL_FLAG(int, warmup, 3, "Untimed steps first.");
 ABSL_FLAG(int, threads, 1, "Intra-op threads (the study's workers use 1).");
+ABSL_FLAG(int, repeats, 3, "Runs of each configuration, interleaved; the table reports medians.");
 ABSL_FLAG(bool, record, false, "Append the table to bench/RESULTS.md.");
 
 namespace quartet::bench {
@@ -82,6 +84,26 @@ Measured Measure(const Config& c, const torch::Tensor& x, const torch::Tensor& y
   return m;
 }
 
+// Medians over --repeats runs of each configuration, the runs of all configurations interleaved
+// so that a slow spell of the machine does not fall on one of them.
+std::vector<Measured> MeasureAll(const std::vector<Config>& configs, const torch::Tensor& x,
+                                 const torch::Tensor& y) {
+  std::vector<std::vector<double>> rates(configs.size());
+  std::vector<Measured> out(configs.size());
+  for (int r = 0; r < absl::GetFlag(FLAGS_repeats); ++r) {
+    for (size_t i = 0; i < configs.size(); ++i) {
+      const Measured m = Measure(configs[i], x, y);
+      rates[i].push_back(m.samples_per_second);
+      out[i].mean_active = m.mean_active;
+    }
+  }
+  for (size_t i = 0; i < configs.size(); ++i) {
+    std::sort(rates[i].begin(), rates[i].end());
+    out[i].samples_per_second = rates[i][rates[i].size() / 2];
+  }
+  return out;
+}
+
 int Run(int argc, char** argv) {
   torch::set_num_threads(absl::GetFlag(FLAGS_threads));
   const int batch = absl::GetFlag(FLAGS_batch);
@@ -91,17 +113,29 @@ int Run(int argc, char** argv) {
   std::vector<std::vector<std::string>> rows = {{"SCHEDULE", "E_l", "ROUTER", "ACTIVE/TOKEN",
                                                  "SPARSE /s", "MASKED /s", "SPARSE/MASKED",
                                                  "DENSE ROUTER /s"}};
-  for (ExpertSchedule s :
-       {ExpertSchedule::kUniform, ExpertSchedule::kDescending, ExpertSchedule::kAscending}) {
-    const Measured dense = Measure({s, RouterKind::kDense, false}, x, y);
-    for (RouterKind r : {RouterKind::kDynamic, RouterKind::kTopK}) {
-      const Measured sparse = Measure({s, r, false}, x, y);
-      const Measured masked = Measure({s, r, true}, x, y);
-      common::Recipe recipe;
-      recipe.dynamoe_schedule = s;
-      const std::vector<int> e =
-          moe::ScheduleExperts(s, recipe.dynamoe_layers, recipe.dynamoe_min_experts,
-                               recipe.dynamoe_max_experts, 1, true);
+  const std::vector<ExpertSchedule> schedules = {
+      ExpertSchedule::kUniform, ExpertSchedule::kDescending, ExpertSchedule::kAscending};
+  const std::vector<RouterKind> routers = {RouterKind::kDynamic, RouterKind::kTopK};
+  // Per schedule: the dense router, then per router sparse and masked.
+  std::vector<Config> configs;
+  for (ExpertSchedule s : schedules) {
+    configs.push_back({s, RouterKind::kDense, false});
+    for (RouterKind r : routers) {
+      configs.push_back({s, r, false});
+      configs.push_back({s, r, true});
+    }
+  }
+  const std::vector<Measured> measured = MeasureAll(configs, x, y);
+  size_t i = 0;
+  for (ExpertSchedule s : schedules) {
+    const Measured& dense = measured[i++];
+    common::Recipe recipe;
+    const std::vector<int> e = moe::ScheduleExperts(
+        s, recipe.dynamoe_layers, recipe.dynamoe_min_experts, recipe.dynamoe_max_experts,
+        recipe.dynamoe_wave_cycles, recipe.dynamoe_capacity_fair);
+    for (RouterKind r : routers) {
+      const Measured& sparse = measured[i++];
+      const Measured& masked = measured[i++];
       rows.push_back(
           {common::ScheduleName(s), absl::StrJoin(e, ","), common::RouterName(r),
            absl::StrFormat("%.2f", sparse.mean_active),

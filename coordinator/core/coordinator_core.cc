@@ -258,7 +258,12 @@ CandidateSummary Summarize(const CandidateRecord& c, const quartet::v1::Campaign
   s.set_repeat(c.repeat);
   s.set_state(static_cast<quartet::v1::CandidateState>(c.state));
   s.set_attempts(c.attempt);
-  if (c.result) *s.mutable_result() = *c.result;
+  if (c.result) {
+    *s.mutable_result() = *c.result;
+  } else if (c.state == CandidateState::kSucceeded) {
+    // Listed without results: the accuracy column stands in for the document.
+    s.mutable_result()->set_test_accuracy(c.test_accuracy);
+  }
   s.set_error_class(c.error_class);
   s.set_error_message(c.error_message);
   s.set_worker_id(c.worker_id);
@@ -315,7 +320,10 @@ absl::StatusOr<std::shared_ptr<CoordinatorCore::Runtime>> CoordinatorCore::Rebui
   QUARTET_ASSIGN_OR_RETURN(
       auto sampler, space::CreateSampler(runtime->campaign.sampler, *runtime->space,
                                          record.config.seed(), runtime->campaign.sampler_options));
-  QUARTET_ASSIGN_OR_RETURN(auto candidates, store_->ListCandidates({record.id, {}, false, 0}));
+  CandidateQuery query;
+  query.campaign_id = record.id;
+  query.without_results = true;  // ranks, states and accuracies rebuild the sampler
+  QUARTET_ASSIGN_OR_RETURN(auto candidates, store_->ListCandidates(query));
   std::set<uint64_t> drawn;
   for (const CandidateRecord& c : candidates) {
     if (drawn.insert(c.rank).second) QUARTET_RETURN_IF_ERROR(sampler->MarkDrawn(c.rank));
@@ -675,10 +683,11 @@ absl::StatusOr<quartet::v1::YieldReport> CoordinatorCore::GetYieldReport(int64_t
   if (min_samples == 0) min_samples = 3;
   if (top == 0) top = 5;
   QUARTET_ASSIGN_OR_RETURN(CampaignRecord rec, store_->GetCampaign(campaign_id));
-  QUARTET_ASSIGN_OR_RETURN(
-      auto finals,
-      store_->ListCandidates(
-          {campaign_id, {CandidateState::kSucceeded, CandidateState::kFailed}, false, 0}));
+  CandidateQuery query;
+  query.campaign_id = campaign_id;
+  query.states = {CandidateState::kSucceeded, CandidateState::kFailed};
+  query.without_results = true;  // states, accuracies, families and levels are enough
+  QUARTET_ASSIGN_OR_RETURN(auto finals, store_->ListCandidates(query));
   std::map<std::string, YieldAccumulator> fam;
   std::map<std::pair<std::string, std::string>, YieldAccumulator> pairs;
   auto add = [](YieldAccumulator& y, const CandidateRecord& c) { y.Add(c); };
@@ -757,6 +766,7 @@ absl::StatusOr<std::vector<CandidateSummary>> CoordinatorCore::ListResults(
   }
   q.after_id = request.after_candidate_id();
   q.limit = request.limit() == 0 ? 20 : std::min(request.limit(), 100000);
+  q.without_results = request.without_results();
   QUARTET_ASSIGN_OR_RETURN(auto records, store_->ListCandidates(q));
   QUARTET_ASSIGN_OR_RETURN(CampaignRecord campaign, store_->GetCampaign(q.campaign_id));
   std::vector<CandidateSummary> out;

@@ -137,6 +137,7 @@ absl::StatusOr<quartet::v1::CampaignPage> AssembleCampaignPage(CoordinatorCore* 
   finished.add_states(quartet::v1::CANDIDATE_STATE_FAILED);
   finished.set_by_accuracy(false);
   finished.set_limit(kMaxFinishedCandidates);
+  finished.set_without_results(true);
   auto done = core->ListResults(finished);
   auto yield_report = yield.get();
   if (!done.ok()) return done.status();

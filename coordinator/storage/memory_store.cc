@@ -430,6 +430,7 @@ absl::StatusOr<std::vector<CandidateRecord>> MemoryStore::ListCandidates(
       continue;
     }
     out.push_back(c);
+    if (query.without_results) out.back().result.reset();
   }
   if (query.by_accuracy) {
     std::stable_sort(out.begin(), out.end(),

@@ -1164,8 +1164,12 @@ absl::StatusOr<std::vector<CandidateRecord>> PgStore::ListCandidates(const Candi
         return absl::NotFoundError(absl::StrCat("campaign ", query.campaign_id, " not found"));
       }
     }
+    // Without results, the result column is read as NULL (same column count and order).
+    const std::string columns =
+        query.without_results ? absl::StrReplaceAll(kCandidateColumns, {{"result::text", "NULL"}})
+                              : std::string(kCandidateColumns);
     pqxx::result rows = tx.exec_params(
-        absl::StrCat("SELECT ", kCandidateColumns,
+        absl::StrCat("SELECT ", columns,
                      " FROM candidates WHERE ($1 = 0 OR campaign_id = $1) AND "
                      "(cardinality($2::int[]) = 0 OR state = ANY($2::int[])) AND id > $4 "
                      "ORDER BY ",

@@ -332,6 +332,9 @@ struct CandidateQuery {
   // Only candidates with a larger id (a page after this id); 0 means from the first. Only with
   // id order (by_accuracy false).
   int64_t after_id = 0;
+  // Leave CandidateRecord::result unset: the stored result document is neither read nor parsed
+  // (test_accuracy, state, times and identity remain). For reports over many candidates.
+  bool without_results = false;
 };
 
 }  // namespace quartet::coordinator

@@ -729,6 +729,17 @@ TEST_P(StoreConformanceTest, ListsCandidatesByStateAndAccuracy) {
   ASSERT_TRUE(best.ok());
   ASSERT_EQ(best->size(), 2u);
   EXPECT_DOUBLE_EQ((*best)[0].test_accuracy, 0.7);
+  EXPECT_TRUE((*best)[0].result.has_value());
+  // Without results: the same rows and accuracies, no result documents.
+  CandidateQuery light{c->id, {CandidateState::kSucceeded}, true, 0};
+  light.without_results = true;
+  auto bare = store_->ListCandidates(light);
+  ASSERT_TRUE(bare.ok());
+  ASSERT_EQ(bare->size(), 2u);
+  EXPECT_DOUBLE_EQ((*bare)[0].test_accuracy, 0.7);
+  EXPECT_EQ((*bare)[1].id, (*best)[1].id);
+  EXPECT_FALSE((*bare)[0].result.has_value());
+  EXPECT_FALSE((*bare)[1].result.has_value());
   auto pending = store_->ListCandidates({c->id, {CandidateState::kPending}, false, 0});
   ASSERT_EQ(pending->size(), 1u);
   EXPECT_EQ((*pending)[0].rank, 2u);

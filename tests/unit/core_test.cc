@@ -217,6 +217,13 @@ TEST_F(CoreTest, RunsACampaignToDoneWithConsistentCoverage) {
   ASSERT_TRUE(top.ok());
   ASSERT_EQ(top->size(), 2u);
   EXPECT_NEAR((*top)[0].result().test_accuracy(), 0.6, 1e-9);
+  EXPECT_DOUBLE_EQ((*top)[0].result().wall_seconds(), 3);
+  req.set_without_results(true);
+  auto bare = core_->ListResults(req);
+  ASSERT_TRUE(bare.ok());
+  ASSERT_EQ(bare->size(), 2u);
+  EXPECT_NEAR((*bare)[0].result().test_accuracy(), 0.6, 1e-9);
+  EXPECT_DOUBLE_EQ((*bare)[0].result().wall_seconds(), 0);  // the document was not read
 }
 
 TEST_F(CoreTest, RepeatsIssueEachCombinationSeveralTimes) {
