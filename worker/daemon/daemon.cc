@@ -503,7 +503,10 @@ void WorkerDaemon::RunCandidate(const quartet::v1::LeaseCandidateResponse& lease
   const int64_t id = lease.lease().candidate_id();
   const int64_t token = lease.lease().lease_token();
   spdlog::info("candidate {} ({}, attempt {}): training", id,
-               absl::StrJoin(spec.combination().families(), "+"), spec.attempt());
+               spec.combination().families().empty()
+                   ? std::string("without families")
+                   : absl::StrJoin(spec.combination().families(), "+"),
+               spec.attempt());
 
   if (options_.metrics != nullptr) options_.metrics->CandidateStarted(id);
   const LeaseRef ref{worker_id_, session_secret_, id, token};

@@ -434,8 +434,9 @@ void TrainingRun::MakeBatchers() {
                                       : static_cast<int64_t>(std::llround(0.05 * total_steps_));
   micro_ = batch_;
   spdlog::info("training {} ({}, {} parameters) at {} px on {}: {} epoch(s) x {} steps",
-               absl::StrJoin(families_, "+"), net_->Describe(), result_.parameter_count(),
-               input_size_, device_.str(), recipe_.epochs, steps_per_epoch_);
+               families_.empty() ? std::string("without families") : absl::StrJoin(families_, "+"),
+               net_->Describe(), result_.parameter_count(), input_size_, device_.str(),
+               recipe_.epochs, steps_per_epoch_);
 }
 
 absl::Status TrainingRun::TrainEpoch(int epoch) {
