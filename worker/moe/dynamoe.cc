@@ -136,23 +136,39 @@ std::vector<int> ScheduleExperts(common::ExpertSchedule schedule, int layers, in
   return out;
 }
 
-torch::Tensor DynamicActiveCount(const torch::Tensor& probs, double percentile,
-                                 common::DynamicThreshold rule, int k_max) {
+namespace {
+
+// ROUTER_DYNAMIC's count per token from its probabilities sorted in descending order (N, E).
+torch::Tensor ActiveCountFromSorted(const torch::Tensor& sorted, double percentile,
+                                    common::DynamicThreshold rule, int k_max) {
   torch::NoGradGuard no_grad;
-  const int64_t e = probs.size(1);
+  const int64_t e = sorted.size(1);
   const int64_t cap = k_max > 0 ? std::min<int64_t>(k_max, e) : e;
   torch::Tensor count;
   if (rule == common::DynamicThreshold::kCumulativeMass) {
-    const torch::Tensor sorted = std::get<0>(probs.sort(1, /*descending=*/true));
     // Mass before each expert; the expert that crosses q / 100 is kept.
     const torch::Tensor before = sorted.cumsum(1) - sorted;
     count = before.lt(percentile / 100.0).sum(1);
   } else {
-    const torch::Tensor tau =
-        torch::quantile(probs, percentile / 100.0, /*dim=*/1, /*keepdim=*/true);
-    count = probs.ge(tau).sum(1);
+    // The q-th percentile by linear interpolation between the ascending order statistics lo and
+    // hi, which sit at descending columns e - 1 - lo and e - 1 - hi.
+    const double position = percentile / 100.0 * static_cast<double>(e - 1);
+    const int64_t lo = static_cast<int64_t>(std::floor(position));
+    const int64_t hi = std::min<int64_t>(lo + 1, e - 1);
+    const torch::Tensor a = sorted.select(1, e - 1 - lo), b = sorted.select(1, e - 1 - hi);
+    const torch::Tensor tau = (a + (position - static_cast<double>(lo)) * (b - a)).unsqueeze(1);
+    count = sorted.ge(tau).sum(1);
   }
   return count.clamp(1, cap).to(torch::kLong);
+}
+
+}  // namespace
+
+torch::Tensor DynamicActiveCount(const torch::Tensor& probs, double percentile,
+                                 common::DynamicThreshold rule, int k_max) {
+  torch::NoGradGuard no_grad;
+  return ActiveCountFromSorted(std::get<0>(probs.sort(1, /*descending=*/true)), percentile, rule,
+                               k_max);
 }
 
 TokenRouting RouteTokens(const torch::Tensor& logits, const TokenRouterOptions& options) {
@@ -164,16 +180,15 @@ TokenRouting RouteTokens(const torch::Tensor& logits, const TokenRouterOptions& 
     r.weights = r.probs;
     return r;
   }
-  torch::Tensor count;
-  if (options.kind == common::RouterKind::kTopK) {
-    count = torch::full({n}, std::min<int64_t>(options.top_k, e),
-                        r.probs.options().dtype(torch::kLong));
-  } else {
-    count = DynamicActiveCount(r.probs, options.percentile, options.threshold, options.max_active);
-  }
   {
     torch::NoGradGuard no_grad;
-    const torch::Tensor order = std::get<1>(r.probs.sort(1, /*descending=*/true));
+    // One sort serves the dynamic count and the choice of the most probable experts.
+    const auto [sorted, order] = r.probs.sort(1, /*descending=*/true);
+    const torch::Tensor count = options.kind == common::RouterKind::kTopK
+                                    ? torch::full({n}, std::min<int64_t>(options.top_k, e),
+                                                  r.probs.options().dtype(torch::kLong))
+                                    : ActiveCountFromSorted(sorted, options.percentile,
+                                                            options.threshold, options.max_active);
     const torch::Tensor keep_sorted =
         torch::arange(e, count.options()).unsqueeze(0).lt(count.unsqueeze(1));
     r.active =
@@ -194,7 +209,7 @@ torch::Tensor DispatchSparse(const torch::Tensor& x, const TokenRouting& routing
     torch::nn::Sequential expert = experts[e];  // a holder copy: forward() is not const
     const torch::Tensor y = expert->forward(x.index_select(0, idx));
     const torch::Tensor w = routing.weights.select(1, static_cast<int64_t>(e)).index_select(0, idx);
-    out = out.index_add(0, idx, y * RowWeights(w.to(y.scalar_type()), y));
+    out.index_add_(0, idx, y * RowWeights(w.to(y.scalar_type()), y));
   }
   return out;
 }
@@ -206,7 +221,7 @@ torch::Tensor DispatchDense(const torch::Tensor& x, const TokenRouting& routing,
     torch::nn::Sequential expert = experts[e];
     const torch::Tensor y = expert->forward(x);
     const torch::Tensor w = routing.weights.select(1, static_cast<int64_t>(e));
-    out = out + y * RowWeights(w.to(y.scalar_type()), y);
+    out.add_(y * RowWeights(w.to(y.scalar_type()), y));
   }
   return out;
 }

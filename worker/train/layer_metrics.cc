@@ -44,26 +44,39 @@ GradientNormTally::GradientNormTally(const std::vector<moe::ParameterGroup>& gro
 
 void GradientNormTally::Record() {
   torch::NoGradGuard no_grad;
-  double total = 0;
+  // Squared norms summed on the device, then one host read for every group together.
+  std::vector<torch::Tensor> squares;  // of the groups with gradients
+  std::vector<size_t> with_gradients;
   for (size_t i = 0; i + 1 < groups_.size(); ++i) {
-    Group& g = groups_[i];
-    // One host read per group: the squares are summed on the device.
     torch::Tensor acc;
-    for (const auto& p : g.parameters) {
+    for (const auto& p : groups_[i].parameters) {
       if (!p.grad().defined()) continue;
       const torch::Tensor s = p.grad().to(torch::kFloat32).pow(2).sum();
       acc = acc.defined() ? acc + s : s;
     }
-    const double sq = acc.defined() ? acc.item<double>() : 0.0;
-    total += sq;
-    g.steps++;
-    g.sum += std::sqrt(sq);
-    g.sum_squares += sq;
+    if (!acc.defined()) continue;
+    squares.push_back(acc);
+    with_gradients.push_back(i);
   }
-  Group& all = groups_.back();
-  all.steps++;
-  all.sum += std::sqrt(total);
-  all.sum_squares += total;
+  std::vector<double> sq(groups_.size() - 1, 0.0);
+  if (!squares.empty()) {
+    const torch::Tensor host = torch::stack(squares).to(torch::kCPU, torch::kDouble);
+    for (size_t k = 0; k < with_gradients.size(); ++k) {
+      sq[with_gradients[k]] = host[static_cast<int64_t>(k)].item<double>();
+    }
+  }
+  double total = 0;
+  for (size_t i = 0; i + 1 < groups_.size(); ++i) {
+    total += sq[i];
+    Add(groups_[i], sq[i]);
+  }
+  Add(groups_.back(), total);
+}
+
+void GradientNormTally::Add(Group& g, double squared_norm) {
+  g.steps++;
+  g.sum += std::sqrt(squared_norm);
+  g.sum_squares += squared_norm;
 }
 
 void GradientNormTally::FillAndReset(

@@ -48,6 +48,7 @@ class GradientNormTally {
     int steps = 0;
     double sum = 0, sum_squares = 0;
   };
+  static void Add(Group& g, double squared_norm);
   std::vector<Group> groups_;
 };
 
