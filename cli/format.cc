@@ -99,12 +99,15 @@ double ProgressMeter::EtaSeconds(int64_t remaining) const {
 std::string ProgressLine(const quartet::v1::Campaign& c, int width, double eta_seconds) {
   const auto& n = c.counts();
   const int64_t budget = c.config().budget();
-  const int64_t done = n.succeeded() + n.failed() + n.cancelled();
-  const double frac = budget > 0 ? static_cast<double>(done) / budget : 0;
+  const int64_t done = n.succeeded() + n.failed() + n.cancelled() + n.stopped_early();
+  const double frac = budget > 0 ? std::min(1.0, static_cast<double>(done) / budget) : 0;
   const int filled = static_cast<int>(std::floor(frac * width));
   std::string bar = std::string(filled, '#') + std::string(width - filled, '.');
   std::string line = absl::StrFormat("[%s] %d/%d done  %d running  %d failed", bar, done, budget,
                                      n.leased(), n.failed());
+  if (n.stopped_early() > 0) {
+    absl::StrAppend(&line, absl::StrFormat("  %d stopped early", n.stopped_early()));
+  }
   if (n.cancelled() > 0) absl::StrAppend(&line, absl::StrFormat("  %d cancelled", n.cancelled()));
   if (n.succeeded() > 0) {
     absl::StrAppend(&line, "  best ", Acc(c.best_accuracy()));
@@ -141,10 +144,23 @@ std::string CampaignDetails(const quartet::v1::Campaign& c) {
                   Strip(quartet::v1::Router_Name(r.router()), "ROUTER_"), ", input ",
                   r.input_size() ? absl::StrCat(r.input_size(), " px") : std::string("auto"), "\n");
   absl::StrAppend(&out, "  budget     ", cfg.budget(), " candidates, ", c.issued(), " issued\n");
+  if (cfg.has_fidelity()) {
+    const auto& f = cfg.fidelity();
+    absl::StrAppend(&out, "  fidelity   ASHA rungs ", absl::StrJoin(f.rung_epochs(), ", "),
+                    " epochs, eta ", f.eta(), ", coverage guard ",
+                    f.coverage_guard() ? absl::StrCat("on (m = ", f.guard_min(), ")") : "off",
+                    "\n  epochs     ", c.epochs_committed(), " of ", c.budget_epochs(),
+                    " granted\n");
+  }
+  if (c.checkpoint_failures() > 0) {
+    absl::StrAppend(&out, "  checkpoint ", c.checkpoint_failures(),
+                    " failure(s): resumes retrained from scratch or writes refused\n");
+  }
   absl::StrAppend(&out, "  progress   ", ProgressLine(c), "\n");
-  absl::StrAppend(&out, "  states     pending ", n.pending(), ", leased ", n.leased(),
-                  ", succeeded ", n.succeeded(), ", failed ", n.failed(), ", cancelled ",
-                  n.cancelled(), "\n");
+  absl::StrAppend(
+      &out, "  states     pending ", n.pending(), ", leased ", n.leased(), ", succeeded ",
+      n.succeeded(), ", failed ", n.failed(), ", cancelled ", n.cancelled(),
+      n.stopped_early() ? absl::StrCat(", stopped early ", n.stopped_early()) : "", "\n");
   if (n.succeeded() > 0) {
     absl::StrAppend(&out, "  best       ", Acc(c.best_accuracy()), "  ",
                     Combination(c.best_combination()), "\n");
@@ -154,6 +170,28 @@ std::string CampaignDetails(const quartet::v1::Campaign& c) {
   absl::StrAppend(&out, "  created    ", When(c.created_unix_ms()), "\n");
   if (c.finished_unix_ms())
     absl::StrAppend(&out, "  finished   ", When(c.finished_unix_ms()), "\n");
+  return out;
+}
+
+std::string RungTable(const quartet::v1::CoverageReport& report) {
+  if (report.rungs().empty()) return "";
+  std::string out =
+      absl::StrFormat("  %-5s %7s %10s %9s %13s %6s %9s %9s %9s\n", "rung", "epochs", "completed",
+                      "promoted", "stopped-early", "open", "best", "mean", "families");
+  for (const auto& r : report.rungs()) {
+    absl::StrAppend(
+        &out,
+        absl::StrFormat("  %-5d %7d %10d %9d %13d %6d %9s %9s %9d\n", r.rung(), r.epochs(),
+                        r.completed(), r.promoted(), r.stopped_early(), r.open(),
+                        r.completed() ? Acc(r.best_accuracy()) : "-",
+                        r.completed() ? Acc(r.mean_accuracy()) : "-", r.families_completed()));
+  }
+  absl::StrAppend(&out, "  coverage guard: ", report.guard_promotions(), " promotion(s)");
+  if (!report.guard_kept().empty()) {
+    absl::StrAppend(&out, "; kept alive past rung 0 only by the guard: ",
+                    absl::StrJoin(report.guard_kept(), ", "));
+  }
+  absl::StrAppend(&out, "\n");
   return out;
 }
 

@@ -28,6 +28,9 @@ std::string Combination(const quartet::v1::FamilyCombination& c);
 
 // One campaign, several lines.
 std::string CampaignDetails(const quartet::v1::Campaign& c);
+// A multi-fidelity campaign's rungs (completed, promoted, stopped early, open, best and mean
+// accuracy, families) and what the coverage guard did; empty without rungs.
+std::string RungTable(const quartet::v1::CoverageReport& report);
 // One line per campaign.
 std::string CampaignList(const std::vector<quartet::v1::Campaign>& campaigns);
 // One progress line: bar, done/total, running, failed, best accuracy, ETA. `width` is the bar's.

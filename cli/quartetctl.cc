@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <fstream>
+#include <functional>
 #include <iostream>
 #include <map>
 #include <memory>
@@ -14,6 +15,7 @@
 
 #include "CLI/CLI.hpp"
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_replace.h"
@@ -22,6 +24,7 @@
 #include "cli/format.h"
 #include "cli/report_analyses.h"
 #include "cli/report_html.h"
+#include "common/artifacts.h"
 #include "common/grpc_client.h"
 #include "common/grpc_status.h"
 #include "common/spec_io.h"
@@ -125,7 +128,33 @@ struct SubmitFlags {
   std::vector<std::string> axes;
   bool without_families = false;
   bool watch = false;
+  // Multi-fidelity (ASHA).
+  std::vector<int> rungs;
+  int eta = 0, min_epochs = 0, max_epochs = 0, guard_min = 0, keep_checkpoints = 0;
+  int64_t budget_epochs = 0;
+  bool no_guard = false;
 };
+
+// The MultiFidelity the flags ask for; unset (has_fidelity false) when none of them is given.
+void ApplyFidelityFlags(const SubmitFlags& f, const std::function<bool(const char*)>& given,
+                        quartet::v1::CampaignConfig* config) {
+  const bool any = given("--rungs") || given("--eta") || given("--max-epochs") ||
+                   given("--min-epochs") || given("--budget-epochs") ||
+                   given("--no-coverage-guard") || given("--guard-min");
+  if (given("--keep-checkpoints")) config->set_keep_best_checkpoints(f.keep_checkpoints);
+  if (!any) return;
+  quartet::v1::MultiFidelity* m = config->mutable_fidelity();
+  if (given("--rungs")) {
+    m->clear_rung_epochs();
+    for (int r : f.rungs) m->add_rung_epochs(r);
+  }
+  if (given("--eta")) m->set_eta(f.eta);
+  if (given("--min-epochs")) m->set_min_epochs(f.min_epochs);
+  if (given("--max-epochs")) m->set_max_epochs(f.max_epochs);
+  if (given("--budget-epochs")) m->set_budget_epochs(f.budget_epochs);
+  if (given("--no-coverage-guard")) m->set_coverage_guard(!f.no_guard);
+  if (given("--guard-min")) m->set_guard_min(f.guard_min);
+}
 
 class Ctl {
  public:
@@ -228,6 +257,7 @@ class Ctl {
     if (given("--top-p")) r->set_top_p(f.top_p);
     if (given("--time-budget")) r->set_time_budget_seconds(f.time_budget);
     if (given("--without-families")) config.set_without_families(f.without_families);
+    ApplyFidelityFlags(f, given, &config);
     for (const std::string& flag : f.axes) {
       auto axis = quartet::common::ParseAxisFlag(flag);
       if (!axis.ok()) return PrintError(axis.status());
@@ -308,6 +338,49 @@ class Ctl {
     if (!s.ok()) return PrintError(s);
     std::cout << (json() ? quartet::common::MessageToJson(resp.campaign(), true) + "\n"
                          : quartet::cli::CampaignDetails(resp.campaign()));
+    if (!json() && resp.campaign().config().has_fidelity()) {
+      quartet::v1::GetCoverageReportRequest creq;
+      creq.set_campaign_id(id);
+      quartet::v1::GetCoverageReportResponse cresp;
+      grpc::ClientContext cctx;
+      conn_->Prepare(&cctx, kCallTimeout);
+      grpc::Status cs = stub_->GetCoverageReport(&cctx, creq, &cresp);
+      if (!cs.ok()) return PrintError(cs);
+      std::cout << "  rungs\n" << quartet::cli::RungTable(cresp.report());
+    }
+    return kOk;
+  }
+
+  // Writes a candidate's TorchScript model (ExportModel) to `path`, checking size and sha256.
+  int ExportModel(int64_t candidate_id, const std::string& path) {
+    if (path.empty() || path == "-") {
+      return PrintError(absl::InvalidArgumentError(
+          "-o: a model export needs a file to write (for example -o model.pt)"));
+    }
+    quartet::v1::ExportModelRequest req;
+    req.set_candidate_id(candidate_id);
+    grpc::ClientContext ctx;
+    conn_->Prepare(&ctx, kCallTimeout);
+    auto reader = stub_->ExportModel(&ctx, req);
+    quartet::v1::ArtifactChunk chunk;
+    quartet::v1::Artifact artifact;
+    std::string bytes;
+    while (reader->Read(&chunk)) {
+      if (chunk.has_artifact()) artifact = chunk.artifact();
+      bytes += chunk.data();
+    }
+    grpc::Status s = reader->Finish();
+    if (!s.ok()) return PrintError(s);
+    if (static_cast<int64_t>(bytes.size()) != artifact.size_bytes() ||
+        quartet::common::Sha256Hex(bytes) != artifact.sha256()) {
+      return PrintError(absl::DataLossError(absl::StrCat(
+          "the model of candidate ", candidate_id, " arrived damaged (", bytes.size(), " bytes, ",
+          artifact.size_bytes(), " expected, or a sha256 mismatch); nothing was written; retry")));
+    }
+    if (absl::Status w = Emit(bytes, path); !w.ok()) return PrintError(w);
+    std::cout << "wrote " << path << ": TorchScript of candidate " << candidate_id << " after "
+              << artifact.epoch() << " epoch(s), " << bytes.size() << " bytes, sha256 "
+              << artifact.sha256() << "\n";
     return kOk;
   }
 
@@ -678,6 +751,19 @@ int main(int argc, char** argv) {
   submit->add_flag("--without-families", sf.without_families,
                    "No family axis: search the axes alone (no pool, k or required)");
   submit->add_flag("--watch", sf.watch, "Watch the campaign after submitting");
+  submit->add_option("--rungs", sf.rungs, "ASHA rungs in epochs, e.g. 1,3,9 (multi-fidelity)")
+      ->delimiter(',');
+  submit->add_option("--eta", sf.eta, "ASHA promotion ratio: the top 1/eta go on (default 3)");
+  submit->add_option("--min-epochs", sf.min_epochs, "First rung without --rungs (default 1)");
+  submit->add_option("--max-epochs", sf.max_epochs, "Last rung: rungs are min x eta^i up to it");
+  submit->add_option("--budget-epochs", sf.budget_epochs,
+                     "Epochs the campaign may spend (default: budget x the last rung)");
+  submit->add_flag("--no-coverage-guard", sf.no_guard,
+                   "Let ASHA prune a family or pair entirely at rung 0");
+  submit->add_option("--guard-min", sf.guard_min,
+                     "Coverage guard: promotions kept per family and pair (default 1)");
+  submit->add_option("--keep-checkpoints", sf.keep_checkpoints,
+                     "Checkpoints kept of the best candidates (default 5)");
 
   std::string list_state;
   int list_limit = 0;
@@ -769,6 +855,10 @@ int main(int argc, char** argv) {
   results_export->add_option("-o,--output", output, "Write to this file instead of stdout");
   results_export->add_option("--page-size", page_size, "Candidates per ListResults call")
       ->capture_default_str();
+  bool export_model = false;
+  results_export->add_flag(
+      "--model", export_model,
+      "ID is a candidate: write its trained model as TorchScript (implied by -o *.pt)");
 
   CLI::App* results_show = results->add_subcommand("show", "One candidate's result and analyses");
   results_show->add_option("id", id, "Candidate id")->required();
@@ -796,7 +886,10 @@ int main(int argc, char** argv) {
   const std::string format = report_format.empty() ? g.format : report_format;
   if (coverage->parsed()) return ctl.Coverage(id, pairs, format, output);
   if (yield->parsed()) return ctl.Yield(id, min_samples, top, format, output);
-  if (results_export->parsed()) return ctl.Export(id, export_format, output, page_size);
+  if (results_export->parsed()) {
+    if (export_model || absl::EndsWith(output, ".pt")) return ctl.ExportModel(id, output);
+    return ctl.Export(id, export_format, output, page_size);
+  }
   if (html->parsed()) return ctl.ReportHtml(id, html_output);
   if (results_top->parsed()) return ctl.Top(id, n, all_states);
   if (results_show->parsed()) return quartet::cli::RunResultsShow(ctl.Getter(), id, ctl.json());

@@ -217,6 +217,80 @@ absl::Status CheckBudget(const ResolvedCampaign& campaign) {
   return absl::OkStatus();
 }
 
+// Longest rung list accepted, and the largest epoch count of a rung.
+constexpr int kMaxRungs = 16;
+constexpr int kMaxRungEpochs = 10000;
+constexpr int kDefaultEta = 3;
+constexpr int kDefaultKeepBestCheckpoints = 5;
+
+// The rung list of a MultiFidelity: given, or min_epochs x eta^i up to max_epochs.
+absl::Status ResolveRungs(quartet::v1::MultiFidelity* f) {
+  if (f->rung_epochs_size() == 0) {
+    const int lo = f->min_epochs() == 0 ? 1 : f->min_epochs();
+    if (lo < 1) return Invalid("fidelity.min_epochs", absl::StrCat("must be >= 1, got ", lo));
+    if (f->max_epochs() < lo || f->max_epochs() > kMaxRungEpochs) {
+      return Invalid("fidelity.max_epochs",
+                     absl::StrCat("must be in [", lo, ", ", kMaxRungEpochs,
+                                  "] (min_epochs up to the last rung), got ", f->max_epochs()));
+    }
+    for (int64_t e = lo; e < f->max_epochs() && f->rung_epochs_size() < kMaxRungs - 1;
+         e *= f->eta()) {
+      f->add_rung_epochs(static_cast<int>(e));
+    }
+    f->add_rung_epochs(f->max_epochs());
+  }
+  if (f->rung_epochs_size() > kMaxRungs) {
+    return Invalid("fidelity.rung_epochs",
+                   absl::StrCat("at most ", kMaxRungs, " rungs, got ", f->rung_epochs_size()));
+  }
+  for (int i = 0; i < f->rung_epochs_size(); ++i) {
+    const int e = f->rung_epochs(i);
+    if (e < 1 || e > kMaxRungEpochs || (i > 0 && e <= f->rung_epochs(i - 1))) {
+      return Invalid("fidelity.rung_epochs",
+                     absl::StrCat("must be strictly increasing epochs in [1, ", kMaxRungEpochs,
+                                  "], got ", e, " at position ", i));
+    }
+  }
+  if (f->max_epochs() != 0 && f->max_epochs() != f->rung_epochs(f->rung_epochs_size() - 1)) {
+    return Invalid(
+        "fidelity.max_epochs",
+        absl::StrCat("must equal the last rung (", f->rung_epochs(f->rung_epochs_size() - 1),
+                     ") when rung_epochs is given, got ", f->max_epochs()));
+  }
+  f->set_min_epochs(f->rung_epochs(0));
+  f->set_max_epochs(f->rung_epochs(f->rung_epochs_size() - 1));
+  return absl::OkStatus();
+}
+
+// Multi-fidelity defaults and checks; recipe.epochs becomes the last rung (the schedule's length).
+absl::Status ResolveFidelity(ResolvedCampaign* out) {
+  CampaignConfig& c = out->config;
+  if (!c.has_keep_best_checkpoints()) c.set_keep_best_checkpoints(kDefaultKeepBestCheckpoints);
+  if (c.keep_best_checkpoints() < 0) {
+    return Invalid("keep_best_checkpoints",
+                   absl::StrCat("must be >= 0, got ", c.keep_best_checkpoints()));
+  }
+  if (!c.has_fidelity()) return absl::OkStatus();
+  quartet::v1::MultiFidelity* f = c.mutable_fidelity();
+  if (f->eta() == 0) f->set_eta(kDefaultEta);
+  if (f->eta() < 2) return Invalid("fidelity.eta", absl::StrCat("must be >= 2, got ", f->eta()));
+  QUARTET_RETURN_IF_ERROR(ResolveRungs(f));
+  if (!f->has_coverage_guard()) f->set_coverage_guard(true);
+  if (f->guard_min() == 0) f->set_guard_min(1);
+  if (f->guard_min() < 1) {
+    return Invalid("fidelity.guard_min", absl::StrCat("must be >= 1, got ", f->guard_min()));
+  }
+  const int last = f->max_epochs();
+  if (f->budget_epochs() == 0) f->set_budget_epochs(c.budget() * last);
+  if (f->budget_epochs() < f->rung_epochs(0)) {
+    return Invalid("fidelity.budget_epochs",
+                   absl::StrCat(f->budget_epochs(), " is smaller than one rung (",
+                                f->rung_epochs(0), " epochs); raise it"));
+  }
+  c.mutable_recipe()->set_epochs(last);
+  return absl::OkStatus();
+}
+
 absl::Status ResolveAdaptive(ResolvedCampaign* out) {
   CampaignConfig& c = out->config;
   const double share =
@@ -287,6 +361,7 @@ absl::StatusOr<ResolvedCampaign> ResolveCampaign(const CampaignConfig& in) {
   QUARTET_RETURN_IF_ERROR(common::ValidateDataSpec(c.data()));
   QUARTET_RETURN_IF_ERROR(CheckAxes(&c));
   QUARTET_RETURN_IF_ERROR(CheckBudget(out));
+  QUARTET_RETURN_IF_ERROR(ResolveFidelity(&out));
   QUARTET_RETURN_IF_ERROR(ResolveAdaptive(&out));
   return out;
 }

@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/artifacts.h"
 #include "common/log_escape.h"
 #include "common/status_macros.h"
 #include "coordinator/core/axes.h"
@@ -41,6 +42,7 @@ void FillCounts(const StateCounts& s, quartet::v1::StateCounts* out) {
   out->set_succeeded(s.succeeded);
   out->set_failed(s.failed);
   out->set_cancelled(s.cancelled);
+  out->set_stopped_early(s.stopped_early);
 }
 
 // A seed per (campaign seed, rank, repeat) when the recipe does not fix one (splitmix64 mix).
@@ -271,6 +273,10 @@ CandidateSummary Summarize(const CandidateRecord& c, const quartet::v1::Campaign
   s.set_finished_unix_ms(Millis(c.finished_at));
   s.set_started_unix_ms(Millis(c.started_at));
   FillAxisLevels(config, c, s.mutable_axis_levels());
+  s.set_rung(c.rung);
+  for (const auto& r : c.rungs) *s.add_rungs() = r;
+  if (c.checkpoint) *s.mutable_checkpoint() = *c.checkpoint;
+  if (c.exported_model) *s.mutable_exported_model() = *c.exported_model;
   return s;
 }
 
@@ -328,10 +334,20 @@ absl::StatusOr<std::shared_ptr<CoordinatorCore::Runtime>> CoordinatorCore::Rebui
   for (const CandidateRecord& c : candidates) {
     if (drawn.insert(c.rank).second) QUARTET_RETURN_IF_ERROR(sampler->MarkDrawn(c.rank));
   }
-  for (const CandidateRecord& c : candidates) {
-    if (c.state == CandidateState::kSucceeded) sampler->Observe(c.rank, c.test_accuracy);
-  }
   absl::MutexLock lock(&runtime->mu);
+  if (record.config.has_fidelity()) {
+    runtime->asha = std::make_unique<Asha>(SettingsOf(record.config.fidelity()));
+    runtime->asha->set_issued(record.issued);
+  }
+  for (const CandidateRecord& c : candidates) {
+    if (runtime->asha != nullptr) {
+      // Every candidate is observed once, at rung 0, so the sampler compares equal fidelities.
+      runtime->asha->Track(c);
+      if (!c.rungs.empty()) sampler->Observe(c.rank, c.rungs.front().test_accuracy());
+    } else if (c.state == CandidateState::kSucceeded) {
+      sampler->Observe(c.rank, c.test_accuracy);
+    }
+  }
   runtime->sampler = std::move(sampler);
   return runtime;
 }
@@ -459,7 +475,12 @@ absl::Status CoordinatorCore::Refill(int64_t campaign_id) {
     if (IsFinal(rec.state)) DropRuntime(campaign_id);
     return absl::OkStatus();
   }
-  const int64_t remaining = rec.budget - rec.issued;
+  int64_t remaining = rec.budget - rec.issued;
+  if (rt->asha != nullptr) {
+    rt->asha->set_issued(rec.issued);
+    remaining = std::min(remaining, rt->asha->NewCandidatesAffordable());
+    if (remaining == 0 && rec.issued < rec.budget) return CloseIssuing(rec, *rt->asha);
+  }
   const int64_t need = std::min<int64_t>(remaining, options_.issue_ahead - rec.counts.pending);
   if (need <= 0 || rt->exhausted) return absl::OkStatus();
   const int repeats = rt->campaign.config.repeats();
@@ -496,6 +517,18 @@ absl::Status CoordinatorCore::Refill(int64_t campaign_id) {
   }
   spdlog::debug("campaign {}: issued {} candidates ({} of {})", campaign_id, batch.size(),
                 rec.issued + static_cast<int64_t>(batch.size()), rec.budget);
+  return absl::OkStatus();
+}
+
+absl::Status CoordinatorCore::CloseIssuing(const CampaignRecord& rec, const Asha& asha) {
+  CampaignUpdate update;
+  update.budget = rec.issued;
+  QUARTET_RETURN_IF_ERROR(store_->UpdateCampaign(rec.id, update, clock_->Now()).status());
+  spdlog::info(
+      "campaign {}: epoch budget reached ({} of {} epochs granted): issuing closed at {} "
+      "candidates; promotions and open candidates finish",
+      rec.id, asha.epochs_committed(), asha.settings().budget_epochs, rec.issued);
+  Changed();
   return absl::OkStatus();
 }
 
@@ -541,6 +574,11 @@ absl::StatusOr<quartet::v1::Campaign> CoordinatorCore::ToProto(const CampaignRec
   c.set_created_unix_ms(Millis(r.created_at));
   c.set_updated_unix_ms(Millis(r.updated_at));
   c.set_finished_unix_ms(Millis(r.finished_at));
+  c.set_checkpoint_failures(r.checkpoint_failures);
+  if (r.config.has_fidelity()) {
+    c.set_budget_epochs(r.config.fidelity().budget_epochs());
+    c.set_epochs_committed(EpochsCommitted(r));
+  }
   return c;
 }
 
@@ -567,6 +605,9 @@ absl::StatusOr<quartet::v1::Campaign> CoordinatorCore::SubmitCampaign(
   {
     absl::MutexLock lock(&runtime->mu);
     runtime->sampler = std::move(sampler);
+    if (stored.config.has_fidelity()) {
+      runtime->asha = std::make_unique<Asha>(SettingsOf(stored.config.fidelity()));
+    }
   }
   {
     absl::MutexLock lock(&mu_);
@@ -611,6 +652,7 @@ absl::StatusOr<std::vector<quartet::v1::Campaign>> CoordinatorCore::ListCampaign
 absl::StatusOr<quartet::v1::Campaign> CoordinatorCore::CancelCampaign(int64_t campaign_id) {
   QUARTET_ASSIGN_OR_RETURN(CampaignRecord r, store_->CancelCampaign(campaign_id, clock_->Now()));
   DropRuntime(campaign_id);
+  PruneArtifacts(campaign_id);
   Changed();
   spdlog::info("campaign {} '{}' cancelled: {} pending cancelled, {} leased told to stop", r.id,
                r.name, r.counts.cancelled, r.counts.leased);
@@ -673,7 +715,81 @@ absl::StatusOr<quartet::v1::CoverageReport> CoordinatorCore::GetCoverageReport(
   out.set_triple_coverage(triples_total ? static_cast<double>(cov.triples.size()) / triples_total
                                         : 0);
   FillAxisCoverage(rec.config, cov.levels, &out);
+  if (rec.config.has_fidelity()) FillFidelity(campaign_id, rec.counts, &out);
   return out;
+}
+
+int64_t CoordinatorCore::EpochsCommitted(const CampaignRecord& r) {
+  std::shared_ptr<Runtime> rt = RuntimeOf(r.id);
+  if (rt == nullptr && IsFinal(r.state)) {
+    {
+      absl::MutexLock lock(&mu_);
+      auto it = final_epochs_.find(r.id);
+      if (it != final_epochs_.end()) return it->second;
+    }
+    auto rebuilt = Rebuild(r);
+    if (!rebuilt.ok()) return 0;
+    rt = *rebuilt;
+  }
+  if (rt == nullptr) return 0;
+  int64_t committed = 0;
+  {
+    absl::MutexLock lock(&rt->mu);
+    if (rt->asha == nullptr) return 0;
+    rt->asha->set_issued(r.issued);
+    committed = rt->asha->epochs_committed();
+  }
+  if (IsFinal(r.state)) {
+    absl::MutexLock lock(&mu_);
+    final_epochs_[r.id] = committed;
+  }
+  return committed;
+}
+
+void CoordinatorCore::FillFidelity(int64_t campaign_id, const StateCounts& counts,
+                                   quartet::v1::CoverageReport* out) {
+  std::shared_ptr<Runtime> rt = RuntimeOf(campaign_id);
+  if (rt == nullptr) {
+    // A finished campaign: rebuild its promotion state from the store for the report.
+    auto rec = store_->GetCampaign(campaign_id);
+    if (!rec.ok()) return;
+    auto rebuilt = Rebuild(*rec);
+    if (!rebuilt.ok()) return;
+    rt = *rebuilt;
+  }
+  absl::MutexLock lock(&rt->mu);
+  if (rt->asha == nullptr) return;
+  const Asha& asha = *rt->asha;
+  const std::vector<RungStats> stats = asha.Stats();
+  int64_t open_above = 0;
+  for (size_t r = 1; r < stats.size(); ++r) open_above += stats[r].open;
+  for (size_t r = 0; r < stats.size(); ++r) {
+    auto* row = out->add_rungs();
+    row->set_rung(static_cast<int>(r));
+    row->set_epochs(asha.epochs_at(static_cast<int>(r)));
+    row->set_completed(stats[r].completed);
+    row->set_promoted(stats[r].promoted);
+    row->set_stopped_early(stats[r].stopped_early);
+    // New candidates are not all tracked: rung 0's open ones are the rest of the open ones.
+    row->set_open(r == 0 ? std::max<int64_t>(0, counts.pending + counts.leased - open_above)
+                         : stats[r].open);
+    row->set_best_accuracy(stats[r].best_accuracy);
+    row->set_mean_accuracy(stats[r].mean_accuracy);
+    row->set_families_completed(stats[r].families_completed);
+  }
+  const auto completed = asha.CompletedAtRung();
+  auto fill = [&](const std::string& key, google::protobuf::RepeatedField<int64_t>* field) {
+    auto it = completed.find(key);
+    for (size_t r = 0; r < stats.size(); ++r) {
+      field->Add(it == completed.end() ? 0 : it->second[r]);
+    }
+  };
+  for (auto& f : *out->mutable_families()) fill(f.family(), f.mutable_completed_at_rung());
+  for (auto& p : *out->mutable_pairs()) {
+    fill(absl::StrCat(p.family_a(), "+", p.family_b()), p.mutable_completed_at_rung());
+  }
+  out->set_guard_promotions(asha.guard_promotions());
+  for (const std::string& key : asha.GuardKept()) out->add_guard_kept(key);
 }
 
 absl::StatusOr<quartet::v1::YieldReport> CoordinatorCore::GetYieldReport(int64_t campaign_id,
@@ -1036,6 +1152,17 @@ quartet::v1::CandidateSpec CoordinatorCore::SpecOf(const LeaseGrant& grant) cons
   if (!spec.recipe().has_seed()) {
     spec.mutable_recipe()->set_seed(DeriveSeed(grant.config.seed(), c.rank, c.repeat));
   }
+  if (grant.config.has_fidelity()) {
+    const auto& rungs = grant.config.fidelity().rung_epochs();
+    const int rung = std::clamp(c.rung, 0, rungs.size() - 1);
+    quartet::v1::Fidelity* f = spec.mutable_fidelity();
+    f->set_rung(rung);
+    f->set_stop_epoch(rungs[rung]);
+    // Continue from the newest checkpoint short of this rung (none: from scratch).
+    if (c.checkpoint && c.checkpoint->epoch() > 0 && c.checkpoint->epoch() < rungs[rung]) {
+      *f->mutable_resume_from() = *c.checkpoint;
+    }
+  }
   return spec;
 }
 
@@ -1064,6 +1191,10 @@ absl::StatusOr<quartet::v1::LeaseCandidateResponse> CoordinatorCore::LeaseCandid
   }
   if (options_.events != nullptr) options_.events->LeaseGranted(grant->candidate.campaign_id);
   const CandidateRecord& c = grant->candidate;
+  if (std::shared_ptr<Runtime> rt = RuntimeOf(c.campaign_id)) {
+    absl::MutexLock lock(&rt->mu);
+    if (rt->asha != nullptr) rt->asha->Track(c);
+  }
   *out.mutable_spec() = SpecOf(*grant);
   out.mutable_lease()->set_candidate_id(c.id);
   out.mutable_lease()->set_lease_token(c.lease_token);
@@ -1130,6 +1261,14 @@ absl::Status CoordinatorCore::CompleteCandidate(
   QUARTET_ASSIGN_OR_RETURN(auto final_metrics,
                            ToMetricRecords(request.final_metrics(), "final_metrics"));
   QUARTET_ASSIGN_OR_RETURN(CandidateRecord before, store_->GetCandidate(request.candidate_id()));
+  if (std::shared_ptr<Runtime> rt = RuntimeOf(before.campaign_id)) {
+    bool fidelity = false;
+    {
+      absl::MutexLock lock(&rt->mu);
+      fidelity = rt->asha != nullptr;
+    }
+    if (fidelity) return CompleteAtRung(request, final_metrics, rt);
+  }
   QUARTET_RETURN_IF_ERROR(store_->CompleteCandidate(request.candidate_id(), request.lease_token(),
                                                     request.worker_id(), result, final_metrics,
                                                     clock_->Now()));
@@ -1149,8 +1288,132 @@ absl::Status CoordinatorCore::CompleteCandidate(
     if (!refill.ok())
       spdlog::warn("campaign {}: issuing failed: {}", c.campaign_id, refill.ToString());
   }
+  if (result.has_checkpoint() || result.has_exported_model()) PruneArtifacts(c.campaign_id);
   Changed();
   return absl::OkStatus();
+}
+
+absl::Status CoordinatorCore::CompleteAtRung(const quartet::v1::CompleteCandidateRequest& request,
+                                             const std::vector<MetricRecord>& final_metrics,
+                                             const std::shared_ptr<Runtime>& rt) {
+  const double accuracy = request.result().test_accuracy();
+  RungCompletion plan;
+  CandidateRecord c;
+  {
+    absl::MutexLock lock(&rt->mu);
+    QUARTET_ASSIGN_OR_RETURN(c, store_->GetCandidate(request.candidate_id()));
+    const bool repeat = c.completed_token != 0 && c.completed_token == request.lease_token();
+    // The holder's own lease, live or ended by an outage (the store revives it); else the store
+    // refuses the call.
+    const bool decide = !repeat && c.lease_token == request.lease_token() &&
+                        c.worker_id == request.worker_id() &&
+                        (c.state == CandidateState::kLeased ||
+                         c.state == CandidateState::kPending || c.state == CandidateState::kFailed);
+    if (decide) {
+      rt->asha->Track(c);
+      plan = rt->asha->Decide(c.id, accuracy);
+    }
+    // A repeat or a stale call: the store gives the fencing answer and changes nothing.
+    QUARTET_RETURN_IF_ERROR(store_->CompleteRung(c.id, request.lease_token(), request.worker_id(),
+                                                 request.result(), final_metrics, plan,
+                                                 clock_->Now()));
+    if (!decide) return absl::OkStatus();
+    rt->asha->Apply(c.id, accuracy, plan);
+    if (plan.rung == 0) rt->sampler->Observe(c.rank, accuracy);
+  }
+  std::vector<std::string> promoted;
+  for (const Promotion& p : plan.promotions) {
+    promoted.push_back(absl::StrCat(p.candidate_id, p.guard ? " (guard)" : ""));
+  }
+  spdlog::info(
+      "candidate {} of campaign {} ({}) completed rung {} ({} epochs): test accuracy {:.4f} in "
+      "{:.1f} s on {} -> {}; promoted to rung {}: [{}]",
+      c.id, c.campaign_id, absl::StrJoin(c.families, "+"), plan.rung, plan.epochs, accuracy,
+      request.result().wall_seconds(), request.worker_id(),
+      plan.last_rung ? "SUCCEEDED" : "STOPPED_EARLY", plan.rung + 1, absl::StrJoin(promoted, ", "));
+  absl::Status refill = Refill(c.campaign_id);
+  if (!refill.ok())
+    spdlog::warn("campaign {}: issuing failed: {}", c.campaign_id, refill.ToString());
+  if (request.result().has_checkpoint() || request.result().has_exported_model()) {
+    PruneArtifacts(c.campaign_id);
+  }
+  Changed();
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::pair<quartet::v1::Artifact, std::string>> CoordinatorCore::ExportedModel(
+    int64_t candidate_id) {
+  if (candidate_id <= 0) return absl::InvalidArgumentError("candidate_id: must be positive");
+  QUARTET_ASSIGN_OR_RETURN(CandidateRecord c, store_->GetCandidate(candidate_id));
+  if (!c.exported_model.has_value()) {
+    return absl::NotFoundError(absl::StrCat(
+        "candidate ", candidate_id, " has no exported model kept (", CandidateStateName(c.state),
+        "; workers need --artifacts, and only the campaign's best keep theirs)"));
+  }
+  auto bytes = common::ReadArtifact(*c.exported_model);
+  if (!bytes.ok()) {
+    return absl::DataLossError(absl::StrCat("exported model of candidate ", candidate_id, " (",
+                                            c.exported_model->uri(),
+                                            "): ", bytes.status().message()));
+  }
+  return std::make_pair(*c.exported_model, *std::move(bytes));
+}
+
+void CoordinatorCore::PruneArtifacts(int64_t campaign_id) {
+  auto artifacts = store_->ListArtifacts(campaign_id);
+  auto campaign = store_->GetCampaign(campaign_id);
+  if (!artifacts.ok() || !campaign.ok() || artifacts->empty()) return;
+  // The candidates holding artifacts, and the newest artifact of each kind per candidate.
+  std::map<int64_t, CandidateRecord> holders;
+  std::map<std::pair<int64_t, ArtifactKind>, int64_t> newest;
+  for (const ArtifactRecord& a : *artifacts) {
+    if (!holders.count(a.candidate_id)) {
+      auto c = store_->GetCandidate(a.candidate_id);
+      if (!c.ok()) return;
+      holders[a.candidate_id] = *std::move(c);
+    }
+    int64_t& n = newest[{a.candidate_id, a.kind}];
+    n = std::max(n, a.id);
+  }
+  // The best keep_best_checkpoints holders by accuracy (finished ones: SUCCEEDED or STOPPED_EARLY).
+  std::vector<std::pair<double, int64_t>> ranked;
+  for (const auto& [id, c] : holders) {
+    if (c.state == CandidateState::kSucceeded || c.state == CandidateState::kStoppedEarly) {
+      ranked.emplace_back(c.test_accuracy, id);
+    }
+  }
+  std::sort(ranked.begin(), ranked.end(),
+            [](const auto& a, const auto& b) { return a.first > b.first; });
+  std::set<int64_t> best;
+  const size_t keep = static_cast<size_t>(campaign->config.keep_best_checkpoints());
+  for (size_t i = 0; i < ranked.size() && i < keep; ++i) best.insert(ranked[i].second);
+  std::shared_ptr<Runtime> rt = IsFinal(campaign->state) ? nullptr : RuntimeOf(campaign_id);
+  std::vector<int64_t> gone;
+  for (const ArtifactRecord& a : *artifacts) {
+    const CandidateRecord& c = holders.at(a.candidate_id);
+    const bool superseded = newest.at({a.candidate_id, a.kind}) != a.id;
+    bool needed = !superseded && (best.count(c.id) > 0 || c.state == CandidateState::kPending ||
+                                  c.state == CandidateState::kLeased);
+    if (!superseded && !needed && c.state == CandidateState::kStoppedEarly && rt != nullptr) {
+      absl::MutexLock lock(&rt->mu);
+      needed = rt->asha != nullptr && rt->asha->MayStillPromote(c.id);
+    }
+    if (needed) continue;
+    if (absl::Status d = common::DeleteArtifact(a.artifact); !d.ok()) {
+      spdlog::warn("campaign {}: could not delete {} of candidate {}: {}", campaign_id,
+                   a.artifact.uri(), a.candidate_id, d.ToString());
+      continue;
+    }
+    gone.push_back(a.id);
+    spdlog::info("campaign {}: deleted {} of candidate {} ({}): {}", campaign_id,
+                 a.kind == ArtifactKind::kCheckpoint ? "checkpoint" : "exported model",
+                 a.candidate_id, superseded ? "superseded by a newer one" : "not among the best",
+                 a.artifact.uri());
+  }
+  if (absl::Status m = store_->MarkArtifactsDeleted(gone, clock_->Now()); !m.ok()) {
+    spdlog::warn("campaign {}: recording {} deleted artifacts failed: {}", campaign_id, gone.size(),
+                 m.ToString());
+  }
 }
 
 absl::StatusOr<quartet::v1::FailCandidateResponse> CoordinatorCore::FailCandidate(

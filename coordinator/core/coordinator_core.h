@@ -28,6 +28,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "common/clock.h"
+#include "coordinator/core/asha.h"
 #include "coordinator/core/campaign_config.h"
 #include "coordinator/core/core_events.h"
 #include "coordinator/storage/store.h"
@@ -114,6 +115,11 @@ class CoordinatorCore {
   absl::StatusOr<quartet::v1::Campaign> UpdateCampaign(
       const quartet::v1::UpdateCampaignRequest& request);
 
+  // The candidate's exported model (TorchScript) and its bytes, read from the artifact store and
+  // checked against its size and sha256. NOT_FOUND when the candidate has none kept; DATA_LOSS
+  // (the message names the file) when the file is missing or damaged.
+  absl::StatusOr<std::pair<quartet::v1::Artifact, std::string>> ExportedModel(int64_t candidate_id);
+
   // ---- Fleet ----
 
   // Every registered worker with the candidates it holds (epoch from their metrics).
@@ -147,6 +153,8 @@ class CoordinatorCore {
     std::unique_ptr<space::Sampler> sampler ABSL_GUARDED_BY(mu);
     // Combinations the sampler could not supply any more (space exhausted).
     bool exhausted ABSL_GUARDED_BY(mu) = false;
+    // Multi-fidelity campaigns: the promotion state (null otherwise).
+    std::unique_ptr<Asha> asha ABSL_GUARDED_BY(mu);
   };
 
   CoordinatorCore(const Options& options, Store* store, common::Clock* clock);
@@ -158,6 +166,9 @@ class CoordinatorCore {
   // Tops the campaign's PENDING candidates up to issue_ahead (bounded by the budget).
   absl::Status Refill(int64_t campaign_id);
   absl::Status RefillAll();
+  // Multi-fidelity: the epoch budget cannot pay another new candidate; the candidate budget
+  // becomes what was issued, so the campaign is DONE once nothing is open.
+  absl::Status CloseIssuing(const CampaignRecord& record, const Asha& asha);
   absl::StatusOr<quartet::v1::Campaign> ToProto(const CampaignRecord& record);
   quartet::v1::CandidateSpec SpecOf(const LeaseGrant& grant) const;
   // The worker identity check of every worker call (see LeaseCandidate).
@@ -173,6 +184,23 @@ class CoordinatorCore {
       const google::protobuf::RepeatedPtrField<quartet::v1::MetricPoint>& points,
       const char* field);
   void SweepLoop();
+  // Multi-fidelity completion: decides promotions under the campaign's lock, stores them with the
+  // result in one transaction, then applies them.
+  absl::Status CompleteAtRung(const quartet::v1::CompleteCandidateRequest& request,
+                              const std::vector<MetricRecord>& final_metrics,
+                              const std::shared_ptr<Runtime>& rt);
+  // Deletes the campaign's artifacts it no longer needs: checkpoints and exports superseded by a
+  // newer one of the same candidate, and those of candidates outside the best
+  // keep_best_checkpoints (by accuracy) that cannot be promoted any more (STOPPED_EARLY ones are
+  // kept while Asha::MayStillPromote; open ones keep their newest checkpoint to resume from).
+  // Logs what it removed. Failures are logged, never returned: a file left behind costs space,
+  // not correctness.
+  void PruneArtifacts(int64_t campaign_id);
+  // Multi-fidelity: the epochs a campaign was granted (rebuilt from the store once it is final).
+  int64_t EpochsCommitted(const CampaignRecord& record);
+  // Multi-fidelity: the epochs, the promotion state and the rung rows of a campaign's reports.
+  void FillFidelity(int64_t campaign_id, const StateCounts& counts,
+                    quartet::v1::CoverageReport* report);
 
   const Options options_;
   Store* const store_;
@@ -180,6 +208,8 @@ class CoordinatorCore {
 
   absl::Mutex mu_;
   std::map<int64_t, std::shared_ptr<Runtime>> runtimes_ ABSL_GUARDED_BY(mu_);
+  // Multi-fidelity campaigns that are final: the epochs they were granted (they never change).
+  std::map<int64_t, int64_t> final_epochs_ ABSL_GUARDED_BY(mu_);
 
   void Changed();
 

@@ -32,6 +32,9 @@ constexpr int kMinWatchIntervalMs = 50;
 constexpr absl::Duration kWatchKeepalive = absl::Seconds(10);
 constexpr absl::Duration kWatchSlice = absl::Milliseconds(250);
 
+// ExportModel: bytes per streamed chunk (well under gRPC's 4 MiB message limit).
+constexpr size_t kExportChunkBytes = 1 << 20;
+
 // One of the bounded WatchCampaign slots, held for the life of a stream.
 class WatchSlot {
  public:
@@ -174,6 +177,25 @@ grpc::Status CampaignServiceImpl::ListResults(grpc::ServerContext* context,
   return Respond(core_->ListResults(*request), [&](std::vector<quartet::v1::CandidateSummary> all) {
     for (auto& c : all) *response->add_candidates() = std::move(c);
   });
+}
+
+grpc::Status CampaignServiceImpl::ExportModel(
+    grpc::ServerContext* context, const quartet::v1::ExportModelRequest* request,
+    grpc::ServerWriter<quartet::v1::ArtifactChunk>* writer) {
+  QUARTET_REQUIRE_ROLE(context, Role::kViewer);
+  auto model = core_->ExportedModel(request->candidate_id());
+  if (!model.ok()) return ToGrpcStatus(model.status());
+  const std::string& bytes = model->second;
+  size_t at = 0;
+  do {
+    quartet::v1::ArtifactChunk chunk;
+    if (at == 0) *chunk.mutable_artifact() = model->first;
+    const size_t n = std::min(kExportChunkBytes, bytes.size() - at);
+    chunk.set_data(bytes.substr(at, n));
+    at += n;
+    if (!writer->Write(chunk)) return grpc::Status(grpc::StatusCode::CANCELLED, "client went away");
+  } while (at < bytes.size());
+  return grpc::Status::OK;
 }
 
 grpc::Status CampaignServiceImpl::GetCandidate(grpc::ServerContext* context,

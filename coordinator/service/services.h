@@ -56,6 +56,9 @@ class CampaignServiceImpl final : public quartet::v1::CampaignService::Service {
   grpc::Status GetYieldReport(grpc::ServerContext* context,
                               const quartet::v1::GetYieldReportRequest* request,
                               quartet::v1::GetYieldReportResponse* response) override;
+  grpc::Status ExportModel(grpc::ServerContext* context,
+                           const quartet::v1::ExportModelRequest* request,
+                           grpc::ServerWriter<quartet::v1::ArtifactChunk>* writer) override;
   grpc::Status ListResults(grpc::ServerContext* context,
                            const quartet::v1::ListResultsRequest* request,
                            quartet::v1::ListResultsResponse* response) override;

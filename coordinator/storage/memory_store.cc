@@ -86,7 +86,7 @@ void MemoryStore::Transition(CandidateRecord& c, CandidateState to, absl::Time n
   c.state = to;
   camp.record.updated_at = now;
   if (to == CandidateState::kPending) {
-    queue_.emplace(-camp.record.priority, c.id);
+    queue_.insert(KeyOf(camp.record.priority, c));
   }
   if (IsFinal(to)) c.finished_at = now;
 }
@@ -115,7 +115,7 @@ absl::StatusOr<CampaignRecord> MemoryStore::CancelCampaign(int64_t campaign_id, 
   for (auto& [id, c] : candidates_) {
     if (c.campaign_id != campaign_id) continue;
     if (c.state == CandidateState::kPending) {
-      queue_.erase({-r.priority, c.id});
+      queue_.erase(KeyOf(r.priority, c));
       Transition(c, CandidateState::kCancelled, now);
     } else if (c.state == CandidateState::kLeased) {
       c.cancel_requested = true;
@@ -166,8 +166,8 @@ absl::StatusOr<CampaignRecord> MemoryStore::UpdateCampaign(int64_t campaign_id,
   if (update.priority.has_value() && *update.priority != r.priority) {
     std::vector<int64_t> queued;
     for (auto q = queue_.begin(); q != queue_.end();) {
-      if (candidates_.at(q->second).campaign_id == campaign_id) {
-        queued.push_back(q->second);
+      if (candidates_.at(std::get<2>(*q)).campaign_id == campaign_id) {
+        queued.push_back(std::get<2>(*q));
         q = queue_.erase(q);
       } else {
         ++q;
@@ -175,7 +175,7 @@ absl::StatusOr<CampaignRecord> MemoryStore::UpdateCampaign(int64_t campaign_id,
     }
     r.priority = *update.priority;
     r.config.set_priority(r.priority);
-    for (int64_t id : queued) queue_.emplace(-r.priority, id);
+    for (int64_t id : queued) queue_.insert(KeyOf(r.priority, candidates_.at(id)));
   }
   if (update.budget.has_value()) {
     r.budget = *update.budget;
@@ -241,7 +241,7 @@ absl::Status MemoryStore::InsertCandidates(int64_t campaign_id,
     for (const auto& [p, n] : tally.pairs) camp.pair[p].pending += n;
     for (const auto& [t, n] : tally.triples) camp.triple[t] += n;
     for (const auto& [cell, n] : tally.cells) camp.cell[cell].pending += n;
-    queue_.emplace(-r.priority, c.id);
+    queue_.insert(KeyOf(r.priority, c));
     candidates_.emplace(c.id, std::move(c));
   }
   r.issued += static_cast<int64_t>(candidates.size());
@@ -260,7 +260,7 @@ absl::StatusOr<std::optional<LeaseGrant>> MemoryStore::LeaseNext(const std::stri
   }
   w->second.last_seen_at = now;
   for (auto q = queue_.begin(); q != queue_.end(); ++q) {
-    CandidateRecord& c = candidates_.at(q->second);
+    CandidateRecord& c = candidates_.at(std::get<2>(*q));
     CampaignData& camp = campaigns_.at(c.campaign_id);
     if (camp.record.state != CampaignState::kRunning) continue;
     if (!WorkerCanTake(w->second, c.families, c.est_memory_bytes)) continue;
@@ -286,13 +286,13 @@ absl::StatusOr<MemoryStore::CheckedLease> MemoryStore::CheckLease(int64_t candid
     return absl::NotFoundError(absl::StrCat("candidate ", candidate_id, " not found"));
   }
   CandidateRecord& c = it->second;
-  QUARTET_ASSIGN_OR_RETURN(
-      LeaseVerdict verdict,
-      JudgeLease(candidate_id, {c.state, c.lease_token, c.worker_id, c.error_class}, token,
-                 worker_id, use));
+  QUARTET_ASSIGN_OR_RETURN(LeaseVerdict verdict, JudgeLease(candidate_id,
+                                                            {c.state, c.lease_token, c.worker_id,
+                                                             c.error_class, c.completed_token},
+                                                            token, worker_id, use));
   if (verdict == LeaseVerdict::kRevive) {
     CampaignData& camp = campaigns_.at(c.campaign_id);
-    if (c.state == CandidateState::kPending) queue_.erase({-camp.record.priority, c.id});
+    if (c.state == CandidateState::kPending) queue_.erase(KeyOf(camp.record.priority, c));
     if (camp.record.state == CampaignState::kDone) camp.record.state = CampaignState::kRunning;
     c.error_class = quartet::v1::ERROR_CLASS_UNSPECIFIED;
     c.error_message.clear();
@@ -337,6 +337,34 @@ absl::StatusOr<int64_t> MemoryStore::AppendMetrics(int64_t candidate_id, int64_t
   return StoreMetrics(*c.candidate, points);
 }
 
+void MemoryStore::StoreCompletion(CandidateRecord& cand, const quartet::v1::Result& result,
+                                  const std::vector<MetricRecord>& final_metrics, CandidateState to,
+                                  int64_t token, absl::Time now) {
+  StoreMetrics(cand, final_metrics);
+  Transition(cand, to, now);
+  cand.result = result;
+  cand.test_accuracy = result.test_accuracy();
+  cand.cancel_requested = false;
+  cand.completed_token = token;
+  CampaignData& camp = campaigns_.at(cand.campaign_id);
+  if (camp.record.best_candidate_id == 0 || result.test_accuracy() > camp.record.best_accuracy) {
+    camp.record.best_accuracy = result.test_accuracy();
+    camp.record.best_candidate_id = cand.id;
+  }
+  camp.record.succeeded_seconds += result.wall_seconds();
+  camp.record.checkpoint_failures += CheckpointFailures(result);
+  const std::pair<ArtifactKind, const quartet::v1::Artifact*> reported[] = {
+      {ArtifactKind::kCheckpoint, result.has_checkpoint() ? &result.checkpoint() : nullptr},
+      {ArtifactKind::kExportedModel,
+       result.has_exported_model() ? &result.exported_model() : nullptr}};
+  for (const auto& [kind, artifact] : reported) {
+    if (artifact == nullptr) continue;
+    ArtifactRecord a{next_artifact_id_++, cand.id, cand.campaign_id, kind, *artifact, now};
+    artifacts_.emplace(a.id, a);
+    (kind == ArtifactKind::kCheckpoint ? cand.checkpoint : cand.exported_model) = *artifact;
+  }
+}
+
 absl::Status MemoryStore::CompleteCandidate(int64_t candidate_id, int64_t token,
                                             const std::string& worker_id,
                                             const quartet::v1::Result& result,
@@ -346,19 +374,70 @@ absl::Status MemoryStore::CompleteCandidate(int64_t candidate_id, int64_t token,
   QUARTET_ASSIGN_OR_RETURN(CheckedLease c,
                            CheckLease(candidate_id, token, worker_id, LeaseUse::kComplete, now));
   if (c.verdict == LeaseVerdict::kRepeat) return absl::OkStatus();
+  StoreCompletion(*c.candidate, result, final_metrics, CandidateState::kSucceeded, token, now);
+  MaybeFinish(campaigns_.at(c.candidate->campaign_id), now);
+  return absl::OkStatus();
+}
+
+absl::Status MemoryStore::CompleteRung(int64_t candidate_id, int64_t token,
+                                       const std::string& worker_id,
+                                       const quartet::v1::Result& result,
+                                       const std::vector<MetricRecord>& final_metrics,
+                                       const RungCompletion& plan, absl::Time now) {
+  absl::MutexLock lock(&mu_);
+  QUARTET_ASSIGN_OR_RETURN(CheckedLease c,
+                           CheckLease(candidate_id, token, worker_id, LeaseUse::kComplete, now));
+  if (c.verdict == LeaseVerdict::kRepeat) return absl::OkStatus();
   CandidateRecord& cand = *c.candidate;
-  StoreMetrics(cand, final_metrics);
-  Transition(cand, CandidateState::kSucceeded, now);
-  cand.result = result;
-  cand.test_accuracy = result.test_accuracy();
-  cand.cancel_requested = false;
-  CampaignData& camp = campaigns_.at(cand.campaign_id);
-  if (camp.record.best_candidate_id == 0 || result.test_accuracy() > camp.record.best_accuracy) {
-    camp.record.best_accuracy = result.test_accuracy();
-    camp.record.best_candidate_id = cand.id;
+  for (const Promotion& p : plan.promotions) {
+    auto it = candidates_.find(p.candidate_id);
+    const bool self = p.candidate_id == candidate_id;
+    if (it == candidates_.end() || it->second.campaign_id != cand.campaign_id ||
+        (!self && it->second.state != CandidateState::kStoppedEarly)) {
+      return PromotionRefused(p.candidate_id, cand.campaign_id);
+    }
   }
-  camp.record.succeeded_seconds += result.wall_seconds();
-  MaybeFinish(camp, now);
+  StoreCompletion(cand, result, final_metrics,
+                  plan.last_rung ? CandidateState::kSucceeded : CandidateState::kStoppedEarly,
+                  token, now);
+  cand.rungs.push_back(NewRungResult(plan, result, now));
+  for (const Promotion& p : plan.promotions) {
+    CandidateRecord& promoted = candidates_.at(p.candidate_id);
+    MarkPromoted(promoted.rungs, p);
+    promoted.rung = p.to_rung;
+    promoted.error_class = quartet::v1::ERROR_CLASS_UNSPECIFIED;
+    promoted.error_message.clear();
+    Transition(promoted, CandidateState::kPending, now);
+    promoted.finished_at = absl::InfinitePast();
+  }
+  MaybeFinish(campaigns_.at(cand.campaign_id), now);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<ArtifactRecord>> MemoryStore::ListArtifacts(int64_t campaign_id) {
+  absl::MutexLock lock(&mu_);
+  if (!campaigns_.count(campaign_id)) {
+    return absl::NotFoundError(absl::StrCat("campaign ", campaign_id, " not found"));
+  }
+  std::vector<ArtifactRecord> out;
+  for (const auto& [id, a] : artifacts_) {
+    if (a.campaign_id == campaign_id) out.push_back(a);
+  }
+  return out;
+}
+
+absl::Status MemoryStore::MarkArtifactsDeleted(const std::vector<int64_t>& artifact_ids,
+                                               absl::Time now) {
+  absl::MutexLock lock(&mu_);
+  for (int64_t id : artifact_ids) {
+    auto it = artifacts_.find(id);
+    if (it == artifacts_.end()) continue;
+    CandidateRecord& c = candidates_.at(it->second.candidate_id);
+    for (auto* current : {&c.checkpoint, &c.exported_model}) {
+      if (current->has_value() && (*current)->uri() == it->second.artifact.uri()) current->reset();
+    }
+    artifacts_.erase(it);
+  }
   return absl::OkStatus();
 }
 

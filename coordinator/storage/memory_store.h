@@ -43,6 +43,13 @@ class MemoryStore : public Store {
                                  const quartet::v1::Result& result,
                                  const std::vector<MetricRecord>& final_metrics,
                                  absl::Time now) override;
+  absl::Status CompleteRung(int64_t candidate_id, int64_t token, const std::string& worker_id,
+                            const quartet::v1::Result& result,
+                            const std::vector<MetricRecord>& final_metrics,
+                            const RungCompletion& plan, absl::Time now) override;
+  absl::StatusOr<std::vector<ArtifactRecord>> ListArtifacts(int64_t campaign_id) override;
+  absl::Status MarkArtifactsDeleted(const std::vector<int64_t>& artifact_ids,
+                                    absl::Time now) override;
   absl::StatusOr<CandidateState> FailCandidate(int64_t candidate_id, int64_t token,
                                                const std::string& worker_id,
                                                quartet::v1::ErrorClass error_class,
@@ -90,6 +97,11 @@ class MemoryStore : public Store {
   // The campaign, or NOT_FOUND / FAILED_PRECONDITION (CANCELLED or DONE) saying what was asked.
   absl::StatusOr<CampaignData*> OpenCampaign(int64_t campaign_id, const char* action)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The completion steps CompleteCandidate and CompleteRung share: metrics, result, best,
+  // artifacts and checkpoint failures; the candidate moves to `to`.
+  void StoreCompletion(CandidateRecord& c, const quartet::v1::Result& result,
+                       const std::vector<MetricRecord>& final_metrics, CandidateState to,
+                       int64_t token, absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Marks the campaign DONE when its budget is issued and nothing is open.
   void MaybeFinish(CampaignData& c, absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
@@ -99,8 +111,15 @@ class MemoryStore : public Store {
   int64_t next_worker_ ABSL_GUARDED_BY(mu_) = 1;
   std::map<int64_t, CampaignData> campaigns_ ABSL_GUARDED_BY(mu_);
   std::map<int64_t, CandidateRecord> candidates_ ABSL_GUARDED_BY(mu_);
-  // Queue of pending candidates: (-priority, candidate id).
-  std::set<std::pair<int, int64_t>> queue_ ABSL_GUARDED_BY(mu_);
+  // Queue of pending candidates: (-priority, -rung, candidate id); promoted work (a higher rung)
+  // before new candidates of the same priority.
+  using QueueKey = std::tuple<int, int, int64_t>;
+  static QueueKey KeyOf(int priority, const CandidateRecord& c) {
+    return {-priority, -c.rung, c.id};
+  }
+  std::set<QueueKey> queue_ ABSL_GUARDED_BY(mu_);
+  std::map<int64_t, ArtifactRecord> artifacts_ ABSL_GUARDED_BY(mu_);
+  int64_t next_artifact_id_ ABSL_GUARDED_BY(mu_) = 1;
   std::map<std::tuple<int64_t, int, int64_t, std::string>, MetricRecord> metrics_
       ABSL_GUARDED_BY(mu_);
   std::map<std::string, WorkerRecord> workers_ ABSL_GUARDED_BY(mu_);

@@ -106,6 +106,8 @@ const char* Column(CandidateState s) {
       return "failed";
     case CandidateState::kCancelled:
       return "cancelled";
+    case CandidateState::kStoppedEarly:
+      return "stopped_early";
   }
   return "pending";
 }
@@ -134,7 +136,7 @@ constexpr char kCampaignColumns[] =
     "id, name, config::text, k, budget, max_attempts, priority, state, issued, pending, leased, "
     "succeeded, failed, cancelled, best_accuracy, best_candidate_id, succeeded_seconds, "
     "EXTRACT(EPOCH FROM created_at), EXTRACT(EPOCH FROM updated_at), "
-    "EXTRACT(EPOCH FROM finished_at), max_preemptions";
+    "EXTRACT(EPOCH FROM finished_at), max_preemptions, stopped_early, checkpoint_failures";
 
 absl::StatusOr<CampaignRecord> ParseCampaign(const pqxx::row& r) {
   CampaignRecord c;
@@ -161,6 +163,8 @@ absl::StatusOr<CampaignRecord> ParseCampaign(const pqxx::row& r) {
   c.updated_at = TimeOf(r[18]);
   c.finished_at = TimeOf(r[19]);
   c.max_preemptions = r[20].as<int>();
+  c.counts.stopped_early = r[21].as<int64_t>();
+  c.checkpoint_failures = r[22].as<int64_t>();
   return c;
 }
 
@@ -169,9 +173,10 @@ constexpr char kCandidateColumns[] =
     "lease_token, worker_id, EXTRACT(EPOCH FROM lease_deadline), cancel_requested, result::text, "
     "test_accuracy, error_class, error_message, EXTRACT(EPOCH FROM created_at), "
     "EXTRACT(EPOCH FROM started_at), EXTRACT(EPOCH FROM finished_at), preemptions, "
-    "est_memory_bytes, array_to_json(levels)::text, array_to_json(axis_values)::text";
+    "est_memory_bytes, array_to_json(levels)::text, array_to_json(axis_values)::text, rung, "
+    "rung_results::text, checkpoint::text, exported_model::text, completed_token";
 // Columns in kCandidateColumns (a query may add its own after them).
-constexpr int kCandidateColumnCount = 22;
+constexpr int kCandidateColumnCount = 27;
 
 constexpr char kWorkerColumns[] =
     "id, host, device, gpu_name, gpu_memory_bytes, array_to_json(families)::text, version, "
@@ -191,6 +196,17 @@ WorkerRecord ParseWorker(const pqxx::row& r) {
   out.last_seen_at = TimeOf(r[9]);
   out.draining = r[10].as<bool>();
   return out;
+}
+
+// An Artifact stored as JSON; nullopt for NULL.
+absl::StatusOr<std::optional<quartet::v1::Artifact>> ParseArtifact(const pqxx::field& f,
+                                                                   int64_t candidate_id) {
+  if (f.is_null()) return std::optional<quartet::v1::Artifact>();
+  quartet::v1::Artifact a;
+  QUARTET_RETURN_IF_ERROR(common::ParseMessage(f.c_str(), common::TextFormat::kJson,
+                                               absl::StrCat("artifact of candidate ", candidate_id),
+                                               &a));
+  return std::optional<quartet::v1::Artifact>(std::move(a));
 }
 
 absl::StatusOr<CandidateRecord> ParseCandidate(const pqxx::row& r) {
@@ -223,6 +239,17 @@ absl::StatusOr<CandidateRecord> ParseCandidate(const pqxx::row& r) {
   c.est_memory_bytes = r[19].as<int64_t>();
   c.levels = ParseIntArrayJson(r[20]);
   c.axis_values = ParseTextArrayJson(r[21]);
+  c.rung = r[22].as<int>();
+  for (const auto& v : nlohmann::json::parse(r[23].c_str())) {
+    quartet::v1::RungResult rung;
+    QUARTET_RETURN_IF_ERROR(common::ParseMessage(v.dump(), common::TextFormat::kJson,
+                                                 absl::StrCat("candidates.rung_results of ", c.id),
+                                                 &rung));
+    c.rungs.push_back(std::move(rung));
+  }
+  QUARTET_ASSIGN_OR_RETURN(c.checkpoint, ParseArtifact(r[24], c.id));
+  QUARTET_ASSIGN_OR_RETURN(c.exported_model, ParseArtifact(r[25], c.id));
+  c.completed_token = r[26].as<int64_t>();
   return c;
 }
 
@@ -413,8 +440,8 @@ absl::StatusOr<LeaseRow> CheckLease(dbtransaction& tx, int64_t candidate_id, int
   }
   pqxx::result r = tx.exec_params(
       absl::StrCat("SELECT state, lease_token, worker_id, error_class, attempt, preemptions, "
-                   "array_to_json(families)::text, cancel_requested, array_to_json(levels)::text "
-                   "FROM candidates WHERE id = $1 ",
+                   "array_to_json(families)::text, cancel_requested, array_to_json(levels)::text, "
+                   "completed_token FROM candidates WHERE id = $1 ",
                    metrics ? "FOR SHARE" : "FOR UPDATE"),
       candidate_id);
   LeaseFacts facts;
@@ -422,6 +449,7 @@ absl::StatusOr<LeaseRow> CheckLease(dbtransaction& tx, int64_t candidate_id, int
   facts.token = r[0][1].as<int64_t>();
   facts.holder = r[0][2].as<std::string>();
   facts.error_class = static_cast<quartet::v1::ErrorClass>(r[0][3].as<int>());
+  facts.completed_token = r[0][9].as<int64_t>();
   QUARTET_ASSIGN_OR_RETURN(row.verdict, JudgeLease(candidate_id, facts, token, worker_id, use));
   row.state = facts.state;
   row.attempt = r[0][4].as<int>();
@@ -458,6 +486,14 @@ int64_t InsertMetrics(dbtransaction& tx, int64_t candidate_id, int attempt,
   return ins.affected_rows();
 }
 
+// Queues a PENDING candidate at its rung (promoted work first, see work_queue_order_idx).
+void Enqueue(dbtransaction& tx, int64_t candidate_id, int64_t campaign_id, int priority) {
+  tx.exec_params(
+      "INSERT INTO work_queue (candidate_id, campaign_id, priority, rung) "
+      "SELECT id, $2, $3, rung FROM candidates WHERE id = $1",
+      candidate_id, campaign_id, priority);
+}
+
 // Ends a lease without a result: the candidate's new state, its error, the queue and counters.
 void EndLease(dbtransaction& tx, int64_t candidate_id, int64_t campaign_id,
               const std::vector<std::string>& families, const std::vector<int>& levels,
@@ -470,13 +506,87 @@ void EndLease(dbtransaction& tx, int64_t candidate_id, int64_t campaign_id,
                    kPending, " THEN NULL ELSE to_timestamp($5) END WHERE id = $1"),
       candidate_id, static_cast<int>(to), static_cast<int>(error_class), message, Epoch(now),
       preemptions);
-  if (to == CandidateState::kPending) {
-    tx.exec_params(
-        "INSERT INTO work_queue (candidate_id, campaign_id, priority) VALUES ($1, $2, $3)",
-        candidate_id, campaign_id, priority);
-  }
+  if (to == CandidateState::kPending) Enqueue(tx, candidate_id, campaign_id, priority);
   ApplyTransition(tx, campaign_id, families, levels, CandidateState::kLeased, to, now);
   MaybeFinish(tx, campaign_id, now);
+}
+
+// The completion steps CompleteCandidate and CompleteRung share: metrics, the candidate's result
+// and state `to`, counters and coverage, the campaign's best, artifacts and checkpoint failures.
+void StoreCompletion(dbtransaction& tx, int64_t candidate_id, const LeaseRow& row,
+                     const quartet::v1::Result& result,
+                     const std::vector<MetricRecord>& final_metrics, CandidateState to,
+                     int64_t token, absl::Time now) {
+  InsertMetrics(tx, candidate_id, row.attempt, final_metrics);
+  auto artifact_json = [](bool has, const quartet::v1::Artifact& a) -> std::optional<std::string> {
+    if (!has) return std::nullopt;
+    return common::MessageToJson(a);
+  };
+  tx.exec_params(
+      "UPDATE candidates SET state = $5::smallint, result = $2::jsonb, test_accuracy = $3, "
+      "finished_at = to_timestamp($4), cancel_requested = FALSE, completed_token = $6, "
+      "checkpoint = COALESCE($7::jsonb, checkpoint), "
+      "exported_model = COALESCE($8::jsonb, exported_model) WHERE id = $1",
+      candidate_id, common::MessageToJson(result), result.test_accuracy(), Epoch(now),
+      static_cast<int>(to), token, artifact_json(result.has_checkpoint(), result.checkpoint()),
+      artifact_json(result.has_exported_model(), result.exported_model()));
+  ApplyTransition(tx, row.campaign_id, row.families, row.levels, CandidateState::kLeased, to, now);
+  tx.exec_params(
+      "UPDATE campaigns SET "
+      "best_candidate_id = CASE WHEN best_candidate_id = 0 OR $2 > best_accuracy THEN $3 "
+      "ELSE best_candidate_id END, "
+      "best_accuracy = CASE WHEN best_candidate_id = 0 OR $2 > best_accuracy THEN $2 "
+      "ELSE best_accuracy END, "
+      "succeeded_seconds = succeeded_seconds + $4, "
+      "checkpoint_failures = checkpoint_failures + $5 WHERE id = $1",
+      row.campaign_id, result.test_accuracy(), candidate_id, result.wall_seconds(),
+      CheckpointFailures(result));
+  const std::pair<ArtifactKind, const quartet::v1::Artifact*> reported[] = {
+      {ArtifactKind::kCheckpoint, result.has_checkpoint() ? &result.checkpoint() : nullptr},
+      {ArtifactKind::kExportedModel,
+       result.has_exported_model() ? &result.exported_model() : nullptr}};
+  for (const auto& [kind, a] : reported) {
+    if (a == nullptr) continue;
+    tx.exec_params(
+        "INSERT INTO artifacts (candidate_id, campaign_id, kind, uri, size_bytes, sha256, epoch, "
+        "attempt, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, to_timestamp($9))",
+        candidate_id, row.campaign_id, static_cast<int>(kind), a->uri(), a->size_bytes(),
+        a->sha256(), a->epoch(), a->attempt(), Epoch(now));
+  }
+}
+
+// One promotion of CompleteRung: STOPPED_EARLY (or the candidate just completed) -> PENDING at
+// p.to_rung, queued ahead of new candidates, its RungResult below marked.
+absl::Status Promote(dbtransaction& tx, const LeaseRow& completing, const Promotion& p,
+                     absl::Time now) {
+  pqxx::result r = tx.exec_params(
+      "SELECT state, array_to_json(families)::text, array_to_json(levels)::text, "
+      "rung_results::text FROM candidates WHERE id = $1 AND campaign_id = $2 FOR UPDATE",
+      p.candidate_id, completing.campaign_id);
+  if (r.empty() ||
+      static_cast<CandidateState>(r[0][0].as<int>()) != CandidateState::kStoppedEarly) {
+    return PromotionRefused(p.candidate_id, completing.campaign_id);
+  }
+  std::vector<quartet::v1::RungResult> rungs;
+  for (const auto& v : nlohmann::json::parse(r[0][3].c_str())) {
+    quartet::v1::RungResult rung;
+    QUARTET_RETURN_IF_ERROR(common::ParseMessage(v.dump(), common::TextFormat::kJson,
+                                                 "candidates.rung_results", &rung));
+    rungs.push_back(std::move(rung));
+  }
+  MarkPromoted(rungs, p);
+  nlohmann::json marked = nlohmann::json::array();
+  for (const auto& rung : rungs)
+    marked.push_back(nlohmann::json::parse(common::MessageToJson(rung)));
+  tx.exec_params(absl::StrCat("UPDATE candidates SET state = ", kPending,
+                              ", rung = $2, rung_results = $3::jsonb, error_class = 0, "
+                              "error_message = '', finished_at = NULL WHERE id = $1"),
+                 p.candidate_id, p.to_rung, marked.dump());
+  ApplyTransition(tx, completing.campaign_id, ParseTextArrayJson(r[0][1]),
+                  ParseIntArrayJson(r[0][2]), CandidateState::kStoppedEarly,
+                  CandidateState::kPending, now);
+  Enqueue(tx, p.candidate_id, completing.campaign_id, completing.campaign.priority);
+  return absl::OkStatus();
 }
 
 // INTERNAL for the client with an error id only; the SQL and its detail go to the coordinator log
@@ -1053,22 +1163,31 @@ absl::Status PgStore::CompleteCandidate(int64_t candidate_id, int64_t token,
     QUARTET_ASSIGN_OR_RETURN(
         LeaseRow row, CheckLease(tx, candidate_id, token, worker_id, LeaseUse::kComplete, now));
     if (row.verdict == LeaseVerdict::kRepeat) return absl::OkStatus();
-    InsertMetrics(tx, candidate_id, row.attempt, final_metrics);
+    StoreCompletion(tx, candidate_id, row, result, final_metrics, CandidateState::kSucceeded, token,
+                    now);
+    MaybeFinish(tx, row.campaign_id, now);
+    return absl::OkStatus();
+  });
+}
+
+absl::Status PgStore::CompleteRung(int64_t candidate_id, int64_t token,
+                                   const std::string& worker_id, const quartet::v1::Result& result,
+                                   const std::vector<MetricRecord>& final_metrics,
+                                   const RungCompletion& plan, absl::Time now) {
+  return Run([&](dbtransaction& tx) -> absl::Status {
+    QUARTET_ASSIGN_OR_RETURN(
+        LeaseRow row, CheckLease(tx, candidate_id, token, worker_id, LeaseUse::kComplete, now));
+    if (row.verdict == LeaseVerdict::kRepeat) return absl::OkStatus();
+    StoreCompletion(tx, candidate_id, row, result, final_metrics,
+                    plan.last_rung ? CandidateState::kSucceeded : CandidateState::kStoppedEarly,
+                    token, now);
     tx.exec_params(
-        absl::StrCat("UPDATE candidates SET state = ", kSucceeded,
-                     ", result = $2::jsonb, test_accuracy = $3, finished_at = to_timestamp($4), "
-                     "cancel_requested = FALSE WHERE id = $1"),
-        candidate_id, common::MessageToJson(result), result.test_accuracy(), Epoch(now));
-    ApplyTransition(tx, row.campaign_id, row.families, row.levels, CandidateState::kLeased,
-                    CandidateState::kSucceeded, now);
-    tx.exec_params(
-        "UPDATE campaigns SET "
-        "best_candidate_id = CASE WHEN best_candidate_id = 0 OR $2 > best_accuracy THEN $3 "
-        "ELSE best_candidate_id END, "
-        "best_accuracy = CASE WHEN best_candidate_id = 0 OR $2 > best_accuracy THEN $2 "
-        "ELSE best_accuracy END, "
-        "succeeded_seconds = succeeded_seconds + $4 WHERE id = $1",
-        row.campaign_id, result.test_accuracy(), candidate_id, result.wall_seconds());
+        "UPDATE candidates SET rung_results = rung_results || jsonb_build_array($2::jsonb) "
+        "WHERE id = $1",
+        candidate_id, common::MessageToJson(NewRungResult(plan, result, now)));
+    for (const Promotion& p : plan.promotions) {
+      QUARTET_RETURN_IF_ERROR(Promote(tx, row, p, now));
+    }
     MaybeFinish(tx, row.campaign_id, now);
     return absl::OkStatus();
   });
@@ -1227,18 +1346,20 @@ absl::StatusOr<CoverageCounters> PgStore::GetCoverage(int64_t campaign_id) {
       s.succeeded = r[first + 2].as<int64_t>();
       s.failed = r[first + 3].as<int64_t>();
       s.cancelled = r[first + 4].as<int64_t>();
+      s.stopped_early = r[first + 5].as<int64_t>();
       return s;
     };
     for (const auto& r : tx.exec_params(
-             "SELECT family, pending, leased, succeeded, failed, cancelled FROM family_coverage "
+             "SELECT family, pending, leased, succeeded, failed, cancelled, stopped_early FROM "
+             "family_coverage "
              "WHERE campaign_id = $1 ORDER BY position",
              campaign_id)) {
       out.families.push_back({r[0].as<std::string>(), counts(r, 1)});
     }
-    for (const auto& r : tx.exec_params(
-             "SELECT family_a, family_b, pending, leased, succeeded, failed, cancelled FROM "
-             "pair_coverage WHERE campaign_id = $1 ORDER BY position",
-             campaign_id)) {
+    for (const auto& r :
+         tx.exec_params("SELECT family_a, family_b, pending, leased, succeeded, failed, cancelled, "
+                        "stopped_early FROM pair_coverage WHERE campaign_id = $1 ORDER BY position",
+                        campaign_id)) {
       out.pairs.push_back({r[0].as<std::string>(), r[1].as<std::string>(), counts(r, 2)});
     }
     for (const auto& r :
@@ -1251,7 +1372,8 @@ absl::StatusOr<CoverageCounters> PgStore::GetCoverage(int64_t campaign_id) {
     // By axis, level, then the level row (family '') before the families in pool order.
     for (const auto& r : tx.exec_params(
              "SELECT x.axis, x.level, x.family, x.pending, x.leased, x.succeeded, x.failed, "
-             "x.cancelled FROM axis_coverage x LEFT JOIN family_coverage f ON f.campaign_id = "
+             "x.cancelled, x.stopped_early FROM axis_coverage x LEFT JOIN family_coverage f ON "
+             "f.campaign_id = "
              "x.campaign_id AND f.family = x.family WHERE x.campaign_id = $1 "
              "ORDER BY x.axis, x.level, x.family <> '', f.position",
              campaign_id)) {
@@ -1260,6 +1382,54 @@ absl::StatusOr<CoverageCounters> PgStore::GetCoverage(int64_t campaign_id) {
     return absl::OkStatus();
   }));
   return out;
+}
+
+absl::StatusOr<std::vector<ArtifactRecord>> PgStore::ListArtifacts(int64_t campaign_id) {
+  std::vector<ArtifactRecord> out;
+  QUARTET_RETURN_IF_ERROR(Run([&](dbtransaction& tx) -> absl::Status {
+    out.clear();
+    pqxx::result c = tx.exec_params("SELECT 1 FROM campaigns WHERE id = $1", campaign_id);
+    if (c.empty()) return absl::NotFoundError(absl::StrCat("campaign ", campaign_id, " not found"));
+    for (const auto& r :
+         tx.exec_params("SELECT id, candidate_id, kind, uri, size_bytes, sha256, epoch, attempt, "
+                        "EXTRACT(EPOCH FROM created_at) FROM artifacts WHERE campaign_id = $1 AND "
+                        "deleted_at IS NULL ORDER BY id",
+                        campaign_id)) {
+      ArtifactRecord a;
+      a.id = r[0].as<int64_t>();
+      a.candidate_id = r[1].as<int64_t>();
+      a.campaign_id = campaign_id;
+      a.kind = static_cast<ArtifactKind>(r[2].as<int>());
+      a.artifact.set_uri(r[3].as<std::string>());
+      a.artifact.set_size_bytes(r[4].as<int64_t>());
+      a.artifact.set_sha256(r[5].as<std::string>());
+      a.artifact.set_epoch(r[6].as<int>());
+      a.artifact.set_attempt(r[7].as<int>());
+      a.created_at = TimeOf(r[8]);
+      out.push_back(std::move(a));
+    }
+    return absl::OkStatus();
+  }));
+  return out;
+}
+
+absl::Status PgStore::MarkArtifactsDeleted(const std::vector<int64_t>& artifact_ids,
+                                           absl::Time now) {
+  if (artifact_ids.empty()) return absl::OkStatus();
+  return Run([&](dbtransaction& tx) -> absl::Status {
+    // Candidates whose current checkpoint or export is deleted lose it.
+    tx.exec_params(
+        "WITH gone AS (UPDATE artifacts SET deleted_at = to_timestamp($2) WHERE id = "
+        "ANY($1::bigint[]) AND deleted_at IS NULL RETURNING candidate_id, uri) "
+        "UPDATE candidates k SET "
+        "checkpoint = CASE WHEN k.checkpoint->>'uri' IN (SELECT uri FROM gone g WHERE "
+        "g.candidate_id = k.id) THEN NULL ELSE k.checkpoint END, "
+        "exported_model = CASE WHEN k.exported_model->>'uri' IN (SELECT uri FROM gone g WHERE "
+        "g.candidate_id = k.id) THEN NULL ELSE k.exported_model END "
+        "WHERE k.id IN (SELECT candidate_id FROM gone)",
+        NumberArray(artifact_ids), Epoch(now));
+    return absl::OkStatus();
+  });
 }
 
 absl::Status PgStore::Ping() {

@@ -80,6 +80,13 @@ class PgStore : public Store {
                                  const quartet::v1::Result& result,
                                  const std::vector<MetricRecord>& final_metrics,
                                  absl::Time now) override;
+  absl::Status CompleteRung(int64_t candidate_id, int64_t token, const std::string& worker_id,
+                            const quartet::v1::Result& result,
+                            const std::vector<MetricRecord>& final_metrics,
+                            const RungCompletion& plan, absl::Time now) override;
+  absl::StatusOr<std::vector<ArtifactRecord>> ListArtifacts(int64_t campaign_id) override;
+  absl::Status MarkArtifactsDeleted(const std::vector<int64_t>& artifact_ids,
+                                    absl::Time now) override;
   absl::StatusOr<CandidateState> FailCandidate(int64_t candidate_id, int64_t token,
                                                const std::string& worker_id,
                                                quartet::v1::ErrorClass error_class,

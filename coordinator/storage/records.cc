@@ -35,6 +35,8 @@ const char* CandidateStateName(CandidateState s) {
       return "FAILED";
     case CandidateState::kCancelled:
       return "CANCELLED";
+    case CandidateState::kStoppedEarly:
+      return "STOPPED_EARLY";
   }
   return "UNKNOWN";
 }
@@ -51,6 +53,8 @@ int64_t& StateCounts::at(CandidateState s) {
       return failed;
     case CandidateState::kCancelled:
       return cancelled;
+    case CandidateState::kStoppedEarly:
+      return stopped_early;
   }
   return pending;
 }
@@ -65,6 +69,10 @@ absl::StatusOr<LeaseVerdict> JudgeLease(int64_t candidate_id, const LeaseFacts& 
         " is not this worker's current lease (a newer lease was granted, or the token or worker "
         "is wrong); drop the candidate"));
   }
+  const bool reporting = use == LeaseUse::kComplete || use == LeaseUse::kMetrics;
+  if (current.completed_token != 0 && token == current.completed_token && reporting) {
+    return LeaseVerdict::kRepeat;
+  }
   const bool lost = current.error_class == quartet::v1::ERROR_CLASS_LOST;
   switch (current.state) {
     case CandidateState::kLeased:
@@ -75,7 +83,8 @@ absl::StatusOr<LeaseVerdict> JudgeLease(int64_t candidate_id, const LeaseFacts& 
       if (use == LeaseUse::kFail || use == LeaseUse::kMetrics) return LeaseVerdict::kRepeat;
       break;
     case CandidateState::kSucceeded:
-      if (use == LeaseUse::kComplete || use == LeaseUse::kMetrics) return LeaseVerdict::kRepeat;
+    case CandidateState::kStoppedEarly:
+      if (reporting) return LeaseVerdict::kRepeat;
       break;
     case CandidateState::kCancelled:
       if (use == LeaseUse::kFail || use == LeaseUse::kMetrics) return LeaseVerdict::kRepeat;
@@ -206,6 +215,34 @@ std::vector<std::tuple<int, int, std::string>> LevelCells(
       cells.emplace_back(static_cast<int>(axis), levels[axis], f);
   }
   return cells;
+}
+
+int64_t CheckpointFailures(const quartet::v1::Result& result) {
+  return (result.resume_error().empty() ? 0 : 1) + (result.checkpoint_error().empty() ? 0 : 1);
+}
+
+quartet::v1::RungResult NewRungResult(const RungCompletion& plan, const quartet::v1::Result& result,
+                                      absl::Time now) {
+  quartet::v1::RungResult r;
+  r.set_rung(plan.rung);
+  r.set_epochs(plan.epochs);
+  r.set_test_accuracy(result.test_accuracy());
+  r.set_finished_unix_ms(absl::ToUnixMillis(now));
+  return r;
+}
+
+void MarkPromoted(std::vector<quartet::v1::RungResult>& rungs, const Promotion& p) {
+  for (quartet::v1::RungResult& r : rungs) {
+    if (r.rung() != p.to_rung - 1) continue;
+    r.set_promoted(true);
+    r.set_guard(p.guard);
+  }
+}
+
+absl::Status PromotionRefused(int64_t candidate_id, int64_t campaign_id) {
+  return absl::FailedPreconditionError(absl::StrCat("promotion of candidate ", candidate_id,
+                                                    ": not a STOPPED_EARLY candidate of campaign ",
+                                                    campaign_id, "; nothing was stored"));
 }
 
 }  // namespace quartet::coordinator

@@ -25,7 +25,9 @@ enum class CandidateState {
   kLeased = 2,
   kSucceeded = 3,
   kFailed = 4,
-  kCancelled = 5
+  kCancelled = 5,
+  // Multi-fidelity: stopped at a rung below the last; may still be promoted (back to PENDING).
+  kStoppedEarly = 6
 };
 
 const char* CampaignStateName(CampaignState s);    // "RUNNING", ...
@@ -33,21 +35,22 @@ const char* CandidateStateName(CandidateState s);  // "PENDING", ...
 inline bool IsFinal(CampaignState s) {
   return s == CampaignState::kCancelled || s == CampaignState::kDone;
 }
+// STOPPED_EARLY counts as final: nothing runs for it, and a campaign with nothing open is DONE.
 inline bool IsFinal(CandidateState s) {
   return s == CandidateState::kSucceeded || s == CandidateState::kFailed ||
-         s == CandidateState::kCancelled;
+         s == CandidateState::kCancelled || s == CandidateState::kStoppedEarly;
 }
 
 struct StateCounts {
-  int64_t pending = 0, leased = 0, succeeded = 0, failed = 0, cancelled = 0;
+  int64_t pending = 0, leased = 0, succeeded = 0, failed = 0, cancelled = 0, stopped_early = 0;
 
-  int64_t total() const { return pending + leased + succeeded + failed + cancelled; }
-  int64_t final_count() const { return succeeded + failed + cancelled; }
+  int64_t total() const { return pending + leased + final_count(); }
+  int64_t final_count() const { return succeeded + failed + cancelled + stopped_early; }
   int64_t& at(CandidateState s);
   int64_t at(CandidateState s) const;
   bool operator==(const StateCounts& o) const {
     return pending == o.pending && leased == o.leased && succeeded == o.succeeded &&
-           failed == o.failed && cancelled == o.cancelled;
+           failed == o.failed && cancelled == o.cancelled && stopped_early == o.stopped_early;
   }
 };
 
@@ -71,8 +74,11 @@ struct CampaignRecord {
   // Best succeeded candidate (0 / -1 when none).
   double best_accuracy = 0;
   int64_t best_candidate_id = 0;
-  // Sum of wall seconds of succeeded candidates.
+  // Sum of wall seconds of succeeded candidates (and of rungs completed, multi-fidelity).
   double succeeded_seconds = 0;
+  // Resumes that found their checkpoint missing or corrupt, plus checkpoint writes that failed
+  // (Result.resume_error, Result.checkpoint_error).
+  int64_t checkpoint_failures = 0;
   absl::Time created_at = absl::InfinitePast();
   absl::Time updated_at = absl::InfinitePast();
   // InfinitePast while not final.
@@ -120,12 +126,52 @@ struct CandidateRecord {
   // Present when SUCCEEDED.
   std::optional<quartet::v1::Result> result;
   double test_accuracy = 0;
+  // Multi-fidelity: the rung it trains toward or stopped at (0 otherwise), and its result at every
+  // rung completed, in order.
+  int rung = 0;
+  std::vector<quartet::v1::RungResult> rungs;
+  // Its newest checkpoint and exported model not deleted (unset when none).
+  std::optional<quartet::v1::Artifact> checkpoint;
+  std::optional<quartet::v1::Artifact> exported_model;
+  // The lease token of its last completion (0 when none): a repeat of that completion answers OK
+  // even after the candidate moved on (promoted, requeued at the next rung).
+  int64_t completed_token = 0;
   // Set when FAILED (or the last failed attempt's when requeued).
   quartet::v1::ErrorClass error_class = quartet::v1::ERROR_CLASS_UNSPECIFIED;
   std::string error_message;
   absl::Time created_at = absl::InfinitePast();
   absl::Time started_at = absl::InfinitePast();
   absl::Time finished_at = absl::InfinitePast();
+};
+
+// A promotion to the next rung (multi-fidelity): STOPPED_EARLY (or the completing candidate) ->
+// PENDING at `to_rung`.
+struct Promotion {
+  int64_t candidate_id = 0;
+  int to_rung = 0;
+  // By the coverage guard rather than the top-1/eta rule.
+  bool guard = false;
+};
+
+// What the core decided for a completion at a rung (coordinator/core/asha.h).
+struct RungCompletion {
+  // The rung completed and its epochs.
+  int rung = 0;
+  int epochs = 0;
+  // The last rung: SUCCEEDED; else STOPPED_EARLY unless a promotion names the candidate.
+  bool last_rung = false;
+  std::vector<Promotion> promotions;
+};
+
+// A checkpoint or exported model a candidate reported.
+enum class ArtifactKind { kCheckpoint = 1, kExportedModel = 2 };
+struct ArtifactRecord {
+  int64_t id = 0;
+  int64_t candidate_id = 0;
+  int64_t campaign_id = 0;
+  ArtifactKind kind = ArtifactKind::kCheckpoint;
+  quartet::v1::Artifact artifact;
+  absl::Time created_at = absl::InfinitePast();
 };
 
 // A lease just granted.
@@ -277,11 +323,15 @@ struct LeaseFacts {
   int64_t token = 0;
   std::string holder;
   quartet::v1::ErrorClass error_class = quartet::v1::ERROR_CLASS_UNSPECIFIED;
+  // CandidateRecord::completed_token.
+  int64_t completed_token = 0;
 };
 
 // The fencing rule. FAILED_PRECONDITION, naming neither the current token nor the holder, when the
 // token is not the candidate's current lease or `worker_id` does not hold it, or when the lease
 // ended in a way `use` cannot follow (a heartbeat after completion, a completion after a failure).
+// A completion or metrics naming the lease of the candidate's last completion (completed_token)
+// are a kRepeat whatever state the candidate moved on to (promoted to the next rung).
 absl::StatusOr<LeaseVerdict> JudgeLease(int64_t candidate_id, const LeaseFacts& current,
                                         int64_t token, const std::string& worker_id, LeaseUse use);
 
@@ -320,6 +370,21 @@ struct FamilyTally {
   void AddCandidate(const std::vector<std::string>& families, const std::vector<int>& levels,
                     int64_t n = 1, bool with_triples = false);
 };
+
+// ---- Multi-fidelity and artifact rules both stores apply ----
+
+// 1 for each of a result's resume_error and checkpoint_error that is set (the campaign's
+// checkpoint_failures).
+int64_t CheckpointFailures(const quartet::v1::Result& result);
+// The RungResult a completion at plan.rung appends to the candidate's rungs (promoted when a
+// promotion of plan names the candidate itself is applied by MarkPromoted).
+quartet::v1::RungResult NewRungResult(const RungCompletion& plan, const quartet::v1::Result& result,
+                                      absl::Time now);
+// Marks the RungResult of the rung below p.to_rung promoted (and guard).
+void MarkPromoted(std::vector<quartet::v1::RungResult>& rungs, const Promotion& p);
+// FAILED_PRECONDITION for a promotion naming a candidate that is not STOPPED_EARLY in
+// `campaign_id`.
+absl::Status PromotionRefused(int64_t candidate_id, int64_t campaign_id);
 
 struct CandidateQuery {
   int64_t campaign_id = 0;

@@ -107,12 +107,27 @@ class Store {
 
   // LEASED -> SUCCEEDED with the result; updates the campaign's best and DONE when this was its
   // last open candidate of a fully issued budget. `final_metrics` (the per-epoch points) are stored
-  // in the same transaction, so no SUCCEEDED candidate lacks them.
+  // in the same transaction, so no SUCCEEDED candidate lacks them. The result's checkpoint and
+  // exported model become the candidate's and are recorded as artifacts; a result with a
+  // resume_error or checkpoint_error raises the campaign's checkpoint_failures.
   virtual absl::Status CompleteCandidate(int64_t candidate_id, int64_t token,
                                          const std::string& worker_id,
                                          const quartet::v1::Result& result,
                                          const std::vector<MetricRecord>& final_metrics,
                                          absl::Time now) = 0;
+
+  // Multi-fidelity completion of the rung `plan.rung`: LEASED -> SUCCEEDED (plan.last_rung) or
+  // STOPPED_EARLY with the result; a RungResult is appended to the candidate's rungs; then every
+  // promotion of plan.promotions: STOPPED_EARLY (or the completing candidate) -> PENDING at
+  // to_rung, queued ahead of the campaign's new candidates, its RungResult at the rung below marked
+  // promoted (and guard). All in one transaction with the counters, so the campaign is not DONE
+  // while a promotion is open. FAILED_PRECONDITION, changing nothing, when a promoted candidate of
+  // another campaign or in another state is named. Otherwise as CompleteCandidate (fencing,
+  // repeats, metrics, best, artifacts).
+  virtual absl::Status CompleteRung(int64_t candidate_id, int64_t token,
+                                    const std::string& worker_id, const quartet::v1::Result& result,
+                                    const std::vector<MetricRecord>& final_metrics,
+                                    const RungCompletion& plan, absl::Time now) = 0;
 
   // LEASED -> PENDING, CANCELLED or FAILED per AfterLeaseEnds; ERROR_CLASS_PREEMPTED counts a
   // preemption instead of an attempt. Returns the new state (the stored one for a repeat).
@@ -131,6 +146,15 @@ class Store {
       const CandidateQuery& query) = 0;
   // Every stored point of a candidate, by (attempt, step, name).
   virtual absl::StatusOr<std::vector<MetricRecord>> GetMetrics(int64_t candidate_id) = 0;
+
+  // ---- Artifacts ----
+
+  // The campaign's artifacts not deleted, by id. NOT_FOUND for an unknown campaign.
+  virtual absl::StatusOr<std::vector<ArtifactRecord>> ListArtifacts(int64_t campaign_id) = 0;
+  // Marks artifacts deleted (their files are gone); a candidate whose checkpoint or exported model
+  // was one of them no longer has it. Unknown or already deleted ids are skipped.
+  virtual absl::Status MarkArtifactsDeleted(const std::vector<int64_t>& artifact_ids,
+                                            absl::Time now) = 0;
 
   // ---- Coverage ----
   // Families and pairs in pool order, triples seen, and axis levels (CoverageCounters.levels).

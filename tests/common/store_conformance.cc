@@ -1384,4 +1384,155 @@ TEST_P(StoreConformanceTest, ListsCandidatesAPageAfterAnId) {
   EXPECT_THAT(ranks, ElementsAre(0, 1, 2, 3));
 }
 
+// ---- Multi-fidelity (CompleteRung) and artifacts ----
+
+// A multi-fidelity campaign of 4 candidates over {A,B,C,D}, k = 3, rungs 1 and 3 epochs; every
+// candidate leased to w1 (grants in id order).
+void RungFixture(Store& store, int64_t* campaign, std::vector<LeaseGrant>* grants) {
+  ASSERT_TRUE(store.RegisterWorker({"w1"}, kT0).ok());
+  CampaignRecord rec = MakeCampaign({"A", "B", "C", "D"}, 4);
+  quartet::v1::MultiFidelity* f = rec.config.mutable_fidelity();
+  f->add_rung_epochs(1);
+  f->add_rung_epochs(3);
+  f->set_eta(2);
+  auto c = store.CreateCampaign(rec, kT0);
+  ASSERT_TRUE(c.ok());
+  *campaign = c->id;
+  ASSERT_TRUE(store
+                  .InsertCandidates(c->id,
+                                    {Cand(0, {"A", "B", "C"}), Cand(1, {"A", "B", "D"}),
+                                     Cand(2, {"A", "C", "D"}), Cand(3, {"B", "C", "D"})},
+                                    kT0)
+                  .ok());
+  for (int i = 0; i < 4; ++i) {
+    auto g = store.LeaseNext("w1", kT0, kLease);
+    ASSERT_TRUE(g.ok() && g->has_value());
+    grants->push_back(**g);
+  }
+}
+
+quartet::v1::Artifact MakeArtifact(const std::string& name, int epoch) {
+  quartet::v1::Artifact a;
+  a.set_uri(absl::StrCat("file:///artifacts/", name));
+  a.set_size_bytes(1000 + epoch);
+  a.set_sha256(std::string(64, 'a'));
+  a.set_epoch(epoch);
+  a.set_attempt(1);
+  return a;
+}
+
+TEST_P(StoreConformanceTest, RungCompletionsStopEarlyPromoteAndQueuePromotedWorkFirst) {
+  int64_t campaign;
+  std::vector<LeaseGrant> g;
+  ASSERT_NO_FATAL_FAILURE(RungFixture(*store_, &campaign, &g));
+  const auto& c0 = g[0].candidate;
+  const auto& c1 = g[1].candidate;
+  // c0 completes rung 0, not promoted: STOPPED_EARLY with its rung result.
+  RungCompletion stop{0, 1, false, {}};
+  quartet::v1::Result r0 = MakeResult(0.60);
+  *r0.mutable_checkpoint() = MakeArtifact("c0-e1.ckpt", 1);
+  ASSERT_TRUE(store_->CompleteRung(c0.id, c0.lease_token, "w1", r0, {}, stop, kT0).ok());
+  auto s0 = store_->GetCandidate(c0.id);
+  EXPECT_EQ(s0->state, CandidateState::kStoppedEarly);
+  ASSERT_EQ(s0->rungs.size(), 1u);
+  EXPECT_EQ(s0->rungs[0].epochs(), 1);
+  EXPECT_DOUBLE_EQ(s0->rungs[0].test_accuracy(), 0.60);
+  EXPECT_FALSE(s0->rungs[0].promoted());
+  ASSERT_TRUE(s0->checkpoint.has_value());
+  EXPECT_EQ(s0->checkpoint->uri(), "file:///artifacts/c0-e1.ckpt");
+  EXPECT_EQ(store_->GetCampaign(campaign)->counts.stopped_early, 1);
+
+  // c1 completes rung 0 and promotes itself and c0 (the guard's pick): both PENDING at rung 1.
+  RungCompletion up{0, 1, false, {{c1.id, 1, false}, {c0.id, 1, true}}};
+  ASSERT_TRUE(
+      store_->CompleteRung(c1.id, c1.lease_token, "w1", MakeResult(0.70), {}, up, kT0).ok());
+  for (int64_t id : {c0.id, c1.id}) {
+    auto s = store_->GetCandidate(id);
+    EXPECT_EQ(s->state, CandidateState::kPending) << id;
+    EXPECT_EQ(s->rung, 1) << id;
+    ASSERT_EQ(s->rungs.size(), 1u);
+    EXPECT_TRUE(s->rungs[0].promoted()) << id;
+    EXPECT_EQ(s->rungs[0].guard(), id == c0.id) << id;
+  }
+  // A repeat of a completion that promoted its own candidate answers OK and changes nothing.
+  EXPECT_TRUE(
+      store_->CompleteRung(c1.id, c1.lease_token, "w1", MakeResult(0.99), {}, up, kT0).ok());
+  EXPECT_EQ(store_->GetCandidate(c1.id)->state, CandidateState::kPending);
+  // Promoting a candidate that is not STOPPED_EARLY is refused and stores nothing.
+  const auto& c2 = g[2].candidate;
+  RungCompletion bad{0, 1, false, {{c1.id, 1, false}}};
+  EXPECT_EQ(store_->CompleteRung(c2.id, c2.lease_token, "w1", MakeResult(0.5), {}, bad, kT0).code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(store_->GetCandidate(c2.id)->state, CandidateState::kLeased);
+
+  // Promoted work is queued: leased again (rung 1) with the checkpoint to resume from.
+  auto again = store_->LeaseNext("w1", kT0, kLease);
+  ASSERT_TRUE(again.ok() && again->has_value());
+  EXPECT_EQ((*again)->candidate.rung, 1);
+  EXPECT_EQ((*again)->candidate.id, c0.id);
+  ASSERT_TRUE((*again)->candidate.checkpoint.has_value());
+  // The last rung: SUCCEEDED; the campaign is not DONE while candidates are open.
+  RungCompletion last{1, 3, true, {}};
+  ASSERT_TRUE(store_
+                  ->CompleteRung(c0.id, (*again)->candidate.lease_token, "w1", MakeResult(0.8), {},
+                                 last, kT0)
+                  .ok());
+  auto done0 = store_->GetCandidate(c0.id);
+  EXPECT_EQ(done0->state, CandidateState::kSucceeded);
+  EXPECT_EQ(done0->rungs.size(), 2u);
+  EXPECT_NE(store_->GetCampaign(campaign)->state, CampaignState::kDone);
+  ExpectCoverageMatchesCandidates(*store_, campaign);
+}
+
+TEST_P(StoreConformanceTest, StoppedEarlyIsNeverAFailureAndEndsTheCampaign) {
+  int64_t campaign;
+  std::vector<LeaseGrant> g;
+  ASSERT_NO_FATAL_FAILURE(RungFixture(*store_, &campaign, &g));
+  for (size_t i = 0; i < g.size(); ++i) {
+    RungCompletion stop{0, 1, false, {}};
+    ASSERT_TRUE(store_
+                    ->CompleteRung(g[i].candidate.id, g[i].candidate.lease_token, "w1",
+                                   MakeResult(0.5 + 0.01 * i), {}, stop, kT0)
+                    .ok());
+  }
+  auto camp = store_->GetCampaign(campaign);
+  EXPECT_EQ(camp->counts.stopped_early, 4);
+  EXPECT_EQ(camp->counts.failed, 0);
+  EXPECT_EQ(camp->state, CampaignState::kDone);
+  auto cov = store_->GetCoverage(campaign);
+  for (const FamilyCounter& f : cov->families) EXPECT_EQ(f.counts.failed, 0);
+  ExpectCoverageMatchesCandidates(*store_, campaign);
+}
+
+TEST_P(StoreConformanceTest, ArtifactsAreRecordedListedAndDeleted) {
+  int64_t campaign;
+  LeaseGrant g;
+  ASSERT_NO_FATAL_FAILURE(LeasedFixture::Setup(*store_, 2, 3, &campaign, &g));
+  quartet::v1::Result r = MakeResult(0.7);
+  *r.mutable_checkpoint() = MakeArtifact("x.ckpt", 1);
+  *r.mutable_exported_model() = MakeArtifact("x.pt", 1);
+  r.set_resume_error("checkpoint missing");
+  ASSERT_TRUE(
+      store_->CompleteCandidate(g.candidate.id, g.candidate.lease_token, "w1", r, {}, kT0).ok());
+  EXPECT_EQ(store_->GetCampaign(campaign)->checkpoint_failures, 1);
+  auto listed = store_->ListArtifacts(campaign);
+  ASSERT_TRUE(listed.ok()) << listed.status();
+  ASSERT_EQ(listed->size(), 2u);
+  EXPECT_EQ((*listed)[0].kind, ArtifactKind::kCheckpoint);
+  EXPECT_EQ((*listed)[0].artifact.uri(), "file:///artifacts/x.ckpt");
+  EXPECT_EQ((*listed)[0].artifact.size_bytes(), 1001);
+  EXPECT_EQ((*listed)[1].kind, ArtifactKind::kExportedModel);
+  EXPECT_EQ((*listed)[1].candidate_id, g.candidate.id);
+  auto c = store_->GetCandidate(g.candidate.id);
+  ASSERT_TRUE(c->checkpoint.has_value() && c->exported_model.has_value());
+  EXPECT_EQ(c->exported_model->uri(), "file:///artifacts/x.pt");
+
+  ASSERT_TRUE(store_->MarkArtifactsDeleted({(*listed)[0].id, 987654}, kT0).ok());
+  EXPECT_EQ(store_->ListArtifacts(campaign)->size(), 1u);
+  c = store_->GetCandidate(g.candidate.id);
+  EXPECT_FALSE(c->checkpoint.has_value());
+  EXPECT_TRUE(c->exported_model.has_value());
+  EXPECT_EQ(store_->ListArtifacts(campaign + 1000).status().code(), absl::StatusCode::kNotFound);
+}
+
 }  // namespace quartet::coordinator::testing

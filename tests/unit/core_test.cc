@@ -116,6 +116,23 @@ TEST_F(CoreTest, BadCampaignsAreRefusedNamingTheFieldAndStoreNothing) {
       {"data.dataset", [](CampaignConfig& c) { c.mutable_data()->clear_dataset(); }},
       {"adaptive.exploration_share",
        [](CampaignConfig& c) { c.mutable_adaptive()->set_exploration_share(1.5); }},
+      {"fidelity.rung_epochs",
+       [](CampaignConfig& c) {
+         for (int e : {1, 3, 3}) c.mutable_fidelity()->add_rung_epochs(e);
+       }},
+      {"fidelity.rung_epochs", [](CampaignConfig& c) { c.mutable_fidelity()->add_rung_epochs(0); }},
+      {"fidelity.eta",
+       [](CampaignConfig& c) {
+         c.mutable_fidelity()->set_max_epochs(9);
+         c.mutable_fidelity()->set_eta(1);
+       }},
+      {"fidelity.max_epochs", [](CampaignConfig& c) { c.mutable_fidelity()->set_eta(3); }},
+      {"fidelity.budget_epochs",
+       [](CampaignConfig& c) {
+         for (int e : {2, 6}) c.mutable_fidelity()->add_rung_epochs(e);
+         c.mutable_fidelity()->set_budget_epochs(1);
+       }},
+      {"keep_best_checkpoints", [](CampaignConfig& c) { c.set_keep_best_checkpoints(-1); }},
   };
   for (const Case& tc : cases) {
     CampaignConfig c = SmallConfig();
@@ -604,6 +621,91 @@ TEST_F(CoreTest, AxesReachTheSpecAndTheReportsAndSurviveARestart) {
   for (const auto& cand : *after) ranks.insert(cand.rank);
   EXPECT_EQ(ranks.size(), 12u);
   EXPECT_EQ(core_->GetCampaign(campaign->id())->state(), quartet::v1::CAMPAIGN_STATE_DONE);
+}
+
+// An ASHA campaign through the core: rung specs, resumes from the reported checkpoint, promotions
+// of the top 1/eta, STOPPED_EARLY never a failure, the epoch budget, the rung report, and a
+// restart halfway that carries on with the same promotion state.
+TEST_F(CoreTest, AshaCampaignPromotesResumesAndSurvivesARestart) {
+  CampaignConfig c = SmallConfig(10);
+  c.set_k(2);  // C(5,2) = 10
+  for (int e : {1, 3}) c.mutable_fidelity()->add_rung_epochs(e);
+  c.mutable_fidelity()->set_eta(2);
+  c.mutable_fidelity()->set_budget_epochs(16);
+  c.set_keep_best_checkpoints(10);  // every checkpoint stays: each promotion must resume
+  auto campaign = core_->SubmitCampaign(c);
+  ASSERT_TRUE(campaign.ok()) << campaign.status();
+  EXPECT_EQ(campaign->config().recipe().epochs(), 3) << "the schedule spans the last rung";
+  EXPECT_TRUE(campaign->config().fidelity().coverage_guard());
+  const std::string w = Register(*core_);
+  std::map<int64_t, quartet::v1::Artifact> checkpoints;
+  int leases = 0, resumed = 0, succeeded = 0;
+  auto accuracy = [](uint64_t rank, int rung) { return 0.5 + 0.04 * rank + 0.1 * rung; };
+  for (int i = 0; i < 40; ++i) {
+    if (i == 8) core_ = MakeCore();  // a restart halfway
+    auto lease = Lease(*core_, w);
+    if (!lease.has_lease()) break;
+    ++leases;
+    const auto& spec = lease.spec();
+    const int rung = spec.fidelity().rung();
+    EXPECT_EQ(spec.fidelity().stop_epoch(), rung == 0 ? 1 : 3);
+    EXPECT_EQ(spec.recipe().epochs(), 3);
+    if (rung > 0) {
+      ASSERT_TRUE(spec.fidelity().has_resume_from()) << "a promotion resumes";
+      EXPECT_EQ(spec.fidelity().resume_from().uri(), checkpoints.at(spec.candidate_id()).uri());
+      ++resumed;
+    }
+    quartet::v1::CompleteCandidateRequest req;
+    req.set_worker_id(w);
+    req.set_session_secret(secrets_[w]);
+    req.set_candidate_id(lease.lease().candidate_id());
+    req.set_lease_token(lease.lease().lease_token());
+    quartet::v1::Result* r = req.mutable_result();
+    r->set_test_accuracy(accuracy(spec.combination().rank(), rung));
+    r->set_epochs_trained(spec.fidelity().stop_epoch());
+    quartet::v1::Artifact* ckpt = r->mutable_checkpoint();
+    ckpt->set_uri(absl::StrCat("file:///nonexistent/candidate-", spec.candidate_id(), "/e",
+                               spec.fidelity().stop_epoch(), ".ckpt"));
+    ckpt->set_epoch(spec.fidelity().stop_epoch());
+    checkpoints[spec.candidate_id()] = *ckpt;
+    ASSERT_TRUE(core_->CompleteCandidate(req).ok());
+    if (rung == 1) ++succeeded;
+  }
+  auto done = core_->GetCampaign(campaign->id());
+  ASSERT_TRUE(done.ok());
+  EXPECT_EQ(done->state(), quartet::v1::CAMPAIGN_STATE_DONE);
+  EXPECT_EQ(done->counts().failed(), 0);
+  EXPECT_EQ(done->counts().succeeded(), succeeded);
+  EXPECT_EQ(done->counts().stopped_early() + done->counts().succeeded(), done->issued());
+  EXPECT_LE(done->epochs_committed(), 16);
+  EXPECT_GT(resumed, 0);
+  EXPECT_EQ(leases, done->issued() + resumed);
+  // 16 epochs: each promotion costs 2 more than a new candidate's 1.
+  EXPECT_EQ(done->issued() + 2 * resumed, done->epochs_committed());
+  auto cov = core_->GetCoverageReport(campaign->id(), true);
+  ASSERT_TRUE(cov.ok());
+  ASSERT_EQ(cov->rungs_size(), 2);
+  EXPECT_EQ(cov->rungs(0).completed(), done->issued());
+  EXPECT_EQ(cov->rungs(0).promoted(), resumed);
+  EXPECT_EQ(cov->rungs(1).completed(), succeeded);
+  EXPECT_EQ(cov->rungs(0).stopped_early(), done->counts().stopped_early());
+  int64_t family_completions = 0;
+  for (const auto& f : cov->families()) {
+    ASSERT_EQ(f.completed_at_rung_size(), 2);
+    family_completions += f.completed_at_rung(0);
+  }
+  EXPECT_EQ(family_completions, 2 * done->issued());
+  // Every succeeded candidate went through rung 0 and was promoted from it.
+  quartet::v1::ListResultsRequest lr;
+  lr.set_campaign_id(campaign->id());
+  auto all = core_->ListResults(lr);
+  ASSERT_TRUE(all.ok());
+  for (const auto& s : *all) {
+    if (s.state() != quartet::v1::CANDIDATE_STATE_SUCCEEDED) continue;
+    ASSERT_EQ(s.rungs_size(), 2);
+    EXPECT_TRUE(s.rungs(0).promoted());
+    EXPECT_EQ(s.rung(), 1);
+  }
 }
 
 }  // namespace
