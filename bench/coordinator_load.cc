@@ -5,9 +5,12 @@
 // completing it. Phases, in this order:
 //   growth   --growth_workers workers from the campaign's first completion to --growth_candidates
 //            completions, cycles/s and latencies in --growth_windows successive windows;
-//   sweep    --workers concurrencies for --seconds each: cycles/s, p50/p99 of LeaseCandidate and
-//            CompleteCandidate, and the CPU each process used;
-//   metrics  --metric_workers streams of --metric_batch points a batch for --metric_seconds.
+//   sweep    --workers concurrencies for --seconds each (a worker finishes the cycle it is in at
+//            the deadline): cycles/s (every completion over the level's wall time), p50/p99 of
+//            LeaseCandidate and CompleteCandidate, and the CPU each process used;
+//   metrics  --metric_workers fake workers for --metric_seconds, each leasing a candidate,
+//   streaming
+//            --metric_batches batches of --metric_batch points into it, then completing it.
 // CPU is read from /proc/<pid>/stat: the coordinator (--coordinator_pid), PostgreSQL (the
 // postmaster --postgres_pid and its children) and this process; "other" is the rest of the
 // machine's busy time (/proc/stat), which on a shared machine is someone else's load.
@@ -58,6 +61,9 @@ ABSL_FLAG(int, growth_windows, 10, "Windows the growth phase is reported in.");
 ABSL_FLAG(int, growth_workers, 32, "Concurrent fake workers of the growth phase.");
 ABSL_FLAG(int, metric_workers, 8, "Concurrent metric streams (0: no metrics phase).");
 ABSL_FLAG(int, metric_batch, 100, "Points a MetricBatch.");
+ABSL_FLAG(int, metric_batches, 10,
+          "MetricBatches a stream writes before it ends (then the lease is completed and the "
+          "next one streamed), so no stream buffers more than the coordinator stores in time.");
 ABSL_FLAG(absl::Duration, metric_seconds, absl::Seconds(10), "Length of the metrics phase.");
 ABSL_FLAG(int, client_threads, 2, "Client threads, each polling its own CompletionQueue.");
 ABSL_FLAG(int, coordinator_pid, 0, "Coordinator process, for the CPU split (0: not measured).");
@@ -150,7 +156,6 @@ CpuSplit SplitOf(const CpuSample& a, const CpuSample& b) {
 // thread while a phase runs, and by the main thread between phases.
 struct Stats {
   std::vector<int32_t> lease_us, complete_us;
-  int64_t cycles = 0;        // completions answered before the phase deadline
   int64_t empty_leases = 0;  // LeaseCandidate answered with nothing to lease
   int64_t metric_points = 0;
   int64_t errors = 0;
@@ -275,7 +280,11 @@ class FakeWorker {
     if (!token_.empty()) ctx->AddMetadata("authorization", "Bearer " + token_);
   }
 
+  // The previous call's readers and writer live in its arena: they go before its context.
   void NewContext() {
+    lease_rpc_.reset();
+    complete_rpc_.reset();
+    writer_.reset();
     ctx_ = std::make_unique<grpc::ClientContext>();
     Prepare(ctx_.get());
     started_ = Clock::now();
@@ -360,12 +369,10 @@ class FakeWorker {
   void OnComplete(bool ok) {
     if (!ok || !status_.ok()) return Error("CompleteCandidate", status_);
     const int32_t us = ElapsedUs();
-    const bool in_time = Clock::now() < phase_->deadline;
     const int64_t n = phase_->completed.fetch_add(1, std::memory_order_relaxed) + 1;
     g_completed_total.fetch_add(1, std::memory_order_relaxed);
     Stats& s = (*stats_)[phase_->Window(n)];
     s.complete_us.push_back(us);
-    if (in_time && (phase_->completion_limit == 0 || n <= phase_->completion_limit)) ++s.cycles;
     if (phase_->window_size > 0 && n % phase_->window_size == 0 &&
         n / phase_->window_size <= static_cast<int64_t>(phase_->window_ends->size())) {
       (*phase_->window_ends)[n / phase_->window_size - 1].store(
@@ -379,6 +386,7 @@ class FakeWorker {
     op_ = Op::kStreamStart;
     NewContext();
     stream_resp_.Clear();
+    batches_written_ = 0;
     writer_ = stub_->PrepareAsyncStreamMetrics(ctx_.get(), &stream_resp_, cq_);
     writer_->StartCall(this);
   }
@@ -389,7 +397,7 @@ class FakeWorker {
       writer_->Finish(&status_, this);
       return;
     }
-    if (phase_->Over()) {
+    if (batches_written_ >= absl::GetFlag(FLAGS_metric_batches) || phase_->Over()) {
       op_ = Op::kStreamWritesDone;
       writer_->WritesDone(this);
       return;
@@ -406,6 +414,7 @@ class FakeWorker {
       p->set_value(1.0 / (1 + next_step_));
     }
     op_ = Op::kStreamWrite;
+    ++batches_written_;
     writer_->Write(batch, this);
   }
 
@@ -429,6 +438,7 @@ class FakeWorker {
   grpc::Alarm alarm_;
   quartet::v1::Lease lease_;
   int64_t next_step_ = 0;
+  int batches_written_ = 0;
   quartet::v1::LeaseCandidateResponse lease_resp_;
   quartet::v1::CompleteCandidateResponse complete_resp_;
   quartet::v1::StreamMetricsResponse stream_resp_;
@@ -488,7 +498,6 @@ class LoadClient {
         Stats& m = merged[w];
         m.lease_us.insert(m.lease_us.end(), s.lease_us.begin(), s.lease_us.end());
         m.complete_us.insert(m.complete_us.end(), s.complete_us.begin(), s.complete_us.end());
-        m.cycles += s.cycles;
         m.empty_leases += s.empty_leases;
         m.metric_points += s.metric_points;
         m.errors += s.errors;
@@ -612,10 +621,11 @@ int main(int argc, char** argv) {
     const CpuSample b = SampleCpu();
     errors += w[0].errors;
     const CpuSplit cpu = SplitOf(a, b);
-    const double rate = w[0].cycles / absl::ToDoubleSeconds(length);
     const double secs = std::chrono::duration<double>(b.at - a.at).count();
+    const int64_t cycles = static_cast<int64_t>(w[0].complete_us.size());
+    const double rate = cycles / secs;
     const double ms_per_cycle =
-        w[0].cycles > 0 ? (cpu.coordinator + cpu.postgres) * secs * 1000 / w[0].cycles : 0;
+        cycles > 0 ? (cpu.coordinator + cpu.postgres) * secs * 1000 / cycles : 0;
     absl::StrAppendFormat(&table, "| %d | %.0f | %.1f | %.1f | %.1f | %.1f | %d | %s | %.2f |", n,
                           rate, Percentile(w[0].lease_us, 0.5), Percentile(w[0].lease_us, 0.99),
                           Percentile(w[0].complete_us, 0.5), Percentile(w[0].complete_us, 0.99),
@@ -633,7 +643,9 @@ int main(int argc, char** argv) {
   }
   std::cout << "\nSweep: " << absl::FormatDuration(length) << " a level\n" << table;
   absl::StrAppend(&body, "Sweep: ", absl::FormatDuration(length),
-                  " a level; CPU in cores over the level (COORD the coordinator, PG every "
+                  " a level, after which each worker finishes the cycle it is in; CYCLES/S is "
+                  "every completion over the level's wall time; CPU in cores over the level (COORD "
+                  "the coordinator, PG every "
                   "PostgreSQL process, CLIENTS this bench, OTHER the rest of the machine); CPU "
                   "MS/CYCLE is coordinator + PostgreSQL CPU per cycle.\n\n",
                   table, "\n");
@@ -658,12 +670,12 @@ int main(int argc, char** argv) {
         metric_workers, absl::GetFlag(FLAGS_metric_batch), w[0].metric_points, secs,
         w[0].metric_points / secs, CpuCells(cpu));
     std::cout << "\nMetrics: StreamMetrics\n" << mt;
-    absl::StrAppend(&body, "Metrics: each stream leases a candidate, writes batches of step/* ",
-                    "points into it for ", absl::FormatDuration(mlen),
-                    ", then completes it. SECONDS runs to the last stream's answer (the "
-                    "coordinator stores what the "
-                    "transport buffered after the writers stopped), and POINTS/S is the points it "
-                    "stored over SECONDS.\n\n",
+    absl::StrAppend(&body, "Metrics: for ", absl::FormatDuration(mlen),
+                    " each fake worker leases a ", "candidate, streams ",
+                    absl::GetFlag(FLAGS_metric_batches),
+                    " batches of step/* points into it (one StreamMetrics call), waits for its "
+                    "answer and completes the candidate; POINTS/S is the points the coordinator "
+                    "acknowledged storing over SECONDS, up to the last stream's answer.\n\n",
                     mt, "\n");
   }
   if (const std::string note = absl::GetFlag(FLAGS_note); !note.empty()) {
