@@ -14,6 +14,8 @@
 // CPU is read from /proc/<pid>/stat: the coordinator (--coordinator_pid), PostgreSQL (the
 // postmaster --postgres_pid and its children) and this process; "other" is the rest of the
 // machine's busy time (/proc/stat), which on a shared machine is someone else's load.
+// --memory_results names a file of the same sweep's rates against a --memory_store coordinator
+// (written by --rates_out), set beside this one to show what the store costs.
 // --optuna_results names a file of `workers trials_per_second` lines (bench/optuna_load.py) that
 // the sweep table sets side by side. Prints `completed N` (every CompleteCandidate answered OK) as
 // its last line, after `metric_points N` (points stored); any RPC error makes the exit status 1.
@@ -70,6 +72,10 @@ ABSL_FLAG(int, coordinator_pid, 0, "Coordinator process, for the CPU split (0: n
 ABSL_FLAG(int, postgres_pid, 0, "PostgreSQL postmaster, for the CPU split (0: not measured).");
 ABSL_FLAG(std::string, optuna_results, "",
           "File of `workers trials_per_second` lines from bench/optuna_load.py.");
+ABSL_FLAG(std::string, memory_results, "",
+          "File of `workers cycles_per_second` lines of the same sweep against a --memory_store "
+          "coordinator (--rates_out of that run): the cost of the store, side by side.");
+ABSL_FLAG(std::string, rates_out, "", "Write the sweep's `workers cycles_per_second` lines here.");
 ABSL_FLAG(std::string, note, "", "A line recorded under the tables (for example the load).");
 ABSL_FLAG(bool, record, false, "Append the tables to bench/RESULTS.md.");
 
@@ -517,7 +523,7 @@ std::string CpuCells(const CpuSplit& c) {
   return absl::StrFormat("%.2f | %.2f | %.2f | %.2f", c.coordinator, c.postgres, c.client, c.other);
 }
 
-std::map<int, double> ReadOptuna(const std::string& path) {
+std::map<int, double> ReadRates(const std::string& path) {
   std::map<int, double> out;
   if (path.empty()) return out;
   std::ifstream in(path);
@@ -604,12 +610,16 @@ int main(int argc, char** argv) {
   }
 
   // ---- Sweep ----
-  const std::map<int, double> optuna = ReadOptuna(absl::GetFlag(FLAGS_optuna_results));
-  const int columns = optuna.empty() ? 12 : 14;
+  const std::map<int, double> optuna = ReadRates(absl::GetFlag(FLAGS_optuna_results));
+  const std::map<int, double> memory = ReadRates(absl::GetFlag(FLAGS_memory_results));
+  const int columns = 12 + (optuna.empty() ? 0 : 2) + (memory.empty() ? 0 : 2);
   std::string table = absl::StrCat(
       "| WORKERS | CYCLES/S | LEASE P50 MS | LEASE P99 MS | COMPLETE P50 MS | COMPLETE P99 MS | "
       "EMPTY LEASES | CPU COORD | CPU PG | CPU CLIENTS | CPU OTHER | CPU MS/CYCLE |",
+      memory.empty() ? "" : " MEMORYSTORE CYCLES/S | PG/MEMORY |",
       optuna.empty() ? "" : " OPTUNA TRIALS/S | QUARTET/OPTUNA |", "\n|");
+  std::ofstream rates_out;
+  if (const std::string path = absl::GetFlag(FLAGS_rates_out); !path.empty()) rates_out.open(path);
   for (int i = 0; i < columns; ++i) table += "---|";
   table += "\n";
   const absl::Duration length = absl::GetFlag(FLAGS_seconds);
@@ -630,14 +640,16 @@ int main(int argc, char** argv) {
                           rate, Percentile(w[0].lease_us, 0.5), Percentile(w[0].lease_us, 0.99),
                           Percentile(w[0].complete_us, 0.5), Percentile(w[0].complete_us, 0.99),
                           w[0].empty_leases, CpuCells(cpu), ms_per_cycle);
-    if (!optuna.empty()) {
-      auto it = optuna.find(n);
-      if (it == optuna.end() || it->second <= 0) {
+    for (const auto* other : {&memory, &optuna}) {
+      if (other->empty()) continue;
+      auto it = other->find(n);
+      if (it == other->end() || it->second <= 0) {
         table += " - | - |";
       } else {
-        absl::StrAppendFormat(&table, " %.0f | %.2fx |", it->second, rate / it->second);
+        absl::StrAppendFormat(&table, " %.0f | %.3gx |", it->second, rate / it->second);
       }
     }
+    if (rates_out.is_open()) rates_out << n << " " << rate << "\n";
     table += "\n";
     std::cout << "sweep: " << n << " workers: " << absl::StrFormat("%.0f", rate) << " cycles/s\n";
   }

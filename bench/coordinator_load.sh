@@ -4,9 +4,11 @@
 #   1. starts the cluster and a coordinator on 127.0.0.1 with worker and admin credentials;
 #   2. submits the full C(29,4) = 23,751 space x QUARTET_LOAD_REPEATS repeats (uniform sampler,
 #      synthetic data) with quartetctl;
-#   3. runs bench/optuna_load.py (database `optuna` of the same cluster) at the same concurrencies;
-#   4. runs bench coordinator_load (growth, sweep, metrics) with Optuna's rates beside its own.
-# Optuna runs first so that the one recorded section holds the ratios. Everything it started (the
+#   3. runs the sweep alone against a second coordinator on --memory_store (what the store costs);
+#   4. runs bench/optuna_load.py (database `optuna` of the same cluster) at the same concurrencies;
+#   5. runs bench coordinator_load (growth, sweep, metrics) against the PostgreSQL coordinator with
+#      the MemoryStore and Optuna rates beside its own.
+# The comparisons run first so that the one recorded section holds the ratios. Everything it started (the
 # coordinator, the cluster and its directory) goes on exit.
 #   bench/coordinator_load.sh [coordinator_load flags, e.g. --record --growth_candidates=50000]
 # Environment: QUARTET_BUILD_DIR (default build), QUARTET_LOAD_WORKERS (1,8,32,128,256),
@@ -31,9 +33,10 @@ done
 [[ -z "${QUARTET_PG_FAST:-}" ]] || { echo "coordinator_load.sh: unset QUARTET_PG_FAST (fsync must be on)" >&2; exit 1; }
 
 work=$(mktemp -d /tmp/quartet-load.XXXXXX)
-coord_pid=""
+coord_pid="" mem_pid=""
 cleanup() {
   local status=$?
+  [[ -z "$mem_pid" ]] || kill -KILL "$mem_pid" 2>/dev/null || true
   if [[ -n "$coord_pid" ]]; then
     kill -TERM "$coord_pid" 2>/dev/null || true
     timeout 20 tail --pid="$coord_pid" -f /dev/null 2>/dev/null || kill -KILL "$coord_pid" 2>/dev/null || true
@@ -75,6 +78,23 @@ budget=$((23751 * repeats))
   > "$work/submit.txt"
 cat "$work/submit.txt"
 
+echo "== The same sweep against a coordinator on --memory_store"
+"$COORDINATOR" --memory_store --listen=127.0.0.1:0 --port_file="$work/mem_port" \
+  --credentials_file="$work/credentials" --issue_ahead="$issue_ahead" \
+  --log_file="$work/memory_coordinator.log" &
+mem_pid=$!
+for _ in $(seq 1 100); do [[ -s "$work/mem_port" ]] && break; sleep 0.1; done
+[[ -s "$work/mem_port" ]] || { echo "coordinator_load.sh: the MemoryStore coordinator did not start" >&2; exit 1; }
+mem_addr="127.0.0.1:$(cat "$work/mem_port")"
+"$CTL" --coordinator="$mem_addr" --token-file="$work/admin_token" campaign submit --name=load \
+  --dataset=synthetic -k 4 --sampler=uniform --repeats="$repeats" --budget="$budget" --seed=5 >/dev/null
+"$LOAD" --coordinator="$mem_addr" --worker_token_file="$work/worker_token" --workers="$workers" \
+  --seconds="${seconds}s" --coordinator_pid="$mem_pid" --growth_candidates=0 --metric_workers=0 \
+  --rates_out="$work/memory.txt" | sed -n '/^Sweep/,/^$/p'
+kill -TERM "$mem_pid"
+timeout 20 tail --pid="$mem_pid" -f /dev/null || true
+mem_pid=""
+
 echo "== Optuna $(/usr/bin/python3 -c 'import optuna; print(optuna.__version__)') RDB storage, same cluster"
 /usr/bin/python3 "$root/bench/optuna_load.py" --url="$optuna_url" --workers="$workers" \
   --seconds="$seconds" --postgres_pid="$postmaster" --out="$work/optuna.txt"
@@ -83,8 +103,8 @@ echo "== Quartet coordinator (pid $coord_pid, --issue_ahead=$issue_ahead, --data
 load=$(uptime | sed 's/.*load average: //')
 "$LOAD" --coordinator="$addr" --worker_token_file="$work/worker_token" --workers="$workers" \
   --seconds="${seconds}s" --coordinator_pid="$coord_pid" --postgres_pid="$postmaster" \
-  --optuna_results="$work/optuna.txt" \
-  --note="Driver: bench/coordinator_load.sh (PostgreSQL 15, fsync and synchronous_commit on; coordinator --issue_ahead=$issue_ahead --database_pool_size=$pool; campaign C(29,4) x $repeats repeats, uniform sampler; Optuna $(/usr/bin/python3 -c 'import optuna; print(optuna.__version__)') RDBStorage, RandomSampler, threads, a study per level, run first on the same cluster). Load average before the Quartet phases: $load." \
+  --optuna_results="$work/optuna.txt" --memory_results="$work/memory.txt" \
+  --note="Driver: bench/coordinator_load.sh (PostgreSQL 15, fsync and synchronous_commit on; coordinator --issue_ahead=$issue_ahead --database_pool_size=$pool; campaign C(29,4) x $repeats repeats, uniform sampler; MEMORYSTORE: the same sweep against a coordinator on --memory_store, run first; Optuna $(/usr/bin/python3 -c 'import optuna; print(optuna.__version__)') RDBStorage, RandomSampler, threads sharing one storage, a study per level, run first on the same cluster). Load average before the Quartet phases: $load." \
   "$@" | tee "$work/load.txt"
 
 completed=$(sed -n 's/^completed //p' "$work/load.txt")
