@@ -104,7 +104,7 @@ load=$(uptime | sed 's/.*load average: //')
 "$LOAD" --coordinator="$addr" --worker_token_file="$work/worker_token" --workers="$workers" \
   --seconds="${seconds}s" --coordinator_pid="$coord_pid" --postgres_pid="$postmaster" \
   --optuna_results="$work/optuna.txt" --memory_results="$work/memory.txt" \
-  --note="Driver: bench/coordinator_load.sh (PostgreSQL 15, fsync and synchronous_commit on; coordinator --issue_ahead=$issue_ahead --database_pool_size=$pool; campaign C(29,4) x $repeats repeats, uniform sampler; MEMORYSTORE: the same sweep against a coordinator on --memory_store, run first; Optuna $(/usr/bin/python3 -c 'import optuna; print(optuna.__version__)') RDBStorage, RandomSampler, threads sharing one storage, a study per level, run first on the same cluster). Load average before the Quartet phases: $load." \
+  --note="Driver: \`bench/coordinator_load.sh $*\` (PostgreSQL 15, fsync and synchronous_commit on; coordinator --issue_ahead=$issue_ahead --database_pool_size=$pool; campaign C(29,4) x $repeats repeats, uniform sampler; MEMORYSTORE: the same sweep against a coordinator on --memory_store, run first; Optuna $(/usr/bin/python3 -c 'import optuna; print(optuna.__version__)') RDBStorage, RandomSampler, threads sharing one storage, a study per level, run first on the same cluster). Load average before the Quartet phases: $load." \
   "$@" | tee "$work/load.txt"
 
 completed=$(sed -n 's/^completed //p' "$work/load.txt")
