@@ -9,8 +9,8 @@
 //            the deadline): cycles/s (every completion over the level's wall time), p50/p99 of
 //            LeaseCandidate and CompleteCandidate, and the CPU each process used;
 //   metrics  --metric_workers fake workers for --metric_seconds, each leasing a candidate,
-//   streaming
-//            --metric_batches batches of --metric_batch points into it, then completing it.
+//            streaming --metric_batches batches of --metric_batch points into it, then
+//            completing it.
 // CPU is read from /proc/<pid>/stat: the coordinator (--coordinator_pid), PostgreSQL (the
 // postmaster --postgres_pid and its children) and this process; "other" is the rest of the
 // machine's busy time (/proc/stat), which on a shared machine is someone else's load.
@@ -23,17 +23,16 @@
 // bench/coordinator_load.sh starts PostgreSQL, the coordinator and a campaign, and runs it.
 #include <grpcpp/alarm.h>
 #include <grpcpp/grpcpp.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
 #include <chrono>
-#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <map>
 #include <memory>
-#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -88,8 +87,7 @@ constexpr int kEpochs = 3;
 constexpr auto kRpcDeadline = std::chrono::seconds(30);
 constexpr int kMaxErrorsPrinted = 5;
 
-// ---- CPU accounting
-// ------------------------------------------------------------------------------
+// ---- CPU accounting -----------------------------------------------------------------------------
 
 // Clock ticks of utime + stime of a process, or 0 when it is gone.
 int64_t ProcessTicks(int pid, int* parent = nullptr) {
@@ -155,8 +153,7 @@ CpuSplit SplitOf(const CpuSample& a, const CpuSample& b) {
   return s;
 }
 
-// ---- Measurements
-// --------------------------------------------------------------------------------
+// ---- Measurements -------------------------------------------------------------------------------
 
 // What the fake workers of one client thread measured in one phase window. Touched only by that
 // thread while a phase runs, and by the main thread between phases.
@@ -203,8 +200,7 @@ struct Phase {
 std::atomic<int64_t> g_completed_total{0};
 std::atomic<int> g_errors_printed{0};
 
-// ---- A fake worker
-// -------------------------------------------------------------------------------
+// ---- A fake worker ------------------------------------------------------------------------------
 
 // A state machine driven by its CompletionQueue: one operation in flight at a time, its own tag.
 // Only its client thread touches it while a phase runs.
@@ -454,8 +450,7 @@ class FakeWorker {
   std::unique_ptr<grpc::ClientAsyncWriter<quartet::v1::MetricBatch>> writer_;
 };
 
-// ---- The client
-// ----------------------------------------------------------------------------------
+// ---- The client ---------------------------------------------------------------------------------
 
 // Client threads, each polling its own CompletionQueue, and the fake workers spread over them.
 class LoadClient {
