@@ -85,13 +85,15 @@ coverage_mismatches() {
       SELECT f AS family,
              count(*) FILTER (WHERE state = 1) AS p, count(*) FILTER (WHERE state = 2) AS l,
              count(*) FILTER (WHERE state = 3) AS s, count(*) FILTER (WHERE state = 4) AS x,
-             count(*) FILTER (WHERE state = 5) AS c
+             count(*) FILTER (WHERE state = 5) AS c,
+             count(*) FILTER (WHERE state = 6) AS e
       FROM candidates, unnest(families) AS f WHERE campaign_id = $id GROUP BY f),
     pr AS (
       SELECT a.f AS fa, b.f AS fb,
              count(*) FILTER (WHERE state = 1) AS p, count(*) FILTER (WHERE state = 2) AS l,
              count(*) FILTER (WHERE state = 3) AS s, count(*) FILTER (WHERE state = 4) AS x,
-             count(*) FILTER (WHERE state = 5) AS c
+             count(*) FILTER (WHERE state = 5) AS c,
+             count(*) FILTER (WHERE state = 6) AS e
       FROM candidates k,
            unnest(k.families) WITH ORDINALITY AS a(f, i),
            unnest(k.families) WITH ORDINALITY AS b(f, j)
@@ -107,32 +109,34 @@ coverage_mismatches() {
       SELECT axis, level, family,
              count(*) FILTER (WHERE state = 1) AS p, count(*) FILTER (WHERE state = 2) AS l,
              count(*) FILTER (WHERE state = 3) AS s, count(*) FILTER (WHERE state = 4) AS x,
-             count(*) FILTER (WHERE state = 5) AS c
+             count(*) FILTER (WHERE state = 5) AS c,
+             count(*) FILTER (WHERE state = 6) AS e
       FROM lv GROUP BY axis, level, family),
     cand AS (
       SELECT count(*) FILTER (WHERE state = 1) AS p, count(*) FILTER (WHERE state = 2) AS l,
              count(*) FILTER (WHERE state = 3) AS s, count(*) FILTER (WHERE state = 4) AS x,
-             count(*) FILTER (WHERE state = 5) AS c, count(*) AS n
+             count(*) FILTER (WHERE state = 5) AS c,
+             count(*) FILTER (WHERE state = 6) AS e, count(*) AS n
       FROM candidates WHERE campaign_id = $id)
     SELECT
       (SELECT count(*) FROM family_coverage f LEFT JOIN fam r ON r.family = f.family
-       WHERE f.campaign_id = $id AND (f.pending, f.leased, f.succeeded, f.failed, f.cancelled)
+       WHERE f.campaign_id = $id AND ({t}.pending, {t}.leased, {t}.succeeded, {t}.failed, {t}.cancelled, {t}.stopped_early)
          IS DISTINCT FROM (coalesce(r.p, 0), coalesce(r.l, 0), coalesce(r.s, 0),
-                           coalesce(r.x, 0), coalesce(r.c, 0)))
+                           coalesce(r.x, 0), coalesce(r.c, 0), coalesce(r.e, 0)))
     + (SELECT count(*) FROM pair_coverage q LEFT JOIN pr r ON r.fa = q.family_a AND r.fb = q.family_b
-       WHERE q.campaign_id = $id AND (q.pending, q.leased, q.succeeded, q.failed, q.cancelled)
+       WHERE q.campaign_id = $id AND ({t}.pending, {t}.leased, {t}.succeeded, {t}.failed, {t}.cancelled, {t}.stopped_early)
          IS DISTINCT FROM (coalesce(r.p, 0), coalesce(r.l, 0), coalesce(r.s, 0),
-                           coalesce(r.x, 0), coalesce(r.c, 0)))
+                           coalesce(r.x, 0), coalesce(r.c, 0), coalesce(r.e, 0)))
     + (SELECT count(*) FROM pr WHERE NOT EXISTS (SELECT 1 FROM pair_coverage q WHERE
          q.campaign_id = $id AND q.family_a = pr.fa AND q.family_b = pr.fb))
     + (SELECT count(*) FROM axis_coverage q LEFT JOIN ax r
          ON (r.axis, r.level, r.family) = (q.axis, q.level, q.family)
-       WHERE q.campaign_id = $id AND (q.pending, q.leased, q.succeeded, q.failed, q.cancelled)
+       WHERE q.campaign_id = $id AND ({t}.pending, {t}.leased, {t}.succeeded, {t}.failed, {t}.cancelled, {t}.stopped_early)
          IS DISTINCT FROM (coalesce(r.p, 0), coalesce(r.l, 0), coalesce(r.s, 0),
-                           coalesce(r.x, 0), coalesce(r.c, 0)))
+                           coalesce(r.x, 0), coalesce(r.c, 0), coalesce(r.e, 0)))
     + (SELECT count(*) FROM ax WHERE NOT EXISTS (SELECT 1 FROM axis_coverage q WHERE
          q.campaign_id = $id AND (q.axis, q.level, q.family) = (ax.axis, ax.level, ax.family)))
     + (SELECT count(*) FROM campaigns k, cand WHERE k.id = $id AND
-         (k.pending, k.leased, k.succeeded, k.failed, k.cancelled, k.issued)
-         IS DISTINCT FROM (cand.p, cand.l, cand.s, cand.x, cand.c, cand.n))"
+         ({t}.pending, {t}.leased, {t}.succeeded, {t}.failed, {t}.cancelled, {t}.stopped_early, k.issued)
+         IS DISTINCT FROM (cand.p, cand.l, cand.s, cand.x, cand.c, cand.e, cand.n))"
 }
