@@ -29,8 +29,8 @@ std::vector<std::string> Key(const std::string& kind, const std::string& a, cons
 }
 
 std::vector<std::string> Counts(const quartet::v1::StateCounts& c) {
-  return {absl::StrCat(c.pending()), absl::StrCat(c.leased()), absl::StrCat(c.succeeded()),
-          absl::StrCat(c.failed()), absl::StrCat(c.cancelled())};
+  return {absl::StrCat(c.pending()), absl::StrCat(c.leased()),    absl::StrCat(c.succeeded()),
+          absl::StrCat(c.failed()),  absl::StrCat(c.cancelled()), absl::StrCat(c.stopped_early())};
 }
 
 std::vector<std::string> Join(std::vector<std::string> a, const std::vector<std::string>& b) {
@@ -125,8 +125,9 @@ std::string ResultsJson(const std::vector<quartet::v1::CandidateSummary>& candid
 }
 
 std::string CoverageCsv(const quartet::v1::CoverageReport& r) {
-  std::string out = CsvRecord({"kind", "family_a", "family_b", "axis", "level", "total", "pending",
-                               "leased", "succeeded", "failed", "cancelled", "share_vs_uniform"});
+  std::string out =
+      CsvRecord({"kind", "family_a", "family_b", "axis", "level", "total", "pending", "leased",
+                 "succeeded", "failed", "cancelled", "stopped_early", "share_vs_uniform"});
   for (const auto& f : r.families()) {
     out += CsvRecord(Join(Join(Key("family", f.family(), "", "", ""), {absl::StrCat(f.total())}),
                           Join(Counts(f.counts()), {Num(f.share_vs_uniform())})));

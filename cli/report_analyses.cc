@@ -86,12 +86,49 @@ std::string LayerWiseText(const quartet::v1::Result& r) {
 
 }  // namespace
 
+// Multi-fidelity: the candidate's result at every rung it completed ("" without rungs).
+std::string RungsText(const quartet::v1::CandidateSummary& c) {
+  if (c.rungs().empty()) return "";
+  std::vector<std::string> parts;
+  for (const auto& r : c.rungs()) {
+    parts.push_back(
+        absl::StrFormat("rung %d (%d epochs) %.4f%s", r.rung(), r.epochs(), r.test_accuracy(),
+                        r.promoted() ? (r.guard() ? " promoted (guard)" : " promoted") : ""));
+  }
+  return absl::StrCat("rungs: ", absl::StrJoin(parts, " | "), "\n");
+}
+
+// The run's resume, and the checkpoint and exported model kept for the candidate.
+std::string ArtifactsText(const quartet::v1::CandidateSummary& c) {
+  const quartet::v1::Result& r = c.result();
+  std::string out;
+  if (r.resumed_from_epoch() > 0) {
+    absl::StrAppendFormat(&out, "resumed from its checkpoint at epoch %d, trained to epoch %d\n",
+                          r.resumed_from_epoch(), r.epochs_trained());
+  }
+  if (!r.resume_error().empty()) {
+    absl::StrAppend(&out, "resume failed, trained from scratch: ", r.resume_error(), "\n");
+  }
+  if (!r.checkpoint_error().empty()) {
+    absl::StrAppend(&out, "checkpoint not written: ", r.checkpoint_error(), "\n");
+  }
+  for (const auto* a : {&c.checkpoint(), &c.exported_model()}) {
+    if (a->uri().empty()) continue;
+    absl::StrAppendFormat(&out, "%s: %s (%d bytes, epoch %d, sha256 %s)\n",
+                          a == &c.checkpoint() ? "checkpoint" : "exported model", a->uri(),
+                          a->size_bytes(), a->epoch(), a->sha256().substr(0, 16));
+  }
+  return out;
+}
+
 std::string CandidateDetailsText(const quartet::v1::CandidateSummary& c) {
   std::string out =
       absl::StrFormat("candidate %d (campaign %d): %s, repeat %d, %s, %d attempt(s)\n",
                       c.candidate_id(), c.campaign_id(), Combination(c.combination()), c.repeat(),
                       StateName(c.state()), c.attempts());
-  if (c.state() != quartet::v1::CANDIDATE_STATE_SUCCEEDED) {
+  absl::StrAppend(&out, RungsText(c));
+  if (c.state() != quartet::v1::CANDIDATE_STATE_SUCCEEDED &&
+      c.state() != quartet::v1::CANDIDATE_STATE_STOPPED_EARLY) {
     absl::StrAppend(&out, "error: ", quartet::v1::ErrorClass_Name(c.error_class()), ": ",
                     c.error_message(), "\n");
     return out;
@@ -103,6 +140,7 @@ std::string CandidateDetailsText(const quartet::v1::CandidateSummary& c) {
                         r.architecture().empty() ? "MOE4" : r.architecture(), r.test_accuracy(),
                         r.test_loss(), r.parameter_count(), r.input_size(),
                         Duration(r.wall_seconds()), r.device());
+  absl::StrAppend(&out, ArtifactsText(c));
   for (const auto& e : r.epochs()) {
     absl::StrAppendFormat(&out,
                           "  epoch %d: train loss %.4f acc %.4f | test loss %.4f acc %.4f | load "

@@ -126,11 +126,10 @@ void CoordinatorMetrics::RecordCampaigns(const std::vector<quartet::v1::Campaign
   for (const quartet::v1::Campaign& c : campaigns) {
     const std::string id = absl::StrCat(c.id());
     const quartet::v1::StateCounts& n = c.counts();
-    const std::pair<const char*, int64_t> by_state[] = {{"pending", n.pending()},
-                                                        {"leased", n.leased()},
-                                                        {"succeeded", n.succeeded()},
-                                                        {"failed", n.failed()},
-                                                        {"cancelled", n.cancelled()}};
+    const std::pair<const char*, int64_t> by_state[] = {
+        {"pending", n.pending()},     {"leased", n.leased()},
+        {"succeeded", n.succeeded()}, {"failed", n.failed()},
+        {"cancelled", n.cancelled()}, {"stopped_early", n.stopped_early()}};
     for (const auto& [state, count] : by_state) {
       candidates_.Add({{"campaign", id}, {"state", state}}).Set(static_cast<double>(count));
     }

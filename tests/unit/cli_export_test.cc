@@ -67,9 +67,9 @@ TEST(Csv, CoverageAndYieldTablesHaveAKindColumn) {
   p->set_total(2);
   EXPECT_EQ(CoverageCsv(cov),
             "kind,family_a,family_b,axis,level,total,pending,leased,succeeded,failed,cancelled,"
-            "share_vs_uniform\r\n"
-            "family,AirNet,,,,4,0,0,3,1,0,1.25\r\n"
-            "pair,AirNet,ResNet,,,2,0,0,0,0,0,\r\n");
+            "stopped_early,share_vs_uniform\r\n"
+            "family,AirNet,,,,4,0,0,3,1,0,0,1.25\r\n"
+            "pair,AirNet,ResNet,,,2,0,0,0,0,0,0,\r\n");
   quartet::v1::YieldReport y;
   auto* e = y.add_families();
   e->add_families("AirNet");

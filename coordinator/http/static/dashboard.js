@@ -6,10 +6,11 @@
 
   var POLL_MS = 2000;
   var SVG_NS = 'http://www.w3.org/2000/svg';
-  var STATES = ['pending', 'leased', 'succeeded', 'failed', 'cancelled'];
+  // Candidate states as the JSON API names them (stoppedEarly: multi-fidelity campaigns).
+  var STATES = ['pending', 'leased', 'succeeded', 'failed', 'cancelled', 'stoppedEarly'];
   var STATE_COLORS = {
     pending: '#b8c2d6', leased: '#f2b84b', succeeded: '#2e9e6a', failed: '#d64545',
-    cancelled: '#8a8f99'
+    cancelled: '#8a8f99', stoppedEarly: '#7a9cc6'
   };
   var STATIC_DATA = window.QUARTET_DATA || null;
   var params = new URLSearchParams(window.location.search);
