@@ -10,6 +10,8 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/strings/str_cat.h"
+#include "common/artifacts.h"
 #include "common/clock.h"
 #include "common/flag_names.h"
 #include "common/grpc_client.h"
@@ -37,6 +39,10 @@ ABSL_FLAG(std::string, tls_client_cert, "",
           "PEM client certificate, for a coordinator run with --tls_client_ca (needs --tls_ca "
           "and --tls_client_key).");
 ABSL_FLAG(std::string, tls_client_key, "", "PEM private key of --tls_client_cert.");
+ABSL_FLAG(std::string, artifacts, "",
+          "Artifact root for checkpoints and TorchScript exports: file:///abs/dir or a directory "
+          "(made absolute). Checked writable at start. Empty: none are written, and multi-fidelity "
+          "rungs train from scratch.");
 ABSL_FLAG(int, threads, 0, "CPU threads for LibTorch (0 = every online CPU).");
 ABSL_FLAG(bool, parallel_experts, true,
           "On CPU, run the gate and experts concurrently, one thread each (false: one after "
@@ -93,6 +99,16 @@ int main(int argc, char** argv) {
   }
 
   quartet::worker::train::TorchTrainer::Options topts;
+  if (const std::string root = absl::GetFlag(FLAGS_artifacts); !root.empty()) {
+    auto store = quartet::common::ArtifactStore::Open(root);
+    absl::Status usable = store.ok() ? store->CheckWritable() : store.status();
+    if (!usable.ok()) {
+      std::cerr << "quartet-worker: --artifacts=" << root << ": " << usable.message() << "\n";
+      return 1;
+    }
+    spdlog::info("artifacts (checkpoints, exports) under {}", store->uri());
+    topts.artifacts_uri = store->uri();
+  }
   topts.device = absl::GetFlag(FLAGS_device);
   topts.data_root = absl::GetFlag(FLAGS_data_root);
   topts.threads = absl::GetFlag(FLAGS_threads);

@@ -7,11 +7,16 @@
 //       --analyses=hessian,curvature,efficiency
 //   quartet-train --architecture=dynamoe --schedule=descending --router=dynamic \
 //       --dataset=fashion-mnist --analyses=gradient-variance
+//   quartet-train --families=ResNet,VGG --dataset=fashion-mnist --epochs=4 --stop_epoch=2 \
+//       --artifacts=/tmp/artifacts
+//   quartet-train ... --resume_from=/tmp/artifacts/campaign-0/candidate-0/epoch-2-attempt-0.ckpt
 //   quartet-train --list-families
 #include <unistd.h>
 
+#include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <sstream>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
@@ -22,6 +27,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
+#include "common/artifacts.h"
 #include "common/catalog.h"
 #include "common/error_class.h"
 #include "common/flag_names.h"
@@ -90,6 +96,18 @@ ABSL_FLAG(int, latency_batches, 0, "Timed inference batches (default 200).");
 ABSL_FLAG(int, latency_warmup_batches, 0, "Warm-up inference batches (default 30).");
 ABSL_FLAG(int, latency_batch_size, 0, "Inference batch size (default 256).");
 ABSL_FLAG(std::string, output, "", "Write the result as JSON to this file.");
+ABSL_FLAG(std::string, artifacts, "",
+          "Write the checkpoint and the TorchScript export under this directory or file:///URI "
+          "(campaign-<C>/candidate-<ID>/epoch-<E>-attempt-<A>.{ckpt,pt}).");
+ABSL_FLAG(int, stop_epoch, 0,
+          "Stop after this many epochs of the --epochs schedule (the learning-rate schedule still "
+          "spans --epochs; 0 = train them all).");
+ABSL_FLAG(std::string, resume_from, "",
+          "Continue from this checkpoint file (written earlier with --artifacts and the same "
+          "spec).");
+ABSL_FLAG(std::string, predictions_out, "",
+          "Write the predicted class of each of the first 256 test images after the last epoch, "
+          "one per line.");
 ABSL_FLAG(std::string, log_level, "info", "trace, debug, info, warn, error or off.");
 
 namespace {
@@ -143,6 +161,21 @@ std::string ApplyDynaMoEFlags(quartet::v1::TrainingRecipe* r) {
   if (int n = absl::GetFlag(FLAGS_max_experts)) r->set_dynamoe_max_experts(n);
   return "";
 }
+
+// The artifact of a checkpoint file named on the command line: its absolute URI, size and hash.
+absl::StatusOr<quartet::v1::Artifact> LocalArtifact(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::NotFoundError(absl::StrCat("--resume_from: cannot read ", path));
+  std::ostringstream bytes;
+  bytes << in.rdbuf();
+  quartet::v1::Artifact a;
+  a.set_uri(absl::StrCat("file://", std::filesystem::absolute(path).lexically_normal().string()));
+  a.set_size_bytes(static_cast<int64_t>(bytes.str().size()));
+  a.set_sha256(quartet::common::Sha256Hex(bytes.str()));
+  return a;
+}
+
+constexpr int kPredictionImages = 256;
 
 }  // namespace
 
@@ -284,7 +317,25 @@ int main(int argc, char** argv) {
     r->set_router(ro);
   }
 
+  if (absl::GetFlag(FLAGS_stop_epoch)) {
+    spec.mutable_fidelity()->set_stop_epoch(absl::GetFlag(FLAGS_stop_epoch));
+  }
+  if (!absl::GetFlag(FLAGS_resume_from).empty()) {
+    auto from = LocalArtifact(absl::GetFlag(FLAGS_resume_from));
+    if (!from.ok()) return Fail(from.status().message());
+    *spec.mutable_fidelity()->mutable_resume_from() = *from;
+  }
+
   quartet::worker::train::TorchTrainer::Options topts;
+  if (const std::string root = absl::GetFlag(FLAGS_artifacts); !root.empty()) {
+    auto store = quartet::common::ArtifactStore::Open(root);
+    absl::Status usable = store.ok() ? store->CheckWritable() : store.status();
+    if (!usable.ok()) return Fail(absl::StrCat("--artifacts=", root, ": ", usable.message()));
+    topts.artifacts_uri = store->uri();
+  }
+  if (!absl::GetFlag(FLAGS_predictions_out).empty()) {
+    topts.keep_test_predictions = kPredictionImages;
+  }
   topts.device = absl::GetFlag(FLAGS_device);
   topts.data_root = absl::GetFlag(FLAGS_data_root);
   topts.threads = absl::GetFlag(FLAGS_threads);
@@ -312,6 +363,22 @@ int main(int argc, char** argv) {
     return Fail(
         absl::StrCat(quartet::v1::ErrorClass_Name(quartet::common::ErrorClassOf(result.status())),
                      ": ", result.status().message()));
+  }
+  if (!absl::GetFlag(FLAGS_predictions_out).empty()) {
+    std::ofstream out(absl::GetFlag(FLAGS_predictions_out));
+    for (int64_t p : (*trainer)->LastTestPredictions()) out << p << "\n";
+    if (!out) return Fail(absl::StrCat("cannot write ", absl::GetFlag(FLAGS_predictions_out)));
+  }
+  if (!result->resume_error().empty()) {
+    std::cerr << "quartet-train: not resumed (trained from scratch): " << result->resume_error()
+              << "\n";
+  }
+  if (!result->checkpoint_error().empty()) {
+    std::cerr << "quartet-train: artifacts: " << result->checkpoint_error() << "\n";
+  }
+  for (const auto* a : {&result->checkpoint(), &result->exported_model()}) {
+    if (!a->uri().empty())
+      std::cout << "wrote " << a->uri() << " (" << a->size_bytes() << " bytes)\n";
   }
   const std::string json = quartet::common::MessageToJson(*result, true);
   if (!absl::GetFlag(FLAGS_output).empty()) {

@@ -110,6 +110,8 @@ class DynaMoELayerImpl : public torch::nn::Module {
   std::vector<torch::Tensor> RouterParameters() const { return gate_->parameters(); }
   std::vector<torch::Tensor> ExpertParameters() const;
   int num_experts() const { return static_cast<int>(experts_.size()); }
+  // DynaMoEOptions::dense_execution for this layer (moe::Network::SetExportMode).
+  void set_dense_execution(bool on) { options_.dense_execution = on; }
   // Parameters of one expert, and of the gate.
   int64_t ExpertParameterCount() const;
   int64_t GateParameterCount() const;
@@ -133,6 +135,10 @@ class DynaMoENetImpl : public torch::nn::Module {
 
   const std::vector<DynaMoELayer>& layers() const { return layers_; }
   const DynaMoEOptions& options() const { return options_; }
+  // Every layer's dense_execution (their own options; options() keeps the built value).
+  void SetDenseExecution(bool on) {
+    for (auto& l : layers_) l->set_dense_execution(on);
+  }
   // Parameters outside the MoE layers' gates and experts.
   std::vector<torch::Tensor> SharedParameters();
   // Parameters a token uses on average given each layer's mean active experts.

@@ -115,6 +115,7 @@ class SparseMoEHeadImpl : public HeadImpl {
     }
     experts_ = register_module("experts", Experts(o));
   }
+  void SetDenseDispatch(bool on) override { dense_dispatch_ = on; }
   MoEOutput Forward(const torch::Tensor& features) override {
     MoEOutput out;
     const torch::Tensor h = Pool(features);
@@ -133,10 +134,16 @@ class SparseMoEHeadImpl : public HeadImpl {
                                      .scatter(1, chosen_index, top_values.narrow(1, 0, k_));
     const torch::Tensor p = torch::softmax(masked / o_.temperature, 1);
     out.probs = p;
-    out.active = torch::zeros_like(p, torch::kBool).scatter(1, chosen_index, true);
+    // 1, not true: a traced bool Scalar matches no ATen overload (export).
+    out.active = torch::zeros_like(p, torch::kBool).scatter(1, chosen_index, 1);
     // Only the chosen experts run, each on its samples.
     torch::Tensor y;
     for (int64_t e = 0; e < o_.experts; ++e) {
+      if (dense_dispatch_) {  // p is exactly 0 for experts not chosen
+        torch::Tensor ye = experts_->experts[e]->forward(h) * p.select(1, e).unsqueeze(1);
+        y = y.defined() ? y + ye : ye;
+        continue;
+      }
       const torch::Tensor rows = out.active.select(1, e).nonzero().squeeze(1);
       if (rows.size(0) == 0) continue;
       torch::Tensor ye = experts_->experts[e]->forward(h.index_select(0, rows));
@@ -171,6 +178,7 @@ class SparseMoEHeadImpl : public HeadImpl {
   int64_t num_experts() const override { return o_.experts; }
 
  private:
+  bool dense_dispatch_ = false;
   HeadOptions o_;
   int64_t k_;
   torch::nn::Linear gate_{nullptr}, noise_{nullptr};

@@ -63,6 +63,9 @@ class HeadImpl : public torch::nn::Module {
   // Router parameters (empty for DENSE); the rest of the head's parameters are "experts".
   virtual std::vector<torch::Tensor> RouterParameters() { return {}; }
   virtual int64_t num_experts() const = 0;
+  // Sparse heads: run every expert on every sample with zero weight where not chosen (same eval
+  // outputs, no data-dependent shapes; see moe::Network::SetExportMode). No-op for the others.
+  virtual void SetDenseDispatch(bool /*on*/) {}
 };
 
 // INVALID_ARGUMENT for options out of range. Seeds nothing: call under the caller's seed.

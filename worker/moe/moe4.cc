@@ -264,6 +264,15 @@ torch::Tensor MoE4Impl::RunExpert(size_t e, const torch::Tensor& x) {
 torch::Tensor MoE4Impl::MixSparse(const torch::Tensor& x, const torch::Tensor& active,
                                   const torch::Tensor& weights) {
   const size_t e_count = experts_.size();
+  if (dense_dispatch_) {
+    torch::Tensor y;
+    for (size_t e = 0; e < e_count; ++e) {
+      const torch::Tensor out = RunExpert(e, x);
+      const torch::Tensor w = weights.select(1, static_cast<int64_t>(e)).unsqueeze(1);
+      y = y.defined() ? y + out * w.to(out.dtype()) : out * w.to(out.dtype());
+    }
+    return y;
+  }
   std::vector<torch::Tensor> rows(e_count), outs(e_count);
   std::vector<size_t> tasks;
   for (size_t e = 0; e < e_count; ++e) {
@@ -336,7 +345,8 @@ MoEOutput MoE4Impl::Forward(const torch::Tensor& x) {
     }
     case common::RouterKind::kTopK: {
       torch::Tensor idx = std::get<1>(p.topk(options_.router.top_k, 1));
-      out.active = torch::zeros_like(p, torch::kBool).scatter(1, idx, true);
+      // Integer scalars, not bool ones: a traced bool Scalar matches no ATen overload (export).
+      out.active = torch::zeros_like(p, torch::kBool).scatter(1, idx, 1);
       break;
     }
     case common::RouterKind::kTopP: {
@@ -346,8 +356,8 @@ MoEOutput MoE4Impl::Forward(const torch::Tensor& x) {
       const int max_active = options_.router.max_active > 0
                                  ? std::min<int64_t>(options_.router.max_active, e)
                                  : static_cast<int>(e);
-      if (max_active < e) keep.narrow(1, max_active, e - max_active).fill_(false);
-      keep.select(1, 0).fill_(true);
+      if (max_active < e) keep.narrow(1, max_active, e - max_active).fill_(0);
+      keep.select(1, 0).fill_(1);
       out.active = torch::zeros_like(p, torch::kBool).scatter(1, order, keep);
       break;
     }

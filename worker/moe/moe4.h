@@ -159,6 +159,13 @@ class MoE4Impl : public torch::nn::Module {
   std::vector<torch::Tensor> ExpertParameters() const;
   // Whether the last Forward() ran its tasks concurrently.
   bool ran_parallel() const { return ran_parallel_; }
+  // The experts' generators, then the gate's (shared handles: checkpoints save and restore their
+  // states).
+  const std::vector<at::Generator>& generators() const { return generators_; }
+  // TOP_K / TOP_P: run every expert on every sample, weighted by the routing weights (zero where
+  // an expert is not chosen), instead of each expert on its own samples. Same outputs in eval
+  // mode, and no data-dependent shapes (TorchScript export traces it).
+  void set_dense_dispatch(bool on) { dense_dispatch_ = on; }
 
  private:
   // Runs the expert on x with its generator; in parallel training, returns a detached leaf and
@@ -191,6 +198,7 @@ class MoE4Impl : public torch::nn::Module {
   std::vector<double> forward_ms_, backward_ms_;
   std::vector<Deferred> deferred_;  // indexed by expert; undefined outputs where none
   bool ran_parallel_ = false;
+  bool dense_dispatch_ = false;
 };
 TORCH_MODULE(MoE4);
 

@@ -30,6 +30,8 @@ class MoE4Network : public Network {
   std::string Describe() const override {
     return absl::StrCat("MOE4 ", common::RouterName(router_));
   }
+  std::vector<at::Generator> Generators() const override { return model_->generators(); }
+  void SetExportMode(bool on) override { model_->set_dense_dispatch(on); }
 
  private:
   std::shared_ptr<MoE4Impl> model_;
@@ -44,6 +46,7 @@ class HeadsNetwork : public Network {
 
   MoEOutput Forward(const torch::Tensor& x) override { return model_->Forward(x); }
   torch::nn::Module& module() override { return *model_; }
+  void SetExportMode(bool on) override { model_->head()->SetDenseDispatch(on); }
   std::vector<ParameterGroup> ParameterGroups() override {
     std::vector<torch::Tensor> router = model_->head()->RouterParameters();
     std::vector<torch::Tensor> head;
@@ -78,6 +81,9 @@ class DynaMoENetwork : public Network {
     MoEOutput out = model_->Forward(x);
     out.balance_loss = balance_weight_ * out.balance_loss;
     return out;
+  }
+  void SetExportMode(bool on) override {
+    model_->SetDenseExecution(on || model_->options().dense_execution);
   }
   torch::nn::Module& module() override { return *model_; }
   std::vector<ParameterGroup> ParameterGroups() override {

@@ -56,6 +56,14 @@ class Network {
     return 0;
   }
   virtual std::vector<int> LayerExperts() const { return {}; }
+  // Random generators of the network's own, beyond LibTorch's default one (shared handles, in a
+  // fixed order); a checkpoint saves their states. Empty where the network draws from the default.
+  virtual std::vector<at::Generator> Generators() const { return {}; }
+  // Export mode: routers that run experts on per-sample subsets run every expert on every sample
+  // instead, weighted by the routing weights (zero where not chosen). Eval outputs stay the same up
+  // to floating-point summation order; shapes no longer depend on the data, so a trace of the
+  // forward pass holds for every input. Off after BuildNetwork.
+  virtual void SetExportMode(bool /*on*/) {}
 };
 
 struct NetworkOptions {

@@ -1,5 +1,6 @@
 #include "worker/train/torch_trainer.h"
 
+#include <ATen/CPUGeneratorImpl.h>
 #include <malloc.h>
 #include <sys/resource.h>
 #include <torch/torch.h>
@@ -11,12 +12,14 @@
 #include <map>
 #include <optional>
 #include <random>
+#include <sstream>
 #include <tuple>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
+#include "common/artifacts.h"
 #include "common/catalog.h"
 #include "common/error_class.h"
 #include "common/recipe.h"
@@ -28,6 +31,8 @@
 #include "worker/moe/moe4.h"
 #include "worker/moe/network.h"
 #include "worker/train/analysis.h"
+#include "worker/train/checkpoint.h"
+#include "worker/train/export.h"
 #include "worker/train/layer_metrics.h"
 #include "worker/train/mixup.h"
 #include "worker/train/schedule.h"
@@ -35,6 +40,7 @@
 #ifdef QUARTET_WITH_CUDA
 #include <ATen/autocast_mode.h>
 #include <ATen/cuda/CUDAContext.h>
+#include <ATen/cuda/CUDAGeneratorImpl.h>
 #include <c10/cuda/CUDACachingAllocator.h>
 #endif
 
@@ -105,6 +111,13 @@ class LossScaler {
   explicit LossScaler(bool enabled) : enabled_(enabled) {}
   bool enabled() const { return enabled_; }
   double scale() const { return enabled_ ? scale_ : 1.0; }
+  // The raw state, for checkpoints.
+  double raw_scale() const { return scale_; }
+  int64_t good_steps() const { return good_steps_; }
+  void Restore(double scale, int64_t good_steps) {
+    if (scale > 0) scale_ = scale;
+    good_steps_ = good_steps;
+  }
   // Unscales gradients; false when they overflowed (skip the step).
   bool Unscale(const std::vector<torch::Tensor>& params) {
     if (!enabled_) return true;
@@ -152,7 +165,15 @@ struct TrainerState {
   bool bf16_supported = false;
   // Datasets on the device, by (dataset, dir, train limit, test limit).
   std::map<std::tuple<int, std::string, int, int>, std::shared_ptr<data::Dataset>> datasets;
+  // Options::keep_test_predictions of the last evaluation.
+  std::vector<int64_t> test_predictions;
+  // Where checkpoints and exports go (Options::artifacts_uri); none when empty.
+  std::optional<common::ArtifactStore> artifacts;
 };
+
+// Test images the export is traced on, and checked on (other images than the example's).
+constexpr int64_t kExportExampleImages = 8;
+constexpr int64_t kExportCheckImages = 64;
 
 // Runs one phase of a training, turning any exception LibTorch (or anything below it) throws into a
 // Status with an error class: OOM for an allocation failure, `cls` for other LibTorch errors,
@@ -189,6 +210,21 @@ class TrainingRun {
         scaler_(false) {}
 
   int epochs() const { return recipe_.epochs; }
+  // Epochs done before this run (a resumed checkpoint's), and the last epoch it trains.
+  int start_epoch() const { return start_epoch_; }
+  int stop_epoch() const { return stop_epoch_; }
+  // Whether this run completes the recipe's schedule (post-training analyses then run).
+  bool final() const { return stop_epoch_ == recipe_.epochs; }
+  void set_resume_error(const std::string& error) { result_.set_resume_error(error); }
+
+  // Continues from a checkpoint of this candidate (after Prepare). On error the run is partly
+  // overwritten: prepare a fresh one.
+  absl::Status Resume(const quartet::v1::Artifact& artifact);
+  // The checkpoint of the run as it stands.
+  absl::StatusOr<std::string> CheckpointBytes();
+  // Writes the checkpoint and the TorchScript export to `store`; failures go to
+  // Result.checkpoint_error, never to the run's status.
+  void WriteArtifacts(const common::ArtifactStore& store, const std::string& checkpoint);
 
   absl::Status Prepare() {
     QUARTET_RETURN_IF_ERROR(ResolveSpec());
@@ -208,7 +244,9 @@ class TrainingRun {
   absl::Status Analyze();
 
   quartet::v1::Result Finish() {
-    if (callbacks_.on_progress) callbacks_.on_progress({recipe_.epochs, step_, total_steps_});
+    if (callbacks_.on_progress) callbacks_.on_progress({stop_epoch_, step_, total_steps_});
+    result_.set_epochs_trained(stop_epoch_);
+    result_.set_resumed_from_epoch(start_epoch_);
     result_.set_micro_batch_size(static_cast<int32_t>(micro_));
     result_.set_oom_fallbacks(oom_fallbacks_);
     result_.set_wall_seconds(Seconds(start_));
@@ -217,7 +255,11 @@ class TrainingRun {
 
  private:
   absl::Status ResolveSpec();
+  absl::Status ResolveFidelity();
   absl::Status LoadData();
+  CheckpointParts Parts();
+  absl::StatusOr<quartet::v1::Artifact> WriteExport(const common::ArtifactStore& store,
+                                                    const std::string& path);
   absl::Status BuildModel();
   void MakeOptimizer();
   void MakeBatchers();
@@ -225,6 +267,8 @@ class TrainingRun {
   absl::Status Step(int epoch, const torch::Tensor& idx);
   void SendEpochMetrics(int epoch, const quartet::v1::EpochMetrics& em);
   void SendPoints(int epoch, const std::vector<std::pair<std::string, double>>& values);
+  // Options::keep_test_predictions: the predictions of test images first.. that are kept.
+  void KeepPredictions(int64_t first, const torch::Tensor& predicted);
   std::vector<torch::Tensor> TrainableParameters();
   void AnalyzeHessian(const std::string& subset, const analysis::Batches& data,
                       quartet::v1::Analyses* out);
@@ -254,6 +298,7 @@ class TrainingRun {
   int64_t batch_ = 0, steps_per_epoch_ = 0, total_steps_ = 0, warmup_ = 0, micro_ = 0;
   int oom_fallbacks_ = 0;
   int64_t step_ = 0;
+  int start_epoch_ = 0, stop_epoch_ = 0;
   quartet::v1::Result result_;
   // The current epoch's training and evaluation tallies.
   std::chrono::steady_clock::time_point epoch_start_;
@@ -293,6 +338,17 @@ absl::Status TrainingRun::ResolveSpec() {
                                    families));
   }
   families_.assign(spec_.combination().families().begin(), spec_.combination().families().end());
+  return ResolveFidelity();
+}
+
+absl::Status TrainingRun::ResolveFidelity() {
+  const int stop = spec_.fidelity().stop_epoch();
+  if (stop < 0 || stop > recipe_.epochs) {
+    return Classified(absl::StatusCode::kInvalidArgument, quartet::v1::ERROR_CLASS_BUILD,
+                      absl::StrCat("fidelity.stop_epoch: ", stop,
+                                   " is outside [1, recipe.epochs = ", recipe_.epochs, "]"));
+  }
+  stop_epoch_ = stop > 0 ? stop : recipe_.epochs;
   return absl::OkStatus();
 }
 
@@ -566,6 +622,7 @@ absl::Status TrainingRun::Evaluate(int epoch) {
   class_count_ = torch::zeros({dataset_->num_classes}, torch::kDouble);
   test_loss_ = 0;
   test_correct_ = 0;
+  st_.test_predictions.clear();
   torch::NoGradGuard no_grad;
   for (int64_t i = 0; i < n_test_; i += options_.eval_batch_size) {
     const int64_t c = std::min<int64_t>(options_.eval_batch_size, n_test_ - i);
@@ -590,7 +647,9 @@ absl::Status TrainingRun::Evaluate(int epoch) {
     test_loss_ += F::cross_entropy(out.logits.to(torch::kFloat32), y,
                                    F::CrossEntropyFuncOptions().reduction(torch::kSum))
                       .item<double>();
-    test_correct_ += out.logits.argmax(1).eq(y).sum().item<int64_t>();
+    const torch::Tensor predicted = out.logits.argmax(1);
+    test_correct_ += predicted.eq(y).sum().item<int64_t>();
+    KeepPredictions(i, predicted);
     routing_.Add(out);
     layer_routing_.Add(out.layers);
   }
@@ -661,6 +720,14 @@ void TrainingRun::SendPoints(int epoch, const std::vector<std::pair<std::string,
     points.push_back(std::move(p));
   }
   callbacks_.on_metrics(points);
+}
+
+void TrainingRun::KeepPredictions(int64_t first, const torch::Tensor& predicted) {
+  const int64_t keep = std::min<int64_t>(options_.keep_test_predictions - first, predicted.size(0));
+  if (keep <= 0) return;
+  const torch::Tensor p = predicted.narrow(0, 0, keep).to(torch::kCPU, torch::kLong).contiguous();
+  st_.test_predictions.insert(st_.test_predictions.end(), p.data_ptr<int64_t>(),
+                              p.data_ptr<int64_t>() + keep);
 }
 
 std::vector<torch::Tensor> TrainingRun::TrainableParameters() {
@@ -927,6 +994,116 @@ void TrainingRun::SendEpochMetrics(int epoch, const quartet::v1::EpochMetrics& e
   callbacks_.on_metrics(points);
 }
 
+CheckpointParts TrainingRun::Parts() {
+  CheckpointParts parts;
+  parts.module = &net_->module();
+  parts.optimizer = optimizer_.get();
+  parts.device = device_;
+  parts.generators.push_back(at::detail::getDefaultCPUGenerator());
+#ifdef QUARTET_WITH_CUDA
+  if (cuda_) parts.generators.push_back(at::cuda::detail::getDefaultCUDAGenerator(device_.index()));
+#endif
+  for (const at::Generator& g : net_->Generators()) parts.generators.push_back(g);
+  return parts;
+}
+
+absl::Status TrainingRun::Resume(const quartet::v1::Artifact& artifact) {
+  QUARTET_ASSIGN_OR_RETURN(const std::string bytes, common::ReadArtifact(artifact));
+  QUARTET_ASSIGN_OR_RETURN(const CheckpointPosition position,
+                           LoadCheckpoint(bytes, spec_, Parts()));
+  if (position.epoch < 1 || position.epoch >= stop_epoch_) {
+    return absl::FailedPreconditionError(absl::StrCat("checkpoint is at epoch ", position.epoch,
+                                                      ", this run stops at epoch ", stop_epoch_));
+  }
+  std::istringstream host_rng(position.host_rng);
+  host_rng >> rng_;
+  if (host_rng.fail()) return absl::DataLossError("checkpoint: the host generator state is bad");
+  start_epoch_ = position.epoch;
+  step_ = position.step;
+  scaler_.Restore(position.loss_scale, position.loss_scale_good_steps);
+  spdlog::info("candidate {}: resumed from {} at epoch {} (step {} of {})", spec_.candidate_id(),
+               artifact.uri(), start_epoch_, step_, total_steps_);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> TrainingRun::CheckpointBytes() {
+  CheckpointPosition position;
+  position.epoch = stop_epoch_;
+  position.step = step_;
+  position.loss_scale = scaler_.raw_scale();
+  position.loss_scale_good_steps = scaler_.good_steps();
+  std::ostringstream host_rng;
+  host_rng << rng_;
+  position.host_rng = host_rng.str();
+  return SaveCheckpoint(spec_, position, Parts());
+}
+
+absl::StatusOr<quartet::v1::Artifact> TrainingRun::WriteExport(const common::ArtifactStore& store,
+                                                               const std::string& path) {
+  ExportInfo info;
+  info.input_size = input_size_;
+  info.channels = dataset_->channels();
+  info.mean = dataset_->mean;
+  info.std = dataset_->std;
+  info.native_height = dataset_->height();
+  info.native_width = dataset_->width();
+  info.num_classes = dataset_->num_classes;
+  info.dataset = dataset_->name;
+  info.architecture = net_->Describe();
+  info.families = families_;
+  info.candidate_id = spec_.candidate_id();
+  info.campaign_id = spec_.campaign_id();
+  info.epoch = stop_epoch_;
+  const auto longs = torch::TensorOptions().dtype(torch::kLong).device(device_);
+  const int64_t n_example = std::min(kExportExampleImages, n_test_);
+  const int64_t n_check = std::min(kExportCheckImages, n_test_);
+  torch::Tensor example, check;
+  {
+    torch::NoGradGuard no_grad;
+    example = test_batches_->Test(torch::arange(n_example, longs)).contiguous();
+    // Other images than the example's (from the end of the split), so routing baked into the trace
+    // shows as a mismatch.
+    check = test_batches_->Test(torch::arange(n_test_ - n_check, n_test_, longs)).contiguous();
+  }
+  QUARTET_ASSIGN_OR_RETURN(const std::string bytes, ExportTorchScript(*net_, example, check, info));
+  return store.Write(path, bytes);
+}
+
+void TrainingRun::WriteArtifacts(const common::ArtifactStore& store,
+                                 const std::string& checkpoint) {
+  const std::string stem =
+      absl::StrCat("campaign-", spec_.campaign_id(), "/candidate-", spec_.candidate_id(), "/epoch-",
+                   stop_epoch_, "-attempt-", spec_.attempt());
+  auto written = store.Write(stem + ".ckpt", checkpoint);
+  if (!written.ok()) {
+    spdlog::error("candidate {}: checkpoint not written: {}", spec_.candidate_id(),
+                  written.status().ToString());
+    result_.set_checkpoint_error(std::string(written.status().message()));
+    return;
+  }
+  written->set_epoch(stop_epoch_);
+  written->set_attempt(spec_.attempt());
+  absl::StatusOr<quartet::v1::Artifact> exported;
+  const absl::Status guarded = Guarded("exporting", quartet::v1::ERROR_CLASS_INTERNAL, [&] {
+    exported = WriteExport(store, stem + ".pt");
+    return absl::OkStatus();
+  });
+  if (!guarded.ok()) exported = guarded;
+  if (!exported.ok()) {
+    // The checkpoint stands; the error says why there is no export.
+    spdlog::error("candidate {}: model not exported: {}", spec_.candidate_id(),
+                  exported.status().ToString());
+    result_.set_checkpoint_error(absl::StrCat("export: ", exported.status().message()));
+  } else {
+    exported->set_epoch(stop_epoch_);
+    exported->set_attempt(spec_.attempt());
+    *result_.mutable_exported_model() = *exported;
+  }
+  *result_.mutable_checkpoint() = *written;
+  spdlog::info("candidate {}: checkpoint {} ({} bytes)", spec_.candidate_id(), written->uri(),
+               written->size_bytes());
+}
+
 }  // namespace
 
 struct TorchTrainer::State : TrainerState {};
@@ -944,6 +1121,12 @@ absl::StatusOr<std::unique_ptr<TorchTrainer>> TorchTrainer::Create(const Options
     return absl::InvalidArgumentError(
         absl::StrCat("device: '", options.device,
                      "' is not a device (cpu, cuda, cuda:N): ", e.what_without_backtrace()));
+  }
+  if (!options.artifacts_uri.empty()) {
+    common::ArtifactStore::Options store_options;
+    store_options.inject_write_errno = options.inject_artifact_write_errno;
+    QUARTET_ASSIGN_OR_RETURN(t->state_->artifacts,
+                             common::ArtifactStore::Open(options.artifacts_uri, store_options));
   }
   if (t->state_->device.is_cuda()) {
     if (!torch::cuda::is_available()) {
@@ -983,27 +1166,66 @@ std::vector<std::string> TorchTrainer::Families() const { return models::Registe
 std::string TorchTrainer::Device() const { return state_->device.str(); }
 std::string TorchTrainer::GpuName() const { return state_->gpu_name; }
 int64_t TorchTrainer::GpuMemoryBytes() const { return state_->gpu_memory; }
+std::vector<int64_t> TorchTrainer::LastTestPredictions() const { return state_->test_predictions; }
+
+namespace {
+
+// A prepared run: from the checkpoint the spec names when it can be used, else from scratch with
+// the reason in Result.resume_error.
+absl::StatusOr<std::unique_ptr<TrainingRun>> PrepareRun(const TorchTrainer::Options& options,
+                                                        TrainerState& state,
+                                                        const quartet::v1::CandidateSpec& spec,
+                                                        const TrainCallbacks& callbacks) {
+  auto run = std::make_unique<TrainingRun>(options, state, spec, callbacks);
+  QUARTET_RETURN_IF_ERROR(Guarded("preparing the candidate", quartet::v1::ERROR_CLASS_BUILD,
+                                  [&] { return run->Prepare(); }));
+  const quartet::v1::Artifact& from = spec.fidelity().resume_from();
+  if (from.uri().empty()) return std::move(run);
+  const absl::Status resumed =
+      Guarded("resuming", quartet::v1::ERROR_CLASS_DATA, [&] { return run->Resume(from); });
+  if (resumed.ok()) return std::move(run);
+  spdlog::error("candidate {}: cannot resume from {}: {}; training from scratch",
+                spec.candidate_id(), from.uri(), resumed.ToString());
+  run = std::make_unique<TrainingRun>(options, state, spec, callbacks);
+  QUARTET_RETURN_IF_ERROR(Guarded("preparing the candidate", quartet::v1::ERROR_CLASS_BUILD,
+                                  [&] { return run->Prepare(); }));
+  run->set_resume_error(
+      absl::StrCat(absl::StatusCodeToString(resumed.code()), ": ", resumed.message()));
+  return std::move(run);
+}
+
+}  // namespace
 
 absl::StatusOr<quartet::v1::Result> TorchTrainer::Train(const quartet::v1::CandidateSpec& spec,
                                                         const TrainCallbacks& callbacks) {
-  TrainingRun run(options_, *state_, spec, callbacks);
-  QUARTET_RETURN_IF_ERROR(Guarded("preparing the candidate", quartet::v1::ERROR_CLASS_BUILD,
-                                  [&] { return run.Prepare(); }));
-  for (int epoch = 1; epoch <= run.epochs(); ++epoch) {
+  QUARTET_ASSIGN_OR_RETURN(std::unique_ptr<TrainingRun> run,
+                           PrepareRun(options_, *state_, spec, callbacks));
+  for (int epoch = run->start_epoch() + 1; epoch <= run->stop_epoch(); ++epoch) {
     QUARTET_RETURN_IF_ERROR(Guarded("training", quartet::v1::ERROR_CLASS_INTERNAL,
-                                    [&] { return run.TrainEpoch(epoch); }));
+                                    [&] { return run->TrainEpoch(epoch); }));
     QUARTET_RETURN_IF_ERROR(Guarded("gradient variance", quartet::v1::ERROR_CLASS_INTERNAL,
-                                    [&] { return run.GradientVariance(epoch); }));
+                                    [&] { return run->GradientVariance(epoch); }));
     QUARTET_RETURN_IF_ERROR(Guarded("evaluation", quartet::v1::ERROR_CLASS_INTERNAL,
-                                    [&] { return run.Evaluate(epoch); }));
+                                    [&] { return run->Evaluate(epoch); }));
     QUARTET_RETURN_IF_ERROR(Guarded("reporting", quartet::v1::ERROR_CLASS_INTERNAL, [&] {
-      run.Report(epoch);
+      run->Report(epoch);
       return absl::OkStatus();
     }));
   }
-  QUARTET_RETURN_IF_ERROR(
-      Guarded("analyses", quartet::v1::ERROR_CLASS_INTERNAL, [&] { return run.Analyze(); }));
-  return run.Finish();
+  // The checkpoint is taken before the analyses, which draw random numbers of their own.
+  absl::StatusOr<std::string> checkpoint;
+  if (state_->artifacts) {
+    QUARTET_RETURN_IF_ERROR(Guarded("checkpointing", quartet::v1::ERROR_CLASS_INTERNAL, [&] {
+      checkpoint = run->CheckpointBytes();
+      return checkpoint.status();
+    }));
+  }
+  if (run->final()) {
+    QUARTET_RETURN_IF_ERROR(
+        Guarded("analyses", quartet::v1::ERROR_CLASS_INTERNAL, [&] { return run->Analyze(); }));
+  }
+  if (state_->artifacts) run->WriteArtifacts(*state_->artifacts, *checkpoint);
+  return run->Finish();
 }
 
 }  // namespace quartet::worker::train

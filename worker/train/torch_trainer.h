@@ -8,6 +8,20 @@
 // gradients are accumulated (same effective batch); only a micro-batch of 1 that does not fit fails
 // the candidate (OOM). Datasets stay cached on the device between candidates.
 //
+// Multi-fidelity (spec.fidelity): training stops after fidelity.stop_epoch epochs of the recipe's
+// schedule (the learning-rate schedule still spans recipe.epochs) and may continue from a
+// checkpoint (fidelity.resume_from). A checkpoint that is missing, corrupt or of another candidate
+// is not an error: the run trains from scratch and says why in Result.resume_error. Post-training
+// analyses run only when a run reaches recipe.epochs.
+//
+// Artifacts (Options::artifacts_uri): at the end of a successful run the trainer writes a
+// checkpoint (worker/train/checkpoint.h) and a TorchScript export of the eval-mode model
+// (worker/train/export.h) to campaign-<C>/candidate-<ID>/epoch-<E>-attempt-<A>.{ckpt,pt} and
+// returns them in Result.checkpoint and Result.exported_model. A failed write does not fail the
+// run: both stay unset and Result.checkpoint_error says why (the store's ERROR_CLASS_STORAGE
+// status text). An export that fails its check (worker/train/export.h) leaves only exported_model
+// unset, with checkpoint_error starting "export: ".
+//
 // The header is LibTorch-free (the state lives in the .cc). Not thread-safe: one Train() at a time.
 #ifndef QUARTET_WORKER_TRAIN_TORCH_TRAINER_H_
 #define QUARTET_WORKER_TRAIN_TORCH_TRAINER_H_
@@ -39,6 +53,14 @@ class TorchTrainer : public Trainer {
     // On CPU, have glibc keep freed memory for reuse instead of returning large blocks to the
     // system (process-wide; the resident size then stays at the peak of a step).
     bool cache_host_memory = true;
+    // Artifact root for checkpoints and exports: file:///abs/dir or a directory
+    // (common/artifacts.h); empty writes none.
+    std::string artifacts_uri;
+    // Keep the predicted classes (argmax) of the first this many test images at the last
+    // evaluation of each Train(), for LastTestPredictions().
+    int keep_test_predictions = 0;
+    // Tests only: the artifact store's options (a full disk).
+    int inject_artifact_write_errno = 0;
     // Tests only: behave as if every micro-batch larger than this ran out of memory (-1 = off;
     // 0 makes even a micro-batch of 1 fail).
     int inject_oom_micro_batch_limit = -1;
@@ -46,7 +68,9 @@ class TorchTrainer : public Trainer {
     int64_t inject_nan_loss_at_step = -1;
   };
 
-  // INVALID_ARGUMENT for a malformed device; UNAVAILABLE for a CUDA device LibTorch cannot see.
+  // INVALID_ARGUMENT for a malformed device or artifact root (the root is not checked for
+  // writability here; common::ArtifactStore::CheckWritable does that); UNAVAILABLE for a CUDA
+  // device LibTorch cannot see.
   static absl::StatusOr<std::unique_ptr<TorchTrainer>> Create(const Options& options);
   ~TorchTrainer() override;
 
@@ -56,6 +80,8 @@ class TorchTrainer : public Trainer {
   std::string Device() const override;
   std::string GpuName() const override;
   int64_t GpuMemoryBytes() const override;
+  // The predictions Options::keep_test_predictions asked for, from the last Train() that evaluated.
+  std::vector<int64_t> LastTestPredictions() const;
 
  private:
   struct State;
