@@ -49,7 +49,7 @@ asha_best9=$(q "SELECT coalesce(round(max(test_accuracy)::numeric, 4), 0) FROM c
   WHERE campaign_id = $asha AND state = 3")
 asha_full=$(q "SELECT count(*) FROM candidates WHERE campaign_id = $asha AND state = 3")
 asha_resumed=$(q "SELECT count(*) FROM candidates WHERE campaign_id = $asha
-  AND (result->>'resumedFromEpoch')::int > 0")
+  AND (result->>'resumed_from_epoch')::int > 0")
 full_tried=$(q "SELECT issued FROM campaigns WHERE id = $full")
 full_best=$(q "SELECT round(best_accuracy::numeric, 4) FROM campaigns WHERE id = $full")
 best_combo() {

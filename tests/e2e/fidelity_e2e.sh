@@ -65,9 +65,9 @@ promoted=$(sql "SELECT count(*) FROM candidates WHERE campaign_id = $id AND rung
 [[ $(sql "SELECT count(*) FROM candidates WHERE campaign_id = $id AND state = 3") == "$promoted" ]] ||
   e2e_fail "SUCCEEDED candidates are not the promoted ones"
 resumed=$(sql "SELECT count(*) FROM candidates WHERE campaign_id = $id AND state = 3
-  AND (result->>'resumedFromEpoch')::int = 1 AND (result->>'epochsTrained')::int = 2")
+  AND (result->>'resumed_from_epoch')::int = 1 AND (result->>'epochs_trained')::int = 2")
 [[ $resumed == "$promoted" ]] ||
-  e2e_fail "$resumed of $promoted promoted runs resumed from their rung-0 checkpoint: $(sql "SELECT id, result->>'resumedFromEpoch', result->>'resumeError' FROM candidates WHERE campaign_id = $id AND state = 3")"
+  e2e_fail "$resumed of $promoted promoted runs resumed from their rung-0 checkpoint: $(sql "SELECT id, result->>'resumed_from_epoch', result->>'resume_error' FROM candidates WHERE campaign_id = $id AND state = 3")"
 issued=$(sql "SELECT issued FROM campaigns WHERE id = $id")
 (( issued + promoted <= 10 )) || e2e_fail "epochs over budget: $issued new + $promoted promotions"
 [[ $show == *"rungs"* && $show == *"stopped-early"* ]] || e2e_fail "campaign show has no rung table"
@@ -101,8 +101,8 @@ m = torch.jit.load(sys.argv[1], _extra_files=extra)
 meta = json.loads(extra["quartet.json"])
 size, channels = meta["input_size"], meta["channels"]
 out = m(torch.zeros(3, channels, size, size))
-assert tuple(out.shape) == (3, meta["classes"]), out.shape
-print("export runs:", meta["architecture"], "input", size, "classes", meta["classes"])
+assert tuple(out.shape) == (3, len(meta["classes"])), out.shape
+print("export runs:", meta["architecture"], "input", size, "classes", len(meta["classes"]))
 PY
 # A candidate without a kept model: a clear NOT_FOUND, nothing written.
 gone=$(sql "SELECT id FROM candidates WHERE campaign_id = $id AND exported_model IS NULL LIMIT 1")
