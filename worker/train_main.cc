@@ -10,6 +10,8 @@
 //   quartet-train --families=ResNet,VGG --dataset=fashion-mnist --epochs=4 --stop_epoch=2 \
 //       --artifacts=/tmp/artifacts
 //   quartet-train ... --resume_from=/tmp/artifacts/campaign-0/candidate-0/epoch-2-attempt-0.ckpt
+//   quartet-train ... --resume_from=...epoch-2-attempt-0.ckpt --stop_epoch=2 --analyses=hessian
+//       (analyses on the stored model, no training)
 //   quartet-train --list-families
 #include <unistd.h>
 

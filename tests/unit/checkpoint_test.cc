@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cmath>
 #include <filesystem>
 #include <sstream>
 
@@ -163,6 +164,50 @@ TEST_F(CheckpointTest, FullDiskLeavesArtifactsUnsetAndTheResultStands) {
   for (const auto& e : fs::recursive_directory_iterator(root_)) {
     EXPECT_FALSE(e.is_regular_file()) << e.path();
   }
+}
+
+// Analyses without further training: a spec resuming from a checkpoint at its own stop_epoch
+// evaluates the stored model (the same test accuracy the training run reported) and runs the
+// recipe's analyses on it, mid-schedule too; nothing is trained and nothing new is written.
+TEST_F(CheckpointTest, AnalysesRunOnAStoredCheckpointWithoutTraining) {
+  quartet::v1::CandidateSpec first = ResumeSpec();
+  first.mutable_fidelity()->set_stop_epoch(kFirstLeg);
+  int64_t trained_steps = 0;
+  TrainCallbacks first_cb;
+  first_cb.on_progress = [&](const TrainProgress& p) {
+    trained_steps = std::max(trained_steps, p.step);
+  };
+  auto first_run = Trainer()->Train(first, first_cb);
+  ASSERT_TRUE(first_run.ok()) << first_run.status();
+  const quartet::v1::Result trained = *first_run;
+  ASSERT_TRUE(trained.has_checkpoint());
+  quartet::v1::CandidateSpec again = ResumeSpec();
+  again.set_attempt(2);
+  again.mutable_fidelity()->set_stop_epoch(kFirstLeg);
+  *again.mutable_fidelity()->mutable_resume_from() = trained.checkpoint();
+  auto* a = again.mutable_recipe()->mutable_analyses();
+  a->set_hessian(true);
+  a->set_hessian_top_k(1);
+  a->set_hessian_max_iterations(3);
+  a->set_hutchinson_samples(2);
+  a->set_train_samples(16);
+  a->set_test_samples(16);
+  a->set_batch_size(16);
+  int64_t steps = 0;
+  TrainCallbacks cb;
+  cb.on_progress = [&](const TrainProgress& p) { steps = std::max(steps, p.step); };
+  auto r = Trainer()->Train(again, cb);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_TRUE(r->resume_error().empty()) << r->resume_error();
+  EXPECT_EQ(r->resumed_from_epoch(), kFirstLeg);
+  EXPECT_EQ(r->epochs_trained(), kFirstLeg);
+  EXPECT_DOUBLE_EQ(r->test_accuracy(), trained.test_accuracy());
+  EXPECT_DOUBLE_EQ(r->test_loss(), trained.test_loss());
+  ASSERT_EQ(r->analyses().hessian_size(), 2) << "train and test subsets";
+  EXPECT_TRUE(std::isfinite(r->analyses().hessian(0).eigenvalues(0)));
+  EXPECT_FALSE(r->has_checkpoint()) << "nothing new to keep";
+  EXPECT_GT(trained_steps, 0);
+  EXPECT_EQ(steps, trained_steps) << "no optimiser step was taken";
 }
 
 TEST_F(CheckpointTest, StopEpochOutsideTheScheduleIsABuildError) {

@@ -110,7 +110,11 @@ absl::Status CheckSpec(const quartet::v1::CandidateSpec& saved,
   if (!MessageDifferencer::Equals(saved.combination(), spec.combination())) {
     return Mismatch("another family combination");
   }
-  if (!MessageDifferencer::Equals(saved.recipe(), spec.recipe())) return Mismatch("another recipe");
+  // The post-training analyses do not shape training: a stored model may be analysed anew.
+  quartet::v1::TrainingRecipe saved_recipe = saved.recipe(), recipe = spec.recipe();
+  saved_recipe.clear_analyses();
+  recipe.clear_analyses();
+  if (!MessageDifferencer::Equals(saved_recipe, recipe)) return Mismatch("another recipe");
   if (!MessageDifferencer::Equals(saved.data(), spec.data())) return Mismatch("other data");
   return absl::OkStatus();
 }

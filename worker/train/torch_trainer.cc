@@ -215,6 +215,9 @@ class TrainingRun {
   int stop_epoch() const { return stop_epoch_; }
   // Whether this run completes the recipe's schedule (post-training analyses then run).
   bool final() const { return stop_epoch_ == recipe_.epochs; }
+  // Resumed from a checkpoint at stop_epoch itself: nothing to train; the stored model is
+  // evaluated and the recipe's analyses run on it.
+  bool analyses_only() const { return start_epoch_ > 0 && start_epoch_ == stop_epoch_; }
   void set_resume_error(const std::string& error) { result_.set_resume_error(error); }
 
   // Continues from a checkpoint of this candidate (after Prepare). On error the run is partly
@@ -1011,7 +1014,7 @@ absl::Status TrainingRun::Resume(const quartet::v1::Artifact& artifact) {
   QUARTET_ASSIGN_OR_RETURN(const std::string bytes, common::ReadArtifact(artifact));
   QUARTET_ASSIGN_OR_RETURN(const CheckpointPosition position,
                            LoadCheckpoint(bytes, spec_, Parts()));
-  if (position.epoch < 1 || position.epoch >= stop_epoch_) {
+  if (position.epoch < 1 || position.epoch > stop_epoch_) {
     return absl::FailedPreconditionError(absl::StrCat("checkpoint is at epoch ", position.epoch,
                                                       ", this run stops at epoch ", stop_epoch_));
   }
@@ -1211,6 +1214,15 @@ absl::StatusOr<quartet::v1::Result> TorchTrainer::Train(const quartet::v1::Candi
       run->Report(epoch);
       return absl::OkStatus();
     }));
+  }
+  if (run->analyses_only()) {
+    // Analyses on a stored model: its test accuracy first, then the analyses; nothing new to keep.
+    QUARTET_RETURN_IF_ERROR(Guarded("evaluation", quartet::v1::ERROR_CLASS_INTERNAL,
+                                    [&] { return run->Evaluate(run->stop_epoch()); }));
+    run->Report(run->stop_epoch());
+    QUARTET_RETURN_IF_ERROR(
+        Guarded("analyses", quartet::v1::ERROR_CLASS_INTERNAL, [&] { return run->Analyze(); }));
+    return run->Finish();
   }
   // The checkpoint is taken before the analyses, which draw random numbers of their own.
   absl::StatusOr<std::string> checkpoint;
