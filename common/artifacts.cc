@@ -190,10 +190,15 @@ absl::StatusOr<std::string> ReadArtifact(const quartet::v1::Artifact& artifact) 
     if (err == ENOENT) return absl::NotFoundError(absl::StrCat("artifact ", path, " is missing"));
     return absl::FailedPreconditionError(absl::StrCat("opening ", path, ": ", ErrnoText(err)));
   }
-  std::string bytes;
-  char buffer[1 << 16];
+  // One buffer of the file's size: no regrowth of a checkpoint's hundreds of megabytes.
+  struct stat st {};
+  std::string bytes(::fstat(fd, &st) == 0 ? static_cast<size_t>(st.st_size) : 0, '\0');
+  size_t done = 0;
+  char tail[1 << 16];  // past the fstat size: EOF, or a file that grew
   while (true) {
-    const ssize_t n = ::read(fd, buffer, sizeof(buffer));
+    const bool in_place = done < bytes.size();
+    const ssize_t n = in_place ? ::read(fd, bytes.data() + done, bytes.size() - done)
+                               : ::read(fd, tail, sizeof(tail));
     if (n == 0) break;
     if (n < 0) {
       if (errno == EINTR) continue;
@@ -201,8 +206,10 @@ absl::StatusOr<std::string> ReadArtifact(const quartet::v1::Artifact& artifact) 
       ::close(fd);
       return absl::FailedPreconditionError(absl::StrCat("reading ", path, ": ", ErrnoText(err)));
     }
-    bytes.append(buffer, static_cast<size_t>(n));
+    if (!in_place) bytes.append(tail, static_cast<size_t>(n));
+    done += static_cast<size_t>(n);
   }
+  bytes.resize(done);
   ::close(fd);
   if (static_cast<int64_t>(bytes.size()) != artifact.size_bytes()) {
     return absl::DataLossError(absl::StrCat("artifact ", path, " has ", bytes.size(),
