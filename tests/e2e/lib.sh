@@ -120,23 +120,23 @@ coverage_mismatches() {
       FROM candidates WHERE campaign_id = $id)
     SELECT
       (SELECT count(*) FROM family_coverage f LEFT JOIN fam r ON r.family = f.family
-       WHERE f.campaign_id = $id AND ({t}.pending, {t}.leased, {t}.succeeded, {t}.failed, {t}.cancelled, {t}.stopped_early)
+       WHERE f.campaign_id = $id AND (f.pending, f.leased, f.succeeded, f.failed, f.cancelled, f.stopped_early)
          IS DISTINCT FROM (coalesce(r.p, 0), coalesce(r.l, 0), coalesce(r.s, 0),
                            coalesce(r.x, 0), coalesce(r.c, 0), coalesce(r.e, 0)))
     + (SELECT count(*) FROM pair_coverage q LEFT JOIN pr r ON r.fa = q.family_a AND r.fb = q.family_b
-       WHERE q.campaign_id = $id AND ({t}.pending, {t}.leased, {t}.succeeded, {t}.failed, {t}.cancelled, {t}.stopped_early)
+       WHERE q.campaign_id = $id AND (q.pending, q.leased, q.succeeded, q.failed, q.cancelled, q.stopped_early)
          IS DISTINCT FROM (coalesce(r.p, 0), coalesce(r.l, 0), coalesce(r.s, 0),
                            coalesce(r.x, 0), coalesce(r.c, 0), coalesce(r.e, 0)))
     + (SELECT count(*) FROM pr WHERE NOT EXISTS (SELECT 1 FROM pair_coverage q WHERE
          q.campaign_id = $id AND q.family_a = pr.fa AND q.family_b = pr.fb))
     + (SELECT count(*) FROM axis_coverage q LEFT JOIN ax r
          ON (r.axis, r.level, r.family) = (q.axis, q.level, q.family)
-       WHERE q.campaign_id = $id AND ({t}.pending, {t}.leased, {t}.succeeded, {t}.failed, {t}.cancelled, {t}.stopped_early)
+       WHERE q.campaign_id = $id AND (q.pending, q.leased, q.succeeded, q.failed, q.cancelled, q.stopped_early)
          IS DISTINCT FROM (coalesce(r.p, 0), coalesce(r.l, 0), coalesce(r.s, 0),
                            coalesce(r.x, 0), coalesce(r.c, 0), coalesce(r.e, 0)))
     + (SELECT count(*) FROM ax WHERE NOT EXISTS (SELECT 1 FROM axis_coverage q WHERE
          q.campaign_id = $id AND (q.axis, q.level, q.family) = (ax.axis, ax.level, ax.family)))
     + (SELECT count(*) FROM campaigns k, cand WHERE k.id = $id AND
-         ({t}.pending, {t}.leased, {t}.succeeded, {t}.failed, {t}.cancelled, {t}.stopped_early, k.issued)
+         (k.pending, k.leased, k.succeeded, k.failed, k.cancelled, k.stopped_early, k.issued)
          IS DISTINCT FROM (cand.p, cand.l, cand.s, cand.x, cand.c, cand.e, cand.n))"
 }
