@@ -658,36 +658,36 @@ void Revive(dbtransaction& tx, LeaseTx& cx, int64_t candidate_id, LeaseRow& row,
 absl::StatusOr<LeaseRow> CheckLease(dbtransaction& tx, LeaseTx* cx, int64_t candidate_id,
                                     int64_t token, const std::string& worker_id, LeaseUse use,
                                     absl::Time now) {
-  pqxx::result owner =
-      tx.exec_params("SELECT campaign_id FROM candidates WHERE id = $1", candidate_id);
-  if (owner.empty()) {
+  // A lease transition locked the candidate's campaign before (CampaignLocks::LockAll), so the
+  // candidate is read and locked at once; metrics lock no campaign and share the candidate.
+  const bool metrics = use == LeaseUse::kMetrics;
+  pqxx::result r = tx.exec_params(
+      absl::StrCat("SELECT campaign_id, state, lease_token, worker_id, error_class, attempt, "
+                   "preemptions, array_to_json(families)::text, cancel_requested, "
+                   "array_to_json(levels)::text, completed_token FROM candidates WHERE id = $1 ",
+                   metrics ? "FOR SHARE" : "FOR UPDATE"),
+      candidate_id);
+  if (r.empty()) {
     return absl::NotFoundError(absl::StrCat("candidate ", candidate_id, " not found"));
   }
   LeaseRow row{};
-  row.campaign_id = owner[0][0].as<int64_t>();
-  const bool metrics = use == LeaseUse::kMetrics;
+  row.campaign_id = r[0][0].as<int64_t>();
   if (!metrics) {
     QUARTET_ASSIGN_OR_RETURN(row.campaign, cx->locks->Lock(tx, row.campaign_id));
   }
-  pqxx::result r = tx.exec_params(
-      absl::StrCat("SELECT state, lease_token, worker_id, error_class, attempt, preemptions, "
-                   "array_to_json(families)::text, cancel_requested, array_to_json(levels)::text, "
-                   "completed_token FROM candidates WHERE id = $1 ",
-                   metrics ? "FOR SHARE" : "FOR UPDATE"),
-      candidate_id);
   LeaseFacts facts;
-  facts.state = static_cast<CandidateState>(r[0][0].as<int>());
-  facts.token = r[0][1].as<int64_t>();
-  facts.holder = r[0][2].as<std::string>();
-  facts.error_class = static_cast<quartet::v1::ErrorClass>(r[0][3].as<int>());
-  facts.completed_token = r[0][9].as<int64_t>();
+  facts.state = static_cast<CandidateState>(r[0][1].as<int>());
+  facts.token = r[0][2].as<int64_t>();
+  facts.holder = r[0][3].as<std::string>();
+  facts.error_class = static_cast<quartet::v1::ErrorClass>(r[0][4].as<int>());
+  facts.completed_token = r[0][10].as<int64_t>();
   QUARTET_ASSIGN_OR_RETURN(row.verdict, JudgeLease(candidate_id, facts, token, worker_id, use));
   row.state = facts.state;
-  row.attempt = r[0][4].as<int>();
-  row.preemptions = r[0][5].as<int>();
-  row.families = ParseTextArrayJson(r[0][6]);
-  row.cancel_requested = r[0][7].as<bool>();
-  row.levels = ParseIntArrayJson(r[0][8]);
+  row.attempt = r[0][5].as<int>();
+  row.preemptions = r[0][6].as<int>();
+  row.families = ParseTextArrayJson(r[0][7]);
+  row.cancel_requested = r[0][8].as<bool>();
+  row.levels = ParseIntArrayJson(r[0][9]);
   if (row.verdict == LeaseVerdict::kRevive) Revive(tx, *cx, candidate_id, row, now);
   return row;
 }
@@ -1112,6 +1112,7 @@ void PgStore::WriteGroup(const std::vector<Transition*>& group) {
     CampaignLocks locks;
     CounterDeltas all;
     locks.LockAll(tx, candidate_ids, leases);
+    bool open = false;  // a savepoint of a call that succeeded is still open
     for (size_t i = 0; i < group.size(); ++i) {
       // Each call under its own savepoint: a refusal or a failed statement rolls back that call
       // alone. Errors that end the transaction (conflicts, a lost connection) are rethrown to
@@ -1121,7 +1122,9 @@ void PgStore::WriteGroup(const std::vector<Transition*>& group) {
       cx.locks = &locks;
       cx.deltas = &mine;
       const CampaignLocks::Snapshot saved = locks.Save();
-      tx.exec("SAVEPOINT call");
+      // The last call's savepoint is released with this one's start (one round trip).
+      tx.exec(open ? "RELEASE SAVEPOINT call; SAVEPOINT call" : "SAVEPOINT call");
+      open = true;
       absl::Status answer;
       try {
         answer = (*group[i]->body)(tx, cx);
@@ -1141,15 +1144,15 @@ void PgStore::WriteGroup(const std::vector<Transition*>& group) {
         answer = InternalWithId(absl::StrCat("database error: ", e.what()));
       }
       if (answer.ok()) {
-        tx.exec("RELEASE SAVEPOINT call");
         all.Merge(mine);
       } else {
-        tx.exec("ROLLBACK TO SAVEPOINT call");
-        tx.exec("RELEASE SAVEPOINT call");
+        tx.exec("ROLLBACK TO SAVEPOINT call; RELEASE SAVEPOINT call");
+        open = false;
         locks.Restore(saved);
       }
       answers[i] = std::move(answer);
     }
+    if (open) tx.exec("RELEASE SAVEPOINT call");
     all.Flush(tx);
     return absl::OkStatus();
   });
