@@ -483,6 +483,9 @@ absl::Status CoordinatorCore::Refill(int64_t campaign_id) {
   }
   const int64_t need = std::min<int64_t>(remaining, options_.issue_ahead - rec.counts.pending);
   if (need <= 0 || rt->exhausted) return absl::OkStatus();
+  // In batches of a quarter of issue_ahead: an insert is a commit that holds the campaign row.
+  const int64_t step = std::max<int64_t>(1, options_.issue_ahead / 4);
+  if (need < step && need < remaining && rec.counts.pending > 0) return absl::OkStatus();
   const int repeats = rt->campaign.config.repeats();
   std::vector<NewCandidate> batch;
   while (static_cast<int64_t>(batch.size()) < need) {

@@ -9,7 +9,9 @@
 //
 // Issuing. Candidates are created lazily: each running campaign keeps `issue_ahead` candidates
 // PENDING (a drawn combination yields `repeats` candidates at once), topped up when candidates are
-// leased and when results arrive, so adaptive sampling sees results before it draws again.
+// leased and when results arrive, so adaptive sampling sees results before it draws again. Above 4,
+// the top-up waits until a quarter of issue_ahead is used (or the queue is empty, or the rest of
+// the budget fits), so issuing costs one transaction per batch rather than one per completion.
 //
 // Thread safety: every public method is thread-safe. Each campaign's sampler has its own mutex,
 // held while drawing and inserting the draws (issuing is serialised per campaign).

@@ -1,5 +1,6 @@
 #include "coordinator/storage/pg_store.h"
 
+#include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <cstdio>
@@ -12,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
+#include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "common/spec_io.h"
 #include "common/status_macros.h"
@@ -125,8 +127,6 @@ const std::string kPaused = Sql(CampaignState::kPaused);
 const std::string kCampaignCancelled = Sql(CampaignState::kCancelled);
 const std::string kDone = Sql(CampaignState::kDone);
 
-// LeaseNext's retries when a concurrent leaser took the queue head first.
-constexpr int kLeaseRaceRetries = 16;
 // Leases one expiry sweep ends at most (the next sweep takes the rest).
 constexpr int kExpireBatch = 500;
 
@@ -326,19 +326,7 @@ Matched MoveCoverage(dbtransaction& tx, int64_t campaign_id, const FamilyTally& 
   return matched;
 }
 
-// Moves one candidate between states in the campaign's counters and coverage.
-void ApplyTransition(dbtransaction& tx, int64_t campaign_id,
-                     const std::vector<std::string>& families, const std::vector<int>& levels,
-                     CandidateState from, CandidateState to, absl::Time now) {
-  const std::string f = Column(from), t = Column(to);
-  tx.exec_params(absl::StrCat("UPDATE campaigns SET ", f, " = ", f, " - 1, ", t, " = ", t,
-                              " + 1, updated_at = to_timestamp($2) WHERE id = $1"),
-                 campaign_id, Epoch(now));
-  FamilyTally tally;
-  tally.AddCandidate(families, levels);
-  MoveCoverage(tx, campaign_id, tally, f, t);
-}
-
+// Sets a campaign DONE when its whole budget is issued and final.
 void MaybeFinish(dbtransaction& tx, int64_t campaign_id, absl::Time now) {
   tx.exec_params(
       absl::StrCat("UPDATE campaigns SET state = ", kDone,
@@ -358,15 +346,257 @@ struct CampaignLock {
   std::string config_json;
 };
 
+constexpr char kCampaignLockColumns[] =
+    "id, state, max_attempts, max_preemptions, priority, config::text";
+
+CampaignLock ParseCampaignLock(const pqxx::row& r) {
+  return CampaignLock{static_cast<CampaignState>(r[1].as<int>()), r[2].as<int>(), r[3].as<int>(),
+                      r[4].as<int>(), r[5].as<std::string>()};
+}
+
 absl::StatusOr<CampaignLock> LockCampaign(dbtransaction& tx, int64_t campaign_id) {
   pqxx::result c = tx.exec_params(
-      "SELECT state, max_attempts, max_preemptions, priority, config::text FROM campaigns "
-      "WHERE id = $1 FOR UPDATE",
+      absl::StrCat("SELECT ", kCampaignLockColumns, " FROM campaigns WHERE id = $1 FOR UPDATE"),
       campaign_id);
   if (c.empty()) return absl::NotFoundError(absl::StrCat("campaign ", campaign_id, " not found"));
-  return CampaignLock{static_cast<CampaignState>(c[0][0].as<int>()), c[0][1].as<int>(),
-                      c[0][2].as<int>(), c[0][3].as<int>(), c[0][4].as<std::string>()};
+  return ParseCampaignLock(c[0]);
 }
+
+// The campaign rows a lease transaction holds, each locked once. A group locks every row it will
+// need first, in id order (LockAll), so groups, sweeps and operator changes cannot deadlock on
+// campaigns; a row needed later is locked then.
+class CampaignLocks {
+ public:
+  // Locks, in id order, the campaigns of `candidate_ids` and, with `leasable`, every RUNNING
+  // campaign with queued work (the only campaigns a claim of this transaction takes work from).
+  void LockAll(dbtransaction& tx, const std::vector<int64_t>& candidate_ids, bool leasable) {
+    pqxx::result rows = tx.exec_params(
+        absl::StrCat("SELECT ", kCampaignLockColumns,
+                     " FROM campaigns c WHERE c.id IN (SELECT campaign_id FROM candidates WHERE "
+                     "id = ANY($1::bigint[])) OR ($2 AND c.state = ",
+                     kRunning,
+                     " AND EXISTS (SELECT 1 FROM work_queue q WHERE q.campaign_id = c.id)) "
+                     "ORDER BY c.id FOR UPDATE"),
+        NumberArray(candidate_ids), leasable);
+    for (const auto& r : rows) locked_[r[0].as<int64_t>()] = ParseCampaignLock(r);
+    leasable_ = leasable_ || leasable;
+  }
+
+  // The campaign's row, locked now unless held already. NOT_FOUND for an unknown campaign.
+  absl::StatusOr<CampaignLock*> Lock(dbtransaction& tx, int64_t campaign_id) {
+    auto it = locked_.find(campaign_id);
+    if (it == locked_.end()) {
+      QUARTET_ASSIGN_OR_RETURN(CampaignLock lock, LockCampaign(tx, campaign_id));
+      it = locked_.emplace(campaign_id, std::move(lock)).first;
+    }
+    return &it->second;
+  }
+
+  // The RUNNING campaigns a claim may take work from, locking them first when needed.
+  std::vector<int64_t> Leasable(dbtransaction& tx) {
+    if (!leasable_) LockAll(tx, {}, true);
+    std::vector<int64_t> out;
+    for (const auto& [id, lock] : locked_) {
+      if (lock.state == CampaignState::kRunning) out.push_back(id);
+    }
+    return out;
+  }
+
+  // What a call under a savepoint may change (rows it locked, a revived campaign's state), to
+  // restore when the call is rolled back: its locks went with its savepoint.
+  struct Snapshot {
+    std::map<int64_t, CampaignState> states;
+    bool leasable = false;
+  };
+  Snapshot Save() const {
+    Snapshot out;
+    for (const auto& [id, lock] : locked_) out.states[id] = lock.state;
+    out.leasable = leasable_;
+    return out;
+  }
+  void Restore(const Snapshot& saved) {
+    for (auto it = locked_.begin(); it != locked_.end();) {
+      auto s = saved.states.find(it->first);
+      if (s == saved.states.end()) {
+        it = locked_.erase(it);
+      } else {
+        it->second.state = s->second;
+        ++it;
+      }
+    }
+    leasable_ = saved.leasable;
+  }
+
+ private:
+  std::map<int64_t, CampaignLock> locked_;
+  bool leasable_ = false;
+};
+
+// Changes of candidate counts by state (CandidateState order).
+struct StateDelta {
+  int64_t n[6] = {0, 0, 0, 0, 0, 0};
+
+  void Move(CandidateState from, CandidateState to, int64_t count) {
+    n[static_cast<int>(from) - 1] -= count;
+    n[static_cast<int>(to) - 1] += count;
+  }
+  void Add(const StateDelta& o) {
+    for (int i = 0; i < 6; ++i) n[i] += o.n[i];
+  }
+  bool zero() const {
+    for (int64_t v : n) {
+      if (v != 0) return false;
+    }
+    return true;
+  }
+};
+
+// The counter changes, DONE checks and worker sightings of a transaction, written once before it
+// commits (Flush): summed per campaign, family, pair and axis cell, in campaign id order.
+class CounterDeltas {
+ public:
+  // Moves one candidate between states in the campaign's counters and coverage.
+  void Move(int64_t campaign_id, const std::vector<std::string>& families,
+            const std::vector<int>& levels, CandidateState from, CandidateState to,
+            absl::Time now) {
+    Campaign& c = Touch(campaign_id, now);
+    c.counts.Move(from, to, 1);
+    FamilyTally tally;
+    tally.AddCandidate(families, levels);
+    for (const auto& [f, n] : tally.families) c.families[f].Move(from, to, n);
+    for (const auto& [p, n] : tally.pairs) c.pairs[p].Move(from, to, n);
+    for (const auto& [cell, n] : tally.cells) c.cells[cell].Move(from, to, n);
+  }
+  // Checks, after the counters are written, whether the campaign is DONE (MaybeFinish).
+  void CheckDone(int64_t campaign_id, absl::Time now) { Touch(campaign_id, now).check_done = true; }
+  void Seen(const std::string& worker_id, absl::Time now) {
+    absl::Time& t = seen_[worker_id];
+    t = std::max(t, now);
+  }
+
+  void Merge(const CounterDeltas& o) {
+    for (const auto& [id, oc] : o.campaigns_) {
+      Campaign& c = Touch(id, oc.now);
+      c.counts.Add(oc.counts);
+      for (const auto& [k, d] : oc.families) c.families[k].Add(d);
+      for (const auto& [k, d] : oc.pairs) c.pairs[k].Add(d);
+      for (const auto& [k, d] : oc.cells) c.cells[k].Add(d);
+      c.check_done = c.check_done || oc.check_done;
+    }
+    for (const auto& [w, t] : o.seen_) Seen(w, t);
+  }
+
+  void Flush(dbtransaction& tx) const {
+    for (const auto& [id, c] : campaigns_) {
+      if (!c.counts.zero()) {
+        tx.exec_params(
+            "UPDATE campaigns SET pending = pending + $2, leased = leased + $3, succeeded = "
+            "succeeded + $4, failed = failed + $5, cancelled = cancelled + $6, stopped_early = "
+            "stopped_early + $7, updated_at = to_timestamp($8) WHERE id = $1",
+            id, c.counts.n[0], c.counts.n[1], c.counts.n[2], c.counts.n[3], c.counts.n[4],
+            c.counts.n[5], Epoch(c.now));
+      }
+      FlushTable(tx, id, c.families, "family_coverage", {"family"}, {"text"});
+      FlushTable(tx, id, c.pairs, "pair_coverage", {"family_a", "family_b"}, {"text", "text"});
+      FlushTable(tx, id, c.cells, "axis_coverage", {"axis", "level", "family"},
+                 {"int", "int", "text"});
+      if (c.check_done) MaybeFinish(tx, id, c.now);
+    }
+    if (!seen_.empty()) {
+      std::vector<std::string> ids;
+      std::vector<double> times;
+      for (const auto& [w, t] : seen_) {
+        ids.push_back(w);
+        times.push_back(Epoch(t));
+      }
+      tx.exec_params(
+          "UPDATE workers w SET last_seen_at = to_timestamp(d.t) FROM unnest($1::text[], "
+          "$2::float8[]) AS d(id, t) WHERE w.id = d.id",
+          TextArray(ids), NumberArray(times));
+    }
+  }
+
+ private:
+  struct Campaign {
+    StateDelta counts;
+    std::map<std::string, StateDelta> families;
+    std::map<std::pair<std::string, std::string>, StateDelta> pairs;
+    std::map<std::tuple<int, int, std::string>, StateDelta> cells;
+    absl::Time now = absl::InfinitePast();
+    bool check_done = false;
+  };
+
+  Campaign& Touch(int64_t campaign_id, absl::Time now) {
+    Campaign& c = campaigns_[campaign_id];
+    c.now = std::max(c.now, now);
+    return c;
+  }
+
+  // Key columns of a coverage table as text arrays (numbers as text, cast in SQL).
+  static void Keys(const std::string& k, std::vector<std::vector<std::string>>& cols) {
+    cols[0].push_back(k);
+  }
+  static void Keys(const std::pair<std::string, std::string>& k,
+                   std::vector<std::vector<std::string>>& cols) {
+    cols[0].push_back(k.first);
+    cols[1].push_back(k.second);
+  }
+  static void Keys(const std::tuple<int, int, std::string>& k,
+                   std::vector<std::vector<std::string>>& cols) {
+    cols[0].push_back(std::to_string(std::get<0>(k)));
+    cols[1].push_back(std::to_string(std::get<1>(k)));
+    cols[2].push_back(std::get<2>(k));
+  }
+
+  // One UPDATE of a coverage table adding the non-zero deltas.
+  template <typename Key>
+  static void FlushTable(dbtransaction& tx, int64_t campaign_id,
+                         const std::map<Key, StateDelta>& deltas, const char* table,
+                         const std::vector<std::string>& key_names,
+                         const std::vector<std::string>& key_types) {
+    std::vector<std::vector<std::string>> keys(key_names.size());
+    std::vector<std::vector<int64_t>> n(6);
+    for (const auto& [k, d] : deltas) {
+      if (d.zero()) continue;
+      Keys(k, keys);
+      for (int i = 0; i < 6; ++i) n[i].push_back(d.n[i]);
+    }
+    if (n[0].empty()) return;
+    // unnest($2::text[], ..., $k::bigint[] x 6) AS d(k0, ..., n0..n5)
+    std::vector<std::string> args, names, match;
+    int param = 2;
+    for (size_t i = 0; i < key_names.size(); ++i) {
+      args.push_back(absl::StrCat("$", param++, "::text[]"));
+      names.push_back(absl::StrCat("k", i));
+      match.push_back(absl::StrCat("x.", key_names[i], " = d.k", i, "::", key_types[i]));
+    }
+    std::string set;
+    for (int i = 0; i < 6; ++i) {
+      args.push_back(absl::StrCat("$", param++, "::bigint[]"));
+      names.push_back(absl::StrCat("n", i));
+      const char* col = Column(static_cast<CandidateState>(i + 1));
+      absl::StrAppend(&set, i ? ", " : "", col, " = x.", col, " + d.n", i);
+    }
+    const std::string sql =
+        absl::StrCat("UPDATE ", table, " x SET ", set, " FROM unnest(", absl::StrJoin(args, ", "),
+                     ") AS d(", absl::StrJoin(names, ", "), ") WHERE x.campaign_id = $1 AND ",
+                     absl::StrJoin(match, " AND "));
+    std::vector<std::string> arrays;
+    for (const auto& k : keys) arrays.push_back(TextArray(k));
+    for (const auto& v : n) arrays.push_back(NumberArray(v));
+    tx.exec_params(sql, campaign_id, pqxx::prepare::make_dynamic_params(arrays));
+  }
+
+  std::map<int64_t, Campaign> campaigns_;
+  std::map<std::string, absl::Time> seen_;
+};
+
+// What a lease transition shares with the others of its transaction: the campaign rows held and
+// the counter changes to write before the commit.
+struct LeaseTx {
+  CampaignLocks* locks;
+  CounterDeltas* deltas;
+};
 
 // LockCampaign for an operator's change: FAILED_PRECONDITION when the campaign is CANCELLED or
 // DONE, saying what was asked.
@@ -398,66 +628,67 @@ struct LeaseRow {
   std::vector<int> levels;
   bool cancel_requested;
   LeaseVerdict verdict;
-  CampaignLock campaign;  // unset for metrics (which lock no campaign)
+  CampaignLock* campaign;  // held by LeaseTx::locks; null for metrics (which lock no campaign)
 };
 
 // Takes a candidate whose lease the sweep ended back to LEASED under the same lease.
-void Revive(dbtransaction& tx, int64_t candidate_id, LeaseRow& row, absl::Time now) {
+void Revive(dbtransaction& tx, LeaseTx& cx, int64_t candidate_id, LeaseRow& row, absl::Time now) {
   if (row.state == CandidateState::kPending) {
     tx.exec_params("DELETE FROM work_queue WHERE candidate_id = $1", candidate_id);
   }
-  if (row.campaign.state == CampaignState::kDone) {
+  if (row.campaign->state == CampaignState::kDone) {
     tx.exec_params(absl::StrCat("UPDATE campaigns SET state = ", kRunning,
                                 ", finished_at = NULL WHERE id = $1"),
                    row.campaign_id);
-    row.campaign.state = CampaignState::kRunning;
+    row.campaign->state = CampaignState::kRunning;
   }
   tx.exec_params(absl::StrCat("UPDATE candidates SET state = ", kLeased,
                               ", error_class = 0, error_message = '', finished_at = NULL "
                               "WHERE id = $1"),
                  candidate_id);
-  ApplyTransition(tx, row.campaign_id, row.families, row.levels, row.state, CandidateState::kLeased,
+  cx.deltas->Move(row.campaign_id, row.families, row.levels, row.state, CandidateState::kLeased,
                   now);
   spdlog::info("candidate {}: lease taken back by its holder after an outage ({} -> LEASED)",
                candidate_id, CandidateStateName(row.state));
   row.state = CandidateState::kLeased;
 }
 
-// The one fencing check of PgStore: locks the campaign (except for metrics) then the candidate,
-// judges the call with JudgeLease, and revives a lease the sweep ended.
-absl::StatusOr<LeaseRow> CheckLease(dbtransaction& tx, int64_t candidate_id, int64_t token,
-                                    const std::string& worker_id, LeaseUse use, absl::Time now) {
-  pqxx::result owner =
-      tx.exec_params("SELECT campaign_id FROM candidates WHERE id = $1", candidate_id);
-  if (owner.empty()) {
+// The one fencing check of PgStore: locks the campaign (except for metrics, where `cx` is null)
+// then the candidate, judges the call with JudgeLease, and revives a lease the sweep ended.
+absl::StatusOr<LeaseRow> CheckLease(dbtransaction& tx, LeaseTx* cx, int64_t candidate_id,
+                                    int64_t token, const std::string& worker_id, LeaseUse use,
+                                    absl::Time now) {
+  // A lease transition locked the candidate's campaign before (CampaignLocks::LockAll), so the
+  // candidate is read and locked at once; metrics lock no campaign and share the candidate.
+  const bool metrics = use == LeaseUse::kMetrics;
+  pqxx::result r = tx.exec_params(
+      absl::StrCat("SELECT campaign_id, state, lease_token, worker_id, error_class, attempt, "
+                   "preemptions, array_to_json(families)::text, cancel_requested, "
+                   "array_to_json(levels)::text, completed_token FROM candidates WHERE id = $1 ",
+                   metrics ? "FOR SHARE" : "FOR UPDATE"),
+      candidate_id);
+  if (r.empty()) {
     return absl::NotFoundError(absl::StrCat("candidate ", candidate_id, " not found"));
   }
   LeaseRow row{};
-  row.campaign_id = owner[0][0].as<int64_t>();
-  const bool metrics = use == LeaseUse::kMetrics;
+  row.campaign_id = r[0][0].as<int64_t>();
   if (!metrics) {
-    QUARTET_ASSIGN_OR_RETURN(row.campaign, LockCampaign(tx, row.campaign_id));
+    QUARTET_ASSIGN_OR_RETURN(row.campaign, cx->locks->Lock(tx, row.campaign_id));
   }
-  pqxx::result r = tx.exec_params(
-      absl::StrCat("SELECT state, lease_token, worker_id, error_class, attempt, preemptions, "
-                   "array_to_json(families)::text, cancel_requested, array_to_json(levels)::text, "
-                   "completed_token FROM candidates WHERE id = $1 ",
-                   metrics ? "FOR SHARE" : "FOR UPDATE"),
-      candidate_id);
   LeaseFacts facts;
-  facts.state = static_cast<CandidateState>(r[0][0].as<int>());
-  facts.token = r[0][1].as<int64_t>();
-  facts.holder = r[0][2].as<std::string>();
-  facts.error_class = static_cast<quartet::v1::ErrorClass>(r[0][3].as<int>());
-  facts.completed_token = r[0][9].as<int64_t>();
+  facts.state = static_cast<CandidateState>(r[0][1].as<int>());
+  facts.token = r[0][2].as<int64_t>();
+  facts.holder = r[0][3].as<std::string>();
+  facts.error_class = static_cast<quartet::v1::ErrorClass>(r[0][4].as<int>());
+  facts.completed_token = r[0][10].as<int64_t>();
   QUARTET_ASSIGN_OR_RETURN(row.verdict, JudgeLease(candidate_id, facts, token, worker_id, use));
   row.state = facts.state;
-  row.attempt = r[0][4].as<int>();
-  row.preemptions = r[0][5].as<int>();
-  row.families = ParseTextArrayJson(r[0][6]);
-  row.cancel_requested = r[0][7].as<bool>();
-  row.levels = ParseIntArrayJson(r[0][8]);
-  if (row.verdict == LeaseVerdict::kRevive) Revive(tx, candidate_id, row, now);
+  row.attempt = r[0][5].as<int>();
+  row.preemptions = r[0][6].as<int>();
+  row.families = ParseTextArrayJson(r[0][7]);
+  row.cancel_requested = r[0][8].as<bool>();
+  row.levels = ParseIntArrayJson(r[0][9]);
+  if (row.verdict == LeaseVerdict::kRevive) Revive(tx, *cx, candidate_id, row, now);
   return row;
 }
 
@@ -495,7 +726,7 @@ void Enqueue(dbtransaction& tx, int64_t candidate_id, int64_t campaign_id, int p
 }
 
 // Ends a lease without a result: the candidate's new state, its error, the queue and counters.
-void EndLease(dbtransaction& tx, int64_t candidate_id, int64_t campaign_id,
+void EndLease(dbtransaction& tx, LeaseTx& cx, int64_t candidate_id, int64_t campaign_id,
               const std::vector<std::string>& families, const std::vector<int>& levels,
               CandidateState to, quartet::v1::ErrorClass error_class, const std::string& message,
               int preemptions, int priority, absl::Time now) {
@@ -507,13 +738,13 @@ void EndLease(dbtransaction& tx, int64_t candidate_id, int64_t campaign_id,
       candidate_id, static_cast<int>(to), static_cast<int>(error_class), message, Epoch(now),
       preemptions);
   if (to == CandidateState::kPending) Enqueue(tx, candidate_id, campaign_id, priority);
-  ApplyTransition(tx, campaign_id, families, levels, CandidateState::kLeased, to, now);
-  MaybeFinish(tx, campaign_id, now);
+  cx.deltas->Move(campaign_id, families, levels, CandidateState::kLeased, to, now);
+  cx.deltas->CheckDone(campaign_id, now);
 }
 
 // The completion steps CompleteCandidate and CompleteRung share: metrics, the candidate's result
 // and state `to`, counters and coverage, the campaign's best, artifacts and checkpoint failures.
-void StoreCompletion(dbtransaction& tx, int64_t candidate_id, const LeaseRow& row,
+void StoreCompletion(dbtransaction& tx, LeaseTx& cx, int64_t candidate_id, const LeaseRow& row,
                      const quartet::v1::Result& result,
                      const std::vector<MetricRecord>& final_metrics, CandidateState to,
                      int64_t token, absl::Time now) {
@@ -530,7 +761,7 @@ void StoreCompletion(dbtransaction& tx, int64_t candidate_id, const LeaseRow& ro
       candidate_id, common::MessageToJson(result), result.test_accuracy(), Epoch(now),
       static_cast<int>(to), token, artifact_json(result.has_checkpoint(), result.checkpoint()),
       artifact_json(result.has_exported_model(), result.exported_model()));
-  ApplyTransition(tx, row.campaign_id, row.families, row.levels, CandidateState::kLeased, to, now);
+  cx.deltas->Move(row.campaign_id, row.families, row.levels, CandidateState::kLeased, to, now);
   tx.exec_params(
       "UPDATE campaigns SET "
       "best_candidate_id = CASE WHEN best_candidate_id = 0 OR $2 > best_accuracy THEN $3 "
@@ -557,7 +788,7 @@ void StoreCompletion(dbtransaction& tx, int64_t candidate_id, const LeaseRow& ro
 
 // One promotion of CompleteRung: STOPPED_EARLY (or the candidate just completed) -> PENDING at
 // p.to_rung, queued ahead of new candidates, its RungResult below marked.
-absl::Status Promote(dbtransaction& tx, const LeaseRow& completing, const Promotion& p,
+absl::Status Promote(dbtransaction& tx, LeaseTx& cx, const LeaseRow& completing, const Promotion& p,
                      absl::Time now) {
   pqxx::result r = tx.exec_params(
       "SELECT state, array_to_json(families)::text, array_to_json(levels)::text, "
@@ -582,10 +813,9 @@ absl::Status Promote(dbtransaction& tx, const LeaseRow& completing, const Promot
                               ", rung = $2, rung_results = $3::jsonb, error_class = 0, "
                               "error_message = '', finished_at = NULL WHERE id = $1"),
                  p.candidate_id, p.to_rung, marked.dump());
-  ApplyTransition(tx, completing.campaign_id, ParseTextArrayJson(r[0][1]),
-                  ParseIntArrayJson(r[0][2]), CandidateState::kStoppedEarly,
-                  CandidateState::kPending, now);
-  Enqueue(tx, p.candidate_id, completing.campaign_id, completing.campaign.priority);
+  cx.deltas->Move(completing.campaign_id, ParseTextArrayJson(r[0][1]), ParseIntArrayJson(r[0][2]),
+                  CandidateState::kStoppedEarly, CandidateState::kPending, now);
+  Enqueue(tx, p.candidate_id, completing.campaign_id, completing.campaign->priority);
   return absl::OkStatus();
 }
 
@@ -630,9 +860,27 @@ std::string Redact(const std::string& url) {
 
 // ---- Connections and transactions -------------------------------------------------------------
 
+struct PgStore::TxContext : LeaseTx {};
+
+// A queued lease transition and, once its group committed or failed, its answer.
+struct PgStore::Transition {
+  const TransitionBody* body = nullptr;
+  const std::vector<int64_t>* candidate_ids = nullptr;
+  bool leases = false;
+  absl::Time queued;
+  absl::Status status;
+  absl::Notification done;
+};
+
 PgStore::PgStore(const Options& options) : options_(options) {}
 
-PgStore::~PgStore() = default;
+PgStore::~PgStore() {
+  {
+    absl::MutexLock lock(&queue_mu_);
+    stopping_ = true;
+  }
+  if (writer_.joinable()) writer_.join();
+}
 
 absl::StatusOr<std::unique_ptr<PgStore>> PgStore::Create(const Options& options) {
   if (options.url.empty() && !options.url_source) {
@@ -642,6 +890,12 @@ absl::StatusOr<std::unique_ptr<PgStore>> PgStore::Create(const Options& options)
   if (options.pool_size < 1) {
     return absl::InvalidArgumentError("pool_size: must be >= 1");
   }
+  if (options.group_commit_window < absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("group_commit_window: must be >= 0");
+  }
+  if (options.group_commit_max_calls < 1) {
+    return absl::InvalidArgumentError("group_commit_max_calls: must be >= 1");
+  }
   if (!options.schema.empty() &&
       options.schema.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789_") !=
           std::string::npos) {
@@ -650,6 +904,9 @@ absl::StatusOr<std::unique_ptr<PgStore>> PgStore::Create(const Options& options)
   }
   std::unique_ptr<PgStore> store(new PgStore(options));
   QUARTET_RETURN_IF_ERROR(store->Migrate());
+  if (options.group_commit_window > absl::ZeroDuration()) {
+    store->writer_ = std::thread([s = store.get()] { s->WriteGroups(); });
+  }
   return store;
 }
 
@@ -774,6 +1031,134 @@ absl::Status PgStore::RunOnce(const TxBody& body) {
   if (healthy && !conn->is_open()) healthy = false;
   Release(std::move(conn), healthy);
   return status;
+}
+
+absl::Status PgStore::RunTransition(std::vector<int64_t> candidate_ids, bool leases,
+                                    const TransitionBody& body) {
+  if (!writer_.joinable()) return RunAlone(candidate_ids, leases, body);
+  Transition t;
+  t.body = &body;
+  t.candidate_ids = &candidate_ids;
+  t.leases = leases;
+  t.queued = absl::Now();
+  {
+    absl::MutexLock lock(&queue_mu_);
+    queue_.push_back(&t);
+  }
+  t.done.WaitForNotification();
+  if (options_.on_transaction) options_.on_transaction(absl::Now() - t.queued, t.status);
+  return t.status;
+}
+
+absl::Status PgStore::RunAlone(const std::vector<int64_t>& candidate_ids, bool leases,
+                               const TransitionBody& body) {
+  return Run([&](dbtransaction& tx) -> absl::Status {
+    CampaignLocks locks;
+    CounterDeltas deltas;
+    TxContext cx;
+    cx.locks = &locks;
+    cx.deltas = &deltas;
+    if (!candidate_ids.empty() || leases) locks.LockAll(tx, candidate_ids, leases);
+    QUARTET_RETURN_IF_ERROR(body(tx, cx));
+    deltas.Flush(tx);
+    return absl::OkStatus();
+  });
+}
+
+void PgStore::WriteGroups() {
+  const size_t max_calls = static_cast<size_t>(options_.group_commit_max_calls);
+  bool idle = true;
+  for (;;) {
+    std::vector<Transition*> group;
+    {
+      absl::MutexLock lock(&queue_mu_);
+      auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(queue_mu_) {
+        return !queue_.empty() || stopping_;
+      };
+      if (queue_.empty()) {
+        idle = true;
+        queue_mu_.Await(absl::Condition(&ready));
+      }
+      if (queue_.empty()) return;  // stopping, nothing left
+      if (!idle) {
+        // Calls that queued while the last group was written: wait for more until the oldest has
+        // waited the window, or the group is full. A call that found the writer idle goes at once.
+        auto full = [this, max_calls]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(queue_mu_) {
+          return queue_.size() >= max_calls || stopping_;
+        };
+        queue_mu_.AwaitWithDeadline(absl::Condition(&full),
+                                    queue_.front()->queued + options_.group_commit_window);
+      }
+      while (!queue_.empty() && group.size() < max_calls) {
+        group.push_back(queue_.front());
+        queue_.pop_front();
+      }
+    }
+    idle = false;
+    WriteGroup(group);
+    for (Transition* t : group) t->done.Notify();
+  }
+}
+
+void PgStore::WriteGroup(const std::vector<Transition*>& group) {
+  std::vector<int64_t> candidate_ids;
+  bool leases = false;
+  for (const Transition* t : group) {
+    candidate_ids.insert(candidate_ids.end(), t->candidate_ids->begin(), t->candidate_ids->end());
+    leases = leases || t->leases;
+  }
+  std::vector<absl::Status> answers(group.size());
+  const absl::Status status = RunOnce([&](dbtransaction& tx) -> absl::Status {
+    CampaignLocks locks;
+    CounterDeltas all;
+    locks.LockAll(tx, candidate_ids, leases);
+    bool open = false;  // a savepoint of a call that succeeded is still open
+    for (size_t i = 0; i < group.size(); ++i) {
+      // Each call under its own savepoint: a refusal or a failed statement rolls back that call
+      // alone. Errors that end the transaction (conflicts, a lost connection) are rethrown to
+      // RunOnce, which retries or answers every call of the group.
+      CounterDeltas mine;
+      TxContext cx;
+      cx.locks = &locks;
+      cx.deltas = &mine;
+      const CampaignLocks::Snapshot saved = locks.Save();
+      // The last call's savepoint is released with this one's start (one round trip).
+      tx.exec(open ? "RELEASE SAVEPOINT call; SAVEPOINT call" : "SAVEPOINT call");
+      open = true;
+      absl::Status answer;
+      try {
+        answer = (*group[i]->body)(tx, cx);
+      } catch (const pqxx::broken_connection&) {
+        throw;
+      } catch (const pqxx::transaction_rollback&) {
+        throw;
+      } catch (const pqxx::unique_violation& e) {
+        answer = absl::AlreadyExistsError(e.what());
+      } catch (const pqxx::sql_error& e) {
+        if (IsConnectionState(e.sqlstate())) throw;
+        answer = InternalWithId(
+            absl::StrCat("SQL error ", e.sqlstate(), ": ", e.what(), " in: ", e.query()));
+      } catch (const pqxx::in_doubt_error&) {
+        throw;
+      } catch (const std::exception& e) {
+        answer = InternalWithId(absl::StrCat("database error: ", e.what()));
+      }
+      if (answer.ok()) {
+        all.Merge(mine);
+      } else {
+        tx.exec("ROLLBACK TO SAVEPOINT call; RELEASE SAVEPOINT call");
+        open = false;
+        locks.Restore(saved);
+      }
+      answers[i] = std::move(answer);
+    }
+    if (open) tx.exec("RELEASE SAVEPOINT call");
+    all.Flush(tx);
+    return absl::OkStatus();
+  });
+  for (size_t i = 0; i < group.size(); ++i) {
+    group[i]->status = status.ok() ? answers[i] : status;
+  }
 }
 
 absl::Status PgStore::Migrate() {
@@ -1062,62 +1447,59 @@ absl::Status PgStore::InsertCandidates(int64_t campaign_id,
 absl::StatusOr<std::optional<LeaseGrant>> PgStore::LeaseNext(const std::string& worker_id,
                                                              absl::Time now, absl::Duration lease) {
   std::optional<LeaseGrant> out;
-  QUARTET_RETURN_IF_ERROR(Run([&](dbtransaction& tx) -> absl::Status {
-    out.reset();
-    pqxx::result worker = tx.exec_params(
-        "SELECT array_to_json(families)::text, gpu_memory_bytes FROM workers WHERE id = $1",
-        worker_id);
-    if (worker.empty()) {
-      return absl::NotFoundError(
-          absl::StrCat("worker '", worker_id, "' is not registered; call RegisterWorker first"));
-    }
-    // What this worker can take: the WorkerCanTake rule (records.h) in SQL.
-    const std::string can_families = TextArray(ParseTextArrayJson(worker[0][0]));
-    const int64_t can_memory = worker[0][1].as<int64_t>();
-    // The queue head is read without a lock, then locked in the order campaign, candidate, queue
-    // row; a head another leaser took meanwhile is skipped.
-    for (int race = 0; race < kLeaseRaceRetries && !out.has_value(); ++race) {
-      pqxx::result next = tx.exec_params(
-          absl::StrCat("SELECT q.candidate_id, q.campaign_id FROM work_queue q JOIN campaigns c "
-                       "ON c.id = q.campaign_id JOIN candidates k ON k.id = q.candidate_id "
-                       "WHERE c.state = ",
-                       kRunning,
-                       " AND (cardinality($1::text[]) = 0 OR k.families <@ $1::text[]) AND "
-                       "($2 = 0 OR k.est_memory_bytes <= $2) "
-                       "ORDER BY q.priority DESC, q.candidate_id LIMIT 1"),
-          can_families, can_memory);
-      if (next.empty()) break;
-      const int64_t candidate_id = next[0][0].as<int64_t>();
-      const int64_t campaign_id = next[0][1].as<int64_t>();
-      QUARTET_ASSIGN_OR_RETURN(CampaignLock camp, LockCampaign(tx, campaign_id));
-      if (camp.state != CampaignState::kRunning) continue;
-      const int64_t previous =
-          tx.exec_params("SELECT lease_token FROM candidates WHERE id = $1 FOR UPDATE",
-                         candidate_id)[0][0]
-              .as<int64_t>();
-      if (tx.exec_params("DELETE FROM work_queue WHERE candidate_id = $1", candidate_id)
-              .affected_rows() == 0) {
-        continue;
-      }
-      pqxx::result c = tx.exec_params(
-          absl::StrCat("UPDATE candidates SET state = ", kLeased,
-                       ", attempt = attempt + 1, lease_token = $5, worker_id = $2, "
-                       "lease_deadline = to_timestamp($3), cancel_requested = FALSE, started_at = "
-                       "COALESCE(started_at, to_timestamp($4)) WHERE id = $1 RETURNING ",
-                       kCandidateColumns),
-          candidate_id, worker_id, Epoch(now + lease), Epoch(now), NewLeaseToken(previous));
-      LeaseGrant grant;
-      QUARTET_ASSIGN_OR_RETURN(grant.candidate, ParseCandidate(c[0]));
-      QUARTET_RETURN_IF_ERROR(common::ParseMessage(
-          camp.config_json.c_str(), common::TextFormat::kJson, "campaigns.config", &grant.config));
-      ApplyTransition(tx, campaign_id, grant.candidate.families, grant.candidate.levels,
-                      CandidateState::kPending, CandidateState::kLeased, now);
-      out = std::move(grant);
-    }
-    tx.exec_params("UPDATE workers SET last_seen_at = to_timestamp($2) WHERE id = $1", worker_id,
-                   Epoch(now));
-    return absl::OkStatus();
-  }));
+  QUARTET_RETURN_IF_ERROR(
+      RunTransition({}, /*leases=*/true, [&](dbtransaction& tx, TxContext& cx) -> absl::Status {
+        out.reset();
+        pqxx::result worker = tx.exec_params(
+            "SELECT array_to_json(families)::text, gpu_memory_bytes FROM workers WHERE id = $1",
+            worker_id);
+        if (worker.empty()) {
+          return absl::NotFoundError(absl::StrCat(
+              "worker '", worker_id, "' is not registered; call RegisterWorker first"));
+        }
+        // What this worker can take: the WorkerCanTake rule (records.h) in SQL.
+        const std::string can_families = TextArray(ParseTextArrayJson(worker[0][0]));
+        const int64_t can_memory = worker[0][1].as<int64_t>();
+        // The campaigns are locked already (LockAll, in id order); the claim locks the candidate
+        // and its queue row together and skips any another transaction holds, so leasers never wait
+        // on one queue head.
+        const std::vector<int64_t> running = cx.locks->Leasable(tx);
+        cx.deltas->Seen(worker_id, now);
+        if (running.empty()) return absl::OkStatus();
+        pqxx::result next = tx.exec_params(
+            absl::StrCat("SELECT q.candidate_id, q.campaign_id, k.lease_token FROM work_queue q "
+                         "JOIN candidates k ON k.id = q.candidate_id "
+                         "WHERE q.campaign_id = ANY($3::bigint[]) AND k.state = ",
+                         kPending,
+                         " AND (cardinality($1::text[]) = 0 OR k.families <@ $1::text[]) AND "
+                         "($2 = 0 OR k.est_memory_bytes <= $2) "
+                         "ORDER BY q.priority DESC, q.rung DESC, q.candidate_id LIMIT 1 "
+                         "FOR UPDATE OF q, k SKIP LOCKED"),
+            can_families, can_memory, NumberArray(running));
+        if (next.empty()) return absl::OkStatus();
+        const int64_t candidate_id = next[0][0].as<int64_t>();
+        const int64_t campaign_id = next[0][1].as<int64_t>();
+        const int64_t previous = next[0][2].as<int64_t>();
+        QUARTET_ASSIGN_OR_RETURN(CampaignLock * camp, cx.locks->Lock(tx, campaign_id));
+        tx.exec_params("DELETE FROM work_queue WHERE candidate_id = $1", candidate_id);
+        pqxx::result c = tx.exec_params(
+            absl::StrCat(
+                "UPDATE candidates SET state = ", kLeased,
+                ", attempt = attempt + 1, lease_token = $5, worker_id = $2, "
+                "lease_deadline = to_timestamp($3), cancel_requested = FALSE, started_at = "
+                "COALESCE(started_at, to_timestamp($4)) WHERE id = $1 RETURNING ",
+                kCandidateColumns),
+            candidate_id, worker_id, Epoch(now + lease), Epoch(now), NewLeaseToken(previous));
+        LeaseGrant grant;
+        QUARTET_ASSIGN_OR_RETURN(grant.candidate, ParseCandidate(c[0]));
+        QUARTET_RETURN_IF_ERROR(common::ParseMessage(camp->config_json.c_str(),
+                                                     common::TextFormat::kJson, "campaigns.config",
+                                                     &grant.config));
+        cx.deltas->Move(campaign_id, grant.candidate.families, grant.candidate.levels,
+                        CandidateState::kPending, CandidateState::kLeased, now);
+        out = std::move(grant);
+        return absl::OkStatus();
+      }));
   return out;
 }
 
@@ -1125,17 +1507,17 @@ absl::StatusOr<LeaseRenewal> PgStore::RenewLease(int64_t candidate_id, int64_t t
                                                  const std::string& worker_id, absl::Time now,
                                                  absl::Duration lease) {
   LeaseRenewal out;
-  QUARTET_RETURN_IF_ERROR(Run([&](dbtransaction& tx) -> absl::Status {
-    QUARTET_ASSIGN_OR_RETURN(LeaseRow row,
-                             CheckLease(tx, candidate_id, token, worker_id, LeaseUse::kRenew, now));
-    out.deadline = now + lease;
-    out.cancel = row.cancel_requested || row.campaign.state == CampaignState::kCancelled;
-    tx.exec_params("UPDATE candidates SET lease_deadline = to_timestamp($2) WHERE id = $1",
-                   candidate_id, Epoch(out.deadline));
-    tx.exec_params("UPDATE workers SET last_seen_at = to_timestamp($2) WHERE id = $1", worker_id,
-                   Epoch(now));
-    return absl::OkStatus();
-  }));
+  QUARTET_RETURN_IF_ERROR(RunTransition(
+      {candidate_id}, /*leases=*/false, [&](dbtransaction& tx, TxContext& cx) -> absl::Status {
+        QUARTET_ASSIGN_OR_RETURN(LeaseRow row, CheckLease(tx, &cx, candidate_id, token, worker_id,
+                                                          LeaseUse::kRenew, now));
+        out.deadline = now + lease;
+        out.cancel = row.cancel_requested || row.campaign->state == CampaignState::kCancelled;
+        tx.exec_params("UPDATE candidates SET lease_deadline = to_timestamp($2) WHERE id = $1",
+                       candidate_id, Epoch(out.deadline));
+        cx.deltas->Seen(worker_id, now);
+        return absl::OkStatus();
+      }));
   return out;
 }
 
@@ -1146,7 +1528,7 @@ absl::StatusOr<int64_t> PgStore::AppendMetrics(int64_t candidate_id, int64_t tok
   QUARTET_RETURN_IF_ERROR(Run([&](dbtransaction& tx) -> absl::Status {
     // A shared lock on the candidate only: batches of one lease may be stored concurrently with
     // heartbeats.
-    QUARTET_ASSIGN_OR_RETURN(LeaseRow row, CheckLease(tx, candidate_id, token, worker_id,
+    QUARTET_ASSIGN_OR_RETURN(LeaseRow row, CheckLease(tx, nullptr, candidate_id, token, worker_id,
                                                       LeaseUse::kMetrics, absl::Now()));
     added = InsertMetrics(tx, candidate_id, row.attempt, points);
     return absl::OkStatus();
@@ -1159,38 +1541,40 @@ absl::Status PgStore::CompleteCandidate(int64_t candidate_id, int64_t token,
                                         const quartet::v1::Result& result,
                                         const std::vector<MetricRecord>& final_metrics,
                                         absl::Time now) {
-  return Run([&](dbtransaction& tx) -> absl::Status {
-    QUARTET_ASSIGN_OR_RETURN(
-        LeaseRow row, CheckLease(tx, candidate_id, token, worker_id, LeaseUse::kComplete, now));
-    if (row.verdict == LeaseVerdict::kRepeat) return absl::OkStatus();
-    StoreCompletion(tx, candidate_id, row, result, final_metrics, CandidateState::kSucceeded, token,
-                    now);
-    MaybeFinish(tx, row.campaign_id, now);
-    return absl::OkStatus();
-  });
+  return RunTransition(
+      {candidate_id}, /*leases=*/false, [&](dbtransaction& tx, TxContext& cx) -> absl::Status {
+        QUARTET_ASSIGN_OR_RETURN(LeaseRow row, CheckLease(tx, &cx, candidate_id, token, worker_id,
+                                                          LeaseUse::kComplete, now));
+        if (row.verdict == LeaseVerdict::kRepeat) return absl::OkStatus();
+        StoreCompletion(tx, cx, candidate_id, row, result, final_metrics,
+                        CandidateState::kSucceeded, token, now);
+        cx.deltas->CheckDone(row.campaign_id, now);
+        return absl::OkStatus();
+      });
 }
 
 absl::Status PgStore::CompleteRung(int64_t candidate_id, int64_t token,
                                    const std::string& worker_id, const quartet::v1::Result& result,
                                    const std::vector<MetricRecord>& final_metrics,
                                    const RungCompletion& plan, absl::Time now) {
-  return Run([&](dbtransaction& tx) -> absl::Status {
-    QUARTET_ASSIGN_OR_RETURN(
-        LeaseRow row, CheckLease(tx, candidate_id, token, worker_id, LeaseUse::kComplete, now));
-    if (row.verdict == LeaseVerdict::kRepeat) return absl::OkStatus();
-    StoreCompletion(tx, candidate_id, row, result, final_metrics,
-                    plan.last_rung ? CandidateState::kSucceeded : CandidateState::kStoppedEarly,
-                    token, now);
-    tx.exec_params(
-        "UPDATE candidates SET rung_results = rung_results || jsonb_build_array($2::jsonb) "
-        "WHERE id = $1",
-        candidate_id, common::MessageToJson(NewRungResult(plan, result, now)));
-    for (const Promotion& p : plan.promotions) {
-      QUARTET_RETURN_IF_ERROR(Promote(tx, row, p, now));
-    }
-    MaybeFinish(tx, row.campaign_id, now);
-    return absl::OkStatus();
-  });
+  return RunTransition(
+      {candidate_id}, /*leases=*/false, [&](dbtransaction& tx, TxContext& cx) -> absl::Status {
+        QUARTET_ASSIGN_OR_RETURN(LeaseRow row, CheckLease(tx, &cx, candidate_id, token, worker_id,
+                                                          LeaseUse::kComplete, now));
+        if (row.verdict == LeaseVerdict::kRepeat) return absl::OkStatus();
+        StoreCompletion(tx, cx, candidate_id, row, result, final_metrics,
+                        plan.last_rung ? CandidateState::kSucceeded : CandidateState::kStoppedEarly,
+                        token, now);
+        tx.exec_params(
+            "UPDATE candidates SET rung_results = rung_results || jsonb_build_array($2::jsonb) "
+            "WHERE id = $1",
+            candidate_id, common::MessageToJson(NewRungResult(plan, result, now)));
+        for (const Promotion& p : plan.promotions) {
+          QUARTET_RETURN_IF_ERROR(Promote(tx, cx, row, p, now));
+        }
+        cx.deltas->CheckDone(row.campaign_id, now);
+        return absl::OkStatus();
+      });
 }
 
 absl::StatusOr<CandidateState> PgStore::FailCandidate(int64_t candidate_id, int64_t token,
@@ -1199,61 +1583,64 @@ absl::StatusOr<CandidateState> PgStore::FailCandidate(int64_t candidate_id, int6
                                                       const std::string& message, bool retryable,
                                                       absl::Time now) {
   CandidateState to = CandidateState::kFailed;
-  QUARTET_RETURN_IF_ERROR(Run([&](dbtransaction& tx) -> absl::Status {
-    QUARTET_ASSIGN_OR_RETURN(LeaseRow row,
-                             CheckLease(tx, candidate_id, token, worker_id, LeaseUse::kFail, now));
-    if (row.verdict == LeaseVerdict::kRepeat) {
-      to = row.state;
-      return absl::OkStatus();
-    }
-    const bool preempted = error_class == quartet::v1::ERROR_CLASS_PREEMPTED;
-    const int preemptions = row.preemptions + (preempted ? 1 : 0);
-    to = AfterLeaseEnds(row.campaign.state, retryable, preempted, row.attempt, preemptions,
-                        row.campaign.max_attempts, row.campaign.max_preemptions);
-    EndLease(tx, candidate_id, row.campaign_id, row.families, row.levels, to, error_class, message,
-             preemptions, row.campaign.priority, now);
-    return absl::OkStatus();
-  }));
+  QUARTET_RETURN_IF_ERROR(RunTransition(
+      {candidate_id}, /*leases=*/false, [&](dbtransaction& tx, TxContext& cx) -> absl::Status {
+        QUARTET_ASSIGN_OR_RETURN(LeaseRow row, CheckLease(tx, &cx, candidate_id, token, worker_id,
+                                                          LeaseUse::kFail, now));
+        if (row.verdict == LeaseVerdict::kRepeat) {
+          to = row.state;
+          return absl::OkStatus();
+        }
+        const bool preempted = error_class == quartet::v1::ERROR_CLASS_PREEMPTED;
+        const int preemptions = row.preemptions + (preempted ? 1 : 0);
+        to = AfterLeaseEnds(row.campaign->state, retryable, preempted, row.attempt, preemptions,
+                            row.campaign->max_attempts, row.campaign->max_preemptions);
+        EndLease(tx, cx, candidate_id, row.campaign_id, row.families, row.levels, to, error_class,
+                 message, preemptions, row.campaign->priority, now);
+        return absl::OkStatus();
+      }));
   return to;
 }
 
 absl::StatusOr<std::vector<ExpiredLease>> PgStore::ExpireLeases(absl::Time now) {
   std::vector<ExpiredLease> out;
-  QUARTET_RETURN_IF_ERROR(Run([&](dbtransaction& tx) -> absl::Status {
-    out.clear();
-    // Read without locks, then lock campaign before candidate (in campaign order), rechecking
-    // that each lease is still live and overdue.
-    pqxx::result due = tx.exec_params(
-        absl::StrCat("SELECT id, campaign_id FROM candidates WHERE state = ", kLeased,
-                     " AND lease_deadline < to_timestamp($1) ORDER BY campaign_id, id LIMIT ",
-                     kExpireBatch),
-        Epoch(now));
-    for (const auto& d : due) {
-      const int64_t candidate_id = d[0].as<int64_t>();
-      ExpiredLease e;
-      e.campaign_id = d[1].as<int64_t>();
-      QUARTET_ASSIGN_OR_RETURN(CampaignLock camp, LockCampaign(tx, e.campaign_id));
-      pqxx::result r = tx.exec_params(
-          absl::StrCat("SELECT worker_id, attempt, preemptions, array_to_json(families)::text, "
-                       "array_to_json(levels)::text FROM candidates WHERE id = $1 AND state = ",
-                       kLeased, " AND lease_deadline < to_timestamp($2) FOR UPDATE"),
-          candidate_id, Epoch(now));
-      if (r.empty()) continue;  // renewed or reported meanwhile
-      e.candidate_id = candidate_id;
-      e.worker_id = r[0][0].as<std::string>();
-      e.attempt = r[0][1].as<int>();
-      const int preemptions = r[0][2].as<int>();
-      e.new_state = AfterLeaseEnds(camp.state, /*retryable=*/true, /*preempted=*/false, e.attempt,
-                                   preemptions, camp.max_attempts, camp.max_preemptions);
-      EndLease(
-          tx, candidate_id, e.campaign_id, ParseTextArrayJson(r[0][3]), ParseIntArrayJson(r[0][4]),
-          e.new_state, quartet::v1::ERROR_CLASS_LOST,
-          absl::StrCat("lease expired: the worker stopped heartbeating (attempt ", e.attempt, ")"),
-          preemptions, camp.priority, now);
-      out.push_back(std::move(e));
-    }
-    return absl::OkStatus();
-  }));
+  QUARTET_RETURN_IF_ERROR(
+      RunAlone({}, /*leases=*/false, [&](dbtransaction& tx, TxContext& cx) -> absl::Status {
+        out.clear();
+        // Read without locks, then lock campaign before candidate (in campaign order), rechecking
+        // that each lease is still live and overdue.
+        pqxx::result due = tx.exec_params(
+            absl::StrCat("SELECT id, campaign_id FROM candidates WHERE state = ", kLeased,
+                         " AND lease_deadline < to_timestamp($1) ORDER BY campaign_id, id LIMIT ",
+                         kExpireBatch),
+            Epoch(now));
+        for (const auto& d : due) {
+          const int64_t candidate_id = d[0].as<int64_t>();
+          ExpiredLease e;
+          e.campaign_id = d[1].as<int64_t>();
+          QUARTET_ASSIGN_OR_RETURN(CampaignLock * camp, cx.locks->Lock(tx, e.campaign_id));
+          pqxx::result r = tx.exec_params(
+              absl::StrCat("SELECT worker_id, attempt, preemptions, array_to_json(families)::text, "
+                           "array_to_json(levels)::text FROM candidates WHERE id = $1 AND state = ",
+                           kLeased, " AND lease_deadline < to_timestamp($2) FOR UPDATE"),
+              candidate_id, Epoch(now));
+          if (r.empty()) continue;  // renewed or reported meanwhile
+          e.candidate_id = candidate_id;
+          e.worker_id = r[0][0].as<std::string>();
+          e.attempt = r[0][1].as<int>();
+          const int preemptions = r[0][2].as<int>();
+          e.new_state =
+              AfterLeaseEnds(camp->state, /*retryable=*/true, /*preempted=*/false, e.attempt,
+                             preemptions, camp->max_attempts, camp->max_preemptions);
+          EndLease(tx, cx, candidate_id, e.campaign_id, ParseTextArrayJson(r[0][3]),
+                   ParseIntArrayJson(r[0][4]), e.new_state, quartet::v1::ERROR_CLASS_LOST,
+                   absl::StrCat("lease expired: the worker stopped heartbeating (attempt ",
+                                e.attempt, ")"),
+                   preemptions, camp->priority, now);
+          out.push_back(std::move(e));
+        }
+        return absl::OkStatus();
+      }));
   return out;
 }
 

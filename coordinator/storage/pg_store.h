@@ -8,12 +8,26 @@
 // transaction runs once more; when that fails too the call gets UNAVAILABLE. Every new connection
 // asks Options::url_source for the URL, so a database that moved is found without a restart.
 // libpqxx exceptions never leave this class. Thread-safe.
+//
+// Group commit. With Options::group_commit_window above zero, LeaseNext, RenewLease,
+// CompleteCandidate, CompleteRung and FailCandidate are queued and written by one writer thread,
+// many calls to one transaction: a call that finds the writer idle is written at once; calls that
+// arrive while it writes wait at most the window for the next transaction. Each call still
+// returns only after the transaction holding it committed, with its own answer: every call runs
+// under its own savepoint, so a refusal (NOT_FOUND, FAILED_PRECONDITION, ...) rolls back that call
+// alone. An error that ends the whole transaction (a lost conflict after retries, a broken
+// connection, a commit whose outcome is unknown) is every call's answer, with the codes above.
+// Campaign counters and coverage rows are written once per transaction with the summed changes.
+// Lock order, in every transaction: campaign rows (a group locks all it needs first, by id), then
+// candidate rows, then work-queue rows; the claim skips queue rows another transaction holds.
 #ifndef QUARTET_COORDINATOR_STORAGE_PG_STORE_H_
 #define QUARTET_COORDINATOR_STORAGE_PG_STORE_H_
 
+#include <deque>
 #include <functional>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -46,6 +60,11 @@ class PgStore : public Store {
     // connection to its end, retries included, and how it ended. Called on the calling thread, with
     // no lock held; must be thread-safe and quick (metrics).
     std::function<void(absl::Duration elapsed, const absl::Status& status)> on_transaction;
+    // Group commit (see above): how long a lease, heartbeat, completion or failure waits at most
+    // for others to share its transaction. Zero: each call is its own transaction.
+    absl::Duration group_commit_window = absl::Milliseconds(2);
+    // Calls one group transaction holds at most.
+    int group_commit_max_calls = 256;
   };
 
   // Connects and migrates. UNAVAILABLE when the database cannot be reached (the message names the
@@ -115,6 +134,24 @@ class PgStore : public Store {
   // Run without the on_transaction report.
   absl::Status RunOnce(const TxBody& body);
 
+  // A lease transition (lease, heartbeat, completion, failure): its SQL, the campaign locks and
+  // counter changes it shares with the others of its transaction (TxContext, pg_store.cc).
+  struct TxContext;
+  using TransitionBody = std::function<absl::Status(pqxx::dbtransaction&, TxContext&)>;
+  struct Transition;
+  // Runs a lease transition: queued for the writer under group commit, else in a transaction of
+  // its own. `candidate_ids` name the candidates whose campaigns it locks; `leases` says it claims
+  // from the queue (it locks every RUNNING campaign with queued work).
+  absl::Status RunTransition(std::vector<int64_t> candidate_ids, bool leases,
+                             const TransitionBody& body);
+  // A transaction of one transition with its own locks and counters (no group).
+  absl::Status RunAlone(const std::vector<int64_t>& candidate_ids, bool leases,
+                        const TransitionBody& body);
+  // The writer thread: takes queued transitions and writes them, a group per transaction.
+  void WriteGroups();
+  // One group in one transaction; sets every transition's status.
+  void WriteGroup(const std::vector<Transition*>& group);
+
   absl::StatusOr<std::unique_ptr<pqxx::connection_base>> Connect();
   absl::StatusOr<std::string> CurrentUrl() const;
   absl::Status Migrate();
@@ -128,6 +165,12 @@ class PgStore : public Store {
   absl::Mutex mu_;
   std::vector<std::unique_ptr<pqxx::connection_base>> idle_ ABSL_GUARDED_BY(mu_);
   int open_ ABSL_GUARDED_BY(mu_) = 0;
+
+  // Group commit: transitions waiting for the writer, oldest first.
+  absl::Mutex queue_mu_;
+  std::deque<Transition*> queue_ ABSL_GUARDED_BY(queue_mu_);
+  bool stopping_ ABSL_GUARDED_BY(queue_mu_) = false;
+  std::thread writer_;
 };
 
 }  // namespace quartet::coordinator

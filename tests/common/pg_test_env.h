@@ -42,10 +42,14 @@ inline std::string FreshSchema() {
     }                                                                                       \
   } while (0)
 
-inline std::unique_ptr<PgStore> MakeTestPgStore() {
+// A PgStore on a fresh schema; `group_commit_window` as PgStore::Options (zero: a transaction per
+// call).
+inline std::unique_ptr<PgStore> MakeTestPgStore(
+    absl::Duration group_commit_window = PgStore::Options().group_commit_window) {
   PgStore::Options o;
   o.url = PgTestUrl();
   o.schema = FreshSchema();
+  o.group_commit_window = group_commit_window;
   auto s = PgStore::Create(o);
   if (!s.ok()) {
     ADD_FAILURE() << s.status();

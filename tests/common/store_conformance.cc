@@ -2,10 +2,12 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cmath>
 #include <cstdlib>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <random>
 #include <set>
 #include <thread>
@@ -1533,6 +1535,185 @@ TEST_P(StoreConformanceTest, ArtifactsAreRecordedListedAndDeleted) {
   EXPECT_FALSE(c->checkpoint.has_value());
   EXPECT_TRUE(c->exported_model.has_value());
   EXPECT_EQ(store_->ListArtifacts(campaign + 1000).status().code(), absl::StatusCode::kNotFound);
+}
+
+// 256 leasers (threads) cycle lease -> complete, fail or renew against two campaigns while a
+// sweeper advances a fake clock and ends overdue leases, an inserter issues more work, some leases
+// are left to expire and reported late, and one campaign is cancelled halfway. Afterwards every
+// counter and coverage row equals a recount, no candidate was leased while its previous lease was
+// live, and every completion answered OK is stored.
+TEST_P(StoreConformanceTest, ManyLeasersWithCancelsAndExpiriesKeepCountersAndFencing) {
+  constexpr int kLeasers = 256, kInitial = 400, kChunk = 40;
+  constexpr int64_t kBudget = 1000000;  // never all issued: neither campaign ends DONE
+  const absl::Duration kRun = absl::Seconds(4);
+  const std::vector<std::string> pool = {"A", "B", "C", "D", "E", "F"};
+  std::vector<std::vector<std::string>> combos;
+  for (int a = 0; a < 6; ++a)
+    for (int b = a + 1; b < 6; ++b)
+      for (int d = b + 1; d < 6; ++d) combos.push_back({pool[a], pool[b], pool[d]});
+  for (int w = 0; w < kLeasers; ++w) {
+    ASSERT_TRUE(store_->RegisterWorker({absl::StrCat("L", w)}, kT0).ok());
+  }
+  CampaignRecord kept_rec = MakeCampaign(pool, kBudget, 3, /*priority=*/1);
+  AddTwoAxes(kept_rec);
+  auto kept = store_->CreateCampaign(kept_rec, kT0);
+  auto dropped = store_->CreateCampaign(MakeCampaign(pool, kBudget, 3), kT0);
+  ASSERT_TRUE(kept.ok() && dropped.ok());
+  auto batch = [&](bool axes, int first, int n) {
+    std::vector<NewCandidate> out;
+    for (int i = first; i < first + n; ++i) {
+      const auto& combo = combos[i % combos.size()];
+      const int repeat = i / static_cast<int>(combos.size());
+      out.push_back(axes ? AxCand(i % combos.size(), combo, {i % 3, (i / 3) % 4}, repeat)
+                         : Cand(i % combos.size(), combo, repeat));
+    }
+    return out;
+  };
+  ASSERT_TRUE(store_->InsertCandidates(kept->id, batch(true, 0, kInitial), kT0).ok());
+  ASSERT_TRUE(store_->InsertCandidates(dropped->id, batch(false, 0, kInitial), kT0).ok());
+
+  std::atomic<int64_t> clock_us{absl::ToUnixMicros(kT0)};
+  auto now = [&] { return absl::FromUnixMicros(clock_us.load()); };
+  struct Grant {
+    int64_t candidate = 0;
+    int attempt = 0;
+    int64_t token = 0;
+  };
+  std::mutex mu;
+  std::vector<Grant> grants;
+  std::set<std::pair<int64_t, int>> ended;  // (candidate, attempt): ended without a result
+  std::map<int64_t, int64_t> completed;     // candidate -> token of a completion answered OK
+  std::atomic<int> unexpected{0};
+  std::atomic<bool> stop{false};
+  auto expect_ok_or_refused = [&](const absl::Status& s, const char* what) {
+    if (s.ok() || s.code() == absl::StatusCode::kFailedPrecondition) return s.ok();
+    if (unexpected++ < 5) ADD_FAILURE() << what << ": " << s;
+    return false;
+  };
+  auto complete = [&](const std::string& worker, const Grant& g) {
+    absl::Status s = store_->CompleteCandidate(g.candidate, g.token, worker,
+                                               MakeResult(g.candidate % 97 / 100.0), {}, now());
+    if (expect_ok_or_refused(s, "complete")) {
+      std::lock_guard<std::mutex> lock(mu);
+      completed[g.candidate] = g.token;
+    }
+  };
+
+  std::vector<std::thread> threads;
+  for (int w = 0; w < kLeasers; ++w) {
+    threads.emplace_back([&, w] {
+      const std::string worker = absl::StrCat("L", w);
+      std::mt19937 rng(w);
+      std::optional<Grant> late;  // left to expire, reported later
+      while (!stop.load()) {
+        auto g = store_->LeaseNext(worker, now(), kLease);
+        if (!g.ok()) {
+          if (unexpected++ < 5) ADD_FAILURE() << "lease: " << g.status();
+          continue;
+        }
+        if (!g->has_value()) {
+          std::this_thread::sleep_for(std::chrono::milliseconds(2));
+          continue;
+        }
+        const Grant mine{(*g)->candidate.id, (*g)->candidate.attempt, (*g)->candidate.lease_token};
+        {
+          std::lock_guard<std::mutex> lock(mu);
+          grants.push_back(mine);
+        }
+        const int r = static_cast<int>(rng() % 10);
+        if (r == 0 && !late.has_value()) {
+          late = mine;
+          continue;
+        }
+        if (r == 1) {
+          expect_ok_or_refused(
+              store_->RenewLease(mine.candidate, mine.token, worker, now(), kLease).status(),
+              "renew");
+        }
+        if (r == 2 || r == 3) {
+          auto f = store_->FailCandidate(
+              mine.candidate, mine.token, worker,
+              r == 2 ? quartet::v1::ERROR_CLASS_PREEMPTED : quartet::v1::ERROR_CLASS_OOM, "x",
+              /*retryable=*/true, now());
+          if (expect_ok_or_refused(f.status(), "fail")) {
+            std::lock_guard<std::mutex> lock(mu);
+            ended.insert({mine.candidate, mine.attempt});
+          }
+        } else {
+          complete(worker, mine);
+        }
+        if (late.has_value() && rng() % 4 == 0) {
+          complete(worker, *late);
+          late.reset();
+        }
+      }
+    });
+  }
+  threads.emplace_back([&] {  // the sweep, on a clock that runs 1 s per 5 ms
+    while (!stop.load()) {
+      clock_us += absl::ToInt64Microseconds(absl::Seconds(1));
+      auto expired = store_->ExpireLeases(now());
+      if (!expired.ok()) {
+        if (unexpected++ < 5) ADD_FAILURE() << "expire: " << expired.status();
+      } else {
+        std::lock_guard<std::mutex> lock(mu);
+        for (const ExpiredLease& e : *expired) ended.insert({e.candidate_id, e.attempt});
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+  });
+  threads.emplace_back([&] {  // more work, and the cancel halfway
+    const absl::Time start = absl::Now();
+    bool cancelled = false;
+    for (int issued = kInitial; !stop.load(); issued += kChunk) {
+      if (issued + kChunk <= kBudget) {
+        expect_ok_or_refused(store_->InsertCandidates(kept->id, batch(true, issued, kChunk), now()),
+                             "insert");
+        if (!cancelled) {
+          expect_ok_or_refused(
+              store_->InsertCandidates(dropped->id, batch(false, issued, kChunk), now()), "insert");
+        }
+      }
+      if (!cancelled && absl::Now() - start > kRun / 2) {
+        expect_ok_or_refused(store_->CancelCampaign(dropped->id, now()).status(), "cancel");
+        cancelled = true;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+  });
+  absl::SleepFor(kRun);
+  stop = true;
+  for (auto& t : threads) t.join();
+
+  EXPECT_EQ(unexpected.load(), 0);
+  EXPECT_GT(grants.size(), 0u);
+  std::set<int64_t> tokens;
+  std::set<std::pair<int64_t, int>> granted;
+  for (const Grant& g : grants) {
+    EXPECT_TRUE(tokens.insert(g.token).second) << "token given twice";
+    EXPECT_TRUE(granted.insert({g.candidate, g.attempt}).second)
+        << "candidate " << g.candidate << " attempt " << g.attempt << " granted twice";
+  }
+  // Every lease after the first began after the one before it ended (failed, or swept).
+  for (const Grant& g : grants) {
+    if (g.attempt > 1) {
+      EXPECT_TRUE(ended.count({g.candidate, g.attempt - 1}))
+          << "candidate " << g.candidate << " leased (attempt " << g.attempt
+          << ") while its lease of attempt " << g.attempt - 1 << " was live";
+    }
+  }
+  for (const auto& [id, token] : completed) {
+    auto c = store_->GetCandidate(id);
+    ASSERT_TRUE(c.ok()) << c.status();
+    EXPECT_EQ(c->state, CandidateState::kSucceeded) << "candidate " << id;
+    EXPECT_EQ(c->completed_token, token) << "candidate " << id;
+    EXPECT_TRUE(c->result.has_value()) << "candidate " << id;
+  }
+  auto d = store_->GetCampaign(dropped->id);
+  ASSERT_TRUE(d.ok());
+  EXPECT_EQ(d->state, CampaignState::kCancelled);
+  ExpectCoverageMatchesCandidates(*store_, kept->id);
+  ExpectCoverageMatchesCandidates(*store_, dropped->id);
 }
 
 }  // namespace quartet::coordinator::testing

@@ -290,11 +290,18 @@ TEST(PgStoreTest, AskTheUrlSourceAgainAfterTheConnectionBreaks) {
 
 }  // namespace
 
+// "postgres": group commit on (the default window); "postgres_per_call": a transaction per call.
 INSTANTIATE_TEST_SUITE_P(Postgres, StoreConformanceTest,
                          ::testing::Values(StoreFactory{"postgres",
                                                         []() -> std::unique_ptr<Store> {
                                                           if (PgTestUrl().empty()) return nullptr;
                                                           return MakeTestPgStore();
+                                                        }},
+                                           StoreFactory{"postgres_per_call",
+                                                        []() -> std::unique_ptr<Store> {
+                                                          if (PgTestUrl().empty()) return nullptr;
+                                                          return MakeTestPgStore(
+                                                              absl::ZeroDuration());
                                                         }}),
                          [](const auto& info) { return info.param.name; });
 
