@@ -1804,6 +1804,11 @@ absl::Status PgStore::MarkArtifactsDeleted(const std::vector<int64_t>& artifact_
                                            absl::Time now) {
   if (artifact_ids.empty()) return absl::OkStatus();
   return Run([&](dbtransaction& tx) -> absl::Status {
+    // The lock order of every transaction: campaign rows (in id order), then candidates.
+    tx.exec_params(
+        "SELECT id FROM campaigns WHERE id IN (SELECT campaign_id FROM artifacts WHERE id = "
+        "ANY($1::bigint[])) ORDER BY id FOR UPDATE",
+        NumberArray(artifact_ids));
     // Candidates whose current checkpoint or export is deleted lose it.
     tx.exec_params(
         "WITH gone AS (UPDATE artifacts SET deleted_at = to_timestamp($2) WHERE id = "
