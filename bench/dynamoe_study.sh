@@ -12,11 +12,8 @@
 #   QUARTET_TEST_PG_URL=... bench/dynamoe_study.sh [BUILD_DIR]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-build=${1:-build}
-COORDINATOR=$build/coordinator/quartet-coordinator WORKER=$build/worker/quartet-worker
-CTL=$build/cli/quartetctl
-source tests/e2e/lib.sh
-e2e_init dynamoe
+source bench/study_lib.sh
+study_init "${1:-build}" dynamoe
 TRAIN=${DYNAMOE_TRAIN_LIMIT:-8192}
 EPOCHS=${DYNAMOE_EPOCHS:-3}
 start_coordinator --lease=60s --issue_ahead=2
@@ -74,7 +71,7 @@ excerpt() {
   grep -A3 'yield by recipe.router' <<<"$1"
   sed -n '/^gradient noise by router/,$p' <<<"$1"
 }
-cpu=$(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1)
+cpu=$(study_cpu)
 {
   printf '\n## DynaMoE study (capacity-fair schedules x DYNAMIC / TOP_K x 3 seeds, Fashion-MNIST subset, CPU)\n\n'
   printf -- '- Machine: %s, %s cores, Debian 12\n- Date: %s\n- Command: `QUARTET_TEST_PG_URL=... bench/dynamoe_study.sh %s` (%s training images, %s epochs, batch 64, lr 0.002, %s min end to end for both campaigns, 2 workers of 1 thread)\n\n' \

@@ -8,11 +8,8 @@
 #   QUARTET_TEST_PG_URL=... bench/heads_study.sh [BUILD_DIR]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-build=${1:-build}
-COORDINATOR=$build/coordinator/quartet-coordinator WORKER=$build/worker/quartet-worker
-CTL=$build/cli/quartetctl
-source tests/e2e/lib.sh
-e2e_init heads
+source bench/study_lib.sh
+study_init "${1:-build}" heads
 TRAIN=${HEADS_TRAIN_LIMIT:-8192}
 start_coordinator --lease=60s --issue_ahead=2
 start_worker w1
@@ -46,7 +43,7 @@ analyses=$(ctl report analyses "$id")
 yield=$(ctl report yield "$id" --min-samples=3 --top=4)
 echo "$analyses"
 echo "$yield"
-cpu=$(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1)
+cpu=$(study_cpu)
 {
   printf '\n## Head study (ResNet backbone, 4 heads x 3 seeds, Fashion-MNIST subset, CPU)\n\n'
   printf -- '- Machine: %s, %s cores, Debian 12\n- Date: %s\n- Command: `QUARTET_TEST_PG_URL=... bench/heads_study.sh %s` (%s training images, %s min end to end, 2 workers of 1 thread)\n\n' \
