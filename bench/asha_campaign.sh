@@ -10,11 +10,8 @@
 #   QUARTET_TEST_PG_URL=... bench/asha_campaign.sh [BUILD_DIR]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-build=${1:-build}
-COORDINATOR=$build/coordinator/quartet-coordinator WORKER=$build/worker/quartet-worker
-CTL=$build/cli/quartetctl
-source tests/e2e/lib.sh
-e2e_init asha
+source bench/study_lib.sh
+study_init "${1:-build}" asha
 TRAIN=${ASHA_TRAIN_LIMIT:-2048}
 BUDGET_EPOCHS=${ASHA_BUDGET_EPOCHS:-90}
 FAMILIES=Diffuser,DPN68,ICNet,MobileNetV3,ShuffleNet,SqueezeNet
@@ -56,7 +53,7 @@ best_combo() {
   q "SELECT array_to_string(families, '+') FROM candidates WHERE id =
      (SELECT best_candidate_id FROM campaigns WHERE id = $1)"
 }
-cpu=$(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1)
+cpu=$(study_cpu)
 table=$(cat <<EOF
 | campaign | epochs spent | candidates tried | trained to 9 epochs | best test accuracy | best combination | wall time |
 |---|---|---|---|---|---|---|
