@@ -216,13 +216,23 @@ std::vector<RungStats> Asha::Stats() const {
   return out;
 }
 
-std::map<std::string, std::vector<int64_t>> Asha::CompletedAtRung() const {
-  std::map<std::string, std::vector<int64_t>> out;
+std::map<std::string, Asha::RungTally> Asha::CompletedAtRung() const {
+  const size_t rungs = settings_.rung_epochs.size();
+  std::map<std::string, RungTally> out;
   for (const auto& [id, e] : entries_) {
     for (const std::string& key : GroupKeys(e.families)) {
-      std::vector<int64_t>& counts = out[key];
-      counts.resize(settings_.rung_epochs.size(), 0);
-      for (size_t r = 0; r < e.accuracy.size(); ++r) counts[r]++;
+      RungTally& t = out[key];
+      t.completed.resize(rungs, 0);
+      t.mean_accuracy.resize(rungs, 0);
+      for (size_t r = 0; r < e.accuracy.size(); ++r) {
+        t.completed[r]++;
+        t.mean_accuracy[r] += e.accuracy[r];
+      }
+    }
+  }
+  for (auto& [key, t] : out) {
+    for (size_t r = 0; r < rungs; ++r) {
+      if (t.completed[r] > 0) t.mean_accuracy[r] /= static_cast<double>(t.completed[r]);
     }
   }
   return out;

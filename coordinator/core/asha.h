@@ -78,7 +78,12 @@ class Asha {
   // each rung; promotions by the guard; the families and pairs whose only survivors past rung 0
   // are guard promotions.
   std::vector<RungStats> Stats() const;
-  std::map<std::string, std::vector<int64_t>> CompletedAtRung() const;
+  struct RungTally {
+    // Per rung: candidates that completed it, and their mean accuracy there.
+    std::vector<int64_t> completed;
+    std::vector<double> mean_accuracy;
+  };
+  std::map<std::string, RungTally> CompletedAtRung() const;
   int64_t guard_promotions() const;
   std::vector<std::string> GuardKept() const;
 

@@ -749,17 +749,40 @@ int64_t CoordinatorCore::EpochsCommitted(const CampaignRecord& r) {
   return committed;
 }
 
+std::shared_ptr<CoordinatorCore::Runtime> CoordinatorCore::ReportRuntime(int64_t campaign_id) {
+  std::shared_ptr<Runtime> rt = RuntimeOf(campaign_id);
+  if (rt != nullptr) return rt;
+  // A finished campaign: rebuild its promotion state from the store for the report.
+  auto rec = store_->GetCampaign(campaign_id);
+  if (!rec.ok()) return nullptr;
+  auto rebuilt = Rebuild(*rec);
+  return rebuilt.ok() ? *rebuilt : nullptr;
+}
+
+void CoordinatorCore::FillRungYield(int64_t campaign_id, quartet::v1::YieldReport* out) {
+  std::shared_ptr<Runtime> rt = ReportRuntime(campaign_id);
+  if (rt == nullptr) return;
+  absl::MutexLock lock(&rt->mu);
+  if (rt->asha == nullptr) return;
+  const auto tallies = rt->asha->CompletedAtRung();
+  auto fill = [&](const std::string& key, quartet::v1::YieldEntry* e) {
+    auto it = tallies.find(key);
+    if (it == tallies.end()) return;
+    for (size_t r = 0; r < it->second.completed.size(); ++r) {
+      e->add_completed_at_rung(it->second.completed[r]);
+      e->add_mean_accuracy_at_rung(it->second.mean_accuracy[r]);
+    }
+  };
+  for (auto& e : *out->mutable_families()) fill(e.families(0), &e);
+  for (auto& e : *out->mutable_pairs()) {
+    fill(absl::StrCat(e.families(0), "+", e.families(1)), &e);
+  }
+}
+
 void CoordinatorCore::FillFidelity(int64_t campaign_id, const StateCounts& counts,
                                    quartet::v1::CoverageReport* out) {
-  std::shared_ptr<Runtime> rt = RuntimeOf(campaign_id);
-  if (rt == nullptr) {
-    // A finished campaign: rebuild its promotion state from the store for the report.
-    auto rec = store_->GetCampaign(campaign_id);
-    if (!rec.ok()) return;
-    auto rebuilt = Rebuild(*rec);
-    if (!rebuilt.ok()) return;
-    rt = *rebuilt;
-  }
+  std::shared_ptr<Runtime> rt = ReportRuntime(campaign_id);
+  if (rt == nullptr) return;
   absl::MutexLock lock(&rt->mu);
   if (rt->asha == nullptr) return;
   const Asha& asha = *rt->asha;
@@ -784,7 +807,7 @@ void CoordinatorCore::FillFidelity(int64_t campaign_id, const StateCounts& count
   auto fill = [&](const std::string& key, google::protobuf::RepeatedField<int64_t>* field) {
     auto it = completed.find(key);
     for (size_t r = 0; r < stats.size(); ++r) {
-      field->Add(it == completed.end() ? 0 : it->second[r]);
+      field->Add(it == completed.end() ? 0 : it->second.completed[r]);
     }
   };
   for (auto& f : *out->mutable_families()) fill(f.family(), f.mutable_completed_at_rung());
@@ -839,6 +862,7 @@ absl::StatusOr<quartet::v1::YieldReport> CoordinatorCore::GetYieldReport(int64_t
   for (const auto& [pos, entry] : ordered) {
     entry->second.Fill({entry->first.first, entry->first.second}, out.add_pairs());
   }
+  if (rec.config.has_fidelity()) FillRungYield(campaign_id, &out);
   std::vector<const quartet::v1::YieldEntry*> low, best;
   for (const auto& e : out.families()) {
     if (e.succeeded() >= min_samples) low.push_back(&e);

@@ -198,6 +198,12 @@ class CoordinatorCore {
   // Logs what it removed. Failures are logged, never returned: a file left behind costs space,
   // not correctness.
   void PruneArtifacts(int64_t campaign_id);
+  // The runtime of a campaign for its reports: the live one, or one rebuilt from the store for a
+  // finished campaign (nullptr when that fails).
+  std::shared_ptr<Runtime> ReportRuntime(int64_t campaign_id);
+  // Multi-fidelity: per family and pair of the yield report, completions and mean accuracy per
+  // rung.
+  void FillRungYield(int64_t campaign_id, quartet::v1::YieldReport* out);
   // Multi-fidelity: the epochs a campaign was granted (rebuilt from the store once it is final).
   int64_t EpochsCommitted(const CampaignRecord& record);
   // Multi-fidelity: the epochs, the promotion state and the rung rows of a campaign's reports.

@@ -101,10 +101,11 @@ TEST(Asha, TheCoverageGuardKeepsAFamilyThatPlainAshaPrunes) {
     const std::vector<std::vector<std::string>> combos = {{"A", "B"}, {"A", "C"}, {"B", "C"}};
     for (int round = 0; round < 3; ++round) {
       for (const auto& combo : combos) {
-        for (int64_t p : Complete(asha, Leased(++id, combo), 0.8 + 0.01 * id))
-          promoted.push_back(p);
+        ++id;
+        for (int64_t p : Complete(asha, Leased(id, combo), 0.8 + 0.01 * id)) promoted.push_back(p);
       }
-      for (int64_t p : Complete(asha, Leased(++id, {"A", "D"}), 0.3 + 0.01 * id)) {
+      ++id;
+      for (int64_t p : Complete(asha, Leased(id, {"A", "D"}), 0.3 + 0.01 * id)) {
         promoted.push_back(p);
       }
     }
@@ -121,7 +122,10 @@ TEST(Asha, TheCoverageGuardKeepsAFamilyThatPlainAshaPrunes) {
       EXPECT_THAT(asha.GuardKept(), UnorderedElementsAre("A+D", "D"));
     } else {
       EXPECT_THAT(asha.GuardKept(), IsEmpty());
-      EXPECT_EQ(asha.CompletedAtRung()["D"], (std::vector<int64_t>{3, 0}));
+      const Asha::RungTally d = asha.CompletedAtRung()["D"];
+      EXPECT_EQ(d.completed, (std::vector<int64_t>{3, 0}));
+      // Ids 4, 8, 12 at 0.3 + 0.01 x id.
+      EXPECT_NEAR(d.mean_accuracy[0], 0.38, 1e-12);
     }
   }
 }

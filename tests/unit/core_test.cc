@@ -695,6 +695,18 @@ TEST_F(CoreTest, AshaCampaignPromotesResumesAndSurvivesARestart) {
     family_completions += f.completed_at_rung(0);
   }
   EXPECT_EQ(family_completions, 2 * done->issued());
+  // The yield report's rung dimension agrees with the coverage report's.
+  auto yield = core_->GetYieldReport(campaign->id(), 1, 3);
+  ASSERT_TRUE(yield.ok());
+  int64_t yield_completions = 0;
+  for (const auto& f : yield->families()) {
+    ASSERT_EQ(f.completed_at_rung_size(), 2);
+    yield_completions += f.completed_at_rung(0);
+    if (f.completed_at_rung(1) > 0) {
+      EXPECT_GT(f.mean_accuracy_at_rung(1), f.mean_accuracy_at_rung(0) - 1e-9) << f.families(0);
+    }
+  }
+  EXPECT_EQ(yield_completions, family_completions);
   // Every succeeded candidate went through rung 0 and was promoted from it.
   quartet::v1::ListResultsRequest lr;
   lr.set_campaign_id(campaign->id());
