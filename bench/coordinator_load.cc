@@ -48,6 +48,7 @@
 #include "absl/time/time.h"
 #include "bench/bench_util.h"
 #include "quartet/v1/worker.grpc.pb.h"
+#include "tests/common/fake_result.h"
 
 ABSL_FLAG(std::string, coordinator, "127.0.0.1:50051", "Coordinator address.");
 ABSL_FLAG(std::string, worker_token_file, "",
@@ -349,20 +350,7 @@ class FakeWorker {
     req.set_candidate_id(lease_.candidate_id());
     req.set_lease_token(lease_.lease_token());
     const double accuracy = 0.5 + 0.4 * ((lease_.candidate_id() * 37) % 100) / 100.0;
-    auto* r = req.mutable_result();
-    r->set_test_accuracy(accuracy);
-    r->set_test_loss(1 - accuracy);
-    r->set_wall_seconds(1.5);
-    r->set_parameter_count(1000);
-    for (int e = 1; e <= kEpochs; ++e) {
-      auto* m = r->add_epochs();
-      m->set_epoch(e);
-      m->set_train_loss(2.0 / e);
-      m->set_test_loss(2.2 / e);
-      m->set_train_accuracy(accuracy * e / kEpochs);
-      m->set_test_accuracy(accuracy * e / kEpochs);
-      m->set_learning_rate(1e-3);
-    }
+    quartet::testing::FillFakeResult(accuracy, kEpochs, req.mutable_result());
     complete_rpc_ = stub_->PrepareAsyncCompleteCandidate(ctx_.get(), req, cq_);
     complete_rpc_->StartCall();
     complete_rpc_->Finish(&complete_resp_, &status_, this);

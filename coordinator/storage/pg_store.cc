@@ -209,6 +209,20 @@ absl::StatusOr<std::optional<quartet::v1::Artifact>> ParseArtifact(const pqxx::f
   return std::optional<quartet::v1::Artifact>(std::move(a));
 }
 
+// candidates.rung_results: a JSON array of quartet.v1.RungResult.
+absl::StatusOr<std::vector<quartet::v1::RungResult>> ParseRungResults(const pqxx::field& f,
+                                                                      int64_t candidate_id) {
+  std::vector<quartet::v1::RungResult> out;
+  for (const auto& v : nlohmann::json::parse(f.c_str())) {
+    quartet::v1::RungResult rung;
+    QUARTET_RETURN_IF_ERROR(
+        common::ParseMessage(v.dump(), common::TextFormat::kJson,
+                             absl::StrCat("candidates.rung_results of ", candidate_id), &rung));
+    out.push_back(std::move(rung));
+  }
+  return out;
+}
+
 absl::StatusOr<CandidateRecord> ParseCandidate(const pqxx::row& r) {
   CandidateRecord c;
   c.id = r[0].as<int64_t>();
@@ -240,13 +254,7 @@ absl::StatusOr<CandidateRecord> ParseCandidate(const pqxx::row& r) {
   c.levels = ParseIntArrayJson(r[20]);
   c.axis_values = ParseTextArrayJson(r[21]);
   c.rung = r[22].as<int>();
-  for (const auto& v : nlohmann::json::parse(r[23].c_str())) {
-    quartet::v1::RungResult rung;
-    QUARTET_RETURN_IF_ERROR(common::ParseMessage(v.dump(), common::TextFormat::kJson,
-                                                 absl::StrCat("candidates.rung_results of ", c.id),
-                                                 &rung));
-    c.rungs.push_back(std::move(rung));
-  }
+  QUARTET_ASSIGN_OR_RETURN(c.rungs, ParseRungResults(r[23], c.id));
   QUARTET_ASSIGN_OR_RETURN(c.checkpoint, ParseArtifact(r[24], c.id));
   QUARTET_ASSIGN_OR_RETURN(c.exported_model, ParseArtifact(r[25], c.id));
   c.completed_token = r[26].as<int64_t>();
@@ -798,17 +806,13 @@ absl::Status Promote(dbtransaction& tx, LeaseTx& cx, const LeaseRow& completing,
       static_cast<CandidateState>(r[0][0].as<int>()) != CandidateState::kStoppedEarly) {
     return PromotionRefused(p.candidate_id, completing.campaign_id);
   }
-  std::vector<quartet::v1::RungResult> rungs;
-  for (const auto& v : nlohmann::json::parse(r[0][3].c_str())) {
-    quartet::v1::RungResult rung;
-    QUARTET_RETURN_IF_ERROR(common::ParseMessage(v.dump(), common::TextFormat::kJson,
-                                                 "candidates.rung_results", &rung));
-    rungs.push_back(std::move(rung));
-  }
+  QUARTET_ASSIGN_OR_RETURN(std::vector<quartet::v1::RungResult> rungs,
+                           ParseRungResults(r[0][3], p.candidate_id));
   MarkPromoted(rungs, p);
   nlohmann::json marked = nlohmann::json::array();
-  for (const auto& rung : rungs)
+  for (const auto& rung : rungs) {
     marked.push_back(nlohmann::json::parse(common::MessageToJson(rung)));
+  }
   tx.exec_params(absl::StrCat("UPDATE candidates SET state = ", kPending,
                               ", rung = $2, rung_results = $3::jsonb, error_class = 0, "
                               "error_message = '', finished_at = NULL WHERE id = $1"),

@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "quartet/v1/worker.grpc.pb.h"
+#include "tests/common/fake_result.h"
 
 namespace {
 
@@ -66,20 +67,7 @@ class FakeWorker {
     req.set_session_secret(secret_);
     req.set_candidate_id(lease.candidate_id());
     req.set_lease_token(lease.lease_token());
-    auto* r = req.mutable_result();
-    r->set_test_accuracy(accuracy);
-    r->set_test_loss(1 - accuracy);
-    r->set_wall_seconds(1.5);
-    r->set_parameter_count(1000);
-    for (int e = 1; e <= kEpochs; ++e) {
-      auto* m = r->add_epochs();
-      m->set_epoch(e);
-      m->set_train_loss(2.0 / e);
-      m->set_test_loss(2.2 / e);
-      m->set_train_accuracy(accuracy * e / kEpochs);
-      m->set_test_accuracy(accuracy * e / kEpochs);
-      m->set_learning_rate(1e-3);
-    }
+    quartet::testing::FillFakeResult(accuracy, kEpochs, req.mutable_result());
     quartet::v1::CompleteCandidateResponse resp;
     grpc::ClientContext ctx;
     Prepare(&ctx);
