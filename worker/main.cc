@@ -1,6 +1,7 @@
-// quartet-worker: one per GPU (or one CPU worker). Pulls candidates from the coordinator, trains
-// them with LibTorch and streams metrics back. SIGTERM/SIGINT: the running candidate stops at its
-// next step and is handed back for another worker; exit status 0.
+// quartet-worker: one per GPU (or one per CPU box). Pulls candidates from the coordinator, trains
+// them with LibTorch and streams metrics back, up to --slots candidates at once
+// (worker/daemon/slots.h). SIGTERM/SIGINT: every running candidate stops at its next step and is
+// handed back for another worker; exit status 0.
 #include <signal.h>
 #include <unistd.h>
 
@@ -17,9 +18,11 @@
 #include "common/grpc_client.h"
 #include "common/logging.h"
 #include "common/metrics_server.h"
+#include "common/status_macros.h"
 #include "spdlog/spdlog.h"
 #include "worker/daemon/coordinator_client.h"
 #include "worker/daemon/daemon.h"
+#include "worker/daemon/slots.h"
 #include "worker/metrics/worker_metrics.h"
 #include "worker/train/torch_trainer.h"
 
@@ -43,7 +46,14 @@ ABSL_FLAG(std::string, artifacts, "",
           "Artifact root for checkpoints and TorchScript exports: file:///abs/dir or a directory "
           "(made absolute). Checked writable at start. Empty: none are written, and multi-fidelity "
           "rungs train from scratch.");
-ABSL_FLAG(int, threads, 0, "CPU threads for LibTorch (0 = every online CPU).");
+ABSL_FLAG(int, slots, 0,
+          "Candidates trained at once, each with its own lease, heartbeat, metric stream and "
+          "threads (CPU) or CUDA stream (GPU). 0 = automatic: on CPU one per online CPU (or as "
+          "many as --threads allows); on a GPU one per 16 GiB of device memory, at most 8, the "
+          "memory shared evenly (the coordinator leases each slot only candidates whose estimate "
+          "fits its share).");
+ABSL_FLAG(int, threads, 0,
+          "CPU threads for LibTorch per slot (0 = the online CPUs shared among the slots).");
 ABSL_FLAG(bool, parallel_experts, true,
           "On CPU, run the gate and experts concurrently, one thread each (false: one after "
           "another on all threads).");
@@ -65,6 +75,77 @@ ABSL_FLAG(std::string, log_file, "", "Append logs to this file instead of stderr
 ABSL_FLAG(std::string, log_format, "text",
           "text (readable lines) or json (one JSON object per line, for log shippers).");
 
+namespace {
+
+using quartet::worker::WorkerMetrics;
+using quartet::worker::daemon::SlotPlan;
+using quartet::worker::train::TorchTrainer;
+
+int Fail(const absl::Status& s) {
+  std::cerr << "quartet-worker: " << s.message() << "\n";
+  return 1;
+}
+
+// The trainer settings every slot shares; the artifact root is checked writable here.
+absl::StatusOr<TorchTrainer::Options> TrainerOptions() {
+  TorchTrainer::Options topts;
+  if (const std::string root = absl::GetFlag(FLAGS_artifacts); !root.empty()) {
+    auto store = quartet::common::ArtifactStore::Open(root);
+    absl::Status usable = store.ok() ? store->CheckWritable() : store.status();
+    if (!usable.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("--artifacts=", root, ": ", usable.message()));
+    }
+    spdlog::info("artifacts (checkpoints, exports) under {}", store->uri());
+    topts.artifacts_uri = store->uri();
+  }
+  topts.device = absl::GetFlag(FLAGS_device);
+  topts.data_root = absl::GetFlag(FLAGS_data_root);
+  topts.parallel_experts = absl::GetFlag(FLAGS_parallel_experts);
+  topts.cache_host_memory = absl::GetFlag(FLAGS_cache_host_memory);
+  return topts;
+}
+
+// How many slots, with how many threads and how much device memory each. A probe trainer reads the
+// device (and fails fast on a bad --device).
+absl::StatusOr<SlotPlan> PlanSlots(const TorchTrainer::Options& topts) {
+  TorchTrainer::Options probe_options = topts;
+  probe_options.threads = 1;
+  QUARTET_ASSIGN_OR_RETURN(std::unique_ptr<TorchTrainer> probe,
+                           TorchTrainer::Create(probe_options));
+  quartet::worker::daemon::SlotRequest request;
+  request.slots = absl::GetFlag(FLAGS_slots);
+  request.threads = absl::GetFlag(FLAGS_threads);
+  request.online_cpus = static_cast<int>(sysconf(_SC_NPROCESSORS_ONLN));
+  request.gpu = probe->GpuMemoryBytes() > 0;
+  request.device_memory = probe->GpuMemoryBytes();
+  return quartet::worker::daemon::PlanSlots(request);
+}
+
+absl::StatusOr<quartet::common::ClientConnection> Connect() {
+  quartet::common::ClientOptions copts;
+  copts.address = absl::GetFlag(FLAGS_coordinator);
+  copts.token_file = absl::GetFlag(FLAGS_token_file);
+  copts.tls_ca_file = absl::GetFlag(FLAGS_tls_ca);
+  copts.tls_client_cert_file = absl::GetFlag(FLAGS_tls_client_cert);
+  copts.tls_client_key_file = absl::GetFlag(FLAGS_tls_client_key);
+  return quartet::common::ClientConnection::Create(copts);
+}
+
+quartet::worker::daemon::WorkerDaemon::Options DaemonOptions() {
+  char host[256] = {0};
+  gethostname(host, sizeof(host) - 1);
+  quartet::worker::daemon::WorkerDaemon::Options dopts;
+  dopts.worker_id = absl::GetFlag(FLAGS_worker_id);
+  dopts.host = host;
+  dopts.version = QUARTET_VERSION;
+  dopts.heartbeat_interval = absl::GetFlag(FLAGS_heartbeat_interval);
+  dopts.max_candidates = absl::GetFlag(FLAGS_max_candidates);
+  dopts.state_dir = absl::GetFlag(FLAGS_state_dir);
+  return dopts;
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
   std::vector<std::string> normalized_flags;
   quartet::common::ParseFlags(argc, argv,
@@ -75,8 +156,7 @@ int main(int argc, char** argv) {
                                             absl::GetFlag(FLAGS_log_file),
                                             absl::GetFlag(FLAGS_log_format));
       !s.ok()) {
-    std::cerr << "quartet-worker: " << s.message() << "\n";
-    return 1;
+    return Fail(s);
   }
   sigset_t signals;
   sigemptyset(&signals);
@@ -84,80 +164,58 @@ int main(int argc, char** argv) {
   sigaddset(&signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
-  // Metrics before the trainer loads anything, so a bad address fails fast.
-  quartet::worker::WorkerMetrics worker_metrics;
+  // Metrics before the trainers load anything, so a bad address fails fast.
+  auto registry = std::make_shared<prometheus::Registry>();
   std::unique_ptr<quartet::common::MetricsServer> metrics_server;
   if (!absl::GetFlag(FLAGS_metrics_listen).empty()) {
-    auto started = quartet::common::MetricsServer::Start(absl::GetFlag(FLAGS_metrics_listen),
-                                                         worker_metrics.registry());
-    if (!started.ok()) {
-      std::cerr << "quartet-worker: " << started.status().message() << "\n";
-      return 1;
-    }
+    auto started =
+        quartet::common::MetricsServer::Start(absl::GetFlag(FLAGS_metrics_listen), registry);
+    if (!started.ok()) return Fail(started.status());
     metrics_server = std::move(*started);
     spdlog::info("Prometheus /metrics on port {}", metrics_server->port());
   }
 
-  quartet::worker::train::TorchTrainer::Options topts;
-  if (const std::string root = absl::GetFlag(FLAGS_artifacts); !root.empty()) {
-    auto store = quartet::common::ArtifactStore::Open(root);
-    absl::Status usable = store.ok() ? store->CheckWritable() : store.status();
-    if (!usable.ok()) {
-      std::cerr << "quartet-worker: --artifacts=" << root << ": " << usable.message() << "\n";
-      return 1;
-    }
-    spdlog::info("artifacts (checkpoints, exports) under {}", store->uri());
-    topts.artifacts_uri = store->uri();
+  absl::StatusOr<TorchTrainer::Options> topts = TrainerOptions();
+  if (!topts.ok()) return Fail(topts.status());
+  absl::StatusOr<SlotPlan> plan = PlanSlots(*topts);
+  if (!plan.ok()) return Fail(plan.status());
+  topts->threads = plan->threads_per_slot;
+  std::vector<std::unique_ptr<TorchTrainer>> trainers;
+  std::vector<std::unique_ptr<WorkerMetrics>> metrics;
+  std::vector<quartet::worker::daemon::WorkerSlots::Slot> slots;
+  for (int k = 0; k < plan->slots; ++k) {
+    auto trainer = TorchTrainer::Create(*topts);
+    if (!trainer.ok()) return Fail(trainer.status());
+    trainers.push_back(std::move(*trainer));
+    // One slot keeps the unlabelled series of a one-candidate worker.
+    metrics.push_back(std::make_unique<WorkerMetrics>(
+        registry, plan->slots > 1 ? std::to_string(k) : std::string()));
+    slots.push_back({trainers.back().get(), metrics.back().get()});
   }
-  topts.device = absl::GetFlag(FLAGS_device);
-  topts.data_root = absl::GetFlag(FLAGS_data_root);
-  topts.threads = absl::GetFlag(FLAGS_threads);
-  topts.parallel_experts = absl::GetFlag(FLAGS_parallel_experts);
-  topts.cache_host_memory = absl::GetFlag(FLAGS_cache_host_memory);
-  auto trainer = quartet::worker::train::TorchTrainer::Create(topts);
-  if (!trainer.ok()) {
-    std::cerr << "quartet-worker: " << trainer.status().message() << "\n";
-    return 1;
-  }
-  quartet::common::ClientOptions copts;
-  copts.address = absl::GetFlag(FLAGS_coordinator);
-  copts.token_file = absl::GetFlag(FLAGS_token_file);
-  copts.tls_ca_file = absl::GetFlag(FLAGS_tls_ca);
-  copts.tls_client_cert_file = absl::GetFlag(FLAGS_tls_client_cert);
-  copts.tls_client_key_file = absl::GetFlag(FLAGS_tls_client_key);
-  auto conn = quartet::common::ClientConnection::Create(copts);
-  if (!conn.ok()) {
-    std::cerr << "quartet-worker: " << conn.status().message() << "\n";
-    return 1;
-  }
-  quartet::worker::daemon::GrpcCoordinatorClient client(*conn);
+  spdlog::info("{} slot(s) on {}, {} thread(s) each{}", plan->slots, topts->device,
+               plan->threads_per_slot,
+               plan->memory_per_slot > 0
+                   ? absl::StrCat(", ", plan->memory_per_slot >> 20, " MiB of device memory each")
+                   : std::string());
 
-  char host[256] = {0};
-  gethostname(host, sizeof(host) - 1);
-  quartet::worker::daemon::WorkerDaemon::Options dopts;
-  dopts.worker_id = absl::GetFlag(FLAGS_worker_id);
-  dopts.host = host;
-  dopts.version = QUARTET_VERSION;
-  dopts.heartbeat_interval = absl::GetFlag(FLAGS_heartbeat_interval);
-  dopts.max_candidates = absl::GetFlag(FLAGS_max_candidates);
-  dopts.state_dir = absl::GetFlag(FLAGS_state_dir);
-  dopts.metrics = &worker_metrics;
-  quartet::worker::daemon::WorkerDaemon daemon(dopts, &client, trainer->get(),
+  auto conn = Connect();
+  if (!conn.ok()) return Fail(conn.status());
+  quartet::worker::daemon::GrpcCoordinatorClient client(*conn);
+  quartet::worker::daemon::WorkerSlots workers(DaemonOptions(), *plan, std::move(slots), &client,
                                                quartet::common::Clock::Real());
 
   std::thread signal_thread([&] {
     int sig = 0;
     sigwait(&signals, &sig);
-    spdlog::info("signal {}: stopping at the next step", sig);
-    daemon.Stop();
+    spdlog::info("signal {}: stopping every slot at its next step", sig);
+    workers.Stop();
   });
   signal_thread.detach();  // it ends with the process
 
-  absl::Status s = daemon.Run();
+  absl::Status s = workers.Run();
   if (!s.ok()) {
     spdlog::error("{}", s.ToString());
-    std::cerr << "quartet-worker: " << s.message() << "\n";
-    return 1;
+    return Fail(s);
   }
   return 0;
 }

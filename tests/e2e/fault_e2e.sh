@@ -72,7 +72,7 @@ coordinator_up() {
 declare -A WPID
 worker_up() {
   local id=$1
-  "$WORKER" --coordinator="$COORD_ADDR" --worker_id="$id" --threads=1 \
+  "$WORKER" --coordinator="$COORD_ADDR" --worker_id="$id" --threads=1 --slots=1 \
     --log_file="$E2E_DIR/$id.log" --state_dir="$E2E_DIR/$id.state" &
   WPID[$id]=$!
   E2E_PIDS+=(${WPID[$id]})

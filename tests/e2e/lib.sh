@@ -53,10 +53,11 @@ start_coordinator() {
   COORD_ADDR="127.0.0.1:$(cat "$E2E_DIR/port")"
 }
 
-# start_worker ID [flags...]: echoes nothing; the pid is in WORKER_PID_<ID>.
+# start_worker ID [flags...]: echoes nothing; the pid is in WORKER_PID_<ID>. One slot unless the
+# flags say otherwise (the fault tests follow one candidate per worker).
 start_worker() {
   local id=$1; shift
-  "$WORKER" --coordinator="$COORD_ADDR" --worker_id="$id" --threads=1 \
+  "$WORKER" --coordinator="$COORD_ADDR" --worker_id="$id" --threads=1 --slots=1 \
     --log_file="$E2E_DIR/$id.log" --heartbeat_interval=1s --state_dir="$E2E_DIR/$id.state" "$@" &
   local pid=$!
   E2E_PIDS+=($pid)

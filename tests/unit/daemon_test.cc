@@ -3,16 +3,23 @@
 // and an unreachable coordinator.
 #include "worker/daemon/daemon.h"
 
+#include <dirent.h>
+#include <sys/stat.h>
+
 #include <atomic>
 #include <cstdlib>
+#include <set>
 #include <stdexcept>
 #include <thread>
 
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "common/error_class.h"
 #include "common/metrics_server.h"
 #include "coordinator/core/coordinator_core.h"
 #include "coordinator/storage/memory_store.h"
 #include "gtest/gtest.h"
+#include "worker/daemon/slots.h"
 
 namespace quartet::worker::daemon {
 namespace {
@@ -96,13 +103,25 @@ class InProcessClient : public CoordinatorClient {
 // A trainer whose behaviour the test scripts.
 class ScriptedTrainer : public train::Trainer {
  public:
-  enum class Mode { kSucceed, kFailNumeric, kRunUntilStopped, kThrowOnce, kSucceedOnRelease };
+  enum class Mode {
+    kSucceed,
+    kFailNumeric,
+    kRunUntilStopped,
+    kThrowOnce,
+    kSucceedOnRelease,
+    // The first training waits (up to 10 s) until `peers` trainings run at once (counted in
+    // *running, shared by the trainers of several slots), then succeeds; later ones just succeed.
+    kMeetPeers,
+  };
   Mode mode = Mode::kSucceed;
   // With kThrowOnce: where the exception comes from (0 preparing, 1 training, 2 reporting).
   int throw_phase = 0;
   std::atomic<int> started{0};
   // With kSucceedOnRelease: training runs until this is set (or it is asked to stop).
   std::atomic<bool> release{false};
+  // With kMeetPeers.
+  std::atomic<int>* running = nullptr;
+  int peers = 0;
 
   absl::StatusOr<quartet::v1::Result> Train(const quartet::v1::CandidateSpec& spec,
                                             const train::TrainCallbacks& cb) override {
@@ -116,6 +135,18 @@ class ScriptedTrainer : public train::Trainer {
     cb.on_metrics({p});
     cb.on_progress({1, 1, 10});
     switch (mode) {
+      case Mode::kMeetPeers: {
+        mode = Mode::kSucceed;
+        ++*running;
+        for (int i = 0; i < 2000 && running->load() < peers && !cb.should_stop(); ++i) {
+          absl::SleepFor(absl::Milliseconds(5));
+        }
+        if (running->load() < peers) return absl::DeadlineExceededError("peers never came");
+        quartet::v1::Result r;
+        r.set_test_accuracy(0.6);
+        r.set_wall_seconds(1);
+        return r;
+      }
       case Mode::kSucceed: {
         quartet::v1::Result r;
         r.set_test_accuracy(0.5 + 0.01 * spec.repeat());
@@ -405,6 +436,189 @@ TEST_F(DaemonTest, AReportThatCannotBeDeliveredAtStopIsSpooledAndDeliveredAtTheN
   EXPECT_EQ(second.worker_id(), first.worker_id());
   EXPECT_EQ(core_->GetCampaign(id)->counts().succeeded(), 1);
   EXPECT_EQ(trainer_.started.load(), 1);  // not trained twice
+  std::system(("rm -rf " + state_dir).c_str());
+}
+
+// ---- Slots --------------------------------------------------------------------------------------
+
+TEST(PlanSlotsTest, FollowsTheMachineAndTheFlags) {
+  auto plan = [](SlotRequest r) {
+    auto p = PlanSlots(r);
+    EXPECT_TRUE(p.ok()) << p.status();
+    return p.ok() ? *p : SlotPlan{};
+  };
+  // CPU: one slot per CPU with one thread; --threads alone fits slots to the CPUs; --slots alone
+  // shares the CPUs.
+  SlotPlan p = plan({.online_cpus = 16});
+  EXPECT_EQ(p.slots, 16);
+  EXPECT_EQ(p.threads_per_slot, 1);
+  EXPECT_EQ(p.memory_per_slot, 0);
+  p = plan({.threads = 4, .online_cpus = 16});
+  EXPECT_EQ(p.slots, 4);
+  EXPECT_EQ(p.threads_per_slot, 4);
+  p = plan({.slots = 3, .online_cpus = 16});
+  EXPECT_EQ(p.slots, 3);
+  EXPECT_EQ(p.threads_per_slot, 5);
+  p = plan({.threads = 8, .online_cpus = 2});
+  EXPECT_EQ(p.slots, 1);
+  EXPECT_EQ(p.threads_per_slot, 8);
+  // GPU: a slot per 16 GiB of the usable 90%, at most 8; each slot gets an even share.
+  const int64_t gib = int64_t{1} << 30;
+  p = plan({.online_cpus = 16, .gpu = true, .device_memory = 141 * gib});
+  EXPECT_EQ(p.slots, 7);
+  EXPECT_EQ(p.threads_per_slot, 2);
+  EXPECT_EQ(p.memory_per_slot, static_cast<int64_t>(141 * gib * 0.9) / 7);
+  p = plan({.online_cpus = 16, .gpu = true, .device_memory = 24 * gib});
+  EXPECT_EQ(p.slots, 1);
+  p = plan({.online_cpus = 16, .gpu = true, .device_memory = 640 * gib});
+  EXPECT_EQ(p.slots, 8);
+  p = plan({.slots = 4, .online_cpus = 16, .gpu = true, .device_memory = 80 * gib});
+  EXPECT_EQ(p.slots, 4);
+  EXPECT_EQ(p.memory_per_slot, static_cast<int64_t>(80 * gib * 0.9) / 4);
+  // Bad counts name their flag.
+  for (SlotRequest bad : {SlotRequest{.slots = -1}, SlotRequest{.slots = kMaxSlots + 1},
+                          SlotRequest{.threads = -2}}) {
+    auto refused = PlanSlots(bad);
+    ASSERT_FALSE(refused.ok());
+    EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_TRUE(absl::StrContains(refused.status().message(), "--")) << refused.status();
+  }
+}
+
+TEST(PlanSlotsTest, SlotsKeepTheirOwnStateAndLabels) {
+  EXPECT_EQ(SlotStateDir("/var/lib/w", 0), "/var/lib/w");  // a one-slot worker's layout
+  EXPECT_EQ(SlotStateDir("/var/lib/w", 2), "/var/lib/w/slot-2");
+  EXPECT_EQ(SlotStateDir("", 2), "");
+  EXPECT_EQ(SlotLabel("gpu0", "box", 0, 1), "gpu0");
+  EXPECT_EQ(SlotLabel("gpu0", "box", 1, 4), "gpu0-slot1");
+  EXPECT_EQ(SlotLabel("", "box", 3, 4), "box-slot3");
+}
+
+class SlotsTest : public DaemonTest {
+ protected:
+  // `n` slots, each with a scripted trainer of its own in `mode`.
+  std::unique_ptr<WorkerSlots> MakeSlots(int n, WorkerDaemon::Options o, ScriptedTrainer::Mode mode,
+                                         SlotPlan plan = {}) {
+    std::vector<WorkerSlots::Slot> slots;
+    for (int k = 0; k < n; ++k) {
+      trainers_.push_back(std::make_unique<ScriptedTrainer>());
+      trainers_.back()->mode = mode;
+      trainers_.back()->running = &running_;
+      trainers_.back()->peers = n;
+      slots.push_back({trainers_.back().get(), nullptr});
+    }
+    plan.slots = n;
+    return std::make_unique<WorkerSlots>(o, plan, std::move(slots), client_.get(), &clock_);
+  }
+
+  std::vector<std::unique_ptr<ScriptedTrainer>> trainers_;
+  std::atomic<int> running_{0};
+};
+
+TEST_F(SlotsTest, SlotsTrainAtOnceEachUnderItsOwnIdAndShareTheCandidateBudget) {
+  const int64_t id = Submit(6);
+  WorkerDaemon::Options o = Fast(5);  // --max_candidates=5 for the whole process
+  o.worker_id = "box";
+  auto slots = MakeSlots(3, o, ScriptedTrainer::Mode::kMeetPeers);
+  ASSERT_TRUE(slots->Run().ok());
+  EXPECT_EQ(running_.load(), 3);  // all three met: their first trainings ran at once
+  EXPECT_EQ(slots->candidates_done(), 5);
+  std::set<std::string> ids;
+  for (int k = 0; k < 3; ++k) {
+    EXPECT_TRUE(absl::StartsWith(slots->daemon(k).worker_id(), absl::StrCat("box-slot", k, "-")))
+        << slots->daemon(k).worker_id();
+    ids.insert(slots->daemon(k).worker_id());
+  }
+  EXPECT_EQ(ids.size(), 3u);
+  auto c = core_->GetCampaign(id);
+  EXPECT_EQ(c->counts().succeeded(), 5);
+  EXPECT_EQ(c->counts().leased(), 0);
+  std::set<std::string> completed_by;
+  const auto cands = store_.ListCandidates({id, {}, false, 0});
+  ASSERT_TRUE(cands.ok());
+  for (const auto& cand : *cands) {
+    if (cand.state == coordinator::CandidateState::kSucceeded) completed_by.insert(cand.worker_id);
+  }
+  EXPECT_EQ(completed_by, ids);
+}
+
+TEST_F(SlotsTest, StopHandsEverySlotsCandidateBack) {
+  const int64_t id = Submit(4);
+  auto slots = MakeSlots(2, Fast(), ScriptedTrainer::Mode::kRunUntilStopped);
+  std::thread stopper([&] {
+    for (int i = 0; i < 2000 && (trainers_[0]->started == 0 || trainers_[1]->started == 0); ++i) {
+      absl::SleepFor(absl::Milliseconds(5));
+    }
+    slots->Stop();
+  });
+  ASSERT_TRUE(slots->Run().ok());
+  stopper.join();
+  EXPECT_EQ(trainers_[0]->started.load(), 1);
+  EXPECT_EQ(trainers_[1]->started.load(), 1);
+  int preempted = 0;
+  const auto cands = store_.ListCandidates({id, {}, false, 0});
+  ASSERT_TRUE(cands.ok());
+  for (const auto& c : *cands) {
+    EXPECT_EQ(c.state, coordinator::CandidateState::kPending);
+    if (c.error_class == quartet::v1::ERROR_CLASS_PREEMPTED) ++preempted;
+  }
+  EXPECT_EQ(preempted, 2);
+  EXPECT_EQ(core_->GetCampaign(id)->counts().leased(), 0);
+}
+
+TEST_F(SlotsTest, ATrainerThatThrowsInOneSlotLeavesTheOthersRunning) {
+  const int64_t id = Submit(3);
+  auto slots = MakeSlots(2, Fast(4), ScriptedTrainer::Mode::kSucceed);
+  trainers_[0]->mode = ScriptedTrainer::Mode::kThrowOnce;
+  trainers_[0]->throw_phase = 1;
+  ASSERT_TRUE(slots->Run().ok());
+  EXPECT_EQ(slots->candidates_done(), 4);  // the throw, its retry and the two others
+  auto c = core_->GetCampaign(id);
+  EXPECT_EQ(c->counts().succeeded(), 3);
+  EXPECT_EQ(c->state(), quartet::v1::CAMPAIGN_STATE_DONE);
+}
+
+// A worker once ran with 3 slots and stopped while slot 2's report could not be delivered; it now
+// runs with one slot. Slot 2's spooled report is delivered under slot 2's identity, and its
+// directory goes once empty.
+TEST_F(SlotsTest, ASlotDirectoryBeyondTheSlotsIsDeliveredAndRemoved) {
+  const int64_t id = Submit(1);
+  char tmpl[] = "/tmp/quartet-slots-state.XXXXXX";
+  ASSERT_NE(mkdtemp(tmpl), nullptr);
+  const std::string state_dir = tmpl;
+  client_->reports_down = true;
+  WorkerDaemon::Options old = Fast(1);
+  old.state_dir = SlotStateDir(state_dir, 2);
+  ASSERT_EQ(::mkdir(old.state_dir.c_str(), 0700), 0);
+  WorkerDaemon slot2(old, client_.get(), &trainer_, &clock_);
+  std::thread stopper([&] {
+    while (slot2.candidates_done() == 0) absl::SleepFor(absl::Milliseconds(5));
+    absl::SleepFor(absl::Milliseconds(50));
+    slot2.Stop();
+  });
+  ASSERT_TRUE(slot2.Run().ok());
+  stopper.join();
+  ASSERT_EQ(slot2.reports_spooled(), 1);
+
+  client_->reports_down = false;
+  WorkerDaemon::Options o = Fast();
+  o.state_dir = state_dir;
+  auto slots = MakeSlots(1, o, ScriptedTrainer::Mode::kSucceed);
+  std::thread stop_soon([&] {
+    for (int i = 0; i < 2000 && core_->GetCampaign(id)->counts().succeeded() == 0; ++i) {
+      absl::SleepFor(absl::Milliseconds(5));
+    }
+    absl::SleepFor(absl::Milliseconds(50));
+    slots->Stop();
+  });
+  ASSERT_TRUE(slots->Run().ok());
+  stop_soon.join();
+  EXPECT_EQ(core_->GetCampaign(id)->counts().succeeded(), 1);
+  EXPECT_EQ(trainer_.started.load(), 1);  // delivered, not trained again
+  EXPECT_EQ(trainers_[0]->started.load(), 0);
+  DIR* gone = ::opendir(old.state_dir.c_str());
+  EXPECT_EQ(gone, nullptr) << old.state_dir << " is still there";
+  if (gone != nullptr) ::closedir(gone);
   std::system(("rm -rf " + state_dir).c_str());
 }
 

@@ -2,6 +2,7 @@
 // including the out-of-memory fallback, numeric failure, time budget and stop requests.
 #include <cmath>
 #include <random>
+#include <thread>
 
 #include "common/error_class.h"
 #include "gtest/gtest.h"
@@ -144,6 +145,36 @@ TEST(TrainerTest, SameSeedSameResult) {
   ASSERT_TRUE(a.ok() && b.ok());
   EXPECT_EQ(a->test_accuracy(), b->test_accuracy());
   EXPECT_EQ(a->test_loss(), b->test_loss());
+}
+
+// The slots of one worker: trainers of one process training at the same time on two threads get,
+// bit for bit, the results each gets alone (their shuffles, augmentation, mixup and dropout draw
+// from each run's own generator; models are built one at a time).
+TEST(TrainerTest, ConcurrentTrainersGetTheResultsEachGetsAlone) {
+  TorchTrainer::Options o;
+  o.threads = 1;
+  quartet::v1::CandidateSpec a = SmallSpec();
+  quartet::v1::CandidateSpec b = SmallSpec();
+  b.set_candidate_id(2);
+  b.mutable_combination()->clear_families();
+  for (const char* f : {"AirNet", "ICNet"}) b.mutable_combination()->add_families(f);
+  b.mutable_recipe()->set_seed(7);
+  b.mutable_recipe()->set_dropout(0.2);
+  auto alone_a = MakeTrainer(o)->Train(a, {});
+  auto alone_b = MakeTrainer(o)->Train(b, {});
+  ASSERT_TRUE(alone_a.ok() && alone_b.ok());
+  absl::StatusOr<quartet::v1::Result> together_a, together_b;
+  auto trainer_a = MakeTrainer(o), trainer_b = MakeTrainer(o);
+  std::thread slot_a([&] { together_a = trainer_a->Train(a, {}); });
+  std::thread slot_b([&] { together_b = trainer_b->Train(b, {}); });
+  slot_a.join();
+  slot_b.join();
+  ASSERT_TRUE(together_a.ok() && together_b.ok());
+  EXPECT_EQ(together_a->test_loss(), alone_a->test_loss());
+  EXPECT_EQ(together_a->epochs(0).train_loss(), alone_a->epochs(0).train_loss());
+  EXPECT_EQ(together_b->test_loss(), alone_b->test_loss());
+  EXPECT_EQ(together_b->epochs(0).train_loss(), alone_b->epochs(0).train_loss());
+  EXPECT_NE(alone_a->test_loss(), alone_b->test_loss());
 }
 
 TEST(TrainerTest, TopKAndTopPRoutersTrain) {

@@ -16,6 +16,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -352,9 +353,24 @@ int64_t CandidateOf(const quartet::v1::SpooledReport& r) {
 
 }  // namespace
 
+bool LeaseBudget::Take() {
+  int left = left_.load();
+  while (left > 0) {
+    if (left_.compare_exchange_weak(left, left - 1)) return true;
+  }
+  return false;
+}
+
 WorkerDaemon::WorkerDaemon(const Options& options, CoordinatorClient* client,
                            train::Trainer* trainer, common::Clock* clock)
-    : options_(options), client_(client), trainer_(trainer), clock_(clock) {}
+    : options_(options), client_(client), trainer_(trainer), clock_(clock) {
+  if (options_.lease_budget != nullptr) {
+    budget_ = options_.lease_budget;
+  } else if (options_.max_candidates > 0) {
+    own_budget_ = std::make_unique<LeaseBudget>(options_.max_candidates);
+    budget_ = own_budget_.get();
+  }
+}
 
 void WorkerDaemon::Stop() {
   stopping_ = true;
@@ -399,7 +415,8 @@ absl::Status WorkerDaemon::RegisterWithRetry() {
   req.set_host(options_.host);
   req.set_device(trainer_->Device());
   req.set_gpu_name(trainer_->GpuName());
-  req.set_gpu_memory_bytes(trainer_->GpuMemoryBytes());
+  req.set_gpu_memory_bytes(options_.gpu_memory_bytes > 0 ? options_.gpu_memory_bytes
+                                                         : trainer_->GpuMemoryBytes());
   for (const auto& f : trainer_->Families()) req.add_families(f);
   req.set_version(options_.version);
   absl::Duration backoff = options_.initial_backoff;
@@ -433,11 +450,23 @@ absl::Status WorkerDaemon::Run() {
   }
   if (absl::Status s = RegisterWithRetry(); !s.ok()) return s;
   DeliverSpooled();
+  if (options_.deliver_only) return absl::OkStatus();
+  QUARTET_RETURN_IF_ERROR(LeaseLoop());
+  spdlog::info("worker {} stopping after {} candidates{}", worker_id_, done_.load(),
+               drained_ ? " (drained)" : "");
+  return absl::OkStatus();
+}
+
+absl::Status WorkerDaemon::LeaseLoop() {
   absl::Duration backoff = options_.initial_backoff;
   int idle_polls = 0;
-  while (!stopping()) {
-    if (options_.max_candidates > 0 && done_ >= options_.max_candidates) break;
-    if (drained_) break;
+  while (!stopping() && !drained_) {
+    if (budget_ != nullptr && !budget_->Take()) break;
+    // The ticket goes back unless this request brings a candidate.
+    bool leased = false;
+    absl::Cleanup give_back = [&] {
+      if (budget_ != nullptr && !leased) budget_->GiveBack();
+    };
     quartet::v1::LeaseCandidateRequest lease_req;
     lease_req.set_worker_id(worker_id_);
     lease_req.set_session_secret(session_secret_);
@@ -457,6 +486,7 @@ absl::Status WorkerDaemon::Run() {
       }
       spdlog::warn("lease request failed ({}); retrying in {}", resp.status().ToString(),
                    absl::FormatDuration(backoff));
+      std::move(give_back).Invoke();  // other slots may use it meanwhile
       SleepUnlessStopping(backoff);
       backoff = std::min(backoff * 2, options_.max_backoff);
       continue;
@@ -473,15 +503,15 @@ absl::Status WorkerDaemon::Run() {
     }
     if (!resp->has_lease()) {
       const absl::Duration base = absl::Milliseconds(std::max(100, resp->retry_after_ms()));
+      std::move(give_back).Invoke();
       SleepUnlessStopping(std::min(base * (1 << std::min(idle_polls++, 6)),
                                    std::max(base, options_.max_idle_poll)));
       continue;
     }
     idle_polls = 0;
+    leased = true;
     RunCandidate(*resp);
   }
-  spdlog::info("worker {} stopping after {} candidates{}", worker_id_, done_.load(),
-               drained_ ? " (drained)" : "");
   return absl::OkStatus();
 }
 

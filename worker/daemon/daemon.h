@@ -38,6 +38,7 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -51,6 +52,20 @@
 #include "worker/train/trainer.h"
 
 namespace quartet::worker::daemon {
+
+// Candidates that several daemons may still lease together: the slots of one worker process under
+// --max_candidates. A daemon takes one before each lease request and gives it back when the
+// request brought no candidate. Thread-safe.
+class LeaseBudget {
+ public:
+  explicit LeaseBudget(int candidates) : left_(candidates) {}
+  // False when none is left.
+  bool Take();
+  void GiveBack() { ++left_; }
+
+ private:
+  std::atomic<int> left_;
+};
 
 class WorkerDaemon {
  public:
@@ -78,8 +93,19 @@ class WorkerDaemon {
     // How long a report is retried while the worker runs before it is spooled and the worker
     // moves on.
     absl::Duration max_report_time = absl::Minutes(30);
-    // Stop after this many candidates (0 = never); for tests and batch jobs.
+    // Stop after this many candidates (0 = never); for tests and batch jobs. Ignored when
+    // lease_budget is set.
     int max_candidates = 0;
+    // Shared with the other slots of the process (not owned; must outlive the daemon): the
+    // daemons stop once together they leased this many candidates. nullptr: max_candidates.
+    LeaseBudget* lease_budget = nullptr;
+    // The device memory this daemon may use, told to the coordinator at registration so that it
+    // leases only candidates whose estimate fits (a slot's share of the GPU). 0: the trainer's
+    // whole device.
+    int64_t gpu_memory_bytes = 0;
+    // Only re-attach and deliver the reports spooled in state_dir, then return (a slot's state
+    // left by an earlier run with more slots).
+    bool deliver_only = false;
     // Told of each candidate's start, its trainer's metric points and its outcome (Prometheus, see
     // --metrics_listen). Not owned; must outlive the daemon. nullptr: nobody is told.
     WorkerMetrics* metrics = nullptr;
@@ -105,6 +131,8 @@ class WorkerDaemon {
 
  private:
   absl::Status RegisterWithRetry();
+  // Leases and trains candidates until stopped, drained or out of budget.
+  absl::Status LeaseLoop();
   // Trains one leased candidate and reports its outcome.
   void RunCandidate(const quartet::v1::LeaseCandidateResponse& lease);
   // Runs the trainer, turning an exception into an INTERNAL error.
@@ -144,6 +172,9 @@ class WorkerDaemon {
   std::atomic<int> spooled_{0};
   std::atomic<int> spool_delivered_{0};
   absl::Mutex sleep_mu_;
+  // Options::lease_budget, or one of the daemon's own for max_candidates (none when 0).
+  std::unique_ptr<LeaseBudget> own_budget_;
+  LeaseBudget* budget_ = nullptr;
 };
 
 }  // namespace quartet::worker::daemon

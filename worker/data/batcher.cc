@@ -18,11 +18,13 @@ torch::Tensor ChannelTensor(const std::vector<double>& values, const torch::Devi
 // out[b, c, i, j] = padded[b, c, dy[b] + i, dx[b] + (mirror[b] ? W-1-j : j)].
 // The crop indexes a sliding-window view (rows and window start vary, each window row is copied
 // whole), then one gather reverses the columns of the mirrored samples.
-torch::Tensor PadCropFlip(const torch::Tensor& batch, int64_t pad, bool flip) {
+torch::Tensor PadCropFlip(const torch::Tensor& batch, int64_t pad, bool flip,
+                          const c10::optional<at::Generator>& cpu_generator) {
   const int64_t b = batch.size(0), c = batch.size(1), h = batch.size(2), w = batch.size(3);
   const auto longs = torch::dtype(torch::kInt64).device(batch.device());
-  const torch::Tensor dy = torch::randint(2 * pad + 1, {b, 1, 1}, longs);
-  const torch::Tensor dx = torch::randint(2 * pad + 1, {b, 1, 1}, longs);
+  const c10::optional<at::Generator> gen = batch.is_cpu() ? cpu_generator : c10::nullopt;
+  const torch::Tensor dy = torch::randint(2 * pad + 1, {b, 1, 1}, gen, longs);
+  const torch::Tensor dx = torch::randint(2 * pad + 1, {b, 1, 1}, gen, longs);
   torch::Tensor crop = batch;
   if (pad > 0) {
     const torch::Tensor windows =
@@ -32,7 +34,7 @@ torch::Tensor PadCropFlip(const torch::Tensor& batch, int64_t pad, bool flip) {
                           dy + torch::arange(h, longs).view({1, 1, h}), dx});
   }
   if (!flip) return crop;
-  const torch::Tensor mirror = torch::randint(2, {b, 1, 1, 1}, longs).to(torch::kBool);
+  const torch::Tensor mirror = torch::randint(2, {b, 1, 1, 1}, gen, longs).to(torch::kBool);
   const torch::Tensor cols =
       torch::where(mirror, torch::arange(w - 1, -1, -1, longs).view({1, 1, 1, w}),
                    torch::arange(w, longs).view({1, 1, 1, w}));
@@ -62,7 +64,8 @@ torch::Tensor DeviceBatcher::Train(const torch::Tensor& indices) const {
   torch::NoGradGuard no_grad;
   torch::Tensor batch = dataset_.train_images.index_select(0, indices);
   if (options_.augment) {
-    batch = PadCropFlip(batch, std::max<int64_t>(options_.pad, 0), options_.flip);
+    batch = PadCropFlip(batch, std::max<int64_t>(options_.pad, 0), options_.flip,
+                        options_.cpu_generator);
   }
   return Finish(batch);
 }

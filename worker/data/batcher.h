@@ -26,6 +26,9 @@ struct BatchOptions {
   torch::Dtype dtype = torch::kFloat32;
   // Return channels-last tensors (faster convolutions on CUDA).
   bool channels_last = false;
+  // Draws of the augmentation on a CPU dataset come from this generator (the run's own, so that
+  // concurrent trainings in one process draw independently); none: LibTorch's global generator.
+  c10::optional<at::Generator> cpu_generator;
 };
 
 // Sets options->pad and options->flip to the dataset's training augmentation: CIFAR-10 (and

@@ -9,25 +9,38 @@ namespace {
 
 constexpr double kMillisPerSecond = 1000.0;
 
+constexpr char kSlotLabel[] = "slot";
+
+prometheus::Labels SlotLabels(const std::string& slot) {
+  if (slot.empty()) return {};
+  return {{kSlotLabel, slot}};
+}
+
+// The gauge of this slot in the family `name` (registered once per registry; the slots of one
+// worker share the family, a series each).
 prometheus::Gauge& AddGauge(prometheus::Registry& r, const std::string& name,
-                            const std::string& help) {
-  return prometheus::BuildGauge().Name(name).Help(help).Register(r).Add({});
+                            const std::string& help, const std::string& slot) {
+  return prometheus::BuildGauge().Name(name).Help(help).Register(r).Add(SlotLabels(slot));
 }
 
 }  // namespace
 
-WorkerMetrics::WorkerMetrics()
-    : registry_(std::make_shared<prometheus::Registry>()),
+WorkerMetrics::WorkerMetrics(std::shared_ptr<prometheus::Registry> registry,
+                             const std::string& slot)
+    : registry_(registry != nullptr ? std::move(registry)
+                                    : std::make_shared<prometheus::Registry>()),
+      slot_(slot),
       current_candidate_(AddGauge(*registry_, "quartet_worker_current_candidate",
-                                  "Candidate being trained (0 when idle)")),
+                                  "Candidate being trained (0 when idle)", slot)),
       samples_per_second_(AddGauge(*registry_, "quartet_worker_samples_per_second",
-                                   "Training samples per second in the last finished epoch")),
+                                   "Training samples per second in the last finished epoch", slot)),
       step_seconds_(AddGauge(*registry_, "quartet_worker_step_seconds",
-                             "Seconds per optimiser step between the last two per-step points")),
+                             "Seconds per optimiser step between the last two per-step points",
+                             slot)),
       peak_memory_(AddGauge(*registry_, "quartet_worker_device_memory_peak_bytes",
-                            "Peak device memory in the last finished epoch")),
-      step_(
-          AddGauge(*registry_, "quartet_worker_steps", "Optimiser step of the running candidate")),
+                            "Peak device memory in the last finished epoch", slot)),
+      step_(AddGauge(*registry_, "quartet_worker_steps", "Optimiser step of the running candidate",
+                     slot)),
       candidates_(prometheus::BuildCounter()
                       .Name("quartet_worker_candidates_total")
                       .Help("Candidates finished, by outcome")
@@ -64,7 +77,9 @@ void WorkerMetrics::Observe(const std::vector<quartet::v1::MetricPoint>& points)
 
 void WorkerMetrics::CandidateFinished(absl::string_view outcome) {
   current_candidate_.Set(0);
-  candidates_.Add({{"outcome", std::string(outcome)}}).Increment();
+  prometheus::Labels labels = SlotLabels(slot_);
+  labels.emplace("outcome", std::string(outcome));
+  candidates_.Add(labels).Increment();
 }
 
 }  // namespace quartet::worker

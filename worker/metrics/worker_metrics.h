@@ -7,12 +7,15 @@
 //   quartet_worker_device_memory_peak_bytes   peak device memory of the last finished epoch
 //   quartet_worker_steps                      optimiser step of the running candidate
 //   quartet_worker_candidates_total{outcome}  candidates finished: succeeded, failed, handed_back
+// With slots (quartet-worker --slots), each slot has a WorkerMetrics of its own on one shared
+// registry, and every series carries the label slot="<k>".
 // Thread-safe.
 #ifndef QUARTET_WORKER_METRICS_WORKER_METRICS_H_
 #define QUARTET_WORKER_METRICS_WORKER_METRICS_H_
 
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -33,7 +36,9 @@ class WorkerMetrics {
   static constexpr char kPeakMemoryBytes[] = "peak_memory_bytes";
   static constexpr char kStepPrefix[] = "step/";
 
-  WorkerMetrics();
+  // A registry of its own when `registry` is null; `slot` labels every series when not empty.
+  explicit WorkerMetrics(std::shared_ptr<prometheus::Registry> registry = nullptr,
+                         const std::string& slot = "");
 
   std::shared_ptr<prometheus::Registry> registry() const { return registry_; }
 
@@ -46,6 +51,7 @@ class WorkerMetrics {
 
  private:
   std::shared_ptr<prometheus::Registry> registry_;
+  const std::string slot_;
   prometheus::Gauge& current_candidate_;
   prometheus::Gauge& samples_per_second_;
   prometheus::Gauge& step_seconds_;

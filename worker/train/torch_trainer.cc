@@ -15,9 +15,11 @@
 #include <sstream>
 #include <tuple>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "common/artifacts.h"
 #include "common/catalog.h"
@@ -27,6 +29,7 @@
 #include "spdlog/spdlog.h"
 #include "worker/data/batcher.h"
 #include "worker/data/dataset.h"
+#include "worker/models/blocks.h"
 #include "worker/models/registry.h"
 #include "worker/moe/moe4.h"
 #include "worker/moe/network.h"
@@ -42,6 +45,8 @@
 #include <ATen/cuda/CUDAContext.h>
 #include <ATen/cuda/CUDAGeneratorImpl.h>
 #include <c10/cuda/CUDACachingAllocator.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
 #endif
 
 namespace quartet::worker::train {
@@ -157,19 +162,45 @@ void MaybeInjectOom(int limit, int64_t micro_batch) {
   }
 }
 
-// What a trainer keeps between candidates: its device and the datasets on it.
+// What a trainer keeps between candidates: its device and its settings.
 struct TrainerState {
   torch::Device device{torch::kCPU};
   std::string gpu_name;
   int64_t gpu_memory = 0;
   bool bf16_supported = false;
-  // Datasets on the device, by (dataset, dir, train limit, test limit).
-  std::map<std::tuple<int, std::string, int, int>, std::shared_ptr<data::Dataset>> datasets;
+  // Intra-op threads of each Train() (Options::threads resolved).
+  int threads = 1;
   // Options::keep_test_predictions of the last evaluation.
   std::vector<int64_t> test_predictions;
   // Where checkpoints and exports go (Options::artifacts_uri); none when empty.
   std::optional<common::ArtifactStore> artifacts;
 };
+
+// Datasets on their devices, shared by every trainer of the process (the slots of one worker), by
+// (device, data root, dataset, dir, train limit, test limit). At most kMaxCachedDatasets are kept,
+// to bound device memory; one still in use lives on with its users. Datasets are read-only once
+// loaded.
+using DatasetKey = std::tuple<std::string, std::string, int, std::string, int, int>;
+constexpr size_t kMaxCachedDatasets = 2;
+struct DatasetCache {
+  absl::Mutex mu;
+  std::map<DatasetKey, std::shared_ptr<data::Dataset>> datasets ABSL_GUARDED_BY(mu);
+};
+DatasetCache& SharedDatasets() {
+  static auto* cache = new DatasetCache;
+  return *cache;
+}
+
+// LibTorch's global CPU generator, seeded and drawn from while a model is built (the zoo's weight
+// initialisation), is process-wide: concurrent trainings build their models one at a time so that
+// each model's initial weights depend on its seed alone. Every other draw of a run comes from the
+// run's own generator (TrainingRun::cpu_generator).
+absl::Mutex& ModelBuildMutex() {
+  static auto* mu = new absl::Mutex;
+  return *mu;
+}
+// Salt of a run's own CPU generator, so that its stream differs from the initialisation's.
+constexpr uint64_t kRunGeneratorSalt = 0x2545F4914F6CDD1DULL;
 
 // Test images the export is traced on, and checked on (other images than the example's).
 constexpr int64_t kExportExampleImages = 8;
@@ -207,6 +238,7 @@ class TrainingRun {
         callbacks_(callbacks),
         start_(std::chrono::steady_clock::now()),
         device_(state.device),
+        cpu_generator_(at::make_generator<at::CPUGeneratorImpl>()),
         scaler_(false) {}
 
   int epochs() const { return recipe_.epochs; }
@@ -219,6 +251,10 @@ class TrainingRun {
   // evaluated and the recipe's analyses run on it.
   bool analyses_only() const { return start_epoch_ > 0 && start_epoch_ == stop_epoch_; }
   void set_resume_error(const std::string& error) { result_.set_resume_error(error); }
+  // The run's own generator for CPU draws (shuffling, augmentation, mixup partners, dropout and
+  // noise through models::ScopedGenerator), seeded from the recipe's seed in Prepare(); it is
+  // saved in checkpoints. CUDA draws use the device's global generator.
+  at::Generator* cpu_generator() { return &cpu_generator_; }
 
   // Continues from a checkpoint of this candidate (after Prepare). On error the run is partly
   // overwritten: prepare a fresh one.
@@ -264,6 +300,12 @@ class TrainingRun {
   absl::StatusOr<quartet::v1::Artifact> WriteExport(const common::ArtifactStore& store,
                                                     const std::string& path);
   absl::Status BuildModel();
+  // A random permutation of [0, n) on the run's device, from the run's generator on CPU.
+  torch::Tensor RandPerm(int64_t n) {
+    const c10::optional<at::Generator> gen =
+        device_.is_cpu() ? c10::optional<at::Generator>(cpu_generator_) : c10::nullopt;
+    return torch::randperm(n, gen, torch::TensorOptions().dtype(torch::kLong).device(device_));
+  }
   void MakeOptimizer();
   void MakeBatchers();
   // One optimiser step on the samples `idx`, in micro-batches; halves them on out-of-memory.
@@ -289,6 +331,7 @@ class TrainingRun {
   std::shared_ptr<data::Dataset> dataset_;
   int64_t n_train_ = 0, n_test_ = 0, input_size_ = 0;
   std::mt19937_64 rng_;
+  at::Generator cpu_generator_;
   std::unique_ptr<moe::Network> net_;
   bool cuda_ = false, amp_ = false;
   torch::ScalarType amp_dtype_ = torch::kHalf;
@@ -357,10 +400,12 @@ absl::Status TrainingRun::ResolveFidelity() {
 
 absl::Status TrainingRun::LoadData() {
   const auto& d = spec_.data();
-  auto key =
-      std::make_tuple(static_cast<int>(d.dataset()), d.data_dir(), d.train_limit(), d.test_limit());
-  auto it = st_.datasets.find(key);
-  if (it != st_.datasets.end()) {
+  const DatasetKey key{device_.str(), options_.data_root, static_cast<int>(d.dataset()),
+                       d.data_dir(),  d.train_limit(),    d.test_limit()};
+  DatasetCache& cache = SharedDatasets();
+  absl::MutexLock lock(&cache.mu);  // a dataset is loaded once, however many slots ask for it
+  auto it = cache.datasets.find(key);
+  if (it != cache.datasets.end()) {
     dataset_ = it->second;
   } else {
     auto loaded = data::LoadDataset(d, options_.data_root);
@@ -372,8 +417,8 @@ absl::Status TrainingRun::LoadData() {
           absl::StatusCode::kResourceExhausted, quartet::v1::ERROR_CLASS_OOM,
           absl::StrCat("moving the dataset to ", device_.str(), ": ", e.what_without_backtrace()));
     }
-    if (st_.datasets.size() >= 2) st_.datasets.clear();  // keep device memory bounded
-    st_.datasets[key] = dataset_;
+    if (cache.datasets.size() >= kMaxCachedDatasets) cache.datasets.clear();
+    cache.datasets[key] = dataset_;
   }
   n_train_ = dataset_->train_images.size(0);
   n_test_ = dataset_->test_images.size(0);
@@ -396,7 +441,7 @@ absl::Status TrainingRun::BuildModel() {
     }
   }
   const uint64_t seed = recipe_.has_seed ? recipe_.seed : 0;
-  torch::manual_seed(seed);
+  cpu_generator_.set_current_seed(seed ^ kRunGeneratorSalt);
   rng_.seed(seed ^ 0x5DEECE66DULL);
 
   moe::NetworkOptions no;
@@ -406,7 +451,12 @@ absl::Status TrainingRun::BuildModel() {
   no.input_size = input_size_;
   no.seed = seed;
   no.parallel_experts = options_.parallel_experts && !device_.is_cuda();
-  auto built = moe::BuildNetwork(recipe_, no);
+  absl::StatusOr<std::unique_ptr<moe::Network>> built;
+  {
+    absl::MutexLock lock(&ModelBuildMutex());
+    torch::manual_seed(seed);
+    built = moe::BuildNetwork(recipe_, no);
+  }
   if (!built.ok()) return WithErrorClass(built.status(), quartet::v1::ERROR_CLASS_BUILD);
   net_ = std::move(*built);
   logits_fn_ = [this](const torch::Tensor& x) { return net_->Forward(x).logits; };
@@ -481,6 +531,7 @@ void TrainingRun::MakeBatchers() {
   train_opts.augment = recipe_.augment;
   data::SetAugmentationFor(dataset_->name, &train_opts);
   train_opts.channels_last = cuda_;
+  train_opts.cpu_generator = cpu_generator_;
   data::BatchOptions test_opts = train_opts;
   test_opts.augment = false;
   train_batches_ = std::make_unique<data::DeviceBatcher>(*dataset_, train_opts);
@@ -503,8 +554,7 @@ absl::Status TrainingRun::TrainEpoch(int epoch) {
   train_time_ = loss_sum_ = 0;
   correct_ = seen_ = 0;
   net_->module().train();
-  torch::Tensor perm =
-      torch::randperm(n_train_, torch::TensorOptions().dtype(torch::kLong).device(device_));
+  torch::Tensor perm = RandPerm(n_train_);
   for (int64_t s = 0; s < steps_per_epoch_; ++s) {
     if (callbacks_.should_stop && callbacks_.should_stop()) {
       return Classified(absl::StatusCode::kCancelled, quartet::v1::ERROR_CLASS_PREEMPTED,
@@ -534,7 +584,7 @@ absl::Status TrainingRun::Step(int epoch, const torch::Tensor& idx) {
     torch::NoGradGuard no_grad;
     torch::Tensor partner;
     if (lam < 1.0) {
-      partner = torch::randperm(b, torch::TensorOptions().dtype(torch::kLong).device(device_));
+      partner = RandPerm(b);
     }
     mixed = Mixup(train_batches_->Train(idx), train_batches_->TrainLabels(idx), lam, partner);
   }
@@ -760,9 +810,7 @@ absl::Status TrainingRun::GradientVariance(int epoch) {
   const int64_t b = std::min<int64_t>(batch_, n_train_);
   auto variances =
       analysis::MinibatchGradientVariance(groups, a.gradient_variance_batches, [&](int) {
-        torch::Tensor idx =
-            torch::randperm(n_train_, torch::TensorOptions().dtype(torch::kLong).device(device_))
-                .narrow(0, 0, b);
+        torch::Tensor idx = RandPerm(n_train_).narrow(0, 0, b);
         moe::MoEOutput out = net_->Forward(train_batches_->Train(idx));
         torch::Tensor loss =
             F::cross_entropy(out.logits.to(torch::kFloat32), train_batches_->TrainLabels(idx),
@@ -1002,7 +1050,7 @@ CheckpointParts TrainingRun::Parts() {
   parts.module = &net_->module();
   parts.optimizer = optimizer_.get();
   parts.device = device_;
-  parts.generators.push_back(at::detail::getDefaultCPUGenerator());
+  parts.generators.push_back(cpu_generator_);
 #ifdef QUARTET_WITH_CUDA
   if (cuda_) parts.generators.push_back(at::cuda::detail::getDefaultCUDAGenerator(device_.index()));
 #endif
@@ -1160,7 +1208,8 @@ absl::StatusOr<std::unique_ptr<TorchTrainer>> TorchTrainer::Create(const Options
   // LibTorch's own default can be a single thread on small VMs; 0 means every online CPU.
   const int threads =
       options.threads > 0 ? options.threads : static_cast<int>(sysconf(_SC_NPROCESSORS_ONLN));
-  torch::set_num_threads(std::max(1, threads));
+  t->state_->threads = std::max(1, threads);
+  torch::set_num_threads(t->state_->threads);
   return t;
 }
 
@@ -1201,8 +1250,19 @@ absl::StatusOr<std::unique_ptr<TrainingRun>> PrepareRun(const TorchTrainer::Opti
 
 absl::StatusOr<quartet::v1::Result> TorchTrainer::Train(const quartet::v1::CandidateSpec& spec,
                                                         const TrainCallbacks& callbacks) {
+  // The calling thread's intra-op team (OpenMP's thread count is per calling thread), so that the
+  // slots of one worker each train on their own threads.
+  at::set_num_threads(state_->threads);
+#ifdef QUARTET_WITH_CUDA
+  // Each slot's kernels go to a stream of its own, so concurrent candidates overlap on the GPU.
+  std::optional<c10::cuda::CUDAStreamGuard> stream;
+  if (state_->device.is_cuda()) {
+    stream.emplace(c10::cuda::getStreamFromPool(/*isHighPriority=*/false, state_->device.index()));
+  }
+#endif
   QUARTET_ASSIGN_OR_RETURN(std::unique_ptr<TrainingRun> run,
                            PrepareRun(options_, *state_, spec, callbacks));
+  models::ScopedGenerator run_draws(run->cpu_generator());
   for (int epoch = run->start_epoch() + 1; epoch <= run->stop_epoch(); ++epoch) {
     QUARTET_RETURN_IF_ERROR(Guarded("training", quartet::v1::ERROR_CLASS_INTERNAL,
                                     [&] { return run->TrainEpoch(epoch); }));

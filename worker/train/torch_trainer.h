@@ -22,7 +22,14 @@
 // status text). An export that fails its check (worker/train/export.h) leaves only exported_model
 // unset, with checkpoint_error starting "export: ".
 //
-// The header is LibTorch-free (the state lives in the .cc). Not thread-safe: one Train() at a time.
+// Concurrency: one Train() at a time per trainer, but trainers of one process may train at the same
+// time on different threads (the slots of quartet-worker --slots). Each Train() uses
+// Options::threads intra-op threads of its calling thread, a CUDA stream of its own on GPU, and a
+// CPU generator of its own; models are built one at a time (their initialisation draws from
+// LibTorch's global generator) and datasets are loaded once and shared by every trainer. So a CPU
+// candidate's result depends on its spec alone, whatever trains beside it.
+//
+// The header is LibTorch-free (the state lives in the .cc).
 #ifndef QUARTET_WORKER_TRAIN_TORCH_TRAINER_H_
 #define QUARTET_WORKER_TRAIN_TORCH_TRAINER_H_
 
@@ -45,7 +52,7 @@ class TorchTrainer : public Trainer {
     int eval_batch_size = 256;
     // A progress callback and a per-step loss point every this many optimiser steps.
     int progress_every_steps = 10;
-    // Intra-op threads on CPU; 0 means every online CPU.
+    // Intra-op threads of each Train() on CPU; 0 means every online CPU.
     int threads = 0;
     // On CPU, run the gate and the experts concurrently, one thread each (moe::MoE4Options::
     // parallel_experts); false runs them one after another on all threads.
