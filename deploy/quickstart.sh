@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Quartet end to end on one machine: installs what is missing, builds, starts a private PostgreSQL,
-# a coordinator and two CPU workers, submits a demo campaign on Fashion-MNIST, shows its progress to
-# the end, prints the coverage report and the best candidates, and stops everything it started.
+# a coordinator and a CPU worker training one candidate per core at once (slots), submits a demo
+# campaign on Fashion-MNIST, shows its progress to the end, prints the coverage report and the
+# best candidates, and stops everything it started.
 #
 #   deploy/quickstart.sh
 #   QUARTET_HOME=/srv/quartet DEMO_BUDGET=12 deploy/quickstart.sh
@@ -36,7 +37,7 @@ stop_all() {
   done
   "$root/deploy/pg.sh" stop "$home/postgres" || true
   echo "database: $home/postgres (start it again with: deploy/pg.sh start $home/postgres)"
-  echo "logs:     $home/logs (coordinator.log, worker-1.log, worker-2.log)"
+  echo "logs:     $home/logs (coordinator.log, worker.log)"
   echo "total time: $(( $(date +%s) - start )) s"
   exit $status
 }
@@ -47,7 +48,7 @@ url=$("$root/deploy/pg.sh" start "$home/postgres")
 umask 077 && echo "$url" > "$home/database_url" && umask 022
 echo "private cluster at $url (URL in $home/database_url, never on a command line)"
 
-say "4/6 coordinator and two CPU workers"
+say "4/6 coordinator and a CPU worker with a slot per core"
 rm -f "$home/port"
 "$bin/coordinator/quartet-coordinator" --listen=127.0.0.1:0 --port_file="$home/port" \
   --database_url_file="$home/database_url" --log_file="$home/logs/coordinator.log" &
@@ -56,11 +57,11 @@ for _ in $(seq 1 100); do [[ -s "$home/port" ]] && break; sleep 0.1; done
 [[ -s "$home/port" ]] || { echo "coordinator did not start; see $home/logs/coordinator.log"; exit 1; }
 addr="127.0.0.1:$(cat "$home/port")"
 echo "coordinator on $addr"
-for i in 1 2; do
-  "$bin/worker/quartet-worker" --coordinator="$addr" --threads=1 \
-    --log_file="$home/logs/worker-$i.log" --state_dir="$home/worker-$i" &
-  pids+=($!)
-done
+# One process, one slot per core (--slots defaults to the online CPUs, one thread each): each slot
+# leases, trains and reports a candidate of its own.
+"$bin/worker/quartet-worker" --coordinator="$addr" --log_file="$home/logs/worker.log" \
+  --state_dir="$home/worker" &
+pids+=($!)
 ctl() { "$bin/cli/quartetctl" --coordinator="$addr" "$@"; }
 
 say "5/6 demo campaign: $budget candidates of 4 experts from {${families//,/, }} on Fashion-MNIST"

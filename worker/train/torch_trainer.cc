@@ -202,6 +202,44 @@ absl::Mutex& ModelBuildMutex() {
 // Salt of a run's own CPU generator, so that its stream differs from the initialisation's.
 constexpr uint64_t kRunGeneratorSalt = 0x2545F4914F6CDD1DULL;
 
+// On a GPU, each Train() issues its kernels on a CUDA stream of its own, so the slots of a worker
+// overlap on the device; the stream's work is waited for when the run ends, so that tensors the
+// slots share (the datasets) are never freed and reused while another slot's kernels read them.
+// On CPU: nothing.
+class RunStream {
+ public:
+  explicit RunStream(const torch::Device& device) {
+#ifdef QUARTET_WITH_CUDA
+    if (device.is_cuda()) {
+      guard_.emplace(c10::cuda::getStreamFromPool(/*isHighPriority=*/false, device.index()));
+    }
+#endif
+  }
+  ~RunStream() {
+#ifdef QUARTET_WITH_CUDA
+    try {
+      if (guard_) guard_->current_stream().synchronize();
+    } catch (const c10::Error& e) {
+      spdlog::error("waiting for the run's CUDA stream: {}", e.what_without_backtrace());
+    }
+#endif
+  }
+  RunStream(const RunStream&) = delete;
+  RunStream& operator=(const RunStream&) = delete;
+
+ private:
+#ifdef QUARTET_WITH_CUDA
+  std::optional<c10::cuda::CUDAStreamGuard> guard_;
+#endif
+};
+
+// Waits until a dataset just copied to `device` is there, before other slots' streams read it.
+void AwaitCopies(const torch::Device& device) {
+#ifdef QUARTET_WITH_CUDA
+  if (device.is_cuda()) c10::cuda::getCurrentCUDAStream(device.index()).synchronize();
+#endif
+}
+
 // Test images the export is traced on, and checked on (other images than the example's).
 constexpr int64_t kExportExampleImages = 8;
 constexpr int64_t kExportCheckImages = 64;
@@ -417,6 +455,7 @@ absl::Status TrainingRun::LoadData() {
           absl::StatusCode::kResourceExhausted, quartet::v1::ERROR_CLASS_OOM,
           absl::StrCat("moving the dataset to ", device_.str(), ": ", e.what_without_backtrace()));
     }
+    AwaitCopies(device_);
     if (cache.datasets.size() >= kMaxCachedDatasets) cache.datasets.clear();
     cache.datasets[key] = dataset_;
   }
@@ -1253,15 +1292,11 @@ absl::StatusOr<quartet::v1::Result> TorchTrainer::Train(const quartet::v1::Candi
   // The calling thread's intra-op team (OpenMP's thread count is per calling thread), so that the
   // slots of one worker each train on their own threads.
   at::set_num_threads(state_->threads);
-#ifdef QUARTET_WITH_CUDA
-  // Each slot's kernels go to a stream of its own, so concurrent candidates overlap on the GPU.
-  std::optional<c10::cuda::CUDAStreamGuard> stream;
-  if (state_->device.is_cuda()) {
-    stream.emplace(c10::cuda::getStreamFromPool(/*isHighPriority=*/false, state_->device.index()));
-  }
-#endif
-  QUARTET_ASSIGN_OR_RETURN(std::unique_ptr<TrainingRun> run,
-                           PrepareRun(options_, *state_, spec, callbacks));
+  // Declared before the stream, so the run (and the datasets it holds) goes only after the stream's
+  // work is done.
+  std::unique_ptr<TrainingRun> run;
+  const RunStream stream(state_->device);
+  QUARTET_ASSIGN_OR_RETURN(run, PrepareRun(options_, *state_, spec, callbacks));
   models::ScopedGenerator run_draws(run->cpu_generator());
   for (int epoch = run->start_epoch() + 1; epoch <= run->stop_epoch(); ++epoch) {
     QUARTET_RETURN_IF_ERROR(Guarded("training", quartet::v1::ERROR_CLASS_INTERNAL,
