@@ -246,16 +246,29 @@ std::string AxisShortName(const std::string& path) {
 // A level's label without its enum's prefix ("ROUTER_TOP_K" -> "TOP_K").
 std::string ShortLabel(const std::string& label) { return common::ShortEnumValue(label); }
 
+// The header of a coverage table: its first column, the total, and a column per candidate state.
+std::vector<std::string> CountsHeader(const std::string& first) {
+  return {first, "TOTAL", "PENDING", "LEASED", "SUCCEEDED", "FAILED", "CANCELLED", "STOPPED EARLY"};
+}
+
+// A coverage table's row: `first`, `total`, then the counts in CountsHeader's order.
+std::vector<std::string> CountsRow(const std::string& first, int64_t total,
+                                   const quartet::v1::StateCounts& n) {
+  return {first,
+          absl::StrCat(total),
+          absl::StrCat(n.pending()),
+          absl::StrCat(n.leased()),
+          absl::StrCat(n.succeeded()),
+          absl::StrCat(n.failed()),
+          absl::StrCat(n.cancelled()),
+          absl::StrCat(n.stopped_early())};
+}
+
 std::string AxisCoverageText(const quartet::v1::AxisCoverage& axis, bool matrix) {
-  std::vector<std::vector<std::string>> rows = {{absl::AsciiStrToUpper(AxisShortName(axis.path())),
-                                                 "TOTAL", "PENDING", "LEASED", "SUCCEEDED",
-                                                 "FAILED", "CANCELLED"}};
+  std::vector<std::vector<std::string>> rows = {
+      CountsHeader(absl::AsciiStrToUpper(AxisShortName(axis.path())))};
   for (const auto& level : axis.levels()) {
-    const auto& n = level.counts();
-    rows.push_back({ShortLabel(level.label()), absl::StrCat(level.total()),
-                    absl::StrCat(n.pending()), absl::StrCat(n.leased()),
-                    absl::StrCat(n.succeeded()), absl::StrCat(n.failed()),
-                    absl::StrCat(n.cancelled())});
+    rows.push_back(CountsRow(ShortLabel(level.label()), level.total(), level.counts()));
   }
   std::string out =
       absl::StrCat("axis ", axis.path(), axis.continuous() ? " (strata)" : "", "\n", Table(rows));
@@ -284,13 +297,11 @@ std::string AxisCoverageText(const quartet::v1::AxisCoverage& axis, bool matrix)
 }  // namespace
 
 std::string CoverageText(const quartet::v1::CoverageReport& r, bool show_pairs) {
-  std::vector<std::vector<std::string>> rows = {
-      {"FAMILY", "TOTAL", "PENDING", "LEASED", "SUCCEEDED", "FAILED", "CANCELLED", "vs UNIFORM"}};
+  std::vector<std::vector<std::string>> rows = {CountsHeader("FAMILY")};
+  rows[0].push_back("vs UNIFORM");
   for (const auto& f : r.families()) {
-    const auto& n = f.counts();
-    rows.push_back({f.family(), absl::StrCat(f.total()), absl::StrCat(n.pending()),
-                    absl::StrCat(n.leased()), absl::StrCat(n.succeeded()), absl::StrCat(n.failed()),
-                    absl::StrCat(n.cancelled()), absl::StrFormat("%.2fx", f.share_vs_uniform())});
+    rows.push_back(CountsRow(f.family(), f.total(), f.counts()));
+    rows.back().push_back(absl::StrFormat("%.2fx", f.share_vs_uniform()));
   }
   std::string out = absl::StrCat("coverage of campaign ", r.campaign_id(), ": k = ", r.k(), " of ",
                                  r.pool_size(), " families\n\n");
@@ -309,14 +320,10 @@ std::string CoverageText(const quartet::v1::CoverageReport& r, bool show_pairs) 
   absl::StrAppend(&out, "triples seen        ", r.triples_seen(), " of ", r.triples_total(), " (",
                   Pct(r.triple_coverage()), ")\n");
   if (show_pairs && r.pairs_size() > 0) {
-    std::vector<std::vector<std::string>> prow = {
-        {"PAIR", "TOTAL", "PENDING", "LEASED", "SUCCEEDED", "FAILED", "CANCELLED"}};
+    std::vector<std::vector<std::string>> prow = {CountsHeader("PAIR")};
     for (const auto& p : r.pairs()) {
-      const auto& n = p.counts();
-      prow.push_back({absl::StrCat(p.family_a(), "+", p.family_b()), absl::StrCat(p.total()),
-                      absl::StrCat(n.pending()), absl::StrCat(n.leased()),
-                      absl::StrCat(n.succeeded()), absl::StrCat(n.failed()),
-                      absl::StrCat(n.cancelled())});
+      prow.push_back(
+          CountsRow(absl::StrCat(p.family_a(), "+", p.family_b()), p.total(), p.counts()));
     }
     absl::StrAppend(&out, "\n", Table(prow));
   }

@@ -31,9 +31,10 @@ ART="$E2E_DIR/artifacts"
 start_worker w1 --artifacts="$ART"
 start_worker w2 --artifacts="file://$ART"
 
+readonly K=2
 submit() {
   ctl campaign submit --name=asha-e2e --dataset=fashion-mnist \
-    --families=ICNet,MobileNetV3,ShuffleNet,SqueezeNet -k 2 --budget=6 --seed=3 \
+    --families=ICNet,MobileNetV3,ShuffleNet,SqueezeNet -k $K --budget=6 --seed=3 \
     --train-limit="${E2E_TRAIN_LIMIT:-512}" --test-limit=300 --batch-size=32 --lr=0.003 \
     --keep-checkpoints=2 "$@"
 }
@@ -53,7 +54,14 @@ timeout 1200 "$CTL" --coordinator="$COORD_ADDR" campaign watch "$id" --interval-
   e2e_fail "watch did not end with DONE"
 show=$(ctl campaign show "$id")
 echo "$show"
-ctl report coverage "$id"
+coverage=$(ctl report coverage "$id")
+echo "$coverage"
+# The family table's STOPPED EARLY column (before "vs UNIFORM") counts each stopped candidate once
+# per family.
+stopped=$(sql "SELECT count(*) FROM candidates WHERE campaign_id = $id AND state = 6")
+in_table=$(awk '/^FAMILY/ { t = 1; next } t && NF == 0 { exit } t { s += $(NF - 1) } END { print s + 0 }' <<<"$coverage")
+[[ $coverage == *"STOPPED EARLY"* && $in_table == $((stopped * K)) ]] ||
+  e2e_fail "coverage table shows $in_table stopped-early family counts, expected $stopped x $K"
 
 counts=$(sql "SELECT string_agg(state || ':' || n, ' ' ORDER BY state) FROM
   (SELECT state, count(*) AS n FROM candidates WHERE campaign_id = $id GROUP BY state) t")
