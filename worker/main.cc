@@ -5,6 +5,8 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <cstdio>
+#include <fstream>
 #include <iostream>
 #include <thread>
 
@@ -49,7 +51,8 @@ ABSL_FLAG(std::string, artifacts, "",
 ABSL_FLAG(int, slots, 0,
           "Candidates trained at once, each with its own lease, heartbeat, metric stream and "
           "threads (CPU) or CUDA stream (GPU). 0 = automatic: on CPU one per online CPU (or as "
-          "many as --threads allows); on a GPU one per 16 GiB of device memory, at most 8, the "
+          "many as --threads allows), at most one per 4 GiB of available memory; on a GPU one per "
+          "16 GiB of device memory, at most 8, the "
           "memory shared evenly (the coordinator leases each slot only candidates whose estimate "
           "fits its share).");
 ABSL_FLAG(int, threads, 0,
@@ -105,6 +108,16 @@ absl::StatusOr<TorchTrainer::Options> TrainerOptions() {
   return topts;
 }
 
+// MemAvailable of /proc/meminfo in bytes; 0 when unknown.
+int64_t AvailableHostMemory() {
+  std::ifstream meminfo("/proc/meminfo");
+  long long kib = 0;
+  for (std::string line; std::getline(meminfo, line);) {
+    if (std::sscanf(line.c_str(), "MemAvailable: %lld kB", &kib) == 1) return kib * 1024;
+  }
+  return 0;
+}
+
 // How many slots, with how many threads and how much device memory each. A probe trainer reads the
 // device (and fails fast on a bad --device).
 absl::StatusOr<SlotPlan> PlanSlots(const TorchTrainer::Options& topts) {
@@ -116,6 +129,7 @@ absl::StatusOr<SlotPlan> PlanSlots(const TorchTrainer::Options& topts) {
   request.slots = absl::GetFlag(FLAGS_slots);
   request.threads = absl::GetFlag(FLAGS_threads);
   request.online_cpus = static_cast<int>(sysconf(_SC_NPROCESSORS_ONLN));
+  request.host_memory = AvailableHostMemory();
   request.gpu = probe->GpuMemoryBytes() > 0;
   request.device_memory = probe->GpuMemoryBytes();
   return quartet::worker::daemon::PlanSlots(request);

@@ -462,8 +462,16 @@ TEST(PlanSlotsTest, FollowsTheMachineAndTheFlags) {
   p = plan({.threads = 8, .online_cpus = 2});
   EXPECT_EQ(p.slots, 1);
   EXPECT_EQ(p.threads_per_slot, 8);
-  // GPU: a slot per 16 GiB of the usable 90%, at most 8; each slot gets an even share.
+  // Automatic CPU slots fit the available host memory (4 GiB each); explicit ones are obeyed.
   const int64_t gib = int64_t{1} << 30;
+  p = plan({.online_cpus = 64, .host_memory = 20 * gib});
+  EXPECT_EQ(p.slots, 5);
+  EXPECT_EQ(p.threads_per_slot, 12);
+  p = plan({.online_cpus = 64, .host_memory = 2 * gib});
+  EXPECT_EQ(p.slots, 1);
+  p = plan({.slots = 16, .online_cpus = 64, .host_memory = 20 * gib});
+  EXPECT_EQ(p.slots, 16);
+  // GPU: a slot per 16 GiB of the usable 90%, at most 8; each slot gets an even share.
   p = plan({.online_cpus = 16, .gpu = true, .device_memory = 141 * gib});
   EXPECT_EQ(p.slots, 7);
   EXPECT_EQ(p.threads_per_slot, 2);

@@ -21,6 +21,8 @@ constexpr double kUsableDeviceMemoryShare = 0.9;
 // Automatic GPU slots: one per this much usable memory, at most kMaxAutoGpuSlots.
 constexpr int64_t kAutoSlotDeviceMemory = int64_t{16} << 30;
 constexpr int kMaxAutoGpuSlots = 8;
+// Automatic CPU slots: at most one per this much available host memory.
+constexpr int64_t kAutoSlotHostMemory = int64_t{4} << 30;
 constexpr char kSlotDirPrefix[] = "slot-";
 constexpr char kSlotLabelInfix[] = "-slot";
 // Where a daemon keeps its undelivered reports (daemon.cc's spool directory).
@@ -76,7 +78,11 @@ absl::StatusOr<SlotPlan> PlanSlots(const SlotRequest& r) {
   } else if (r.slots > 0) {
     plan.slots = r.slots;
   } else {
-    plan.slots = std::clamp(r.threads > 0 ? cpus / r.threads : cpus, 1, kMaxSlots);
+    int slots = r.threads > 0 ? cpus / r.threads : cpus;
+    if (r.host_memory > 0) {
+      slots = static_cast<int>(std::min<int64_t>(slots, r.host_memory / kAutoSlotHostMemory));
+    }
+    plan.slots = std::clamp(slots, 1, kMaxSlots);
   }
   plan.threads_per_slot = r.threads > 0 ? r.threads : std::max(1, cpus / plan.slots);
   return plan;

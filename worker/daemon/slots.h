@@ -41,6 +41,8 @@ struct SlotRequest {
   // Intra-op threads per slot.
   int threads = 0;
   int online_cpus = 1;
+  // Host memory available for training (bytes; 0 = unknown): caps the automatic CPU slots.
+  int64_t host_memory = 0;
   // Training on a GPU with `device_memory` bytes.
   bool gpu = false;
   int64_t device_memory = 0;
@@ -54,8 +56,10 @@ struct SlotPlan {
   int64_t memory_per_slot = 0;
 };
 
-// CPU: by default one slot per online CPU with one thread each; with only --threads, as many slots
-// as the CPUs hold; with only --slots, the CPUs shared among them. GPU: by default a slot per
+// CPU: by default one slot per online CPU with one thread each, but no more than one per
+// kAutoSlotHostMemory of available host memory (a MoE4 at 256 px needs about 7 GiB: set --slots
+// for large inputs); with only --threads, as many slots as the CPUs hold; with only --slots, the
+// CPUs shared among them. GPU: by default a slot per
 // kAutoSlotDeviceMemory of usable device memory (at least 1, at most kMaxAutoGpuSlots), the usable
 // memory shared evenly, the CPUs shared among the slots. INVALID_ARGUMENT for negative counts or
 // more than kMaxSlots slots, naming the flag.
