@@ -22,7 +22,7 @@ fi
 start_coordinator --lease=8s
 metrics_port=$(( 20000 + RANDOM % 20000 ))
 start_worker w --slots=2 --metrics_listen="127.0.0.1:$metrics_port"
-out=$(ctl campaign submit --name=slots --dataset=synthetic --train-limit=2048 --test-limit=128 \
+out=$(ctl campaign submit --name=slots --dataset=synthetic --train-limit=1024 --test-limit=128 \
   --families=Diffuser,DPN68,ICNet,UNet2D -k 2 --budget=$BUDGET --batch-size=32 --seed=5)
 id=$(echo "$out" | sed -n 's/^submitted campaign \([0-9]*\).*/\1/p')
 [[ -n "$id" ]] || e2e_fail "no campaign id in: $out"
