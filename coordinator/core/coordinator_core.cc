@@ -455,6 +455,10 @@ absl::StatusOr<int> CoordinatorCore::Tick() {
 absl::StatusOr<int> CoordinatorCore::SweepExpiredLeases() {
   QUARTET_ASSIGN_OR_RETURN(auto expired, store_->ExpireLeases(clock_->Now()));
   if (!expired.empty()) Changed();
+  {
+    absl::MutexLock lock(&leased_mu_);
+    for (const ExpiredLease& e : expired) leased_.erase(e.candidate_id);
+  }
   for (const ExpiredLease& e : expired) {
     if (options_.events != nullptr) options_.events->LeaseExpired(e.campaign_id);
     spdlog::warn("candidate {} of campaign {}: lease of worker {} expired (attempt {}) -> {}",
@@ -466,15 +470,23 @@ absl::StatusOr<int> CoordinatorCore::SweepExpiredLeases() {
 
 // ---- Issuing ---------------------------------------------------------------------------------
 
-absl::Status CoordinatorCore::Refill(int64_t campaign_id) {
+absl::Status CoordinatorCore::Refill(int64_t campaign_id, bool may_skip) {
   std::shared_ptr<Runtime> rt = RuntimeOf(campaign_id);
   if (rt == nullptr) return absl::OkStatus();
   absl::MutexLock lock(&rt->mu);
+  // In batches of a quarter of issue_ahead: an insert is a commit that holds the campaign row.
+  const int64_t step = std::max<int64_t>(1, options_.issue_ahead / 4);
+  if (may_skip && rt->asha == nullptr && rt->pending_floor > 0 &&
+      options_.issue_ahead - rt->pending_floor < step) {
+    return absl::OkStatus();  // the read below would find no batch to issue
+  }
+  rt->pending_floor = -1;
   QUARTET_ASSIGN_OR_RETURN(CampaignRecord rec, store_->GetCampaign(campaign_id));
   if (rec.state != CampaignState::kRunning) {
     if (IsFinal(rec.state)) DropRuntime(campaign_id);
     return absl::OkStatus();
   }
+  rt->pending_floor = rec.counts.pending;
   int64_t remaining = rec.budget - rec.issued;
   if (rt->asha != nullptr) {
     rt->asha->set_issued(rec.issued);
@@ -483,8 +495,6 @@ absl::Status CoordinatorCore::Refill(int64_t campaign_id) {
   }
   const int64_t need = std::min<int64_t>(remaining, options_.issue_ahead - rec.counts.pending);
   if (need <= 0 || rt->exhausted) return absl::OkStatus();
-  // In batches of a quarter of issue_ahead: an insert is a commit that holds the campaign row.
-  const int64_t step = std::max<int64_t>(1, options_.issue_ahead / 4);
   if (need < step && need < remaining && rec.counts.pending > 0) return absl::OkStatus();
   const int repeats = rt->campaign.config.repeats();
   std::vector<NewCandidate> batch;
@@ -516,8 +526,10 @@ absl::Status CoordinatorCore::Refill(int64_t campaign_id) {
         rt->exhausted = false;
       }
     }
+    rt->pending_floor = -1;
     return inserted;
   }
+  rt->pending_floor += static_cast<int64_t>(batch.size());
   spdlog::debug("campaign {}: issued {} candidates ({} of {})", campaign_id, batch.size(),
                 rec.issued + static_cast<int64_t>(batch.size()), rec.budget);
   return absl::OkStatus();
@@ -1221,6 +1233,11 @@ absl::StatusOr<quartet::v1::LeaseCandidateResponse> CoordinatorCore::LeaseCandid
   if (std::shared_ptr<Runtime> rt = RuntimeOf(c.campaign_id)) {
     absl::MutexLock lock(&rt->mu);
     if (rt->asha != nullptr) rt->asha->Track(c);
+    if (rt->pending_floor > 0) --rt->pending_floor;
+  }
+  {
+    absl::MutexLock lock(&leased_mu_);
+    leased_[c.id] = LeasedCandidate{c.campaign_id, c.lease_token, c.rank, c.families};
   }
   *out.mutable_spec() = SpecOf(*grant);
   out.mutable_lease()->set_candidate_id(c.id);
@@ -1229,7 +1246,7 @@ absl::StatusOr<quartet::v1::LeaseCandidateResponse> CoordinatorCore::LeaseCandid
   spdlog::info("candidate {} of campaign {} ({}) leased to {} (attempt {}, token {})", c.id,
                c.campaign_id, absl::StrJoin(c.families, "+"), worker_id, c.attempt, c.lease_token);
   Changed();
-  absl::Status refill = Refill(c.campaign_id);
+  absl::Status refill = Refill(c.campaign_id, /*may_skip=*/true);
   if (!refill.ok())
     spdlog::warn("campaign {}: issuing failed: {}", c.campaign_id, refill.ToString());
   return out;
@@ -1287,8 +1304,17 @@ absl::Status CoordinatorCore::CompleteCandidate(
   }
   QUARTET_ASSIGN_OR_RETURN(auto final_metrics,
                            ToMetricRecords(request.final_metrics(), "final_metrics"));
-  QUARTET_ASSIGN_OR_RETURN(CandidateRecord before, store_->GetCandidate(request.candidate_id()));
-  if (std::shared_ptr<Runtime> rt = RuntimeOf(before.campaign_id)) {
+  // The lease this core handed out names the candidate's campaign, rank and families (they never
+  // change); without it (a repeat, a lease from before a restart) the candidate is read.
+  std::optional<LeasedCandidate> c = TakeLeased(request.candidate_id(), request.lease_token());
+  bool repeat = false;
+  if (!c.has_value()) {
+    QUARTET_ASSIGN_OR_RETURN(CandidateRecord before, store_->GetCandidate(request.candidate_id()));
+    repeat = before.state == CandidateState::kSucceeded &&
+             before.lease_token == request.lease_token();
+    c = LeasedCandidate{before.campaign_id, before.lease_token, before.rank, before.families};
+  }
+  if (std::shared_ptr<Runtime> rt = RuntimeOf(c->campaign_id)) {
     bool fidelity = false;
     {
       absl::MutexLock lock(&rt->mu);
@@ -1299,23 +1325,20 @@ absl::Status CoordinatorCore::CompleteCandidate(
   QUARTET_RETURN_IF_ERROR(store_->CompleteCandidate(request.candidate_id(), request.lease_token(),
                                                     request.worker_id(), result, final_metrics,
                                                     clock_->Now()));
-  if (before.state == CandidateState::kSucceeded && before.lease_token == request.lease_token()) {
-    return absl::OkStatus();  // a repeat of a completion already stored
-  }
-  const CandidateRecord& c = before;  // id, campaign, rank and families never change
+  if (repeat) return absl::OkStatus();  // a repeat of a completion already stored
   spdlog::info("candidate {} of campaign {} ({}) SUCCEEDED: test accuracy {:.4f} in {:.1f} s on {}",
-               c.id, c.campaign_id, absl::StrJoin(c.families, "+"), result.test_accuracy(),
-               result.wall_seconds(), request.worker_id());
-  if (std::shared_ptr<Runtime> rt = RuntimeOf(c.campaign_id)) {
+               request.candidate_id(), c->campaign_id, absl::StrJoin(c->families, "+"),
+               result.test_accuracy(), result.wall_seconds(), request.worker_id());
+  if (std::shared_ptr<Runtime> rt = RuntimeOf(c->campaign_id)) {
     {
       absl::MutexLock lock(&rt->mu);
-      rt->sampler->Observe(c.rank, result.test_accuracy());
+      rt->sampler->Observe(c->rank, result.test_accuracy());
     }
-    absl::Status refill = Refill(c.campaign_id);
+    absl::Status refill = Refill(c->campaign_id, /*may_skip=*/true);
     if (!refill.ok())
-      spdlog::warn("campaign {}: issuing failed: {}", c.campaign_id, refill.ToString());
+      spdlog::warn("campaign {}: issuing failed: {}", c->campaign_id, refill.ToString());
   }
-  if (result.has_checkpoint() || result.has_exported_model()) PruneArtifacts(c.campaign_id);
+  if (result.has_checkpoint() || result.has_exported_model()) PruneArtifacts(c->campaign_id);
   Changed();
   return absl::OkStatus();
 }
@@ -1443,6 +1466,16 @@ void CoordinatorCore::PruneArtifacts(int64_t campaign_id) {
   }
 }
 
+std::optional<CoordinatorCore::LeasedCandidate> CoordinatorCore::TakeLeased(int64_t candidate_id,
+                                                                            int64_t token) {
+  absl::MutexLock lock(&leased_mu_);
+  auto it = leased_.find(candidate_id);
+  if (it == leased_.end() || it->second.token != token) return std::nullopt;
+  LeasedCandidate out = std::move(it->second);
+  leased_.erase(it);
+  return out;
+}
+
 absl::StatusOr<quartet::v1::FailCandidateResponse> CoordinatorCore::FailCandidate(
     const quartet::v1::FailCandidateRequest& request) {
   QUARTET_RETURN_IF_ERROR(CheckWorker(request.worker_id(), request.session_secret()));
@@ -1454,6 +1487,7 @@ absl::StatusOr<quartet::v1::FailCandidateResponse> CoordinatorCore::FailCandidat
                      "TIMEOUT, PREEMPTED, CANCELLED, INTERNAL), got ",
                      request.error_class()));
   }
+  TakeLeased(request.candidate_id(), request.lease_token());
   QUARTET_ASSIGN_OR_RETURN(
       CandidateState to,
       store_->FailCandidate(request.candidate_id(), request.lease_token(), request.worker_id(),

@@ -157,6 +157,20 @@ class CoordinatorCore {
     bool exhausted ABSL_GUARDED_BY(mu) = false;
     // Multi-fidelity campaigns: the promotion state (null otherwise).
     std::unique_ptr<Asha> asha ABSL_GUARDED_BY(mu);
+    // A lower bound of the campaign's PENDING candidates: the count Refill last read plus what it
+    // issued, less the leases granted since (failures and expiries only add to the true count);
+    // -1 when unknown. Lets a top-up after a lease or a result skip the store while the queue is
+    // full enough.
+    int64_t pending_floor ABSL_GUARDED_BY(mu) = -1;
+  };
+
+  // What a lease handed out: the facts of its candidate that never change, so the completion of
+  // the lease need not read the candidate first.
+  struct LeasedCandidate {
+    int64_t campaign_id = 0;
+    int64_t token = 0;
+    uint64_t rank = 0;
+    std::vector<std::string> families;
   };
 
   CoordinatorCore(const Options& options, Store* store, common::Clock* clock);
@@ -165,8 +179,10 @@ class CoordinatorCore {
   absl::StatusOr<std::shared_ptr<Runtime>> Rebuild(const CampaignRecord& record);
   std::shared_ptr<Runtime> RuntimeOf(int64_t campaign_id);
   void DropRuntime(int64_t campaign_id);
-  // Tops the campaign's PENDING candidates up to issue_ahead (bounded by the budget).
-  absl::Status Refill(int64_t campaign_id);
+  // Tops the campaign's PENDING candidates up to issue_ahead (bounded by the budget). With
+  // `may_skip`, returns without reading the store while Runtime::pending_floor shows the queue
+  // full enough (after a lease or a result; the operator's changes pass false).
+  absl::Status Refill(int64_t campaign_id, bool may_skip = false);
   absl::Status RefillAll();
   // Multi-fidelity: the epoch budget cannot pay another new candidate; the candidate budget
   // becomes what was issued, so the campaign is DONE once nothing is open.
@@ -229,6 +245,12 @@ class CoordinatorCore {
   };
   absl::Mutex workers_mu_;
   std::map<std::string, WorkerAuth> workers_ ABSL_GUARDED_BY(workers_mu_);
+
+  // Leases this core handed out and not yet saw end, by candidate id.
+  absl::Mutex leased_mu_;
+  std::map<int64_t, LeasedCandidate> leased_ ABSL_GUARDED_BY(leased_mu_);
+  // The lease's entry of leased_, removed; nullopt when there is none for this token.
+  std::optional<LeasedCandidate> TakeLeased(int64_t candidate_id, int64_t token);
 
   absl::Mutex change_mu_;
   uint64_t change_version_ ABSL_GUARDED_BY(change_mu_) = 0;

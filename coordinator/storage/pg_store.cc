@@ -477,6 +477,13 @@ class CounterDeltas {
   }
   // Checks, after the counters are written, whether the campaign is DONE (MaybeFinish).
   void CheckDone(int64_t campaign_id, absl::Time now) { Touch(campaign_id, now).check_done = true; }
+  // A result stored: the campaign's best (the first of the highest accuracy wins, as if each
+  // result were compared in turn), its succeeded seconds and its checkpoint failures.
+  void Result(int64_t campaign_id, int64_t candidate_id, double accuracy, double seconds,
+              int64_t checkpoint_failures, absl::Time now) {
+    Campaign& c = Touch(campaign_id, now);
+    c.results.Add({candidate_id, accuracy, seconds, checkpoint_failures});
+  }
   void Seen(const std::string& worker_id, absl::Time now) {
     absl::Time& t = seen_[worker_id];
     t = std::max(t, now);
@@ -490,19 +497,28 @@ class CounterDeltas {
       for (const auto& [k, d] : oc.pairs) c.pairs[k].Add(d);
       for (const auto& [k, d] : oc.cells) c.cells[k].Add(d);
       c.check_done = c.check_done || oc.check_done;
+      c.results.Add(oc.results);
     }
     for (const auto& [w, t] : o.seen_) Seen(w, t);
   }
 
   void Flush(dbtransaction& tx) const {
     for (const auto& [id, c] : campaigns_) {
-      if (!c.counts.zero()) {
+      if (!c.counts.zero() || c.results.best_candidate_id != 0) {
+        // The best: set when this transaction's best beats the stored one (or none is stored).
         tx.exec_params(
             "UPDATE campaigns SET pending = pending + $2, leased = leased + $3, succeeded = "
             "succeeded + $4, failed = failed + $5, cancelled = cancelled + $6, stopped_early = "
-            "stopped_early + $7, updated_at = to_timestamp($8) WHERE id = $1",
+            "stopped_early + $7, updated_at = to_timestamp($8), "
+            "succeeded_seconds = succeeded_seconds + $9, "
+            "checkpoint_failures = checkpoint_failures + $10, "
+            "best_candidate_id = CASE WHEN $11 <> 0 AND (best_candidate_id = 0 OR "
+            "$12 > best_accuracy) THEN $11 ELSE best_candidate_id END, "
+            "best_accuracy = CASE WHEN $11 <> 0 AND (best_candidate_id = 0 OR "
+            "$12 > best_accuracy) THEN $12 ELSE best_accuracy END WHERE id = $1",
             id, c.counts.n[0], c.counts.n[1], c.counts.n[2], c.counts.n[3], c.counts.n[4],
-            c.counts.n[5], Epoch(c.now));
+            c.counts.n[5], Epoch(c.now), c.results.seconds, c.results.checkpoint_failures,
+            c.results.best_candidate_id, c.results.best_accuracy);
       }
       FlushTable(tx, id, c.families, "family_coverage", {"family"}, {"text"});
       FlushTable(tx, id, c.pairs, "pair_coverage", {"family_a", "family_b"}, {"text", "text"});
@@ -525,8 +541,26 @@ class CounterDeltas {
   }
 
  private:
+  // The results of a transaction for one campaign, summed.
+  struct Results {
+    int64_t best_candidate_id = 0;  // 0: no result
+    double best_accuracy = 0;
+    double seconds = 0;
+    int64_t checkpoint_failures = 0;
+
+    void Add(const Results& o) {
+      if (o.best_candidate_id != 0 &&
+          (best_candidate_id == 0 || o.best_accuracy > best_accuracy)) {
+        best_candidate_id = o.best_candidate_id;
+        best_accuracy = o.best_accuracy;
+      }
+      seconds += o.seconds;
+      checkpoint_failures += o.checkpoint_failures;
+    }
+  };
   struct Campaign {
     StateDelta counts;
+    Results results;
     std::map<std::string, StateDelta> families;
     std::map<std::pair<std::string, std::string>, StateDelta> pairs;
     std::map<std::tuple<int, int, std::string>, StateDelta> cells;
@@ -770,16 +804,8 @@ void StoreCompletion(dbtransaction& tx, LeaseTx& cx, int64_t candidate_id, const
       static_cast<int>(to), token, artifact_json(result.has_checkpoint(), result.checkpoint()),
       artifact_json(result.has_exported_model(), result.exported_model()));
   cx.deltas->Move(row.campaign_id, row.families, row.levels, CandidateState::kLeased, to, now);
-  tx.exec_params(
-      "UPDATE campaigns SET "
-      "best_candidate_id = CASE WHEN best_candidate_id = 0 OR $2 > best_accuracy THEN $3 "
-      "ELSE best_candidate_id END, "
-      "best_accuracy = CASE WHEN best_candidate_id = 0 OR $2 > best_accuracy THEN $2 "
-      "ELSE best_accuracy END, "
-      "succeeded_seconds = succeeded_seconds + $4, "
-      "checkpoint_failures = checkpoint_failures + $5 WHERE id = $1",
-      row.campaign_id, result.test_accuracy(), candidate_id, result.wall_seconds(),
-      CheckpointFailures(result));
+  cx.deltas->Result(row.campaign_id, candidate_id, result.test_accuracy(), result.wall_seconds(),
+                    CheckpointFailures(result), now);
   const std::pair<ArtifactKind, const quartet::v1::Artifact*> reported[] = {
       {ArtifactKind::kCheckpoint, result.has_checkpoint() ? &result.checkpoint() : nullptr},
       {ArtifactKind::kExportedModel,
@@ -865,6 +891,28 @@ std::string Redact(const std::string& url) {
 // ---- Connections and transactions -------------------------------------------------------------
 
 struct PgStore::TxContext : LeaseTx {};
+
+struct PgStore::ParsedConfig {
+  std::string json;
+  quartet::v1::CampaignConfig config;
+};
+
+absl::StatusOr<std::shared_ptr<const PgStore::ParsedConfig>> PgStore::ConfigOf(
+    int64_t campaign_id, const std::string& json) {
+  {
+    absl::MutexLock lock(&config_mu_);
+    auto it = configs_.find(campaign_id);
+    if (it != configs_.end() && it->second->json == json) return it->second;
+  }
+  auto parsed = std::make_shared<ParsedConfig>();
+  parsed->json = json;
+  QUARTET_RETURN_IF_ERROR(common::ParseMessage(json, common::TextFormat::kJson,
+                                               absl::StrCat("campaigns.config of ", campaign_id),
+                                               &parsed->config));
+  absl::MutexLock lock(&config_mu_);
+  configs_[campaign_id] = parsed;
+  return parsed;
+}
 
 // A queued lease transition and, once its group committed or failed, its answer.
 struct PgStore::Transition {
@@ -1496,9 +1544,9 @@ absl::StatusOr<std::optional<LeaseGrant>> PgStore::LeaseNext(const std::string& 
             candidate_id, worker_id, Epoch(now + lease), Epoch(now), NewLeaseToken(previous));
         LeaseGrant grant;
         QUARTET_ASSIGN_OR_RETURN(grant.candidate, ParseCandidate(c[0]));
-        QUARTET_RETURN_IF_ERROR(common::ParseMessage(camp->config_json.c_str(),
-                                                     common::TextFormat::kJson, "campaigns.config",
-                                                     &grant.config));
+        QUARTET_ASSIGN_OR_RETURN(std::shared_ptr<const ParsedConfig> config,
+                                 ConfigOf(campaign_id, camp->config_json));
+        grant.config = config->config;
         cx.deltas->Move(campaign_id, grant.candidate.families, grant.candidate.levels,
                         CandidateState::kPending, CandidateState::kLeased, now);
         out = std::move(grant);

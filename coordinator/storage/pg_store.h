@@ -25,6 +25,7 @@
 
 #include <deque>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <thread>
@@ -159,12 +160,19 @@ class PgStore : public Store {
   void Release(std::unique_ptr<pqxx::connection_base> conn, bool healthy);
   // Closes every idle pooled connection (after one was found broken).
   void DropIdle();
+  // The campaign's config parsed from its stored JSON `json`, parsed once per campaign and text.
+  struct ParsedConfig;
+  absl::StatusOr<std::shared_ptr<const ParsedConfig>> ConfigOf(int64_t campaign_id,
+                                                              const std::string& json);
 
   const Options options_;
   int schema_version_ = 0;
   absl::Mutex mu_;
   std::vector<std::unique_ptr<pqxx::connection_base>> idle_ ABSL_GUARDED_BY(mu_);
   int open_ ABSL_GUARDED_BY(mu_) = 0;
+
+  absl::Mutex config_mu_;
+  std::map<int64_t, std::shared_ptr<const ParsedConfig>> configs_ ABSL_GUARDED_BY(config_mu_);
 
   // Group commit: transitions waiting for the writer, oldest first.
   absl::Mutex queue_mu_;
