@@ -849,6 +849,63 @@ absl::Status Promote(dbtransaction& tx, LeaseTx& cx, const LeaseRow& completing,
   return absl::OkStatus();
 }
 
+// What a worker can take (the WorkerCanTake rule, records.h): its families as a text array
+// literal (empty: any) and its memory (0: any). Leases of workers alike are claimed together.
+using WorkerKind = std::pair<std::string, int64_t>;
+
+// The kinds of the leasing workers, by worker id; NOT_FOUND answers for unregistered ones.
+std::map<std::string, WorkerKind> ReadWorkerKinds(dbtransaction& tx,
+                                                  const std::vector<std::string>& worker_ids) {
+  std::map<std::string, WorkerKind> out;
+  for (const auto& r : tx.exec_params("SELECT id, array_to_json(families)::text, "
+                                      "gpu_memory_bytes FROM workers WHERE id = ANY($1::text[])",
+                                      TextArray(worker_ids))) {
+    out[r[0].as<std::string>()] = {TextArray(ParseTextArrayJson(r[1])), r[2].as<int64_t>()};
+  }
+  return out;
+}
+
+// Claims up to as many queued candidates as `holders` from the RUNNING campaigns `running` for
+// workers of `kind`, in queue order, skipping rows other transactions hold, and leases the i-th
+// to holders[i] (worker, token, spare token, deadline, start). Returns the leased candidates'
+// rows (kCandidateColumns, then the holder's index).
+pqxx::result ClaimAndLease(dbtransaction& tx, const WorkerKind& kind,
+                           const std::vector<int64_t>& running,
+                           const std::vector<std::string>& workers,
+                           const std::vector<int64_t>& tokens, const std::vector<int64_t>& spares,
+                           const std::vector<double>& deadlines, const std::vector<double>& starts) {
+  // The claim locks the candidate and its queue row together; a token equal to the candidate's
+  // previous one is replaced by the spare (never equal to the token), so every lease gets a new
+  // token.
+  return tx.exec_params(
+      absl::StrCat(
+          "WITH claimed AS (SELECT q.candidate_id, q.priority, q.rung, k.lease_token FROM "
+          "work_queue q JOIN candidates k ON k.id = q.candidate_id WHERE q.campaign_id = "
+          "ANY($3::bigint[]) AND k.state = ",
+          kPending,
+          " AND (cardinality($1::text[]) = 0 OR k.families <@ $1::text[]) AND ($2 = 0 OR "
+          "k.est_memory_bytes <= $2) ORDER BY q.priority DESC, q.rung DESC, q.candidate_id "
+          "LIMIT $4 FOR UPDATE OF q, k SKIP LOCKED), "
+          "gone AS (DELETE FROM work_queue w USING claimed WHERE w.candidate_id = "
+          "claimed.candidate_id), "
+          "numbered AS (SELECT candidate_id AS claim_id, lease_token AS claim_previous, "
+          "row_number() OVER (ORDER BY priority DESC, rung DESC, candidate_id) AS claim_ord FROM "
+          "claimed) "
+          "UPDATE candidates SET state = ",
+          kLeased,
+          ", attempt = attempt + 1, lease_token = CASE WHEN h.h_token = n.claim_previous THEN "
+          "h.h_spare ELSE h.h_token END, worker_id = h.h_worker, lease_deadline = "
+          "to_timestamp(h.h_deadline), cancel_requested = FALSE, started_at = "
+          "COALESCE(started_at, to_timestamp(h.h_start)) "
+          "FROM numbered n JOIN unnest($5::text[], $6::bigint[], $7::bigint[], $8::float8[], "
+          "$9::float8[]) WITH ORDINALITY AS h(h_worker, h_token, h_spare, h_deadline, h_start, "
+          "h_ord) ON h.h_ord = n.claim_ord WHERE candidates.id = n.claim_id RETURNING ",
+          kCandidateColumns, ", h.h_ord - 1"),
+      kind.first, kind.second, NumberArray(running), static_cast<int64_t>(workers.size()),
+      TextArray(workers), NumberArray(tokens), NumberArray(spares), NumberArray(deadlines),
+      NumberArray(starts));
+}
+
 // INTERNAL for the client with an error id only; the SQL and its detail go to the coordinator log
 // under that id, never over the wire.
 absl::Status InternalWithId(const std::string& detail) {
@@ -914,9 +971,19 @@ absl::StatusOr<std::shared_ptr<const PgStore::ParsedConfig>> PgStore::ConfigOf(
   return parsed;
 }
 
+struct PgStore::LeaseCall {
+  std::string worker_id;
+  absl::Time now;
+  absl::Duration lease;
+  // Set by LeaseBatch: NOT_FOUND for an unregistered worker, else OK with the grant or none.
+  absl::Status answer;
+  std::optional<LeaseGrant> grant;
+};
+
 // A queued lease transition and, once its group committed or failed, its answer.
 struct PgStore::Transition {
-  const TransitionBody* body = nullptr;
+  const TransitionBody* body = nullptr;  // null for a lease
+  LeaseCall* lease = nullptr;           // set for a lease
   const std::vector<int64_t>* candidate_ids = nullptr;
   bool leases = false;
   absl::Time queued;
@@ -1154,63 +1221,82 @@ void PgStore::WriteGroups() {
 
 void PgStore::WriteGroup(const std::vector<Transition*>& group) {
   std::vector<int64_t> candidate_ids;
-  bool leases = false;
+  std::vector<LeaseCall*> leases;
   for (const Transition* t : group) {
     candidate_ids.insert(candidate_ids.end(), t->candidate_ids->begin(), t->candidate_ids->end());
-    leases = leases || t->leases;
+    if (t->lease != nullptr) leases.push_back(t->lease);
   }
   std::vector<absl::Status> answers(group.size());
+  absl::Status leased;  // the answer of every lease when their batch failed
   const absl::Status status = RunOnce([&](dbtransaction& tx) -> absl::Status {
     CampaignLocks locks;
     CounterDeltas all;
-    locks.LockAll(tx, candidate_ids, leases);
-    bool open = false;  // a savepoint of a call that succeeded is still open
+    TxContext cx;
+    cx.locks = &locks;
+    cx.deltas = &all;
+    locks.LockAll(tx, candidate_ids, !leases.empty());
+    bool open = false;  // a savepoint of a part that succeeded is still open
+    if (!leases.empty()) {
+      leased = RunUnderSavepoint(tx, cx, open, [&](dbtransaction& t, TxContext& mine) {
+        return LeaseBatch(t, mine, leases);
+      });
+    }
     for (size_t i = 0; i < group.size(); ++i) {
-      // Each call under its own savepoint: a refusal or a failed statement rolls back that call
-      // alone. Errors that end the transaction (conflicts, a lost connection) are rethrown to
-      // RunOnce, which retries or answers every call of the group.
-      CounterDeltas mine;
-      TxContext cx;
-      cx.locks = &locks;
-      cx.deltas = &mine;
-      const CampaignLocks::Snapshot saved = locks.Save();
-      // The last call's savepoint is released with this one's start (one round trip).
-      tx.exec(open ? "RELEASE SAVEPOINT call; SAVEPOINT call" : "SAVEPOINT call");
-      open = true;
-      absl::Status answer;
-      try {
-        answer = (*group[i]->body)(tx, cx);
-      } catch (const pqxx::broken_connection&) {
-        throw;
-      } catch (const pqxx::transaction_rollback&) {
-        throw;
-      } catch (const pqxx::unique_violation& e) {
-        answer = absl::AlreadyExistsError(e.what());
-      } catch (const pqxx::sql_error& e) {
-        if (IsConnectionState(e.sqlstate())) throw;
-        answer = InternalWithId(
-            absl::StrCat("SQL error ", e.sqlstate(), ": ", e.what(), " in: ", e.query()));
-      } catch (const pqxx::in_doubt_error&) {
-        throw;
-      } catch (const std::exception& e) {
-        answer = InternalWithId(absl::StrCat("database error: ", e.what()));
-      }
-      if (answer.ok()) {
-        all.Merge(mine);
-      } else {
-        tx.exec("ROLLBACK TO SAVEPOINT call; RELEASE SAVEPOINT call");
-        open = false;
-        locks.Restore(saved);
-      }
-      answers[i] = std::move(answer);
+      if (group[i]->lease != nullptr) continue;
+      answers[i] = RunUnderSavepoint(tx, cx, open, *group[i]->body);
     }
     if (open) tx.exec("RELEASE SAVEPOINT call");
     all.Flush(tx);
     return absl::OkStatus();
   });
   for (size_t i = 0; i < group.size(); ++i) {
-    group[i]->status = status.ok() ? answers[i] : status;
+    const LeaseCall* lease = group[i]->lease;
+    if (!status.ok()) {
+      group[i]->status = status;
+    } else if (lease != nullptr) {
+      group[i]->status = leased.ok() ? lease->answer : leased;
+    } else {
+      group[i]->status = answers[i];
+    }
   }
+}
+
+absl::Status PgStore::RunUnderSavepoint(dbtransaction& tx, TxContext& group, bool& open,
+                                        const TransitionBody& run) {
+  CounterDeltas mine;
+  TxContext cx;
+  cx.locks = group.locks;
+  cx.deltas = &mine;
+  const CampaignLocks::Snapshot saved = group.locks->Save();
+  // The last part's savepoint is released with this one's start (one round trip).
+  tx.exec(open ? "RELEASE SAVEPOINT call; SAVEPOINT call" : "SAVEPOINT call");
+  open = true;
+  absl::Status answer;
+  try {
+    answer = run(tx, cx);
+  } catch (const pqxx::broken_connection&) {
+    throw;
+  } catch (const pqxx::transaction_rollback&) {
+    throw;
+  } catch (const pqxx::unique_violation& e) {
+    answer = absl::AlreadyExistsError(e.what());
+  } catch (const pqxx::sql_error& e) {
+    if (IsConnectionState(e.sqlstate())) throw;
+    answer = InternalWithId(
+        absl::StrCat("SQL error ", e.sqlstate(), ": ", e.what(), " in: ", e.query()));
+  } catch (const pqxx::in_doubt_error&) {
+    throw;
+  } catch (const std::exception& e) {
+    answer = InternalWithId(absl::StrCat("database error: ", e.what()));
+  }
+  if (answer.ok()) {
+    group.deltas->Merge(mine);
+  } else {
+    tx.exec("ROLLBACK TO SAVEPOINT call; RELEASE SAVEPOINT call");
+    open = false;
+    group.locks->Restore(saved);
+  }
+  return answer;
 }
 
 absl::Status PgStore::Migrate() {
@@ -1498,61 +1584,86 @@ absl::Status PgStore::InsertCandidates(int64_t campaign_id,
 
 absl::StatusOr<std::optional<LeaseGrant>> PgStore::LeaseNext(const std::string& worker_id,
                                                              absl::Time now, absl::Duration lease) {
-  std::optional<LeaseGrant> out;
-  QUARTET_RETURN_IF_ERROR(
-      RunTransition({}, /*leases=*/true, [&](dbtransaction& tx, TxContext& cx) -> absl::Status {
-        out.reset();
-        pqxx::result worker = tx.exec_params(
-            "SELECT array_to_json(families)::text, gpu_memory_bytes FROM workers WHERE id = $1",
-            worker_id);
-        if (worker.empty()) {
-          return absl::NotFoundError(absl::StrCat(
-              "worker '", worker_id, "' is not registered; call RegisterWorker first"));
-        }
-        // What this worker can take: the WorkerCanTake rule (records.h) in SQL.
-        const std::string can_families = TextArray(ParseTextArrayJson(worker[0][0]));
-        const int64_t can_memory = worker[0][1].as<int64_t>();
-        // The campaigns are locked already (LockAll, in id order); the claim locks the candidate
-        // and its queue row together and skips any another transaction holds, so leasers never wait
-        // on one queue head.
-        const std::vector<int64_t> running = cx.locks->Leasable(tx);
-        cx.deltas->Seen(worker_id, now);
-        if (running.empty()) return absl::OkStatus();
-        pqxx::result next = tx.exec_params(
-            absl::StrCat("SELECT q.candidate_id, q.campaign_id, k.lease_token FROM work_queue q "
-                         "JOIN candidates k ON k.id = q.candidate_id "
-                         "WHERE q.campaign_id = ANY($3::bigint[]) AND k.state = ",
-                         kPending,
-                         " AND (cardinality($1::text[]) = 0 OR k.families <@ $1::text[]) AND "
-                         "($2 = 0 OR k.est_memory_bytes <= $2) "
-                         "ORDER BY q.priority DESC, q.rung DESC, q.candidate_id LIMIT 1 "
-                         "FOR UPDATE OF q, k SKIP LOCKED"),
-            can_families, can_memory, NumberArray(running));
-        if (next.empty()) return absl::OkStatus();
-        const int64_t candidate_id = next[0][0].as<int64_t>();
-        const int64_t campaign_id = next[0][1].as<int64_t>();
-        const int64_t previous = next[0][2].as<int64_t>();
-        QUARTET_ASSIGN_OR_RETURN(CampaignLock * camp, cx.locks->Lock(tx, campaign_id));
-        tx.exec_params("DELETE FROM work_queue WHERE candidate_id = $1", candidate_id);
-        pqxx::result c = tx.exec_params(
-            absl::StrCat(
-                "UPDATE candidates SET state = ", kLeased,
-                ", attempt = attempt + 1, lease_token = $5, worker_id = $2, "
-                "lease_deadline = to_timestamp($3), cancel_requested = FALSE, started_at = "
-                "COALESCE(started_at, to_timestamp($4)) WHERE id = $1 RETURNING ",
-                kCandidateColumns),
-            candidate_id, worker_id, Epoch(now + lease), Epoch(now), NewLeaseToken(previous));
-        LeaseGrant grant;
-        QUARTET_ASSIGN_OR_RETURN(grant.candidate, ParseCandidate(c[0]));
-        QUARTET_ASSIGN_OR_RETURN(std::shared_ptr<const ParsedConfig> config,
-                                 ConfigOf(campaign_id, camp->config_json));
-        grant.config = config->config;
-        cx.deltas->Move(campaign_id, grant.candidate.families, grant.candidate.levels,
-                        CandidateState::kPending, CandidateState::kLeased, now);
-        out = std::move(grant);
-        return absl::OkStatus();
-      }));
-  return out;
+  LeaseCall call;
+  call.worker_id = worker_id;
+  call.now = now;
+  call.lease = lease;
+  QUARTET_RETURN_IF_ERROR(RunLease(call));
+  return std::move(call.grant);
+}
+
+absl::Status PgStore::RunLease(LeaseCall& call) {
+  if (!writer_.joinable()) {
+    QUARTET_RETURN_IF_ERROR(
+        RunAlone({}, /*leases=*/true, [&](dbtransaction& tx, TxContext& cx) -> absl::Status {
+          QUARTET_RETURN_IF_ERROR(LeaseBatch(tx, cx, {&call}));
+          return call.answer;
+        }));
+    return call.answer;
+  }
+  const std::vector<int64_t> none;
+  Transition t;
+  t.lease = &call;
+  t.candidate_ids = &none;
+  t.leases = true;
+  t.queued = absl::Now();
+  {
+    absl::MutexLock lock(&queue_mu_);
+    queue_.push_back(&t);
+  }
+  t.done.WaitForNotification();
+  if (options_.on_transaction) options_.on_transaction(absl::Now() - t.queued, t.status);
+  return t.status;
+}
+
+absl::Status PgStore::LeaseBatch(dbtransaction& tx, TxContext& cx,
+                                 const std::vector<LeaseCall*>& calls) {
+  std::vector<std::string> worker_ids;
+  for (const LeaseCall* call : calls) worker_ids.push_back(call->worker_id);
+  const std::map<std::string, WorkerKind> kinds = ReadWorkerKinds(tx, worker_ids);
+  // The campaigns are locked already (LockAll, in id order).
+  const std::vector<int64_t> running = cx.locks->Leasable(tx);
+  std::map<WorkerKind, std::vector<LeaseCall*>> by_kind;
+  for (LeaseCall* call : calls) {
+    call->grant.reset();
+    auto kind = kinds.find(call->worker_id);
+    if (kind == kinds.end()) {
+      call->answer = absl::NotFoundError(absl::StrCat(
+          "worker '", call->worker_id, "' is not registered; call RegisterWorker first"));
+      continue;
+    }
+    call->answer = absl::OkStatus();
+    cx.deltas->Seen(call->worker_id, call->now);
+    if (!running.empty()) by_kind[kind->second].push_back(call);
+  }
+  for (const auto& [kind, holders] : by_kind) {
+    std::vector<std::string> workers;
+    std::vector<int64_t> tokens, spares;
+    std::vector<double> deadlines, starts;
+    for (const LeaseCall* call : holders) {
+      workers.push_back(call->worker_id);
+      tokens.push_back(NewLeaseToken(0));
+      spares.push_back(NewLeaseToken(tokens.back()));
+      deadlines.push_back(Epoch(call->now + call->lease));
+      starts.push_back(Epoch(call->now));
+    }
+    const pqxx::result rows =
+        ClaimAndLease(tx, kind, running, workers, tokens, spares, deadlines, starts);
+    for (const auto& r : rows) {
+      LeaseCall* call = holders.at(r[kCandidateColumnCount].as<size_t>());
+      LeaseGrant grant;
+      QUARTET_ASSIGN_OR_RETURN(grant.candidate, ParseCandidate(r));
+      const int64_t campaign_id = grant.candidate.campaign_id;
+      QUARTET_ASSIGN_OR_RETURN(CampaignLock * camp, cx.locks->Lock(tx, campaign_id));
+      QUARTET_ASSIGN_OR_RETURN(std::shared_ptr<const ParsedConfig> config,
+                               ConfigOf(campaign_id, camp->config_json));
+      grant.config = config->config;
+      cx.deltas->Move(campaign_id, grant.candidate.families, grant.candidate.levels,
+                      CandidateState::kPending, CandidateState::kLeased, call->now);
+      call->grant = std::move(grant);
+    }
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<LeaseRenewal> PgStore::RenewLease(int64_t candidate_id, int64_t token,

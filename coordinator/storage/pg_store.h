@@ -145,6 +145,14 @@ class PgStore : public Store {
   // from the queue (it locks every RUNNING campaign with queued work).
   absl::Status RunTransition(std::vector<int64_t> candidate_ids, bool leases,
                              const TransitionBody& body);
+  // A LeaseNext call. A group claims the work of all its leases with one statement per kind of
+  // worker (LeaseBatch), under one savepoint.
+  struct LeaseCall;
+  absl::Status RunLease(LeaseCall& call);
+  // Claims a candidate for each of `calls` (those of one transaction) and sets each call's answer.
+  // An error return is every call's answer.
+  absl::Status LeaseBatch(pqxx::dbtransaction& tx, TxContext& cx,
+                          const std::vector<LeaseCall*>& calls);
   // A transaction of one transition with its own locks and counters (no group).
   absl::Status RunAlone(const std::vector<int64_t>& candidate_ids, bool leases,
                         const TransitionBody& body);
@@ -152,6 +160,12 @@ class PgStore : public Store {
   void WriteGroups();
   // One group in one transaction; sets every transition's status.
   void WriteGroup(const std::vector<Transition*>& group);
+  // Runs `run` under a savepoint of a group's transaction (`open`: the previous savepoint is still
+  // to be released); a refusal or a failed statement rolls back the savepoint alone, and locks
+  // and counters of the rolled-back part are dropped. Errors that end the transaction (conflicts,
+  // a lost connection) are thrown on.
+  absl::Status RunUnderSavepoint(pqxx::dbtransaction& tx, TxContext& group, bool& open,
+                                 const TransitionBody& run);
 
   absl::StatusOr<std::unique_ptr<pqxx::connection_base>> Connect();
   absl::StatusOr<std::string> CurrentUrl() const;
