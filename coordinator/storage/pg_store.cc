@@ -695,43 +695,56 @@ void Revive(dbtransaction& tx, LeaseTx& cx, int64_t candidate_id, LeaseRow& row,
   row.state = CandidateState::kLeased;
 }
 
-// The one fencing check of PgStore: locks the campaign (except for metrics, where `cx` is null)
-// then the candidate, judges the call with JudgeLease, and revives a lease the sweep ended.
+// The candidate columns the fencing check reads (JudgeRow).
+constexpr char kLeaseRowColumns[] =
+    "id, campaign_id, state, lease_token, worker_id, error_class, attempt, preemptions, "
+    "array_to_json(families)::text, cancel_requested, array_to_json(levels)::text, "
+    "completed_token";
+
+// The fencing check of a candidate row read with kLeaseRowColumns and locked: locks the campaign
+// (except for metrics, where `cx` is null), judges the call with JudgeLease, and revives a lease
+// the sweep ended.
+absl::StatusOr<LeaseRow> JudgeRow(dbtransaction& tx, LeaseTx* cx, const pqxx::row& r,
+                                  int64_t token, const std::string& worker_id, LeaseUse use,
+                                  absl::Time now) {
+  const int64_t candidate_id = r[0].as<int64_t>();
+  LeaseRow row{};
+  row.campaign_id = r[1].as<int64_t>();
+  if (use != LeaseUse::kMetrics) {
+    QUARTET_ASSIGN_OR_RETURN(row.campaign, cx->locks->Lock(tx, row.campaign_id));
+  }
+  LeaseFacts facts;
+  facts.state = static_cast<CandidateState>(r[2].as<int>());
+  facts.token = r[3].as<int64_t>();
+  facts.holder = r[4].as<std::string>();
+  facts.error_class = static_cast<quartet::v1::ErrorClass>(r[5].as<int>());
+  facts.completed_token = r[11].as<int64_t>();
+  QUARTET_ASSIGN_OR_RETURN(row.verdict, JudgeLease(candidate_id, facts, token, worker_id, use));
+  row.state = facts.state;
+  row.attempt = r[6].as<int>();
+  row.preemptions = r[7].as<int>();
+  row.families = ParseTextArrayJson(r[8]);
+  row.cancel_requested = r[9].as<bool>();
+  row.levels = ParseIntArrayJson(r[10]);
+  if (row.verdict == LeaseVerdict::kRevive) Revive(tx, *cx, candidate_id, row, now);
+  return row;
+}
+
+// The one fencing check of PgStore for one candidate: reads and locks it (shared for metrics),
+// then JudgeRow.
 absl::StatusOr<LeaseRow> CheckLease(dbtransaction& tx, LeaseTx* cx, int64_t candidate_id,
                                     int64_t token, const std::string& worker_id, LeaseUse use,
                                     absl::Time now) {
   // A lease transition locked the candidate's campaign before (CampaignLocks::LockAll), so the
   // candidate is read and locked at once; metrics lock no campaign and share the candidate.
-  const bool metrics = use == LeaseUse::kMetrics;
   pqxx::result r = tx.exec_params(
-      absl::StrCat("SELECT campaign_id, state, lease_token, worker_id, error_class, attempt, "
-                   "preemptions, array_to_json(families)::text, cancel_requested, "
-                   "array_to_json(levels)::text, completed_token FROM candidates WHERE id = $1 ",
-                   metrics ? "FOR SHARE" : "FOR UPDATE"),
+      absl::StrCat("SELECT ", kLeaseRowColumns, " FROM candidates WHERE id = $1 ",
+                   use == LeaseUse::kMetrics ? "FOR SHARE" : "FOR UPDATE"),
       candidate_id);
   if (r.empty()) {
     return absl::NotFoundError(absl::StrCat("candidate ", candidate_id, " not found"));
   }
-  LeaseRow row{};
-  row.campaign_id = r[0][0].as<int64_t>();
-  if (!metrics) {
-    QUARTET_ASSIGN_OR_RETURN(row.campaign, cx->locks->Lock(tx, row.campaign_id));
-  }
-  LeaseFacts facts;
-  facts.state = static_cast<CandidateState>(r[0][1].as<int>());
-  facts.token = r[0][2].as<int64_t>();
-  facts.holder = r[0][3].as<std::string>();
-  facts.error_class = static_cast<quartet::v1::ErrorClass>(r[0][4].as<int>());
-  facts.completed_token = r[0][10].as<int64_t>();
-  QUARTET_ASSIGN_OR_RETURN(row.verdict, JudgeLease(candidate_id, facts, token, worker_id, use));
-  row.state = facts.state;
-  row.attempt = r[0][5].as<int>();
-  row.preemptions = r[0][6].as<int>();
-  row.families = ParseTextArrayJson(r[0][7]);
-  row.cancel_requested = r[0][8].as<bool>();
-  row.levels = ParseIntArrayJson(r[0][9]);
-  if (row.verdict == LeaseVerdict::kRevive) Revive(tx, *cx, candidate_id, row, now);
-  return row;
+  return JudgeRow(tx, cx, r[0], token, worker_id, use, now);
 }
 
 // Stores metric points under the candidate's attempt; returns how many were new.
@@ -784,39 +797,93 @@ void EndLease(dbtransaction& tx, LeaseTx& cx, int64_t candidate_id, int64_t camp
   cx.deltas->CheckDone(campaign_id, now);
 }
 
-// The completion steps CompleteCandidate and CompleteRung share: metrics, the candidate's result
-// and state `to`, counters and coverage, the campaign's best, artifacts and checkpoint failures.
-void StoreCompletion(dbtransaction& tx, LeaseTx& cx, int64_t candidate_id, const LeaseRow& row,
-                     const quartet::v1::Result& result,
-                     const std::vector<MetricRecord>& final_metrics, CandidateState to,
-                     int64_t token, absl::Time now) {
-  InsertMetrics(tx, candidate_id, row.attempt, final_metrics);
-  auto artifact_json = [](bool has, const quartet::v1::Artifact& a) -> std::optional<std::string> {
-    if (!has) return std::nullopt;
-    return common::MessageToJson(a);
-  };
+// A result to store: the candidate (after the fencing check), its new state and the lease.
+struct Completion {
+  int64_t candidate_id;
+  const LeaseRow* row;
+  const quartet::v1::Result* result;
+  const std::vector<MetricRecord>* final_metrics;
+  CandidateState to;
+  int64_t token;
+  absl::Time now;
+};
+
+// A PostgreSQL array literal of text values where nullopt is NULL.
+std::string NullableTextArray(const std::vector<std::optional<std::string>>& values) {
+  std::string out = "{";
+  for (size_t i = 0; i < values.size(); ++i) {
+    if (i) out += ',';
+    if (!values[i].has_value()) {
+      out += "NULL";
+      continue;
+    }
+    const std::string quoted = TextArray({*values[i]});
+    out += quoted.substr(1, quoted.size() - 2);
+  }
+  out += '}';
+  return out;
+}
+
+// Sets the results, states and artifacts of the completed candidates (one statement).
+void UpdateCompleted(dbtransaction& tx, const std::vector<Completion>& done) {
+  std::vector<int64_t> ids, tokens;
+  std::vector<std::string> results;
+  std::vector<double> accuracies, times;
+  std::vector<int> states;
+  std::vector<std::optional<std::string>> checkpoints, exports;
+  for (const Completion& c : done) {
+    const quartet::v1::Result& r = *c.result;
+    ids.push_back(c.candidate_id);
+    tokens.push_back(c.token);
+    results.push_back(common::MessageToJson(r));
+    accuracies.push_back(r.test_accuracy());
+    times.push_back(Epoch(c.now));
+    states.push_back(static_cast<int>(c.to));
+    checkpoints.push_back(r.has_checkpoint() ? std::optional(common::MessageToJson(r.checkpoint()))
+                                             : std::nullopt);
+    exports.push_back(r.has_exported_model()
+                          ? std::optional(common::MessageToJson(r.exported_model()))
+                          : std::nullopt);
+  }
   tx.exec_params(
-      "UPDATE candidates SET state = $5::smallint, result = $2::jsonb, test_accuracy = $3, "
-      "finished_at = to_timestamp($4), cancel_requested = FALSE, completed_token = $6, "
-      "checkpoint = COALESCE($7::jsonb, checkpoint), "
-      "exported_model = COALESCE($8::jsonb, exported_model) WHERE id = $1",
-      candidate_id, common::MessageToJson(result), result.test_accuracy(), Epoch(now),
-      static_cast<int>(to), token, artifact_json(result.has_checkpoint(), result.checkpoint()),
-      artifact_json(result.has_exported_model(), result.exported_model()));
-  cx.deltas->Move(row.campaign_id, row.families, row.levels, CandidateState::kLeased, to, now);
-  cx.deltas->Result(row.campaign_id, candidate_id, result.test_accuracy(), result.wall_seconds(),
-                    CheckpointFailures(result), now);
-  const std::pair<ArtifactKind, const quartet::v1::Artifact*> reported[] = {
-      {ArtifactKind::kCheckpoint, result.has_checkpoint() ? &result.checkpoint() : nullptr},
-      {ArtifactKind::kExportedModel,
-       result.has_exported_model() ? &result.exported_model() : nullptr}};
-  for (const auto& [kind, a] : reported) {
-    if (a == nullptr) continue;
-    tx.exec_params(
-        "INSERT INTO artifacts (candidate_id, campaign_id, kind, uri, size_bytes, sha256, epoch, "
-        "attempt, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, to_timestamp($9))",
-        candidate_id, row.campaign_id, static_cast<int>(kind), a->uri(), a->size_bytes(),
-        a->sha256(), a->epoch(), a->attempt(), Epoch(now));
+      "UPDATE candidates k SET state = d.state, result = d.result::jsonb, test_accuracy = d.acc, "
+      "finished_at = to_timestamp(d.t), cancel_requested = FALSE, completed_token = d.token, "
+      "checkpoint = COALESCE(d.ckpt::jsonb, k.checkpoint), "
+      "exported_model = COALESCE(d.export::jsonb, k.exported_model) "
+      "FROM unnest($1::bigint[], $2::text[], $3::float8[], $4::float8[], $5::smallint[], "
+      "$6::bigint[], $7::text[], $8::text[]) AS d(id, result, acc, t, state, token, ckpt, export) "
+      "WHERE k.id = d.id",
+      NumberArray(ids), TextArray(results), NumberArray(accuracies), NumberArray(times),
+      NumberArray(states), NumberArray(tokens), NullableTextArray(checkpoints),
+      NullableTextArray(exports));
+}
+
+// The completion steps CompleteCandidate and CompleteRung share: metrics, the candidates' results
+// and states, counters and coverage, the campaigns' best, artifacts and checkpoint failures.
+// Candidates appear once each.
+void StoreCompletions(dbtransaction& tx, LeaseTx& cx, const std::vector<Completion>& done) {
+  if (done.empty()) return;
+  UpdateCompleted(tx, done);
+  for (const Completion& c : done) {
+    const quartet::v1::Result& result = *c.result;
+    const int64_t campaign_id = c.row->campaign_id;
+    InsertMetrics(tx, c.candidate_id, c.row->attempt, *c.final_metrics);
+    cx.deltas->Move(campaign_id, c.row->families, c.row->levels, CandidateState::kLeased, c.to,
+                    c.now);
+    cx.deltas->Result(campaign_id, c.candidate_id, result.test_accuracy(), result.wall_seconds(),
+                      CheckpointFailures(result), c.now);
+    const std::pair<ArtifactKind, const quartet::v1::Artifact*> reported[] = {
+        {ArtifactKind::kCheckpoint, result.has_checkpoint() ? &result.checkpoint() : nullptr},
+        {ArtifactKind::kExportedModel,
+         result.has_exported_model() ? &result.exported_model() : nullptr}};
+    for (const auto& [kind, a] : reported) {
+      if (a == nullptr) continue;
+      tx.exec_params(
+          "INSERT INTO artifacts (candidate_id, campaign_id, kind, uri, size_bytes, sha256, "
+          "epoch, attempt, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, to_timestamp($9))",
+          c.candidate_id, campaign_id, static_cast<int>(kind), a->uri(), a->size_bytes(),
+          a->sha256(), a->epoch(), a->attempt(), Epoch(c.now));
+    }
   }
 }
 
@@ -980,10 +1047,22 @@ struct PgStore::LeaseCall {
   std::optional<LeaseGrant> grant;
 };
 
+struct PgStore::CompleteCall {
+  int64_t candidate_id;
+  int64_t token;
+  const std::string* worker_id;
+  const quartet::v1::Result* result;
+  const std::vector<MetricRecord>* final_metrics;
+  absl::Time now;
+  // Set by CompleteBatch: the fencing answer (OK for a repeat too).
+  absl::Status answer;
+};
+
 // A queued lease transition and, once its group committed or failed, its answer.
 struct PgStore::Transition {
-  const TransitionBody* body = nullptr;  // null for a lease
-  LeaseCall* lease = nullptr;           // set for a lease
+  const TransitionBody* body = nullptr;
+  LeaseCall* lease = nullptr;        // set for a LeaseNext
+  CompleteCall* complete = nullptr;  // set for a CompleteCandidate
   const std::vector<int64_t>* candidate_ids = nullptr;
   bool leases = false;
   absl::Time queued;
@@ -1153,10 +1232,13 @@ absl::Status PgStore::RunOnce(const TxBody& body) {
 }
 
 absl::Status PgStore::RunTransition(std::vector<int64_t> candidate_ids, bool leases,
-                                    const TransitionBody& body) {
+                                    const TransitionBody& body, LeaseCall* lease,
+                                    CompleteCall* complete) {
   if (!writer_.joinable()) return RunAlone(candidate_ids, leases, body);
   Transition t;
   t.body = &body;
+  t.lease = lease;
+  t.complete = complete;
   t.candidate_ids = &candidate_ids;
   t.leases = leases;
   t.queued = absl::Now();
@@ -1221,42 +1303,57 @@ void PgStore::WriteGroups() {
 
 void PgStore::WriteGroup(const std::vector<Transition*>& group) {
   std::vector<int64_t> candidate_ids;
-  std::vector<LeaseCall*> leases;
-  for (const Transition* t : group) {
+  bool leasable = false;
+  std::vector<Transition*> leases, completions, alone;
+  std::set<int64_t> completing;  // a second completion of one candidate is written alone
+  for (Transition* t : group) {
     candidate_ids.insert(candidate_ids.end(), t->candidate_ids->begin(), t->candidate_ids->end());
-    if (t->lease != nullptr) leases.push_back(t->lease);
+    leasable = leasable || t->leases;
+    if (t->lease != nullptr) {
+      leases.push_back(t);
+    } else if (t->complete != nullptr && completing.insert(t->complete->candidate_id).second) {
+      completions.push_back(t);
+    } else {
+      alone.push_back(t);
+    }
   }
-  std::vector<absl::Status> answers(group.size());
-  absl::Status leased;  // the answer of every lease when their batch failed
   const absl::Status status = RunOnce([&](dbtransaction& tx) -> absl::Status {
     CampaignLocks locks;
     CounterDeltas all;
     TxContext cx;
     cx.locks = &locks;
     cx.deltas = &all;
-    locks.LockAll(tx, candidate_ids, !leases.empty());
+    locks.LockAll(tx, candidate_ids, leasable);
     bool open = false;  // a savepoint of a part that succeeded is still open
-    if (!leases.empty()) {
-      leased = RunUnderSavepoint(tx, cx, open, [&](dbtransaction& t, TxContext& mine) {
-        return LeaseBatch(t, mine, leases);
-      });
-    }
-    for (size_t i = 0; i < group.size(); ++i) {
-      if (group[i]->lease != nullptr) continue;
-      answers[i] = RunUnderSavepoint(tx, cx, open, *group[i]->body);
-    }
+    WriteBatch(tx, cx, open, leases, [&](dbtransaction& t, TxContext& mine) {
+      std::vector<LeaseCall*> calls;
+      for (Transition* m : leases) calls.push_back(m->lease);
+      return LeaseBatch(t, mine, calls);
+    });
+    WriteBatch(tx, cx, open, completions, [&](dbtransaction& t, TxContext& mine) {
+      std::vector<CompleteCall*> calls;
+      for (Transition* m : completions) calls.push_back(m->complete);
+      return CompleteBatch(t, mine, calls);
+    });
+    for (Transition* t : alone) t->status = RunUnderSavepoint(tx, cx, open, *t->body);
     if (open) tx.exec("RELEASE SAVEPOINT call");
     all.Flush(tx);
     return absl::OkStatus();
   });
-  for (size_t i = 0; i < group.size(); ++i) {
-    const LeaseCall* lease = group[i]->lease;
-    if (!status.ok()) {
-      group[i]->status = status;
-    } else if (lease != nullptr) {
-      group[i]->status = leased.ok() ? lease->answer : leased;
+  if (!status.ok()) {
+    for (Transition* t : group) t->status = status;
+  }
+}
+
+void PgStore::WriteBatch(dbtransaction& tx, TxContext& group, bool& open,
+                         const std::vector<Transition*>& members, const TransitionBody& batch) {
+  if (members.empty()) return;
+  const absl::Status written = RunUnderSavepoint(tx, group, open, batch);
+  for (Transition* t : members) {
+    if (!written.ok()) {
+      t->status = RunUnderSavepoint(tx, group, open, *t->body);
     } else {
-      group[i]->status = answers[i];
+      t->status = t->lease != nullptr ? t->lease->answer : t->complete->answer;
     }
   }
 }
@@ -1588,32 +1685,12 @@ absl::StatusOr<std::optional<LeaseGrant>> PgStore::LeaseNext(const std::string& 
   call.worker_id = worker_id;
   call.now = now;
   call.lease = lease;
-  QUARTET_RETURN_IF_ERROR(RunLease(call));
-  return std::move(call.grant);
-}
-
-absl::Status PgStore::RunLease(LeaseCall& call) {
-  if (!writer_.joinable()) {
-    QUARTET_RETURN_IF_ERROR(
-        RunAlone({}, /*leases=*/true, [&](dbtransaction& tx, TxContext& cx) -> absl::Status {
-          QUARTET_RETURN_IF_ERROR(LeaseBatch(tx, cx, {&call}));
-          return call.answer;
-        }));
+  const TransitionBody alone = [&](dbtransaction& tx, TxContext& cx) -> absl::Status {
+    QUARTET_RETURN_IF_ERROR(LeaseBatch(tx, cx, {&call}));
     return call.answer;
-  }
-  const std::vector<int64_t> none;
-  Transition t;
-  t.lease = &call;
-  t.candidate_ids = &none;
-  t.leases = true;
-  t.queued = absl::Now();
-  {
-    absl::MutexLock lock(&queue_mu_);
-    queue_.push_back(&t);
-  }
-  t.done.WaitForNotification();
-  if (options_.on_transaction) options_.on_transaction(absl::Now() - t.queued, t.status);
-  return t.status;
+  };
+  QUARTET_RETURN_IF_ERROR(RunTransition({}, /*leases=*/true, alone, &call));
+  return std::move(call.grant);
 }
 
 absl::Status PgStore::LeaseBatch(dbtransaction& tx, TxContext& cx,
@@ -1704,16 +1781,46 @@ absl::Status PgStore::CompleteCandidate(int64_t candidate_id, int64_t token,
                                         const quartet::v1::Result& result,
                                         const std::vector<MetricRecord>& final_metrics,
                                         absl::Time now) {
-  return RunTransition(
-      {candidate_id}, /*leases=*/false, [&](dbtransaction& tx, TxContext& cx) -> absl::Status {
-        QUARTET_ASSIGN_OR_RETURN(LeaseRow row, CheckLease(tx, &cx, candidate_id, token, worker_id,
-                                                          LeaseUse::kComplete, now));
-        if (row.verdict == LeaseVerdict::kRepeat) return absl::OkStatus();
-        StoreCompletion(tx, cx, candidate_id, row, result, final_metrics,
-                        CandidateState::kSucceeded, token, now);
-        cx.deltas->CheckDone(row.campaign_id, now);
-        return absl::OkStatus();
-      });
+  CompleteCall call{candidate_id, token, &worker_id, &result, &final_metrics, now, {}};
+  const TransitionBody alone = [&](dbtransaction& tx, TxContext& cx) -> absl::Status {
+    QUARTET_RETURN_IF_ERROR(CompleteBatch(tx, cx, {&call}));
+    return call.answer;
+  };
+  return RunTransition({candidate_id}, /*leases=*/false, alone, nullptr, &call);
+}
+
+absl::Status PgStore::CompleteBatch(dbtransaction& tx, TxContext& cx,
+                                    const std::vector<CompleteCall*>& calls) {
+  std::vector<int64_t> ids;
+  for (const CompleteCall* call : calls) ids.push_back(call->candidate_id);
+  // Campaigns were locked first (LockAll); candidates in id order.
+  const pqxx::result rows = tx.exec_params(
+      absl::StrCat("SELECT ", kLeaseRowColumns,
+                   " FROM candidates WHERE id = ANY($1::bigint[]) ORDER BY id FOR UPDATE"),
+      NumberArray(ids));
+  std::map<int64_t, pqxx::row> by_id;
+  for (const auto& r : rows) by_id.emplace(r[0].as<int64_t>(), r);
+  std::vector<LeaseRow> accepted;
+  accepted.reserve(calls.size());  // Completion points into it
+  std::vector<Completion> done;
+  for (CompleteCall* call : calls) {
+    auto it = by_id.find(call->candidate_id);
+    if (it == by_id.end()) {
+      call->answer =
+          absl::NotFoundError(absl::StrCat("candidate ", call->candidate_id, " not found"));
+      continue;
+    }
+    absl::StatusOr<LeaseRow> row = JudgeRow(tx, &cx, it->second, call->token, *call->worker_id,
+                                            LeaseUse::kComplete, call->now);
+    call->answer = row.status();
+    if (!row.ok() || row->verdict == LeaseVerdict::kRepeat) continue;
+    accepted.push_back(*std::move(row));
+    done.push_back({call->candidate_id, &accepted.back(), call->result, call->final_metrics,
+                    CandidateState::kSucceeded, call->token, call->now});
+  }
+  StoreCompletions(tx, cx, done);
+  for (const Completion& c : done) cx.deltas->CheckDone(c.row->campaign_id, c.now);
+  return absl::OkStatus();
 }
 
 absl::Status PgStore::CompleteRung(int64_t candidate_id, int64_t token,
@@ -1725,9 +1832,11 @@ absl::Status PgStore::CompleteRung(int64_t candidate_id, int64_t token,
         QUARTET_ASSIGN_OR_RETURN(LeaseRow row, CheckLease(tx, &cx, candidate_id, token, worker_id,
                                                           LeaseUse::kComplete, now));
         if (row.verdict == LeaseVerdict::kRepeat) return absl::OkStatus();
-        StoreCompletion(tx, cx, candidate_id, row, result, final_metrics,
-                        plan.last_rung ? CandidateState::kSucceeded : CandidateState::kStoppedEarly,
-                        token, now);
+        StoreCompletions(tx, cx,
+                         {{candidate_id, &row, &result, &final_metrics,
+                           plan.last_rung ? CandidateState::kSucceeded
+                                          : CandidateState::kStoppedEarly,
+                           token, now}});
         tx.exec_params(
             "UPDATE candidates SET rung_results = rung_results || jsonb_build_array($2::jsonb) "
             "WHERE id = $1",

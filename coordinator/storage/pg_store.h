@@ -143,16 +143,23 @@ class PgStore : public Store {
   // Runs a lease transition: queued for the writer under group commit, else in a transaction of
   // its own. `candidate_ids` name the candidates whose campaigns it locks; `leases` says it claims
   // from the queue (it locks every RUNNING campaign with queued work).
-  absl::Status RunTransition(std::vector<int64_t> candidate_ids, bool leases,
-                             const TransitionBody& body);
-  // A LeaseNext call. A group claims the work of all its leases with one statement per kind of
-  // worker (LeaseBatch), under one savepoint.
+  // A LeaseNext call and a CompleteCandidate call. A group writes all its leases together
+  // (LeaseBatch: one claim per kind of worker) and all its completions together (CompleteBatch),
+  // each batch under one savepoint; a batch that fails is written again a call at a time.
   struct LeaseCall;
-  absl::Status RunLease(LeaseCall& call);
+  struct CompleteCall;
+  // `lease` or `complete`, when set, is the call `body` runs alone (a batch of one).
+  absl::Status RunTransition(std::vector<int64_t> candidate_ids, bool leases,
+                             const TransitionBody& body, LeaseCall* lease = nullptr,
+                             CompleteCall* complete = nullptr);
   // Claims a candidate for each of `calls` (those of one transaction) and sets each call's answer.
   // An error return is every call's answer.
   absl::Status LeaseBatch(pqxx::dbtransaction& tx, TxContext& cx,
                           const std::vector<LeaseCall*>& calls);
+  // Checks the lease of each of `calls` (distinct candidates) and stores the results of those it
+  // accepts; sets each call's answer. An error return is every call's answer.
+  absl::Status CompleteBatch(pqxx::dbtransaction& tx, TxContext& cx,
+                             const std::vector<CompleteCall*>& calls);
   // A transaction of one transition with its own locks and counters (no group).
   absl::Status RunAlone(const std::vector<int64_t>& candidate_ids, bool leases,
                         const TransitionBody& body);
@@ -166,6 +173,10 @@ class PgStore : public Store {
   // a lost connection) are thrown on.
   absl::Status RunUnderSavepoint(pqxx::dbtransaction& tx, TxContext& group, bool& open,
                                  const TransitionBody& run);
+  // Writes `members` (leases or completions of a group) with `batch` under one savepoint and sets
+  // each member's status; when the batch fails, each member is written alone.
+  void WriteBatch(pqxx::dbtransaction& tx, TxContext& group, bool& open,
+                  const std::vector<Transition*>& members, const TransitionBody& batch);
 
   absl::StatusOr<std::unique_ptr<pqxx::connection_base>> Connect();
   absl::StatusOr<std::string> CurrentUrl() const;
