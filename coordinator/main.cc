@@ -256,6 +256,7 @@ int main(int argc, char** argv) {
   core_options.lease = absl::GetFlag(FLAGS_lease);
   core_options.heartbeat_interval = absl::GetFlag(FLAGS_heartbeat_interval);
   core_options.issue_ahead = absl::GetFlag(FLAGS_issue_ahead);
+  core_options.issue_in_background = true;
   core_options.events = metrics.get();
   auto core = quartet::coordinator::CoordinatorCore::Create(core_options, store.get(),
                                                             quartet::common::Clock::Real());

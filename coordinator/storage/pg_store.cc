@@ -52,21 +52,22 @@ std::string TextArray(const std::vector<std::string>& values) {
   return out;
 }
 
+// A float8 as PostgreSQL reads it back exactly (NaN and the infinities by name).
+std::string FloatText(double v) {
+  if (std::isnan(v)) return "NaN";
+  if (std::isinf(v)) return v > 0 ? "Infinity" : "-Infinity";
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%.17g", v);
+  return buf;
+}
+
 template <typename T>
 std::string NumberArray(const std::vector<T>& values) {
   std::string out = "{";
   for (size_t i = 0; i < values.size(); ++i) {
     if (i) out += ',';
     if constexpr (std::is_floating_point_v<T>) {
-      if (std::isnan(values[i])) {
-        out += "NaN";
-      } else if (std::isinf(values[i])) {
-        out += values[i] > 0 ? "Infinity" : "-Infinity";
-      } else {
-        char buf[32];
-        std::snprintf(buf, sizeof(buf), "%.17g", static_cast<double>(values[i]));
-        out += buf;
-      }
+      out += FloatText(static_cast<double>(values[i]));
     } else {
       out += std::to_string(values[i]);
     }
@@ -334,14 +335,21 @@ Matched MoveCoverage(dbtransaction& tx, int64_t campaign_id, const FamilyTally& 
   return matched;
 }
 
+// A float8 as an SQL literal.
+std::string Literal(double v) { return absl::StrCat("'", FloatText(v), "'::float8"); }
+
+// The statement that sets a campaign DONE when its whole budget is issued and final.
+std::string MaybeFinishSql(int64_t campaign_id, absl::Time now) {
+  const std::string at = absl::StrCat("to_timestamp(", Literal(Epoch(now)), ")");
+  return absl::StrCat("UPDATE campaigns SET state = ", kDone, ", finished_at = ", at,
+                      ", updated_at = ", at, " WHERE id = ", campaign_id, " AND state IN (",
+                      kRunning, ", ", kPaused,
+                      ") AND issued = budget AND pending = 0 AND leased = 0");
+}
+
 // Sets a campaign DONE when its whole budget is issued and final.
 void MaybeFinish(dbtransaction& tx, int64_t campaign_id, absl::Time now) {
-  tx.exec_params(
-      absl::StrCat("UPDATE campaigns SET state = ", kDone,
-                   ", finished_at = to_timestamp($2), updated_at = to_timestamp($2) WHERE id = $1 "
-                   "AND state IN (",
-                   kRunning, ", ", kPaused, ") AND issued = budget AND pending = 0 AND leased = 0"),
-      campaign_id, Epoch(now));
+  tx.exec(MaybeFinishSql(campaign_id, now));
 }
 
 // A campaign row, locked FOR UPDATE: the first lock of every transaction that changes a campaign
@@ -502,29 +510,36 @@ class CounterDeltas {
     for (const auto& [w, t] : o.seen_) Seen(w, t);
   }
 
-  void Flush(dbtransaction& tx) const {
+  // Writes the changes in one round trip (statements with their values quoted, run in order),
+  // after `first` when that is not empty (e.g. the release of a savepoint).
+  void Flush(dbtransaction& tx, const std::string& first = "") const {
+    std::vector<std::string> sql;
+    if (!first.empty()) sql.push_back(first);
     for (const auto& [id, c] : campaigns_) {
       if (!c.counts.zero() || c.results.best_candidate_id != 0) {
         // The best: set when this transaction's best beats the stored one (or none is stored).
-        tx.exec_params(
-            "UPDATE campaigns SET pending = pending + $2, leased = leased + $3, succeeded = "
-            "succeeded + $4, failed = failed + $5, cancelled = cancelled + $6, stopped_early = "
-            "stopped_early + $7, updated_at = to_timestamp($8), "
-            "succeeded_seconds = succeeded_seconds + $9, "
-            "checkpoint_failures = checkpoint_failures + $10, "
-            "best_candidate_id = CASE WHEN $11 <> 0 AND (best_candidate_id = 0 OR "
-            "$12 > best_accuracy) THEN $11 ELSE best_candidate_id END, "
-            "best_accuracy = CASE WHEN $11 <> 0 AND (best_candidate_id = 0 OR "
-            "$12 > best_accuracy) THEN $12 ELSE best_accuracy END WHERE id = $1",
-            id, c.counts.n[0], c.counts.n[1], c.counts.n[2], c.counts.n[3], c.counts.n[4],
-            c.counts.n[5], Epoch(c.now), c.results.seconds, c.results.checkpoint_failures,
-            c.results.best_candidate_id, c.results.best_accuracy);
+        const std::string best_id = absl::StrCat(c.results.best_candidate_id);
+        const std::string beats =
+            absl::StrCat(best_id, " <> 0 AND (best_candidate_id = 0 OR ",
+                         Literal(c.results.best_accuracy), " > best_accuracy)");
+        sql.push_back(absl::StrCat(
+            "UPDATE campaigns SET pending = pending + ", c.counts.n[0], ", leased = leased + ",
+            c.counts.n[1], ", succeeded = succeeded + ", c.counts.n[2], ", failed = failed + ",
+            c.counts.n[3], ", cancelled = cancelled + ", c.counts.n[4],
+            ", stopped_early = stopped_early + ", c.counts.n[5], ", updated_at = to_timestamp(",
+            Literal(Epoch(c.now)), "), succeeded_seconds = succeeded_seconds + ",
+            Literal(c.results.seconds),
+            ", checkpoint_failures = checkpoint_failures + ", c.results.checkpoint_failures,
+            ", best_candidate_id = CASE WHEN ", beats, " THEN ", best_id,
+            " ELSE best_candidate_id END, best_accuracy = CASE WHEN ", beats, " THEN ",
+            Literal(c.results.best_accuracy), " ELSE best_accuracy END WHERE id = ", id));
       }
-      FlushTable(tx, id, c.families, "family_coverage", {"family"}, {"text"});
-      FlushTable(tx, id, c.pairs, "pair_coverage", {"family_a", "family_b"}, {"text", "text"});
+      FlushTable(tx, id, c.families, "family_coverage", {"family"}, {"text"}, sql);
+      FlushTable(tx, id, c.pairs, "pair_coverage", {"family_a", "family_b"}, {"text", "text"},
+                 sql);
       FlushTable(tx, id, c.cells, "axis_coverage", {"axis", "level", "family"},
-                 {"int", "int", "text"});
-      if (c.check_done) MaybeFinish(tx, id, c.now);
+                 {"int", "int", "text"}, sql);
+      if (c.check_done) sql.push_back(MaybeFinishSql(id, c.now));
     }
     if (!seen_.empty()) {
       std::vector<std::string> ids;
@@ -533,11 +548,12 @@ class CounterDeltas {
         ids.push_back(w);
         times.push_back(Epoch(t));
       }
-      tx.exec_params(
-          "UPDATE workers w SET last_seen_at = to_timestamp(d.t) FROM unnest($1::text[], "
-          "$2::float8[]) AS d(id, t) WHERE w.id = d.id",
-          TextArray(ids), NumberArray(times));
+      sql.push_back(absl::StrCat(
+          "UPDATE workers w SET last_seen_at = to_timestamp(d.t) FROM unnest(",
+          tx.quote(TextArray(ids)), "::text[], ", tx.quote(NumberArray(times)),
+          "::float8[]) AS d(id, t) WHERE w.id = d.id"));
     }
+    if (!sql.empty()) tx.exec(absl::StrJoin(sql, ";\n"));
   }
 
  private:
@@ -590,12 +606,13 @@ class CounterDeltas {
     cols[2].push_back(std::get<2>(k));
   }
 
-  // One UPDATE of a coverage table adding the non-zero deltas.
+  // One UPDATE of a coverage table adding the non-zero deltas, appended to `sql`.
   template <typename Key>
   static void FlushTable(dbtransaction& tx, int64_t campaign_id,
                          const std::map<Key, StateDelta>& deltas, const char* table,
                          const std::vector<std::string>& key_names,
-                         const std::vector<std::string>& key_types) {
+                         const std::vector<std::string>& key_types,
+                         std::vector<std::string>& sql) {
     std::vector<std::vector<std::string>> keys(key_names.size());
     std::vector<std::vector<int64_t>> n(6);
     for (const auto& [k, d] : deltas) {
@@ -604,29 +621,24 @@ class CounterDeltas {
       for (int i = 0; i < 6; ++i) n[i].push_back(d.n[i]);
     }
     if (n[0].empty()) return;
-    // unnest($2::text[], ..., $k::bigint[] x 6) AS d(k0, ..., n0..n5)
+    // unnest('{...}'::text[], ..., '{...}'::bigint[] x 6) AS d(k0, ..., n0..n5)
     std::vector<std::string> args, names, match;
-    int param = 2;
     for (size_t i = 0; i < key_names.size(); ++i) {
-      args.push_back(absl::StrCat("$", param++, "::text[]"));
+      args.push_back(absl::StrCat(tx.quote(TextArray(keys[i])), "::text[]"));
       names.push_back(absl::StrCat("k", i));
       match.push_back(absl::StrCat("x.", key_names[i], " = d.k", i, "::", key_types[i]));
     }
     std::string set;
     for (int i = 0; i < 6; ++i) {
-      args.push_back(absl::StrCat("$", param++, "::bigint[]"));
+      args.push_back(absl::StrCat(tx.quote(NumberArray(n[i])), "::bigint[]"));
       names.push_back(absl::StrCat("n", i));
       const char* col = Column(static_cast<CandidateState>(i + 1));
       absl::StrAppend(&set, i ? ", " : "", col, " = x.", col, " + d.n", i);
     }
-    const std::string sql =
-        absl::StrCat("UPDATE ", table, " x SET ", set, " FROM unnest(", absl::StrJoin(args, ", "),
-                     ") AS d(", absl::StrJoin(names, ", "), ") WHERE x.campaign_id = $1 AND ",
-                     absl::StrJoin(match, " AND "));
-    std::vector<std::string> arrays;
-    for (const auto& k : keys) arrays.push_back(TextArray(k));
-    for (const auto& v : n) arrays.push_back(NumberArray(v));
-    tx.exec_params(sql, campaign_id, pqxx::prepare::make_dynamic_params(arrays));
+    sql.push_back(absl::StrCat("UPDATE ", table, " x SET ", set, " FROM unnest(",
+                               absl::StrJoin(args, ", "), ") AS d(", absl::StrJoin(names, ", "),
+                               ") WHERE x.campaign_id = ", campaign_id, " AND ",
+                               absl::StrJoin(match, " AND ")));
   }
 
   std::map<int64_t, Campaign> campaigns_;
@@ -1336,8 +1348,7 @@ void PgStore::WriteGroup(const std::vector<Transition*>& group) {
       return CompleteBatch(t, mine, calls);
     });
     for (Transition* t : alone) t->status = RunUnderSavepoint(tx, cx, open, *t->body);
-    if (open) tx.exec("RELEASE SAVEPOINT call");
-    all.Flush(tx);
+    all.Flush(tx, open ? "RELEASE SAVEPOINT call" : "");
     return absl::OkStatus();
   });
   if (!status.ok()) {
