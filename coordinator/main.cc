@@ -291,11 +291,12 @@ int main(int argc, char** argv) {
   // Bounded server threads: every watch stream holds one, and the other calls get their own share.
   // Past the bound, calls get RESOURCE_EXHAUSTED instead of a new thread.
   grpc::ResourceQuota quota("quartet-coordinator");
-  quota.SetMaxThreads(max_watch_streams + kCallThreads);
+  const int max_threads = max_watch_streams + kCallThreads;
+  quota.SetMaxThreads(max_threads);
   builder.SetResourceQuota(quota);
-  // Idle server threads stay (up to the call threads) instead of ending after each burst of calls
-  // and being started again for the next.
-  builder.SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::MAX_POLLERS, kCallThreads);
+  // Idle server threads stay (up to that bound) instead of ending after each call and being
+  // started again for the next.
+  builder.SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::MAX_POLLERS, max_threads);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr || port == 0) {
     return Fail(absl::UnavailableError(absl::StrCat(

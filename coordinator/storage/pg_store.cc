@@ -352,8 +352,9 @@ void MaybeFinish(dbtransaction& tx, int64_t campaign_id, absl::Time now) {
   tx.exec(MaybeFinishSql(campaign_id, now));
 }
 
-// A campaign row, locked FOR UPDATE: the first lock of every transaction that changes a campaign
-// or its candidates.
+// A campaign row, locked FOR NO KEY UPDATE: the first lock of every transaction that changes a
+// campaign or its candidates (the weaker lock lets inserts of new candidates check their foreign
+// key while it is held).
 struct CampaignLock {
   CampaignState state;
   int max_attempts;
@@ -372,7 +373,7 @@ CampaignLock ParseCampaignLock(const pqxx::row& r) {
 
 absl::StatusOr<CampaignLock> LockCampaign(dbtransaction& tx, int64_t campaign_id) {
   pqxx::result c = tx.exec_params(
-      absl::StrCat("SELECT ", kCampaignLockColumns, " FROM campaigns WHERE id = $1 FOR UPDATE"),
+      absl::StrCat("SELECT ", kCampaignLockColumns, " FROM campaigns WHERE id = $1 FOR NO KEY UPDATE"),
       campaign_id);
   if (c.empty()) return absl::NotFoundError(absl::StrCat("campaign ", campaign_id, " not found"));
   return ParseCampaignLock(c[0]);
@@ -392,7 +393,7 @@ class CampaignLocks {
                      "id = ANY($1::bigint[])) OR ($2 AND c.state = ",
                      kRunning,
                      " AND EXISTS (SELECT 1 FROM work_queue q WHERE q.campaign_id = c.id)) "
-                     "ORDER BY c.id FOR UPDATE"),
+                     "ORDER BY c.id FOR NO KEY UPDATE"),
         NumberArray(candidate_ids), leasable);
     for (const auto& r : rows) locked_[r[0].as<int64_t>()] = ParseCampaignLock(r);
     leasable_ = leasable_ || leasable;
@@ -985,6 +986,71 @@ pqxx::result ClaimAndLease(dbtransaction& tx, const WorkerKind& kind,
       NumberArray(starts));
 }
 
+// What InsertCandidates needs of the campaign: its priority and the level counts of its axes.
+struct IssueTarget {
+  int priority = 0;
+  std::vector<int> level_counts;
+};
+
+// Reads the campaign InsertCandidates issues to (with `lock`, locks its row) and checks that `n`
+// more candidates fit: NOT_FOUND, FAILED_PRECONDITION for a final campaign or a full budget.
+absl::StatusOr<IssueTarget> ReadIssueTarget(dbtransaction& tx, int64_t campaign_id, int64_t n,
+                                            bool lock) {
+  // The config only for a campaign with axes (its level counts check the candidates' levels).
+  pqxx::result c = tx.exec_params(
+      absl::StrCat("SELECT state, issued, budget, priority, CASE WHEN $2 AND config ? 'axes' THEN "
+                   "config::text END FROM campaigns WHERE id = $1",
+                   lock ? " FOR NO KEY UPDATE" : ""),
+      campaign_id, !lock);
+  if (c.empty()) return absl::NotFoundError(absl::StrCat("campaign ", campaign_id, " not found"));
+  const auto state = static_cast<CampaignState>(c[0][0].as<int>());
+  const int64_t issued = c[0][1].as<int64_t>(), budget = c[0][2].as<int64_t>();
+  if (IsFinal(state)) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("campaign ", campaign_id, " is ", CampaignStateName(state)));
+  }
+  if (issued + n > budget) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "campaign ", campaign_id, ": issuing ", n, " more candidates would exceed the budget of ",
+        budget, " (", issued, " issued)"));
+  }
+  IssueTarget out;
+  out.priority = c[0][3].as<int>();
+  if (!c[0][4].is_null()) {
+    quartet::v1::CampaignConfig config;
+    QUARTET_RETURN_IF_ERROR(common::ParseMessage(c[0][4].c_str(), common::TextFormat::kJson,
+                                                 "campaigns.config", &config));
+    out.level_counts = AxisLevelCounts(config);
+  }
+  return out;
+}
+
+// Adds newly issued candidates to the campaign's coverage counters (PENDING) and triples.
+// INVALID_ARGUMENT when a family or level is not the campaign's.
+absl::Status AddIssuedCoverage(dbtransaction& tx, int64_t campaign_id, const FamilyTally& tally) {
+  const TallyArrays d(tally);
+  const Matched matched =
+      MoveCoverage(tx, campaign_id, tally, "", Column(CandidateState::kPending));
+  if (static_cast<size_t>(matched.families) != d.families.size()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("families: a family is not in the pool of campaign ", campaign_id));
+  }
+  if (static_cast<size_t>(matched.cells) != d.cell_n.size()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("levels: a level is not in the axes of campaign ", campaign_id));
+  }
+  if (!d.triple_a.empty()) {
+    tx.exec_params(
+        "INSERT INTO triple_coverage (campaign_id, family_a, family_b, family_c, issued) "
+        "SELECT $1, a, b, c, n FROM unnest($2::text[], $3::text[], $4::text[], $5::bigint[]) "
+        "AS d(a, b, c, n) ON CONFLICT (campaign_id, family_a, family_b, family_c) "
+        "DO UPDATE SET issued = triple_coverage.issued + EXCLUDED.issued",
+        campaign_id, TextArray(d.triple_a), TextArray(d.triple_b), TextArray(d.triple_c),
+        NumberArray(d.triple_n));
+  }
+  return absl::OkStatus();
+}
+
 // INTERNAL for the client with an error id only; the SQL and its detail go to the coordinator log
 // under that id, never over the wire.
 absl::Status InternalWithId(const std::string& detail) {
@@ -1265,7 +1331,12 @@ absl::Status PgStore::RunTransition(std::vector<int64_t> candidate_ids, bool lea
 
 absl::Status PgStore::RunAlone(const std::vector<int64_t>& candidate_ids, bool leases,
                                const TransitionBody& body) {
-  return Run([&](dbtransaction& tx) -> absl::Status {
+  return Run(AloneBody(candidate_ids, leases, body));
+}
+
+PgStore::TxBody PgStore::AloneBody(const std::vector<int64_t>& candidate_ids, bool leases,
+                                   const TransitionBody& body) {
+  return [&candidate_ids, leases, &body](dbtransaction& tx) -> absl::Status {
     CampaignLocks locks;
     CounterDeltas deltas;
     TxContext cx;
@@ -1275,7 +1346,7 @@ absl::Status PgStore::RunAlone(const std::vector<int64_t>& candidate_ids, bool l
     QUARTET_RETURN_IF_ERROR(body(tx, cx));
     deltas.Flush(tx);
     return absl::OkStatus();
-  });
+  };
 }
 
 void PgStore::WriteGroups() {
@@ -1314,6 +1385,11 @@ void PgStore::WriteGroups() {
 }
 
 void PgStore::WriteGroup(const std::vector<Transition*>& group) {
+  if (group.size() == 1) {  // its own transaction is its savepoint
+    Transition* t = group.front();
+    t->status = RunOnce(AloneBody(*t->candidate_ids, t->leases, *t->body));
+    return;
+  }
   std::vector<int64_t> candidate_ids;
   bool leasable = false;
   std::vector<Transition*> leases, completions, alone;
@@ -1617,52 +1693,12 @@ absl::Status PgStore::InsertCandidates(int64_t campaign_id,
   const TallyArrays d(tally);
   const int64_t n = static_cast<int64_t>(candidates.size());
   absl::Status status = Run([&](dbtransaction& tx) -> absl::Status {
-    // The config only for a campaign with axes (its level counts check the candidates' levels).
-    pqxx::result c = tx.exec_params(
-        "SELECT state, issued, budget, priority, CASE WHEN config ? 'axes' THEN config::text END "
-        "FROM campaigns WHERE id = $1 FOR UPDATE",
-        campaign_id);
-    if (c.empty()) return absl::NotFoundError(absl::StrCat("campaign ", campaign_id, " not found"));
-    const auto state = static_cast<CampaignState>(c[0][0].as<int>());
-    const int64_t issued = c[0][1].as<int64_t>(), budget = c[0][2].as<int64_t>();
-    const int priority = c[0][3].as<int>();
-    if (IsFinal(state)) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("campaign ", campaign_id, " is ", CampaignStateName(state)));
-    }
-    if (issued + n > budget) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "campaign ", campaign_id, ": issuing ", n, " more candidates would exceed the budget of ",
-          budget, " (", issued, " issued)"));
-    }
-    std::vector<int> level_counts;
-    if (!c[0][4].is_null()) {
-      quartet::v1::CampaignConfig config;
-      QUARTET_RETURN_IF_ERROR(common::ParseMessage(c[0][4].c_str(), common::TextFormat::kJson,
-                                                   "campaigns.config", &config));
-      level_counts = AxisLevelCounts(config);
-    }
+    // Checked and inserted first, the campaign row locked only then: the insert, the longest
+    // step, does not hold up the campaign's lease transitions (the new rows are invisible to
+    // them until the commit). Under the lock the checks are made again.
+    QUARTET_ASSIGN_OR_RETURN(IssueTarget target, ReadIssueTarget(tx, campaign_id, n, false));
     for (const NewCandidate& nc : candidates) {
-      QUARTET_RETURN_IF_ERROR(CheckAxisLevels(nc, level_counts));
-    }
-    const Matched matched =
-        MoveCoverage(tx, campaign_id, tally, "", Column(CandidateState::kPending));
-    if (static_cast<size_t>(matched.families) != d.families.size()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("families: a family is not in the pool of campaign ", campaign_id));
-    }
-    if (static_cast<size_t>(matched.cells) != d.cell_n.size()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("levels: a level is not in the axes of campaign ", campaign_id));
-    }
-    if (!d.triple_a.empty()) {
-      tx.exec_params(
-          "INSERT INTO triple_coverage (campaign_id, family_a, family_b, family_c, issued) "
-          "SELECT $1, a, b, c, n FROM unnest($2::text[], $3::text[], $4::text[], $5::bigint[]) "
-          "AS d(a, b, c, n) ON CONFLICT (campaign_id, family_a, family_b, family_c) "
-          "DO UPDATE SET issued = triple_coverage.issued + EXCLUDED.issued",
-          campaign_id, TextArray(d.triple_a), TextArray(d.triple_b), TextArray(d.triple_c),
-          NumberArray(d.triple_n));
+      QUARTET_RETURN_IF_ERROR(CheckAxisLevels(nc, target.level_counts));
     }
     tx.exec_params(
         "WITH ins AS (INSERT INTO candidates (campaign_id, combo_rank, repeat, families, "
@@ -1675,7 +1711,13 @@ absl::Status PgStore::InsertCandidates(int64_t campaign_id,
         "INSERT INTO work_queue (candidate_id, campaign_id, priority) "
         "SELECT id, $1, $6 FROM ins",
         campaign_id, NumberArray(ranks), NumberArray(repeats), TextArray(joined), Epoch(now),
-        priority, NumberArray(memory), TextArray(joined_levels), TextArray(values_json));
+        target.priority, NumberArray(memory), TextArray(joined_levels), TextArray(values_json));
+    QUARTET_ASSIGN_OR_RETURN(IssueTarget locked, ReadIssueTarget(tx, campaign_id, n, true));
+    if (locked.priority != target.priority) {  // changed meanwhile
+      tx.exec_params("UPDATE work_queue SET priority = $2 WHERE campaign_id = $1", campaign_id,
+                     locked.priority);
+    }
+    QUARTET_RETURN_IF_ERROR(AddIssuedCoverage(tx, campaign_id, tally));
     tx.exec_params(
         "UPDATE campaigns SET issued = issued + $2, pending = pending + $2, updated_at = "
         "to_timestamp($3) WHERE id = $1",
@@ -2090,7 +2132,7 @@ absl::Status PgStore::MarkArtifactsDeleted(const std::vector<int64_t>& artifact_
     // The lock order of every transaction: campaign rows (in id order), then candidates.
     tx.exec_params(
         "SELECT id FROM campaigns WHERE id IN (SELECT campaign_id FROM artifacts WHERE id = "
-        "ANY($1::bigint[])) ORDER BY id FOR UPDATE",
+        "ANY($1::bigint[])) ORDER BY id FOR NO KEY UPDATE",
         NumberArray(artifact_ids));
     // Candidates whose current checkpoint or export is deleted lose it.
     tx.exec_params(

@@ -163,6 +163,9 @@ class PgStore : public Store {
   // A transaction of one transition with its own locks and counters (no group).
   absl::Status RunAlone(const std::vector<int64_t>& candidate_ids, bool leases,
                         const TransitionBody& body);
+  // The transaction body of RunAlone (the arguments must outlive it).
+  static TxBody AloneBody(const std::vector<int64_t>& candidate_ids, bool leases,
+                          const TransitionBody& body);
   // The writer thread: takes queued transitions and writes them, a group per transaction.
   void WriteGroups();
   // One group in one transaction; sets every transition's status.
