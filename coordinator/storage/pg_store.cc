@@ -379,6 +379,82 @@ absl::StatusOr<CampaignLock> LockCampaign(dbtransaction& tx, int64_t campaign_id
   return ParseCampaignLock(c[0]);
 }
 
+// ---- Prepared statements (every pooled connection; see PreparedStatements) -------------------
+
+// The campaigns of the candidates $1 and, when $2, every RUNNING campaign with queued work, locked
+// in id order (CampaignLocks::LockAll).
+constexpr char kLockAll[] = "lock_all";
+// Leasing workers' kinds (ReadWorkerKinds).
+constexpr char kWorkerKinds[] = "worker_kinds";
+// The claim of a lease batch (ClaimAndLease).
+constexpr char kClaimAndLease[] = "claim_and_lease";
+// The candidates $1 of a completion batch, locked in id order, with kLeaseRowColumns.
+constexpr char kLockLeaseRows[] = "lock_lease_rows";
+// The results of a completion batch (UpdateCompleted).
+constexpr char kUpdateCompleted[] = "update_completed";
+
+// The candidate columns the fencing check reads (JudgeRow).
+constexpr char kLeaseRowColumns[] =
+    "id, campaign_id, state, lease_token, worker_id, error_class, attempt, preemptions, "
+    "array_to_json(families)::text, cancel_requested, array_to_json(levels)::text, "
+    "completed_token";
+
+// The statements of the lease transitions, by name: prepared once per connection (on first use)
+// instead of parsed and planned at every call.
+const std::vector<std::pair<std::string, std::string>>& PreparedStatements() {
+  static const auto* statements = new std::vector<std::pair<std::string, std::string>>{
+      {kLockAll,
+       absl::StrCat("SELECT ", kCampaignLockColumns,
+                    " FROM campaigns c WHERE c.id IN (SELECT campaign_id FROM candidates WHERE "
+                    "id = ANY($1::bigint[])) OR ($2 AND c.state = ",
+                    kRunning,
+                    " AND EXISTS (SELECT 1 FROM work_queue q WHERE q.campaign_id = c.id)) "
+                    "ORDER BY c.id FOR NO KEY UPDATE")},
+      {kWorkerKinds,
+       "SELECT id, array_to_json(families)::text, gpu_memory_bytes FROM workers WHERE id = "
+       "ANY($1::text[])"},
+      // The claim locks the candidate and its queue row together; a token equal to the
+      // candidate's previous one is replaced by the spare (never equal to the token), so every
+      // lease gets a new token.
+      {kClaimAndLease,
+       absl::StrCat(
+           "WITH claimed AS (SELECT q.candidate_id, q.priority, q.rung, k.lease_token FROM "
+           "work_queue q JOIN candidates k ON k.id = q.candidate_id WHERE q.campaign_id = "
+           "ANY($3::bigint[]) AND k.state = ",
+           kPending,
+           " AND (cardinality($1::text[]) = 0 OR k.families <@ $1::text[]) AND ($2 = 0 OR "
+           "k.est_memory_bytes <= $2) ORDER BY q.priority DESC, q.rung DESC, q.candidate_id "
+           "LIMIT $4 FOR UPDATE OF q, k SKIP LOCKED), "
+           "gone AS (DELETE FROM work_queue w USING claimed WHERE w.candidate_id = "
+           "claimed.candidate_id), "
+           "numbered AS (SELECT candidate_id AS claim_id, lease_token AS claim_previous, "
+           "row_number() OVER (ORDER BY priority DESC, rung DESC, candidate_id) AS claim_ord "
+           "FROM claimed) "
+           "UPDATE candidates SET state = ",
+           kLeased,
+           ", attempt = attempt + 1, lease_token = CASE WHEN h.h_token = n.claim_previous THEN "
+           "h.h_spare ELSE h.h_token END, worker_id = h.h_worker, lease_deadline = "
+           "to_timestamp(h.h_deadline), cancel_requested = FALSE, started_at = "
+           "COALESCE(started_at, to_timestamp(h.h_start)) "
+           "FROM numbered n JOIN unnest($5::text[], $6::bigint[], $7::bigint[], $8::float8[], "
+           "$9::float8[]) WITH ORDINALITY AS h(h_worker, h_token, h_spare, h_deadline, h_start, "
+           "h_ord) ON h.h_ord = n.claim_ord WHERE candidates.id = n.claim_id RETURNING ",
+           kCandidateColumns, ", h.h_ord - 1")},
+      {kLockLeaseRows,
+       absl::StrCat("SELECT ", kLeaseRowColumns,
+                    " FROM candidates WHERE id = ANY($1::bigint[]) ORDER BY id FOR UPDATE")},
+      {kUpdateCompleted,
+       "UPDATE candidates k SET state = d.state, result = d.result::jsonb, test_accuracy = "
+       "d.acc, finished_at = to_timestamp(d.t), cancel_requested = FALSE, completed_token = "
+       "d.token, checkpoint = COALESCE(d.ckpt::jsonb, k.checkpoint), "
+       "exported_model = COALESCE(d.export::jsonb, k.exported_model) "
+       "FROM unnest($1::bigint[], $2::text[], $3::float8[], $4::float8[], $5::smallint[], "
+       "$6::bigint[], $7::text[], $8::text[]) AS d(id, result, acc, t, state, token, ckpt, "
+       "export) WHERE k.id = d.id"},
+  };
+  return *statements;
+}
+
 // The campaign rows a lease transaction holds, each locked once. A group locks every row it will
 // need first, in id order (LockAll), so groups, sweeps and operator changes cannot deadlock on
 // campaigns; a row needed later is locked then.
@@ -387,14 +463,8 @@ class CampaignLocks {
   // Locks, in id order, the campaigns of `candidate_ids` and, with `leasable`, every RUNNING
   // campaign with queued work (the only campaigns a claim of this transaction takes work from).
   void LockAll(dbtransaction& tx, const std::vector<int64_t>& candidate_ids, bool leasable) {
-    pqxx::result rows = tx.exec_params(
-        absl::StrCat("SELECT ", kCampaignLockColumns,
-                     " FROM campaigns c WHERE c.id IN (SELECT campaign_id FROM candidates WHERE "
-                     "id = ANY($1::bigint[])) OR ($2 AND c.state = ",
-                     kRunning,
-                     " AND EXISTS (SELECT 1 FROM work_queue q WHERE q.campaign_id = c.id)) "
-                     "ORDER BY c.id FOR NO KEY UPDATE"),
-        NumberArray(candidate_ids), leasable);
+    pqxx::result rows =
+        tx.exec_prepared(kLockAll, NumberArray(candidate_ids), leasable);
     for (const auto& r : rows) locked_[r[0].as<int64_t>()] = ParseCampaignLock(r);
     leasable_ = leasable_ || leasable;
   }
@@ -708,12 +778,6 @@ void Revive(dbtransaction& tx, LeaseTx& cx, int64_t candidate_id, LeaseRow& row,
   row.state = CandidateState::kLeased;
 }
 
-// The candidate columns the fencing check reads (JudgeRow).
-constexpr char kLeaseRowColumns[] =
-    "id, campaign_id, state, lease_token, worker_id, error_class, attempt, preemptions, "
-    "array_to_json(families)::text, cancel_requested, array_to_json(levels)::text, "
-    "completed_token";
-
 // The fencing check of a candidate row read with kLeaseRowColumns and locked: locks the campaign
 // (except for metrics, where `cx` is null), judges the call with JudgeLease, and revives a lease
 // the sweep ended.
@@ -858,14 +922,8 @@ void UpdateCompleted(dbtransaction& tx, const std::vector<Completion>& done) {
                           ? std::optional(common::MessageToJson(r.exported_model()))
                           : std::nullopt);
   }
-  tx.exec_params(
-      "UPDATE candidates k SET state = d.state, result = d.result::jsonb, test_accuracy = d.acc, "
-      "finished_at = to_timestamp(d.t), cancel_requested = FALSE, completed_token = d.token, "
-      "checkpoint = COALESCE(d.ckpt::jsonb, k.checkpoint), "
-      "exported_model = COALESCE(d.export::jsonb, k.exported_model) "
-      "FROM unnest($1::bigint[], $2::text[], $3::float8[], $4::float8[], $5::smallint[], "
-      "$6::bigint[], $7::text[], $8::text[]) AS d(id, result, acc, t, state, token, ckpt, export) "
-      "WHERE k.id = d.id",
+  tx.exec_prepared(
+      kUpdateCompleted,
       NumberArray(ids), TextArray(results), NumberArray(accuracies), NumberArray(times),
       NumberArray(states), NumberArray(tokens), NullableTextArray(checkpoints),
       NullableTextArray(exports));
@@ -937,9 +995,7 @@ using WorkerKind = std::pair<std::string, int64_t>;
 std::map<std::string, WorkerKind> ReadWorkerKinds(dbtransaction& tx,
                                                   const std::vector<std::string>& worker_ids) {
   std::map<std::string, WorkerKind> out;
-  for (const auto& r : tx.exec_params("SELECT id, array_to_json(families)::text, "
-                                      "gpu_memory_bytes FROM workers WHERE id = ANY($1::text[])",
-                                      TextArray(worker_ids))) {
+  for (const auto& r : tx.exec_prepared(kWorkerKinds, TextArray(worker_ids))) {
     out[r[0].as<std::string>()] = {TextArray(ParseTextArrayJson(r[1])), r[2].as<int64_t>()};
   }
   return out;
@@ -954,33 +1010,8 @@ pqxx::result ClaimAndLease(dbtransaction& tx, const WorkerKind& kind,
                            const std::vector<std::string>& workers,
                            const std::vector<int64_t>& tokens, const std::vector<int64_t>& spares,
                            const std::vector<double>& deadlines, const std::vector<double>& starts) {
-  // The claim locks the candidate and its queue row together; a token equal to the candidate's
-  // previous one is replaced by the spare (never equal to the token), so every lease gets a new
-  // token.
-  return tx.exec_params(
-      absl::StrCat(
-          "WITH claimed AS (SELECT q.candidate_id, q.priority, q.rung, k.lease_token FROM "
-          "work_queue q JOIN candidates k ON k.id = q.candidate_id WHERE q.campaign_id = "
-          "ANY($3::bigint[]) AND k.state = ",
-          kPending,
-          " AND (cardinality($1::text[]) = 0 OR k.families <@ $1::text[]) AND ($2 = 0 OR "
-          "k.est_memory_bytes <= $2) ORDER BY q.priority DESC, q.rung DESC, q.candidate_id "
-          "LIMIT $4 FOR UPDATE OF q, k SKIP LOCKED), "
-          "gone AS (DELETE FROM work_queue w USING claimed WHERE w.candidate_id = "
-          "claimed.candidate_id), "
-          "numbered AS (SELECT candidate_id AS claim_id, lease_token AS claim_previous, "
-          "row_number() OVER (ORDER BY priority DESC, rung DESC, candidate_id) AS claim_ord FROM "
-          "claimed) "
-          "UPDATE candidates SET state = ",
-          kLeased,
-          ", attempt = attempt + 1, lease_token = CASE WHEN h.h_token = n.claim_previous THEN "
-          "h.h_spare ELSE h.h_token END, worker_id = h.h_worker, lease_deadline = "
-          "to_timestamp(h.h_deadline), cancel_requested = FALSE, started_at = "
-          "COALESCE(started_at, to_timestamp(h.h_start)) "
-          "FROM numbered n JOIN unnest($5::text[], $6::bigint[], $7::bigint[], $8::float8[], "
-          "$9::float8[]) WITH ORDINALITY AS h(h_worker, h_token, h_spare, h_deadline, h_start, "
-          "h_ord) ON h.h_ord = n.claim_ord WHERE candidates.id = n.claim_id RETURNING ",
-          kCandidateColumns, ", h.h_ord - 1"),
+  return tx.exec_prepared(
+      kClaimAndLease,
       kind.first, kind.second, NumberArray(running), static_cast<int64_t>(workers.size()),
       TextArray(workers), NumberArray(tokens), NumberArray(spares), NumberArray(deadlines),
       NumberArray(starts));
@@ -1203,6 +1234,7 @@ absl::StatusOr<std::unique_ptr<pqxx::connection_base>> PgStore::Connect() {
       n.exec(absl::StrCat("CREATE SCHEMA IF NOT EXISTS ", options_.schema));
       n.exec(absl::StrCat("SET search_path TO ", options_.schema));
     }
+    for (const auto& [name, sql] : PreparedStatements()) conn->prepare(name, sql);
     return conn;
   } catch (const pqxx::broken_connection& e) {
     return absl::UnavailableError(
@@ -1847,10 +1879,7 @@ absl::Status PgStore::CompleteBatch(dbtransaction& tx, TxContext& cx,
   std::vector<int64_t> ids;
   for (const CompleteCall* call : calls) ids.push_back(call->candidate_id);
   // Campaigns were locked first (LockAll); candidates in id order.
-  const pqxx::result rows = tx.exec_params(
-      absl::StrCat("SELECT ", kLeaseRowColumns,
-                   " FROM candidates WHERE id = ANY($1::bigint[]) ORDER BY id FOR UPDATE"),
-      NumberArray(ids));
+  const pqxx::result rows = tx.exec_prepared(kLockLeaseRows, NumberArray(ids));
   std::map<int64_t, pqxx::row> by_id;
   for (const auto& r : rows) by_id.emplace(r[0].as<int64_t>(), r);
   std::vector<LeaseRow> accepted;
