@@ -1369,8 +1369,8 @@ absl::Status CoordinatorCore::CompleteCandidate(
   bool repeat = false;
   if (!c.has_value()) {
     QUARTET_ASSIGN_OR_RETURN(CandidateRecord before, store_->GetCandidate(request.candidate_id()));
-    repeat = before.state == CandidateState::kSucceeded &&
-             before.lease_token == request.lease_token();
+    repeat =
+        before.state == CandidateState::kSucceeded && before.lease_token == request.lease_token();
     c = LeasedCandidate{before.campaign_id, before.lease_token, before.rank, before.families};
   }
   if (std::shared_ptr<Runtime> rt = RuntimeOf(c->campaign_id); rt != nullptr && rt->fidelity) {

@@ -372,9 +372,9 @@ CampaignLock ParseCampaignLock(const pqxx::row& r) {
 }
 
 absl::StatusOr<CampaignLock> LockCampaign(dbtransaction& tx, int64_t campaign_id) {
-  pqxx::result c = tx.exec_params(
-      absl::StrCat("SELECT ", kCampaignLockColumns, " FROM campaigns WHERE id = $1 FOR NO KEY UPDATE"),
-      campaign_id);
+  pqxx::result c = tx.exec_params(absl::StrCat("SELECT ", kCampaignLockColumns,
+                                               " FROM campaigns WHERE id = $1 FOR NO KEY UPDATE"),
+                                  campaign_id);
   if (c.empty()) return absl::NotFoundError(absl::StrCat("campaign ", campaign_id, " not found"));
   return ParseCampaignLock(c[0]);
 }
@@ -463,8 +463,7 @@ class CampaignLocks {
   // Locks, in id order, the campaigns of `candidate_ids` and, with `leasable`, every RUNNING
   // campaign with queued work (the only campaigns a claim of this transaction takes work from).
   void LockAll(dbtransaction& tx, const std::vector<int64_t>& candidate_ids, bool leasable) {
-    pqxx::result rows =
-        tx.exec_prepared(kLockAll, NumberArray(candidate_ids), leasable);
+    pqxx::result rows = tx.exec_prepared(kLockAll, NumberArray(candidate_ids), leasable);
     for (const auto& r : rows) locked_[r[0].as<int64_t>()] = ParseCampaignLock(r);
     leasable_ = leasable_ || leasable;
   }
@@ -599,15 +598,13 @@ class CounterDeltas {
             c.counts.n[3], ", cancelled = cancelled + ", c.counts.n[4],
             ", stopped_early = stopped_early + ", c.counts.n[5], ", updated_at = to_timestamp(",
             Literal(Epoch(c.now)), "), succeeded_seconds = succeeded_seconds + ",
-            Literal(c.results.seconds),
-            ", checkpoint_failures = checkpoint_failures + ", c.results.checkpoint_failures,
-            ", best_candidate_id = CASE WHEN ", beats, " THEN ", best_id,
-            " ELSE best_candidate_id END, best_accuracy = CASE WHEN ", beats, " THEN ",
+            Literal(c.results.seconds), ", checkpoint_failures = checkpoint_failures + ",
+            c.results.checkpoint_failures, ", best_candidate_id = CASE WHEN ", beats, " THEN ",
+            best_id, " ELSE best_candidate_id END, best_accuracy = CASE WHEN ", beats, " THEN ",
             Literal(c.results.best_accuracy), " ELSE best_accuracy END WHERE id = ", id));
       }
       FlushTable(tx, id, c.families, "family_coverage", {"family"}, {"text"}, sql);
-      FlushTable(tx, id, c.pairs, "pair_coverage", {"family_a", "family_b"}, {"text", "text"},
-                 sql);
+      FlushTable(tx, id, c.pairs, "pair_coverage", {"family_a", "family_b"}, {"text", "text"}, sql);
       FlushTable(tx, id, c.cells, "axis_coverage", {"axis", "level", "family"},
                  {"int", "int", "text"}, sql);
       if (c.check_done) sql.push_back(MaybeFinishSql(id, c.now));
@@ -619,10 +616,10 @@ class CounterDeltas {
         ids.push_back(w);
         times.push_back(Epoch(t));
       }
-      sql.push_back(absl::StrCat(
-          "UPDATE workers w SET last_seen_at = to_timestamp(d.t) FROM unnest(",
-          tx.quote(TextArray(ids)), "::text[], ", tx.quote(NumberArray(times)),
-          "::float8[]) AS d(id, t) WHERE w.id = d.id"));
+      sql.push_back(
+          absl::StrCat("UPDATE workers w SET last_seen_at = to_timestamp(d.t) FROM unnest(",
+                       tx.quote(TextArray(ids)), "::text[], ", tx.quote(NumberArray(times)),
+                       "::float8[]) AS d(id, t) WHERE w.id = d.id"));
     }
     if (!sql.empty()) tx.exec(absl::StrJoin(sql, ";\n"));
   }
@@ -636,8 +633,7 @@ class CounterDeltas {
     int64_t checkpoint_failures = 0;
 
     void Add(const Results& o) {
-      if (o.best_candidate_id != 0 &&
-          (best_candidate_id == 0 || o.best_accuracy > best_accuracy)) {
+      if (o.best_candidate_id != 0 && (best_candidate_id == 0 || o.best_accuracy > best_accuracy)) {
         best_candidate_id = o.best_candidate_id;
         best_accuracy = o.best_accuracy;
       }
@@ -682,8 +678,7 @@ class CounterDeltas {
   static void FlushTable(dbtransaction& tx, int64_t campaign_id,
                          const std::map<Key, StateDelta>& deltas, const char* table,
                          const std::vector<std::string>& key_names,
-                         const std::vector<std::string>& key_types,
-                         std::vector<std::string>& sql) {
+                         const std::vector<std::string>& key_types, std::vector<std::string>& sql) {
     std::vector<std::vector<std::string>> keys(key_names.size());
     std::vector<std::vector<int64_t>> n(6);
     for (const auto& [k, d] : deltas) {
@@ -781,9 +776,8 @@ void Revive(dbtransaction& tx, LeaseTx& cx, int64_t candidate_id, LeaseRow& row,
 // The fencing check of a candidate row read with kLeaseRowColumns and locked: locks the campaign
 // (except for metrics, where `cx` is null), judges the call with JudgeLease, and revives a lease
 // the sweep ended.
-absl::StatusOr<LeaseRow> JudgeRow(dbtransaction& tx, LeaseTx* cx, const pqxx::row& r,
-                                  int64_t token, const std::string& worker_id, LeaseUse use,
-                                  absl::Time now) {
+absl::StatusOr<LeaseRow> JudgeRow(dbtransaction& tx, LeaseTx* cx, const pqxx::row& r, int64_t token,
+                                  const std::string& worker_id, LeaseUse use, absl::Time now) {
   const int64_t candidate_id = r[0].as<int64_t>();
   LeaseRow row{};
   row.campaign_id = r[1].as<int64_t>();
@@ -814,10 +808,10 @@ absl::StatusOr<LeaseRow> CheckLease(dbtransaction& tx, LeaseTx* cx, int64_t cand
                                     absl::Time now) {
   // A lease transition locked the candidate's campaign before (CampaignLocks::LockAll), so the
   // candidate is read and locked at once; metrics lock no campaign and share the candidate.
-  pqxx::result r = tx.exec_params(
-      absl::StrCat("SELECT ", kLeaseRowColumns, " FROM candidates WHERE id = $1 ",
-                   use == LeaseUse::kMetrics ? "FOR SHARE" : "FOR UPDATE"),
-      candidate_id);
+  pqxx::result r =
+      tx.exec_params(absl::StrCat("SELECT ", kLeaseRowColumns, " FROM candidates WHERE id = $1 ",
+                                  use == LeaseUse::kMetrics ? "FOR SHARE" : "FOR UPDATE"),
+                     candidate_id);
   if (r.empty()) {
     return absl::NotFoundError(absl::StrCat("candidate ", candidate_id, " not found"));
   }
@@ -922,11 +916,9 @@ void UpdateCompleted(dbtransaction& tx, const std::vector<Completion>& done) {
                           ? std::optional(common::MessageToJson(r.exported_model()))
                           : std::nullopt);
   }
-  tx.exec_prepared(
-      kUpdateCompleted,
-      NumberArray(ids), TextArray(results), NumberArray(accuracies), NumberArray(times),
-      NumberArray(states), NumberArray(tokens), NullableTextArray(checkpoints),
-      NullableTextArray(exports));
+  tx.exec_prepared(kUpdateCompleted, NumberArray(ids), TextArray(results), NumberArray(accuracies),
+                   NumberArray(times), NumberArray(states), NumberArray(tokens),
+                   NullableTextArray(checkpoints), NullableTextArray(exports));
 }
 
 // The completion steps CompleteCandidate and CompleteRung share: metrics, the candidates' results
@@ -1009,12 +1001,12 @@ pqxx::result ClaimAndLease(dbtransaction& tx, const WorkerKind& kind,
                            const std::vector<int64_t>& running,
                            const std::vector<std::string>& workers,
                            const std::vector<int64_t>& tokens, const std::vector<int64_t>& spares,
-                           const std::vector<double>& deadlines, const std::vector<double>& starts) {
-  return tx.exec_prepared(
-      kClaimAndLease,
-      kind.first, kind.second, NumberArray(running), static_cast<int64_t>(workers.size()),
-      TextArray(workers), NumberArray(tokens), NumberArray(spares), NumberArray(deadlines),
-      NumberArray(starts));
+                           const std::vector<double>& deadlines,
+                           const std::vector<double>& starts) {
+  return tx.exec_prepared(kClaimAndLease, kind.first, kind.second, NumberArray(running),
+                          static_cast<int64_t>(workers.size()), TextArray(workers),
+                          NumberArray(tokens), NumberArray(spares), NumberArray(deadlines),
+                          NumberArray(starts));
 }
 
 // What InsertCandidates needs of the campaign: its priority and the level counts of its axes.
@@ -1914,11 +1906,11 @@ absl::Status PgStore::CompleteRung(int64_t candidate_id, int64_t token,
         QUARTET_ASSIGN_OR_RETURN(LeaseRow row, CheckLease(tx, &cx, candidate_id, token, worker_id,
                                                           LeaseUse::kComplete, now));
         if (row.verdict == LeaseVerdict::kRepeat) return absl::OkStatus();
-        StoreCompletions(tx, cx,
-                         {{candidate_id, &row, &result, &final_metrics,
-                           plan.last_rung ? CandidateState::kSucceeded
-                                          : CandidateState::kStoppedEarly,
-                           token, now}});
+        StoreCompletions(
+            tx, cx,
+            {{candidate_id, &row, &result, &final_metrics,
+              plan.last_rung ? CandidateState::kSucceeded : CandidateState::kStoppedEarly, token,
+              now}});
         tx.exec_params(
             "UPDATE candidates SET rung_results = rung_results || jsonb_build_array($2::jsonb) "
             "WHERE id = $1",

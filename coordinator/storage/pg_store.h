@@ -13,11 +13,15 @@
 // CompleteCandidate, CompleteRung and FailCandidate are queued and written by one writer thread,
 // many calls to one transaction: a call that finds the writer idle is written at once; calls that
 // arrive while it writes wait at most the window for the next transaction. Each call still
-// returns only after the transaction holding it committed, with its own answer: every call runs
-// under its own savepoint, so a refusal (NOT_FOUND, FAILED_PRECONDITION, ...) rolls back that call
-// alone. An error that ends the whole transaction (a lost conflict after retries, a broken
-// connection, a commit whose outcome is unknown) is every call's answer, with the codes above.
-// Campaign counters and coverage rows are written once per transaction with the summed changes.
+// returns only after the transaction holding it committed, with its own answer. The leases of a
+// group are written together (one claim per kind of worker) and so are its completions (one read,
+// one update), each batch under one savepoint; the other calls run under a savepoint each. A
+// refusal (NOT_FOUND, FAILED_PRECONDITION, ...) changes nothing of its call; a batch that fails
+// otherwise is rolled back and written again a call at a time. An error that ends the whole
+// transaction (a lost conflict after retries, a broken connection, a commit whose outcome is
+// unknown) is every call's answer, with the codes above. Campaign counters, coverage rows and the
+// campaign's best are written once per transaction with the summed changes, in one round trip.
+// The statements of lease transitions are prepared on every pooled connection.
 // Lock order, in every transaction: campaign rows (a group locks all it needs first, by id), then
 // candidate rows, then work-queue rows; the claim skips queue rows another transaction holds.
 #ifndef QUARTET_COORDINATOR_STORAGE_PG_STORE_H_
@@ -191,7 +195,7 @@ class PgStore : public Store {
   // The campaign's config parsed from its stored JSON `json`, parsed once per campaign and text.
   struct ParsedConfig;
   absl::StatusOr<std::shared_ptr<const ParsedConfig>> ConfigOf(int64_t campaign_id,
-                                                              const std::string& json);
+                                                               const std::string& json);
 
   const Options options_;
   int schema_version_ = 0;
