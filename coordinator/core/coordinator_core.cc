@@ -521,8 +521,10 @@ absl::Status CoordinatorCore::Refill(int64_t campaign_id, bool may_skip) {
   rt->pending_floor = rec.counts.pending;
   const int64_t step = std::max<int64_t>(1, options_.issue_ahead / 4);
   std::vector<NewCandidate> batch;
+  // Multi-fidelity: the epoch budget the draws were sized to stays fixed until they are stored
+  // (completions decide promotions under mu). Otherwise results are observed while they are.
+  absl::ReleasableMutexLock lock(&rt->mu);
   {
-    absl::MutexLock lock(&rt->mu);
     int64_t remaining = rec.budget - rec.issued;
     if (rt->asha != nullptr) {
       rt->asha->set_issued(rec.issued);
@@ -535,7 +537,9 @@ absl::Status CoordinatorCore::Refill(int64_t campaign_id, bool may_skip) {
     QUARTET_ASSIGN_OR_RETURN(batch, Draw(*rt, need, remaining));
   }
   if (batch.empty()) return absl::OkStatus();
+  if (!rt->fidelity) lock.Release();
   absl::Status inserted = store_->InsertCandidates(campaign_id, batch, clock_->Now());
+  if (rt->fidelity) lock.Release();
   if (!inserted.ok()) {
     // The sampler advanced past what was stored: rebuild it from the store.
     spdlog::warn("campaign {}: storing {} new candidates failed ({}); rebuilding its sampler",
@@ -545,7 +549,7 @@ absl::Status CoordinatorCore::Refill(int64_t campaign_id, bool may_skip) {
     if (!again.ok()) return inserted;
     auto rebuilt = Rebuild(*again);
     if (!rebuilt.ok()) return inserted;
-    absl::MutexLock lock(&rt->mu);
+    absl::MutexLock relock(&rt->mu);
     absl::MutexLock inner(&(*rebuilt)->mu);
     rt->sampler = std::move((*rebuilt)->sampler);
     rt->exhausted = false;
