@@ -334,6 +334,7 @@ absl::StatusOr<std::shared_ptr<CoordinatorCore::Runtime>> CoordinatorCore::Rebui
   for (const CandidateRecord& c : candidates) {
     if (drawn.insert(c.rank).second) QUARTET_RETURN_IF_ERROR(sampler->MarkDrawn(c.rank));
   }
+  runtime->fidelity = record.config.has_fidelity();
   absl::MutexLock lock(&runtime->mu);
   if (record.config.has_fidelity()) {
     runtime->asha = std::make_unique<Asha>(SettingsOf(record.config.fidelity()));
@@ -375,6 +376,11 @@ void CoordinatorCore::Start() {
   if (sweeper_.joinable()) return;
   stopping_ = false;
   sweeper_ = std::thread([this] { SweepLoop(); });
+  if (options_.issue_in_background) {
+    absl::MutexLock issue(&issuer_mu_);
+    issuing_ = true;
+    issuer_ = std::thread([this] { IssueLoop(); });
+  }
 }
 
 void CoordinatorCore::Stop() {
@@ -383,6 +389,11 @@ void CoordinatorCore::Stop() {
     stopping_ = true;
   }
   if (sweeper_.joinable()) sweeper_.join();
+  {
+    absl::MutexLock lock(&issuer_mu_);
+    issuing_ = false;
+  }
+  if (issuer_.joinable()) issuer_.join();
 }
 
 void CoordinatorCore::SweepLoop() {
@@ -455,6 +466,10 @@ absl::StatusOr<int> CoordinatorCore::Tick() {
 absl::StatusOr<int> CoordinatorCore::SweepExpiredLeases() {
   QUARTET_ASSIGN_OR_RETURN(auto expired, store_->ExpireLeases(clock_->Now()));
   if (!expired.empty()) Changed();
+  {
+    absl::MutexLock lock(&leased_mu_);
+    for (const ExpiredLease& e : expired) leased_.erase(e.candidate_id);
+  }
   for (const ExpiredLease& e : expired) {
     if (options_.events != nullptr) options_.events->LeaseExpired(e.campaign_id);
     spdlog::warn("candidate {} of campaign {}: lease of worker {} expired (attempt {}) -> {}",
@@ -466,61 +481,118 @@ absl::StatusOr<int> CoordinatorCore::SweepExpiredLeases() {
 
 // ---- Issuing ---------------------------------------------------------------------------------
 
-absl::Status CoordinatorCore::Refill(int64_t campaign_id) {
+bool CoordinatorCore::FullEnough(const Runtime& rt) const {
+  // In batches of a quarter of issue_ahead: an insert is a commit that holds the campaign row.
+  const int64_t step = std::max<int64_t>(1, options_.issue_ahead / 4);
+  const int64_t floor = rt.pending_floor.load();
+  return !rt.fidelity && floor > 0 && options_.issue_ahead - floor < step;
+}
+
+absl::StatusOr<std::vector<NewCandidate>> CoordinatorCore::Draw(Runtime& rt, int64_t need,
+                                                                int64_t remaining) {
+  const int repeats = rt.campaign.config.repeats();
+  std::vector<NewCandidate> batch;
+  while (static_cast<int64_t>(batch.size()) < need) {
+    auto rank = rt.sampler->Next();
+    if (!rank.ok()) {
+      if (rank.status().code() != absl::StatusCode::kOutOfRange) return rank.status();
+      rt.exhausted = true;
+      break;
+    }
+    for (int r = 0; r < repeats && static_cast<int64_t>(batch.size()) < remaining; ++r) {
+      batch.push_back(NewCandidateAt(rt.campaign.config, *rt.space, *rank, r));
+    }
+  }
+  return batch;
+}
+
+absl::Status CoordinatorCore::Refill(int64_t campaign_id, bool may_skip) {
   std::shared_ptr<Runtime> rt = RuntimeOf(campaign_id);
   if (rt == nullptr) return absl::OkStatus();
-  absl::MutexLock lock(&rt->mu);
+  if (may_skip && FullEnough(*rt)) return absl::OkStatus();  // a read would find nothing to do
+  absl::MutexLock issuing(&rt->issue_mu);
+  if (may_skip && FullEnough(*rt)) return absl::OkStatus();  // topped up meanwhile
+  rt->pending_floor = -1;
   QUARTET_ASSIGN_OR_RETURN(CampaignRecord rec, store_->GetCampaign(campaign_id));
   if (rec.state != CampaignState::kRunning) {
     if (IsFinal(rec.state)) DropRuntime(campaign_id);
     return absl::OkStatus();
   }
-  int64_t remaining = rec.budget - rec.issued;
-  if (rt->asha != nullptr) {
-    rt->asha->set_issued(rec.issued);
-    remaining = std::min(remaining, rt->asha->NewCandidatesAffordable());
-    if (remaining == 0 && rec.issued < rec.budget) return CloseIssuing(rec, *rt->asha);
-  }
-  const int64_t need = std::min<int64_t>(remaining, options_.issue_ahead - rec.counts.pending);
-  if (need <= 0 || rt->exhausted) return absl::OkStatus();
-  // In batches of a quarter of issue_ahead: an insert is a commit that holds the campaign row.
+  rt->pending_floor = rec.counts.pending;
   const int64_t step = std::max<int64_t>(1, options_.issue_ahead / 4);
-  if (need < step && need < remaining && rec.counts.pending > 0) return absl::OkStatus();
-  const int repeats = rt->campaign.config.repeats();
   std::vector<NewCandidate> batch;
-  while (static_cast<int64_t>(batch.size()) < need) {
-    auto rank = rt->sampler->Next();
-    if (!rank.ok()) {
-      if (rank.status().code() == absl::StatusCode::kOutOfRange) {
-        rt->exhausted = true;
-        break;
-      }
-      return rank.status();
+  // Multi-fidelity: the epoch budget the draws were sized to stays fixed until they are stored
+  // (completions decide promotions under mu). Otherwise results are observed while they are.
+  absl::ReleasableMutexLock lock(&rt->mu);
+  {
+    int64_t remaining = rec.budget - rec.issued;
+    if (rt->asha != nullptr) {
+      rt->asha->set_issued(rec.issued);
+      remaining = std::min(remaining, rt->asha->NewCandidatesAffordable());
+      if (remaining == 0 && rec.issued < rec.budget) return CloseIssuing(rec, *rt->asha);
     }
-    for (int r = 0; r < repeats && static_cast<int64_t>(batch.size()) < remaining; ++r) {
-      batch.push_back(NewCandidateAt(rt->campaign.config, *rt->space, *rank, r));
-    }
+    const int64_t need = std::min<int64_t>(remaining, options_.issue_ahead - rec.counts.pending);
+    if (need <= 0 || rt->exhausted) return absl::OkStatus();
+    if (need < step && need < remaining && rec.counts.pending > 0) return absl::OkStatus();
+    QUARTET_ASSIGN_OR_RETURN(batch, Draw(*rt, need, remaining));
   }
   if (batch.empty()) return absl::OkStatus();
+  if (!rt->fidelity) lock.Release();
   absl::Status inserted = store_->InsertCandidates(campaign_id, batch, clock_->Now());
+  if (rt->fidelity) lock.Release();
   if (!inserted.ok()) {
     // The sampler advanced past what was stored: rebuild it from the store.
     spdlog::warn("campaign {}: storing {} new candidates failed ({}); rebuilding its sampler",
                  campaign_id, batch.size(), inserted.ToString());
+    rt->pending_floor = -1;
     auto again = store_->GetCampaign(campaign_id);
-    if (again.ok()) {
-      auto rebuilt = Rebuild(*again);
-      if (rebuilt.ok()) {
-        absl::MutexLock inner(&(*rebuilt)->mu);
-        rt->sampler = std::move((*rebuilt)->sampler);
-        rt->exhausted = false;
-      }
-    }
+    if (!again.ok()) return inserted;
+    auto rebuilt = Rebuild(*again);
+    if (!rebuilt.ok()) return inserted;
+    absl::MutexLock relock(&rt->mu);
+    absl::MutexLock inner(&(*rebuilt)->mu);
+    rt->sampler = std::move((*rebuilt)->sampler);
+    rt->exhausted = false;
     return inserted;
   }
+  rt->pending_floor += static_cast<int64_t>(batch.size());
   spdlog::debug("campaign {}: issued {} candidates ({} of {})", campaign_id, batch.size(),
                 rec.issued + static_cast<int64_t>(batch.size()), rec.budget);
   return absl::OkStatus();
+}
+
+void CoordinatorCore::RefillSoon(int64_t campaign_id) {
+  if (std::shared_ptr<Runtime> rt = RuntimeOf(campaign_id); rt == nullptr || FullEnough(*rt)) {
+    return;
+  }
+  {
+    absl::MutexLock lock(&issuer_mu_);
+    if (issuing_) {
+      to_issue_.insert(campaign_id);
+      return;
+    }
+  }
+  absl::Status refill = Refill(campaign_id, /*may_skip=*/true);
+  if (!refill.ok()) spdlog::warn("campaign {}: issuing failed: {}", campaign_id, refill.ToString());
+}
+
+void CoordinatorCore::IssueLoop() {
+  for (;;) {
+    std::set<int64_t> ids;
+    {
+      absl::MutexLock lock(&issuer_mu_);
+      auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(issuer_mu_) {
+        return !to_issue_.empty() || !issuing_;
+      };
+      issuer_mu_.Await(absl::Condition(&ready));
+      if (!issuing_) return;
+      ids.swap(to_issue_);
+    }
+    for (int64_t id : ids) {
+      absl::Status refill = Refill(id, /*may_skip=*/true);
+      if (!refill.ok()) spdlog::warn("campaign {}: issuing failed: {}", id, refill.ToString());
+    }
+  }
 }
 
 absl::Status CoordinatorCore::CloseIssuing(const CampaignRecord& rec, const Asha& asha) {
@@ -605,6 +677,7 @@ absl::StatusOr<quartet::v1::Campaign> CoordinatorCore::SubmitCampaign(
   auto runtime = std::make_shared<Runtime>();
   runtime->campaign = std::move(resolved);
   runtime->space = std::make_unique<space::ProductSpace>(std::move(space));
+  runtime->fidelity = stored.config.has_fidelity();
   {
     absl::MutexLock lock(&runtime->mu);
     runtime->sampler = std::move(sampler);
@@ -1219,8 +1292,17 @@ absl::StatusOr<quartet::v1::LeaseCandidateResponse> CoordinatorCore::LeaseCandid
   if (options_.events != nullptr) options_.events->LeaseGranted(grant->candidate.campaign_id);
   const CandidateRecord& c = grant->candidate;
   if (std::shared_ptr<Runtime> rt = RuntimeOf(c.campaign_id)) {
-    absl::MutexLock lock(&rt->mu);
-    if (rt->asha != nullptr) rt->asha->Track(c);
+    if (rt->fidelity) {
+      absl::MutexLock lock(&rt->mu);
+      rt->asha->Track(c);
+    }
+    int64_t floor = rt->pending_floor.load();
+    while (floor > 0 && !rt->pending_floor.compare_exchange_weak(floor, floor - 1)) {
+    }
+  }
+  {
+    absl::MutexLock lock(&leased_mu_);
+    leased_[c.id] = LeasedCandidate{c.campaign_id, c.lease_token, c.rank, c.families};
   }
   *out.mutable_spec() = SpecOf(*grant);
   out.mutable_lease()->set_candidate_id(c.id);
@@ -1229,9 +1311,7 @@ absl::StatusOr<quartet::v1::LeaseCandidateResponse> CoordinatorCore::LeaseCandid
   spdlog::info("candidate {} of campaign {} ({}) leased to {} (attempt {}, token {})", c.id,
                c.campaign_id, absl::StrJoin(c.families, "+"), worker_id, c.attempt, c.lease_token);
   Changed();
-  absl::Status refill = Refill(c.campaign_id);
-  if (!refill.ok())
-    spdlog::warn("campaign {}: issuing failed: {}", c.campaign_id, refill.ToString());
+  RefillSoon(c.campaign_id);
   return out;
 }
 
@@ -1287,35 +1367,34 @@ absl::Status CoordinatorCore::CompleteCandidate(
   }
   QUARTET_ASSIGN_OR_RETURN(auto final_metrics,
                            ToMetricRecords(request.final_metrics(), "final_metrics"));
-  QUARTET_ASSIGN_OR_RETURN(CandidateRecord before, store_->GetCandidate(request.candidate_id()));
-  if (std::shared_ptr<Runtime> rt = RuntimeOf(before.campaign_id)) {
-    bool fidelity = false;
-    {
-      absl::MutexLock lock(&rt->mu);
-      fidelity = rt->asha != nullptr;
-    }
-    if (fidelity) return CompleteAtRung(request, final_metrics, rt);
+  // The lease this core handed out names the candidate's campaign, rank and families (they never
+  // change); without it (a repeat, a lease from before a restart) the candidate is read.
+  std::optional<LeasedCandidate> c = TakeLeased(request.candidate_id(), request.lease_token());
+  bool repeat = false;
+  if (!c.has_value()) {
+    QUARTET_ASSIGN_OR_RETURN(CandidateRecord before, store_->GetCandidate(request.candidate_id()));
+    repeat =
+        before.state == CandidateState::kSucceeded && before.lease_token == request.lease_token();
+    c = LeasedCandidate{before.campaign_id, before.lease_token, before.rank, before.families};
+  }
+  if (std::shared_ptr<Runtime> rt = RuntimeOf(c->campaign_id); rt != nullptr && rt->fidelity) {
+    return CompleteAtRung(request, final_metrics, rt);
   }
   QUARTET_RETURN_IF_ERROR(store_->CompleteCandidate(request.candidate_id(), request.lease_token(),
                                                     request.worker_id(), result, final_metrics,
                                                     clock_->Now()));
-  if (before.state == CandidateState::kSucceeded && before.lease_token == request.lease_token()) {
-    return absl::OkStatus();  // a repeat of a completion already stored
-  }
-  const CandidateRecord& c = before;  // id, campaign, rank and families never change
+  if (repeat) return absl::OkStatus();  // a repeat of a completion already stored
   spdlog::info("candidate {} of campaign {} ({}) SUCCEEDED: test accuracy {:.4f} in {:.1f} s on {}",
-               c.id, c.campaign_id, absl::StrJoin(c.families, "+"), result.test_accuracy(),
-               result.wall_seconds(), request.worker_id());
-  if (std::shared_ptr<Runtime> rt = RuntimeOf(c.campaign_id)) {
+               request.candidate_id(), c->campaign_id, absl::StrJoin(c->families, "+"),
+               result.test_accuracy(), result.wall_seconds(), request.worker_id());
+  if (std::shared_ptr<Runtime> rt = RuntimeOf(c->campaign_id)) {
     {
       absl::MutexLock lock(&rt->mu);
-      rt->sampler->Observe(c.rank, result.test_accuracy());
+      rt->sampler->Observe(c->rank, result.test_accuracy());
     }
-    absl::Status refill = Refill(c.campaign_id);
-    if (!refill.ok())
-      spdlog::warn("campaign {}: issuing failed: {}", c.campaign_id, refill.ToString());
+    RefillSoon(c->campaign_id);
   }
-  if (result.has_checkpoint() || result.has_exported_model()) PruneArtifacts(c.campaign_id);
+  if (result.has_checkpoint() || result.has_exported_model()) PruneArtifacts(c->campaign_id);
   Changed();
   return absl::OkStatus();
 }
@@ -1443,6 +1522,16 @@ void CoordinatorCore::PruneArtifacts(int64_t campaign_id) {
   }
 }
 
+std::optional<CoordinatorCore::LeasedCandidate> CoordinatorCore::TakeLeased(int64_t candidate_id,
+                                                                            int64_t token) {
+  absl::MutexLock lock(&leased_mu_);
+  auto it = leased_.find(candidate_id);
+  if (it == leased_.end() || it->second.token != token) return std::nullopt;
+  LeasedCandidate out = std::move(it->second);
+  leased_.erase(it);
+  return out;
+}
+
 absl::StatusOr<quartet::v1::FailCandidateResponse> CoordinatorCore::FailCandidate(
     const quartet::v1::FailCandidateRequest& request) {
   QUARTET_RETURN_IF_ERROR(CheckWorker(request.worker_id(), request.session_secret()));
@@ -1454,6 +1543,7 @@ absl::StatusOr<quartet::v1::FailCandidateResponse> CoordinatorCore::FailCandidat
                      "TIMEOUT, PREEMPTED, CANCELLED, INTERNAL), got ",
                      request.error_class()));
   }
+  TakeLeased(request.candidate_id(), request.lease_token());
   QUARTET_ASSIGN_OR_RETURN(
       CandidateState to,
       store_->FailCandidate(request.candidate_id(), request.lease_token(), request.worker_id(),

@@ -12,15 +12,20 @@
 // leased and when results arrive, so adaptive sampling sees results before it draws again. Above 4,
 // the top-up waits until a quarter of issue_ahead is used (or the queue is empty, or the rest of
 // the budget fits), so issuing costs one transaction per batch rather than one per completion.
+// The core counts the leases it grants against the last count it read, so a lease or a result
+// reads the store only when a batch may be due; with Options::issue_in_background the batch is
+// then written on a thread of its own.
 //
 // Thread safety: every public method is thread-safe. Each campaign's sampler has its own mutex,
 // held while drawing and inserting the draws (issuing is serialised per campaign).
 #ifndef QUARTET_COORDINATOR_CORE_COORDINATOR_CORE_H_
 #define QUARTET_COORDINATOR_CORE_COORDINATOR_CORE_H_
 
+#include <atomic>
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -54,6 +59,10 @@ class CoordinatorCore {
     absl::Duration grace = absl::ZeroDuration();
     // PENDING candidates each running campaign keeps ready.
     int issue_ahead = 4;
+    // Tops queues up after leases and results on a thread of its own (started by Start()), so
+    // those calls do not wait for the insert; a lease that finds no work still tops up at once.
+    // Off: they top up before they return.
+    bool issue_in_background = false;
     // What LeaseCandidate tells a worker when there is no work.
     absl::Duration retry_after = absl::Seconds(2);
     // Told of leases and worker calls as they happen (metrics). Not owned; must outlive the core.
@@ -157,6 +166,25 @@ class CoordinatorCore {
     bool exhausted ABSL_GUARDED_BY(mu) = false;
     // Multi-fidelity campaigns: the promotion state (null otherwise).
     std::unique_ptr<Asha> asha ABSL_GUARDED_BY(mu);
+    // A multi-fidelity campaign (asha is set). Written before the runtime is shared.
+    bool fidelity = false;
+    // Serialises issuing (the store read, the draws and their insert); taken before mu, which is
+    // held only while drawing, so results are observed while an insert runs.
+    absl::Mutex issue_mu ABSL_ACQUIRED_BEFORE(mu);
+    // A lower bound of the campaign's PENDING candidates: the count Refill last read plus what it
+    // issued, less the leases granted since (failures and expiries only add to the true count);
+    // -1 when unknown. Lets a top-up after a lease or a result skip the store while the queue is
+    // full enough.
+    std::atomic<int64_t> pending_floor{-1};
+  };
+
+  // What a lease handed out: the facts of its candidate that never change, so the completion of
+  // the lease need not read the candidate first.
+  struct LeasedCandidate {
+    int64_t campaign_id = 0;
+    int64_t token = 0;
+    uint64_t rank = 0;
+    std::vector<std::string> families;
   };
 
   CoordinatorCore(const Options& options, Store* store, common::Clock* clock);
@@ -165,8 +193,19 @@ class CoordinatorCore {
   absl::StatusOr<std::shared_ptr<Runtime>> Rebuild(const CampaignRecord& record);
   std::shared_ptr<Runtime> RuntimeOf(int64_t campaign_id);
   void DropRuntime(int64_t campaign_id);
-  // Tops the campaign's PENDING candidates up to issue_ahead (bounded by the budget).
-  absl::Status Refill(int64_t campaign_id);
+  // Tops the campaign's PENDING candidates up to issue_ahead (bounded by the budget). With
+  // `may_skip`, returns without reading the store while Runtime::pending_floor shows the queue
+  // full enough (after a lease or a result; the operator's changes pass false).
+  absl::Status Refill(int64_t campaign_id, bool may_skip = false);
+  // Whether Runtime::pending_floor shows the queue full enough that a top-up would issue nothing.
+  bool FullEnough(const Runtime& rt) const;
+  // Draws the next `need` candidates (at most `remaining`) from the campaign's sampler.
+  absl::StatusOr<std::vector<NewCandidate>> Draw(Runtime& rt, int64_t need, int64_t remaining)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(rt.mu);
+  // Refill(campaign_id, may_skip = true) after a lease or a result: on the issuing thread when
+  // Options::issue_in_background (and Start() ran), else at once. Failures are logged.
+  void RefillSoon(int64_t campaign_id);
+  void IssueLoop();
   absl::Status RefillAll();
   // Multi-fidelity: the epoch budget cannot pay another new candidate; the candidate budget
   // becomes what was issued, so the campaign is DONE once nothing is open.
@@ -230,6 +269,12 @@ class CoordinatorCore {
   absl::Mutex workers_mu_;
   std::map<std::string, WorkerAuth> workers_ ABSL_GUARDED_BY(workers_mu_);
 
+  // Leases this core handed out and not yet saw end, by candidate id.
+  absl::Mutex leased_mu_;
+  std::map<int64_t, LeasedCandidate> leased_ ABSL_GUARDED_BY(leased_mu_);
+  // The lease's entry of leased_, removed; nullopt when there is none for this token.
+  std::optional<LeasedCandidate> TakeLeased(int64_t candidate_id, int64_t token);
+
   absl::Mutex change_mu_;
   uint64_t change_version_ ABSL_GUARDED_BY(change_mu_) = 0;
   bool woken_ ABSL_GUARDED_BY(change_mu_) = false;
@@ -242,6 +287,12 @@ class CoordinatorCore {
   absl::Mutex sweep_mu_;
   bool stopping_ ABSL_GUARDED_BY(sweep_mu_) = false;
   std::thread sweeper_;
+
+  // Background issuing (Options::issue_in_background): campaigns to top up.
+  absl::Mutex issuer_mu_;
+  std::set<int64_t> to_issue_ ABSL_GUARDED_BY(issuer_mu_);
+  bool issuing_ ABSL_GUARDED_BY(issuer_mu_) = false;  // the issuer runs
+  std::thread issuer_;
 };
 
 }  // namespace quartet::coordinator

@@ -52,21 +52,22 @@ std::string TextArray(const std::vector<std::string>& values) {
   return out;
 }
 
+// A float8 as PostgreSQL reads it back exactly (NaN and the infinities by name).
+std::string FloatText(double v) {
+  if (std::isnan(v)) return "NaN";
+  if (std::isinf(v)) return v > 0 ? "Infinity" : "-Infinity";
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%.17g", v);
+  return buf;
+}
+
 template <typename T>
 std::string NumberArray(const std::vector<T>& values) {
   std::string out = "{";
   for (size_t i = 0; i < values.size(); ++i) {
     if (i) out += ',';
     if constexpr (std::is_floating_point_v<T>) {
-      if (std::isnan(values[i])) {
-        out += "NaN";
-      } else if (std::isinf(values[i])) {
-        out += values[i] > 0 ? "Infinity" : "-Infinity";
-      } else {
-        char buf[32];
-        std::snprintf(buf, sizeof(buf), "%.17g", static_cast<double>(values[i]));
-        out += buf;
-      }
+      out += FloatText(static_cast<double>(values[i]));
     } else {
       out += std::to_string(values[i]);
     }
@@ -334,18 +335,26 @@ Matched MoveCoverage(dbtransaction& tx, int64_t campaign_id, const FamilyTally& 
   return matched;
 }
 
-// Sets a campaign DONE when its whole budget is issued and final.
-void MaybeFinish(dbtransaction& tx, int64_t campaign_id, absl::Time now) {
-  tx.exec_params(
-      absl::StrCat("UPDATE campaigns SET state = ", kDone,
-                   ", finished_at = to_timestamp($2), updated_at = to_timestamp($2) WHERE id = $1 "
-                   "AND state IN (",
-                   kRunning, ", ", kPaused, ") AND issued = budget AND pending = 0 AND leased = 0"),
-      campaign_id, Epoch(now));
+// A float8 as an SQL literal.
+std::string Literal(double v) { return absl::StrCat("'", FloatText(v), "'::float8"); }
+
+// The statement that sets a campaign DONE when its whole budget is issued and final.
+std::string MaybeFinishSql(int64_t campaign_id, absl::Time now) {
+  const std::string at = absl::StrCat("to_timestamp(", Literal(Epoch(now)), ")");
+  return absl::StrCat("UPDATE campaigns SET state = ", kDone, ", finished_at = ", at,
+                      ", updated_at = ", at, " WHERE id = ", campaign_id, " AND state IN (",
+                      kRunning, ", ", kPaused,
+                      ") AND issued = budget AND pending = 0 AND leased = 0");
 }
 
-// A campaign row, locked FOR UPDATE: the first lock of every transaction that changes a campaign
-// or its candidates.
+// Sets a campaign DONE when its whole budget is issued and final.
+void MaybeFinish(dbtransaction& tx, int64_t campaign_id, absl::Time now) {
+  tx.exec(MaybeFinishSql(campaign_id, now));
+}
+
+// A campaign row, locked FOR NO KEY UPDATE: the first lock of every transaction that changes a
+// campaign or its candidates (the weaker lock lets inserts of new candidates check their foreign
+// key while it is held).
 struct CampaignLock {
   CampaignState state;
   int max_attempts;
@@ -363,11 +372,87 @@ CampaignLock ParseCampaignLock(const pqxx::row& r) {
 }
 
 absl::StatusOr<CampaignLock> LockCampaign(dbtransaction& tx, int64_t campaign_id) {
-  pqxx::result c = tx.exec_params(
-      absl::StrCat("SELECT ", kCampaignLockColumns, " FROM campaigns WHERE id = $1 FOR UPDATE"),
-      campaign_id);
+  pqxx::result c = tx.exec_params(absl::StrCat("SELECT ", kCampaignLockColumns,
+                                               " FROM campaigns WHERE id = $1 FOR NO KEY UPDATE"),
+                                  campaign_id);
   if (c.empty()) return absl::NotFoundError(absl::StrCat("campaign ", campaign_id, " not found"));
   return ParseCampaignLock(c[0]);
+}
+
+// ---- Prepared statements (every pooled connection; see PreparedStatements) -------------------
+
+// The campaigns of the candidates $1 and, when $2, every RUNNING campaign with queued work, locked
+// in id order (CampaignLocks::LockAll).
+constexpr char kLockAll[] = "lock_all";
+// Leasing workers' kinds (ReadWorkerKinds).
+constexpr char kWorkerKinds[] = "worker_kinds";
+// The claim of a lease batch (ClaimAndLease).
+constexpr char kClaimAndLease[] = "claim_and_lease";
+// The candidates $1 of a completion batch, locked in id order, with kLeaseRowColumns.
+constexpr char kLockLeaseRows[] = "lock_lease_rows";
+// The results of a completion batch (UpdateCompleted).
+constexpr char kUpdateCompleted[] = "update_completed";
+
+// The candidate columns the fencing check reads (JudgeRow).
+constexpr char kLeaseRowColumns[] =
+    "id, campaign_id, state, lease_token, worker_id, error_class, attempt, preemptions, "
+    "array_to_json(families)::text, cancel_requested, array_to_json(levels)::text, "
+    "completed_token";
+
+// The statements of the lease transitions, by name: prepared once per connection (on first use)
+// instead of parsed and planned at every call.
+const std::vector<std::pair<std::string, std::string>>& PreparedStatements() {
+  static const auto* statements = new std::vector<std::pair<std::string, std::string>>{
+      {kLockAll,
+       absl::StrCat("SELECT ", kCampaignLockColumns,
+                    " FROM campaigns c WHERE c.id IN (SELECT campaign_id FROM candidates WHERE "
+                    "id = ANY($1::bigint[])) OR ($2 AND c.state = ",
+                    kRunning,
+                    " AND EXISTS (SELECT 1 FROM work_queue q WHERE q.campaign_id = c.id)) "
+                    "ORDER BY c.id FOR NO KEY UPDATE")},
+      {kWorkerKinds,
+       "SELECT id, array_to_json(families)::text, gpu_memory_bytes FROM workers WHERE id = "
+       "ANY($1::text[])"},
+      // The claim locks the candidate and its queue row together; a token equal to the
+      // candidate's previous one is replaced by the spare (never equal to the token), so every
+      // lease gets a new token.
+      {kClaimAndLease,
+       absl::StrCat(
+           "WITH claimed AS (SELECT q.candidate_id, q.priority, q.rung, k.lease_token FROM "
+           "work_queue q JOIN candidates k ON k.id = q.candidate_id WHERE q.campaign_id = "
+           "ANY($3::bigint[]) AND k.state = ",
+           kPending,
+           " AND (cardinality($1::text[]) = 0 OR k.families <@ $1::text[]) AND ($2 = 0 OR "
+           "k.est_memory_bytes <= $2) ORDER BY q.priority DESC, q.rung DESC, q.candidate_id "
+           "LIMIT $4 FOR UPDATE OF q, k SKIP LOCKED), "
+           "gone AS (DELETE FROM work_queue w USING claimed WHERE w.candidate_id = "
+           "claimed.candidate_id), "
+           "numbered AS (SELECT candidate_id AS claim_id, lease_token AS claim_previous, "
+           "row_number() OVER (ORDER BY priority DESC, rung DESC, candidate_id) AS claim_ord "
+           "FROM claimed) "
+           "UPDATE candidates SET state = ",
+           kLeased,
+           ", attempt = attempt + 1, lease_token = CASE WHEN h.h_token = n.claim_previous THEN "
+           "h.h_spare ELSE h.h_token END, worker_id = h.h_worker, lease_deadline = "
+           "to_timestamp(h.h_deadline), cancel_requested = FALSE, started_at = "
+           "COALESCE(started_at, to_timestamp(h.h_start)) "
+           "FROM numbered n JOIN unnest($5::text[], $6::bigint[], $7::bigint[], $8::float8[], "
+           "$9::float8[]) WITH ORDINALITY AS h(h_worker, h_token, h_spare, h_deadline, h_start, "
+           "h_ord) ON h.h_ord = n.claim_ord WHERE candidates.id = n.claim_id RETURNING ",
+           kCandidateColumns, ", h.h_ord - 1")},
+      {kLockLeaseRows,
+       absl::StrCat("SELECT ", kLeaseRowColumns,
+                    " FROM candidates WHERE id = ANY($1::bigint[]) ORDER BY id FOR UPDATE")},
+      {kUpdateCompleted,
+       "UPDATE candidates k SET state = d.state, result = d.result::jsonb, test_accuracy = "
+       "d.acc, finished_at = to_timestamp(d.t), cancel_requested = FALSE, completed_token = "
+       "d.token, checkpoint = COALESCE(d.ckpt::jsonb, k.checkpoint), "
+       "exported_model = COALESCE(d.export::jsonb, k.exported_model) "
+       "FROM unnest($1::bigint[], $2::text[], $3::float8[], $4::float8[], $5::smallint[], "
+       "$6::bigint[], $7::text[], $8::text[]) AS d(id, result, acc, t, state, token, ckpt, "
+       "export) WHERE k.id = d.id"},
+  };
+  return *statements;
 }
 
 // The campaign rows a lease transaction holds, each locked once. A group locks every row it will
@@ -378,14 +463,7 @@ class CampaignLocks {
   // Locks, in id order, the campaigns of `candidate_ids` and, with `leasable`, every RUNNING
   // campaign with queued work (the only campaigns a claim of this transaction takes work from).
   void LockAll(dbtransaction& tx, const std::vector<int64_t>& candidate_ids, bool leasable) {
-    pqxx::result rows = tx.exec_params(
-        absl::StrCat("SELECT ", kCampaignLockColumns,
-                     " FROM campaigns c WHERE c.id IN (SELECT campaign_id FROM candidates WHERE "
-                     "id = ANY($1::bigint[])) OR ($2 AND c.state = ",
-                     kRunning,
-                     " AND EXISTS (SELECT 1 FROM work_queue q WHERE q.campaign_id = c.id)) "
-                     "ORDER BY c.id FOR UPDATE"),
-        NumberArray(candidate_ids), leasable);
+    pqxx::result rows = tx.exec_prepared(kLockAll, NumberArray(candidate_ids), leasable);
     for (const auto& r : rows) locked_[r[0].as<int64_t>()] = ParseCampaignLock(r);
     leasable_ = leasable_ || leasable;
   }
@@ -477,6 +555,13 @@ class CounterDeltas {
   }
   // Checks, after the counters are written, whether the campaign is DONE (MaybeFinish).
   void CheckDone(int64_t campaign_id, absl::Time now) { Touch(campaign_id, now).check_done = true; }
+  // A result stored: the campaign's best (the first of the highest accuracy wins, as if each
+  // result were compared in turn), its succeeded seconds and its checkpoint failures.
+  void Result(int64_t campaign_id, int64_t candidate_id, double accuracy, double seconds,
+              int64_t checkpoint_failures, absl::Time now) {
+    Campaign& c = Touch(campaign_id, now);
+    c.results.Add({candidate_id, accuracy, seconds, checkpoint_failures});
+  }
   void Seen(const std::string& worker_id, absl::Time now) {
     absl::Time& t = seen_[worker_id];
     t = std::max(t, now);
@@ -490,25 +575,39 @@ class CounterDeltas {
       for (const auto& [k, d] : oc.pairs) c.pairs[k].Add(d);
       for (const auto& [k, d] : oc.cells) c.cells[k].Add(d);
       c.check_done = c.check_done || oc.check_done;
+      c.results.Add(oc.results);
     }
     for (const auto& [w, t] : o.seen_) Seen(w, t);
   }
 
-  void Flush(dbtransaction& tx) const {
+  // Writes the changes in one round trip (statements with their values quoted, run in order),
+  // after `first` when that is not empty (e.g. the release of a savepoint).
+  void Flush(dbtransaction& tx, const std::string& first = "") const {
+    std::vector<std::string> sql;
+    if (!first.empty()) sql.push_back(first);
     for (const auto& [id, c] : campaigns_) {
-      if (!c.counts.zero()) {
-        tx.exec_params(
-            "UPDATE campaigns SET pending = pending + $2, leased = leased + $3, succeeded = "
-            "succeeded + $4, failed = failed + $5, cancelled = cancelled + $6, stopped_early = "
-            "stopped_early + $7, updated_at = to_timestamp($8) WHERE id = $1",
-            id, c.counts.n[0], c.counts.n[1], c.counts.n[2], c.counts.n[3], c.counts.n[4],
-            c.counts.n[5], Epoch(c.now));
+      if (!c.counts.zero() || c.results.best_candidate_id != 0) {
+        // The best: set when this transaction's best beats the stored one (or none is stored).
+        const std::string best_id = absl::StrCat(c.results.best_candidate_id);
+        const std::string beats =
+            absl::StrCat(best_id, " <> 0 AND (best_candidate_id = 0 OR ",
+                         Literal(c.results.best_accuracy), " > best_accuracy)");
+        sql.push_back(absl::StrCat(
+            "UPDATE campaigns SET pending = pending + ", c.counts.n[0], ", leased = leased + ",
+            c.counts.n[1], ", succeeded = succeeded + ", c.counts.n[2], ", failed = failed + ",
+            c.counts.n[3], ", cancelled = cancelled + ", c.counts.n[4],
+            ", stopped_early = stopped_early + ", c.counts.n[5], ", updated_at = to_timestamp(",
+            Literal(Epoch(c.now)), "), succeeded_seconds = succeeded_seconds + ",
+            Literal(c.results.seconds), ", checkpoint_failures = checkpoint_failures + ",
+            c.results.checkpoint_failures, ", best_candidate_id = CASE WHEN ", beats, " THEN ",
+            best_id, " ELSE best_candidate_id END, best_accuracy = CASE WHEN ", beats, " THEN ",
+            Literal(c.results.best_accuracy), " ELSE best_accuracy END WHERE id = ", id));
       }
-      FlushTable(tx, id, c.families, "family_coverage", {"family"}, {"text"});
-      FlushTable(tx, id, c.pairs, "pair_coverage", {"family_a", "family_b"}, {"text", "text"});
+      FlushTable(tx, id, c.families, "family_coverage", {"family"}, {"text"}, sql);
+      FlushTable(tx, id, c.pairs, "pair_coverage", {"family_a", "family_b"}, {"text", "text"}, sql);
       FlushTable(tx, id, c.cells, "axis_coverage", {"axis", "level", "family"},
-                 {"int", "int", "text"});
-      if (c.check_done) MaybeFinish(tx, id, c.now);
+                 {"int", "int", "text"}, sql);
+      if (c.check_done) sql.push_back(MaybeFinishSql(id, c.now));
     }
     if (!seen_.empty()) {
       std::vector<std::string> ids;
@@ -517,16 +616,34 @@ class CounterDeltas {
         ids.push_back(w);
         times.push_back(Epoch(t));
       }
-      tx.exec_params(
-          "UPDATE workers w SET last_seen_at = to_timestamp(d.t) FROM unnest($1::text[], "
-          "$2::float8[]) AS d(id, t) WHERE w.id = d.id",
-          TextArray(ids), NumberArray(times));
+      sql.push_back(
+          absl::StrCat("UPDATE workers w SET last_seen_at = to_timestamp(d.t) FROM unnest(",
+                       tx.quote(TextArray(ids)), "::text[], ", tx.quote(NumberArray(times)),
+                       "::float8[]) AS d(id, t) WHERE w.id = d.id"));
     }
+    if (!sql.empty()) tx.exec(absl::StrJoin(sql, ";\n"));
   }
 
  private:
+  // The results of a transaction for one campaign, summed.
+  struct Results {
+    int64_t best_candidate_id = 0;  // 0: no result
+    double best_accuracy = 0;
+    double seconds = 0;
+    int64_t checkpoint_failures = 0;
+
+    void Add(const Results& o) {
+      if (o.best_candidate_id != 0 && (best_candidate_id == 0 || o.best_accuracy > best_accuracy)) {
+        best_candidate_id = o.best_candidate_id;
+        best_accuracy = o.best_accuracy;
+      }
+      seconds += o.seconds;
+      checkpoint_failures += o.checkpoint_failures;
+    }
+  };
   struct Campaign {
     StateDelta counts;
+    Results results;
     std::map<std::string, StateDelta> families;
     std::map<std::pair<std::string, std::string>, StateDelta> pairs;
     std::map<std::tuple<int, int, std::string>, StateDelta> cells;
@@ -556,12 +673,12 @@ class CounterDeltas {
     cols[2].push_back(std::get<2>(k));
   }
 
-  // One UPDATE of a coverage table adding the non-zero deltas.
+  // One UPDATE of a coverage table adding the non-zero deltas, appended to `sql`.
   template <typename Key>
   static void FlushTable(dbtransaction& tx, int64_t campaign_id,
                          const std::map<Key, StateDelta>& deltas, const char* table,
                          const std::vector<std::string>& key_names,
-                         const std::vector<std::string>& key_types) {
+                         const std::vector<std::string>& key_types, std::vector<std::string>& sql) {
     std::vector<std::vector<std::string>> keys(key_names.size());
     std::vector<std::vector<int64_t>> n(6);
     for (const auto& [k, d] : deltas) {
@@ -570,29 +687,24 @@ class CounterDeltas {
       for (int i = 0; i < 6; ++i) n[i].push_back(d.n[i]);
     }
     if (n[0].empty()) return;
-    // unnest($2::text[], ..., $k::bigint[] x 6) AS d(k0, ..., n0..n5)
+    // unnest('{...}'::text[], ..., '{...}'::bigint[] x 6) AS d(k0, ..., n0..n5)
     std::vector<std::string> args, names, match;
-    int param = 2;
     for (size_t i = 0; i < key_names.size(); ++i) {
-      args.push_back(absl::StrCat("$", param++, "::text[]"));
+      args.push_back(absl::StrCat(tx.quote(TextArray(keys[i])), "::text[]"));
       names.push_back(absl::StrCat("k", i));
       match.push_back(absl::StrCat("x.", key_names[i], " = d.k", i, "::", key_types[i]));
     }
     std::string set;
     for (int i = 0; i < 6; ++i) {
-      args.push_back(absl::StrCat("$", param++, "::bigint[]"));
+      args.push_back(absl::StrCat(tx.quote(NumberArray(n[i])), "::bigint[]"));
       names.push_back(absl::StrCat("n", i));
       const char* col = Column(static_cast<CandidateState>(i + 1));
       absl::StrAppend(&set, i ? ", " : "", col, " = x.", col, " + d.n", i);
     }
-    const std::string sql =
-        absl::StrCat("UPDATE ", table, " x SET ", set, " FROM unnest(", absl::StrJoin(args, ", "),
-                     ") AS d(", absl::StrJoin(names, ", "), ") WHERE x.campaign_id = $1 AND ",
-                     absl::StrJoin(match, " AND "));
-    std::vector<std::string> arrays;
-    for (const auto& k : keys) arrays.push_back(TextArray(k));
-    for (const auto& v : n) arrays.push_back(NumberArray(v));
-    tx.exec_params(sql, campaign_id, pqxx::prepare::make_dynamic_params(arrays));
+    sql.push_back(absl::StrCat("UPDATE ", table, " x SET ", set, " FROM unnest(",
+                               absl::StrJoin(args, ", "), ") AS d(", absl::StrJoin(names, ", "),
+                               ") WHERE x.campaign_id = ", campaign_id, " AND ",
+                               absl::StrJoin(match, " AND ")));
   }
 
   std::map<int64_t, Campaign> campaigns_;
@@ -661,43 +773,49 @@ void Revive(dbtransaction& tx, LeaseTx& cx, int64_t candidate_id, LeaseRow& row,
   row.state = CandidateState::kLeased;
 }
 
-// The one fencing check of PgStore: locks the campaign (except for metrics, where `cx` is null)
-// then the candidate, judges the call with JudgeLease, and revives a lease the sweep ended.
+// The fencing check of a candidate row read with kLeaseRowColumns and locked: locks the campaign
+// (except for metrics, where `cx` is null), judges the call with JudgeLease, and revives a lease
+// the sweep ended.
+absl::StatusOr<LeaseRow> JudgeRow(dbtransaction& tx, LeaseTx* cx, const pqxx::row& r, int64_t token,
+                                  const std::string& worker_id, LeaseUse use, absl::Time now) {
+  const int64_t candidate_id = r[0].as<int64_t>();
+  LeaseRow row{};
+  row.campaign_id = r[1].as<int64_t>();
+  if (use != LeaseUse::kMetrics) {
+    QUARTET_ASSIGN_OR_RETURN(row.campaign, cx->locks->Lock(tx, row.campaign_id));
+  }
+  LeaseFacts facts;
+  facts.state = static_cast<CandidateState>(r[2].as<int>());
+  facts.token = r[3].as<int64_t>();
+  facts.holder = r[4].as<std::string>();
+  facts.error_class = static_cast<quartet::v1::ErrorClass>(r[5].as<int>());
+  facts.completed_token = r[11].as<int64_t>();
+  QUARTET_ASSIGN_OR_RETURN(row.verdict, JudgeLease(candidate_id, facts, token, worker_id, use));
+  row.state = facts.state;
+  row.attempt = r[6].as<int>();
+  row.preemptions = r[7].as<int>();
+  row.families = ParseTextArrayJson(r[8]);
+  row.cancel_requested = r[9].as<bool>();
+  row.levels = ParseIntArrayJson(r[10]);
+  if (row.verdict == LeaseVerdict::kRevive) Revive(tx, *cx, candidate_id, row, now);
+  return row;
+}
+
+// The one fencing check of PgStore for one candidate: reads and locks it (shared for metrics),
+// then JudgeRow.
 absl::StatusOr<LeaseRow> CheckLease(dbtransaction& tx, LeaseTx* cx, int64_t candidate_id,
                                     int64_t token, const std::string& worker_id, LeaseUse use,
                                     absl::Time now) {
   // A lease transition locked the candidate's campaign before (CampaignLocks::LockAll), so the
   // candidate is read and locked at once; metrics lock no campaign and share the candidate.
-  const bool metrics = use == LeaseUse::kMetrics;
-  pqxx::result r = tx.exec_params(
-      absl::StrCat("SELECT campaign_id, state, lease_token, worker_id, error_class, attempt, "
-                   "preemptions, array_to_json(families)::text, cancel_requested, "
-                   "array_to_json(levels)::text, completed_token FROM candidates WHERE id = $1 ",
-                   metrics ? "FOR SHARE" : "FOR UPDATE"),
-      candidate_id);
+  pqxx::result r =
+      tx.exec_params(absl::StrCat("SELECT ", kLeaseRowColumns, " FROM candidates WHERE id = $1 ",
+                                  use == LeaseUse::kMetrics ? "FOR SHARE" : "FOR UPDATE"),
+                     candidate_id);
   if (r.empty()) {
     return absl::NotFoundError(absl::StrCat("candidate ", candidate_id, " not found"));
   }
-  LeaseRow row{};
-  row.campaign_id = r[0][0].as<int64_t>();
-  if (!metrics) {
-    QUARTET_ASSIGN_OR_RETURN(row.campaign, cx->locks->Lock(tx, row.campaign_id));
-  }
-  LeaseFacts facts;
-  facts.state = static_cast<CandidateState>(r[0][1].as<int>());
-  facts.token = r[0][2].as<int64_t>();
-  facts.holder = r[0][3].as<std::string>();
-  facts.error_class = static_cast<quartet::v1::ErrorClass>(r[0][4].as<int>());
-  facts.completed_token = r[0][10].as<int64_t>();
-  QUARTET_ASSIGN_OR_RETURN(row.verdict, JudgeLease(candidate_id, facts, token, worker_id, use));
-  row.state = facts.state;
-  row.attempt = r[0][5].as<int>();
-  row.preemptions = r[0][6].as<int>();
-  row.families = ParseTextArrayJson(r[0][7]);
-  row.cancel_requested = r[0][8].as<bool>();
-  row.levels = ParseIntArrayJson(r[0][9]);
-  if (row.verdict == LeaseVerdict::kRevive) Revive(tx, *cx, candidate_id, row, now);
-  return row;
+  return JudgeRow(tx, cx, r[0], token, worker_id, use, now);
 }
 
 // Stores metric points under the candidate's attempt; returns how many were new.
@@ -750,47 +868,85 @@ void EndLease(dbtransaction& tx, LeaseTx& cx, int64_t candidate_id, int64_t camp
   cx.deltas->CheckDone(campaign_id, now);
 }
 
-// The completion steps CompleteCandidate and CompleteRung share: metrics, the candidate's result
-// and state `to`, counters and coverage, the campaign's best, artifacts and checkpoint failures.
-void StoreCompletion(dbtransaction& tx, LeaseTx& cx, int64_t candidate_id, const LeaseRow& row,
-                     const quartet::v1::Result& result,
-                     const std::vector<MetricRecord>& final_metrics, CandidateState to,
-                     int64_t token, absl::Time now) {
-  InsertMetrics(tx, candidate_id, row.attempt, final_metrics);
-  auto artifact_json = [](bool has, const quartet::v1::Artifact& a) -> std::optional<std::string> {
-    if (!has) return std::nullopt;
-    return common::MessageToJson(a);
-  };
-  tx.exec_params(
-      "UPDATE candidates SET state = $5::smallint, result = $2::jsonb, test_accuracy = $3, "
-      "finished_at = to_timestamp($4), cancel_requested = FALSE, completed_token = $6, "
-      "checkpoint = COALESCE($7::jsonb, checkpoint), "
-      "exported_model = COALESCE($8::jsonb, exported_model) WHERE id = $1",
-      candidate_id, common::MessageToJson(result), result.test_accuracy(), Epoch(now),
-      static_cast<int>(to), token, artifact_json(result.has_checkpoint(), result.checkpoint()),
-      artifact_json(result.has_exported_model(), result.exported_model()));
-  cx.deltas->Move(row.campaign_id, row.families, row.levels, CandidateState::kLeased, to, now);
-  tx.exec_params(
-      "UPDATE campaigns SET "
-      "best_candidate_id = CASE WHEN best_candidate_id = 0 OR $2 > best_accuracy THEN $3 "
-      "ELSE best_candidate_id END, "
-      "best_accuracy = CASE WHEN best_candidate_id = 0 OR $2 > best_accuracy THEN $2 "
-      "ELSE best_accuracy END, "
-      "succeeded_seconds = succeeded_seconds + $4, "
-      "checkpoint_failures = checkpoint_failures + $5 WHERE id = $1",
-      row.campaign_id, result.test_accuracy(), candidate_id, result.wall_seconds(),
-      CheckpointFailures(result));
-  const std::pair<ArtifactKind, const quartet::v1::Artifact*> reported[] = {
-      {ArtifactKind::kCheckpoint, result.has_checkpoint() ? &result.checkpoint() : nullptr},
-      {ArtifactKind::kExportedModel,
-       result.has_exported_model() ? &result.exported_model() : nullptr}};
-  for (const auto& [kind, a] : reported) {
-    if (a == nullptr) continue;
-    tx.exec_params(
-        "INSERT INTO artifacts (candidate_id, campaign_id, kind, uri, size_bytes, sha256, epoch, "
-        "attempt, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, to_timestamp($9))",
-        candidate_id, row.campaign_id, static_cast<int>(kind), a->uri(), a->size_bytes(),
-        a->sha256(), a->epoch(), a->attempt(), Epoch(now));
+// A result to store: the candidate (after the fencing check), its new state and the lease.
+struct Completion {
+  int64_t candidate_id;
+  const LeaseRow* row;
+  const quartet::v1::Result* result;
+  const std::vector<MetricRecord>* final_metrics;
+  CandidateState to;
+  int64_t token;
+  absl::Time now;
+};
+
+// A PostgreSQL array literal of text values where nullopt is NULL.
+std::string NullableTextArray(const std::vector<std::optional<std::string>>& values) {
+  std::string out = "{";
+  for (size_t i = 0; i < values.size(); ++i) {
+    if (i) out += ',';
+    if (!values[i].has_value()) {
+      out += "NULL";
+      continue;
+    }
+    const std::string quoted = TextArray({*values[i]});
+    out += quoted.substr(1, quoted.size() - 2);
+  }
+  out += '}';
+  return out;
+}
+
+// Sets the results, states and artifacts of the completed candidates (one statement).
+void UpdateCompleted(dbtransaction& tx, const std::vector<Completion>& done) {
+  std::vector<int64_t> ids, tokens;
+  std::vector<std::string> results;
+  std::vector<double> accuracies, times;
+  std::vector<int> states;
+  std::vector<std::optional<std::string>> checkpoints, exports;
+  for (const Completion& c : done) {
+    const quartet::v1::Result& r = *c.result;
+    ids.push_back(c.candidate_id);
+    tokens.push_back(c.token);
+    results.push_back(common::MessageToJson(r));
+    accuracies.push_back(r.test_accuracy());
+    times.push_back(Epoch(c.now));
+    states.push_back(static_cast<int>(c.to));
+    checkpoints.push_back(r.has_checkpoint() ? std::optional(common::MessageToJson(r.checkpoint()))
+                                             : std::nullopt);
+    exports.push_back(r.has_exported_model()
+                          ? std::optional(common::MessageToJson(r.exported_model()))
+                          : std::nullopt);
+  }
+  tx.exec_prepared(kUpdateCompleted, NumberArray(ids), TextArray(results), NumberArray(accuracies),
+                   NumberArray(times), NumberArray(states), NumberArray(tokens),
+                   NullableTextArray(checkpoints), NullableTextArray(exports));
+}
+
+// The completion steps CompleteCandidate and CompleteRung share: metrics, the candidates' results
+// and states, counters and coverage, the campaigns' best, artifacts and checkpoint failures.
+// Candidates appear once each.
+void StoreCompletions(dbtransaction& tx, LeaseTx& cx, const std::vector<Completion>& done) {
+  if (done.empty()) return;
+  UpdateCompleted(tx, done);
+  for (const Completion& c : done) {
+    const quartet::v1::Result& result = *c.result;
+    const int64_t campaign_id = c.row->campaign_id;
+    InsertMetrics(tx, c.candidate_id, c.row->attempt, *c.final_metrics);
+    cx.deltas->Move(campaign_id, c.row->families, c.row->levels, CandidateState::kLeased, c.to,
+                    c.now);
+    cx.deltas->Result(campaign_id, c.candidate_id, result.test_accuracy(), result.wall_seconds(),
+                      CheckpointFailures(result), c.now);
+    const std::pair<ArtifactKind, const quartet::v1::Artifact*> reported[] = {
+        {ArtifactKind::kCheckpoint, result.has_checkpoint() ? &result.checkpoint() : nullptr},
+        {ArtifactKind::kExportedModel,
+         result.has_exported_model() ? &result.exported_model() : nullptr}};
+    for (const auto& [kind, a] : reported) {
+      if (a == nullptr) continue;
+      tx.exec_params(
+          "INSERT INTO artifacts (candidate_id, campaign_id, kind, uri, size_bytes, sha256, "
+          "epoch, attempt, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, to_timestamp($9))",
+          c.candidate_id, campaign_id, static_cast<int>(kind), a->uri(), a->size_bytes(),
+          a->sha256(), a->epoch(), a->attempt(), Epoch(c.now));
+    }
   }
 }
 
@@ -820,6 +976,101 @@ absl::Status Promote(dbtransaction& tx, LeaseTx& cx, const LeaseRow& completing,
   cx.deltas->Move(completing.campaign_id, ParseTextArrayJson(r[0][1]), ParseIntArrayJson(r[0][2]),
                   CandidateState::kStoppedEarly, CandidateState::kPending, now);
   Enqueue(tx, p.candidate_id, completing.campaign_id, completing.campaign->priority);
+  return absl::OkStatus();
+}
+
+// What a worker can take (the WorkerCanTake rule, records.h): its families as a text array
+// literal (empty: any) and its memory (0: any). Leases of workers alike are claimed together.
+using WorkerKind = std::pair<std::string, int64_t>;
+
+// The kinds of the leasing workers, by worker id; NOT_FOUND answers for unregistered ones.
+std::map<std::string, WorkerKind> ReadWorkerKinds(dbtransaction& tx,
+                                                  const std::vector<std::string>& worker_ids) {
+  std::map<std::string, WorkerKind> out;
+  for (const auto& r : tx.exec_prepared(kWorkerKinds, TextArray(worker_ids))) {
+    out[r[0].as<std::string>()] = {TextArray(ParseTextArrayJson(r[1])), r[2].as<int64_t>()};
+  }
+  return out;
+}
+
+// Claims up to as many queued candidates as `holders` from the RUNNING campaigns `running` for
+// workers of `kind`, in queue order, skipping rows other transactions hold, and leases the i-th
+// to holders[i] (worker, token, spare token, deadline, start). Returns the leased candidates'
+// rows (kCandidateColumns, then the holder's index).
+pqxx::result ClaimAndLease(dbtransaction& tx, const WorkerKind& kind,
+                           const std::vector<int64_t>& running,
+                           const std::vector<std::string>& workers,
+                           const std::vector<int64_t>& tokens, const std::vector<int64_t>& spares,
+                           const std::vector<double>& deadlines,
+                           const std::vector<double>& starts) {
+  return tx.exec_prepared(kClaimAndLease, kind.first, kind.second, NumberArray(running),
+                          static_cast<int64_t>(workers.size()), TextArray(workers),
+                          NumberArray(tokens), NumberArray(spares), NumberArray(deadlines),
+                          NumberArray(starts));
+}
+
+// What InsertCandidates needs of the campaign: its priority and the level counts of its axes.
+struct IssueTarget {
+  int priority = 0;
+  std::vector<int> level_counts;
+};
+
+// Reads the campaign InsertCandidates issues to (with `lock`, locks its row) and checks that `n`
+// more candidates fit: NOT_FOUND, FAILED_PRECONDITION for a final campaign or a full budget.
+absl::StatusOr<IssueTarget> ReadIssueTarget(dbtransaction& tx, int64_t campaign_id, int64_t n,
+                                            bool lock) {
+  // The config only for a campaign with axes (its level counts check the candidates' levels).
+  pqxx::result c = tx.exec_params(
+      absl::StrCat("SELECT state, issued, budget, priority, CASE WHEN $2 AND config ? 'axes' THEN "
+                   "config::text END FROM campaigns WHERE id = $1",
+                   lock ? " FOR NO KEY UPDATE" : ""),
+      campaign_id, !lock);
+  if (c.empty()) return absl::NotFoundError(absl::StrCat("campaign ", campaign_id, " not found"));
+  const auto state = static_cast<CampaignState>(c[0][0].as<int>());
+  const int64_t issued = c[0][1].as<int64_t>(), budget = c[0][2].as<int64_t>();
+  if (IsFinal(state)) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("campaign ", campaign_id, " is ", CampaignStateName(state)));
+  }
+  if (issued + n > budget) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "campaign ", campaign_id, ": issuing ", n, " more candidates would exceed the budget of ",
+        budget, " (", issued, " issued)"));
+  }
+  IssueTarget out;
+  out.priority = c[0][3].as<int>();
+  if (!c[0][4].is_null()) {
+    quartet::v1::CampaignConfig config;
+    QUARTET_RETURN_IF_ERROR(common::ParseMessage(c[0][4].c_str(), common::TextFormat::kJson,
+                                                 "campaigns.config", &config));
+    out.level_counts = AxisLevelCounts(config);
+  }
+  return out;
+}
+
+// Adds newly issued candidates to the campaign's coverage counters (PENDING) and triples.
+// INVALID_ARGUMENT when a family or level is not the campaign's.
+absl::Status AddIssuedCoverage(dbtransaction& tx, int64_t campaign_id, const FamilyTally& tally) {
+  const TallyArrays d(tally);
+  const Matched matched =
+      MoveCoverage(tx, campaign_id, tally, "", Column(CandidateState::kPending));
+  if (static_cast<size_t>(matched.families) != d.families.size()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("families: a family is not in the pool of campaign ", campaign_id));
+  }
+  if (static_cast<size_t>(matched.cells) != d.cell_n.size()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("levels: a level is not in the axes of campaign ", campaign_id));
+  }
+  if (!d.triple_a.empty()) {
+    tx.exec_params(
+        "INSERT INTO triple_coverage (campaign_id, family_a, family_b, family_c, issued) "
+        "SELECT $1, a, b, c, n FROM unnest($2::text[], $3::text[], $4::text[], $5::bigint[]) "
+        "AS d(a, b, c, n) ON CONFLICT (campaign_id, family_a, family_b, family_c) "
+        "DO UPDATE SET issued = triple_coverage.issued + EXCLUDED.issued",
+        campaign_id, TextArray(d.triple_a), TextArray(d.triple_b), TextArray(d.triple_c),
+        NumberArray(d.triple_n));
+  }
   return absl::OkStatus();
 }
 
@@ -866,9 +1117,53 @@ std::string Redact(const std::string& url) {
 
 struct PgStore::TxContext : LeaseTx {};
 
+struct PgStore::ParsedConfig {
+  std::string json;
+  quartet::v1::CampaignConfig config;
+};
+
+absl::StatusOr<std::shared_ptr<const PgStore::ParsedConfig>> PgStore::ConfigOf(
+    int64_t campaign_id, const std::string& json) {
+  {
+    absl::MutexLock lock(&config_mu_);
+    auto it = configs_.find(campaign_id);
+    if (it != configs_.end() && it->second->json == json) return it->second;
+  }
+  auto parsed = std::make_shared<ParsedConfig>();
+  parsed->json = json;
+  QUARTET_RETURN_IF_ERROR(common::ParseMessage(json, common::TextFormat::kJson,
+                                               absl::StrCat("campaigns.config of ", campaign_id),
+                                               &parsed->config));
+  absl::MutexLock lock(&config_mu_);
+  configs_[campaign_id] = parsed;
+  return parsed;
+}
+
+struct PgStore::LeaseCall {
+  std::string worker_id;
+  absl::Time now;
+  absl::Duration lease;
+  // Set by LeaseBatch: NOT_FOUND for an unregistered worker, else OK with the grant or none.
+  absl::Status answer;
+  std::optional<LeaseGrant> grant;
+};
+
+struct PgStore::CompleteCall {
+  int64_t candidate_id;
+  int64_t token;
+  const std::string* worker_id;
+  const quartet::v1::Result* result;
+  const std::vector<MetricRecord>* final_metrics;
+  absl::Time now;
+  // Set by CompleteBatch: the fencing answer (OK for a repeat too).
+  absl::Status answer;
+};
+
 // A queued lease transition and, once its group committed or failed, its answer.
 struct PgStore::Transition {
   const TransitionBody* body = nullptr;
+  LeaseCall* lease = nullptr;        // set for a LeaseNext
+  CompleteCall* complete = nullptr;  // set for a CompleteCandidate
   const std::vector<int64_t>* candidate_ids = nullptr;
   bool leases = false;
   absl::Time queued;
@@ -931,6 +1226,7 @@ absl::StatusOr<std::unique_ptr<pqxx::connection_base>> PgStore::Connect() {
       n.exec(absl::StrCat("CREATE SCHEMA IF NOT EXISTS ", options_.schema));
       n.exec(absl::StrCat("SET search_path TO ", options_.schema));
     }
+    for (const auto& [name, sql] : PreparedStatements()) conn->prepare(name, sql);
     return conn;
   } catch (const pqxx::broken_connection& e) {
     return absl::UnavailableError(
@@ -1038,10 +1334,13 @@ absl::Status PgStore::RunOnce(const TxBody& body) {
 }
 
 absl::Status PgStore::RunTransition(std::vector<int64_t> candidate_ids, bool leases,
-                                    const TransitionBody& body) {
+                                    const TransitionBody& body, LeaseCall* lease,
+                                    CompleteCall* complete) {
   if (!writer_.joinable()) return RunAlone(candidate_ids, leases, body);
   Transition t;
   t.body = &body;
+  t.lease = lease;
+  t.complete = complete;
   t.candidate_ids = &candidate_ids;
   t.leases = leases;
   t.queued = absl::Now();
@@ -1056,7 +1355,12 @@ absl::Status PgStore::RunTransition(std::vector<int64_t> candidate_ids, bool lea
 
 absl::Status PgStore::RunAlone(const std::vector<int64_t>& candidate_ids, bool leases,
                                const TransitionBody& body) {
-  return Run([&](dbtransaction& tx) -> absl::Status {
+  return Run(AloneBody(candidate_ids, leases, body));
+}
+
+PgStore::TxBody PgStore::AloneBody(const std::vector<int64_t>& candidate_ids, bool leases,
+                                   const TransitionBody& body) {
+  return [&candidate_ids, leases, &body](dbtransaction& tx) -> absl::Status {
     CampaignLocks locks;
     CounterDeltas deltas;
     TxContext cx;
@@ -1066,7 +1370,7 @@ absl::Status PgStore::RunAlone(const std::vector<int64_t>& candidate_ids, bool l
     QUARTET_RETURN_IF_ERROR(body(tx, cx));
     deltas.Flush(tx);
     return absl::OkStatus();
-  });
+  };
 }
 
 void PgStore::WriteGroups() {
@@ -1105,64 +1409,102 @@ void PgStore::WriteGroups() {
 }
 
 void PgStore::WriteGroup(const std::vector<Transition*>& group) {
-  std::vector<int64_t> candidate_ids;
-  bool leases = false;
-  for (const Transition* t : group) {
-    candidate_ids.insert(candidate_ids.end(), t->candidate_ids->begin(), t->candidate_ids->end());
-    leases = leases || t->leases;
+  if (group.size() == 1) {  // its own transaction is its savepoint
+    Transition* t = group.front();
+    t->status = RunOnce(AloneBody(*t->candidate_ids, t->leases, *t->body));
+    return;
   }
-  std::vector<absl::Status> answers(group.size());
+  std::vector<int64_t> candidate_ids;
+  bool leasable = false;
+  std::vector<Transition*> leases, completions, alone;
+  std::set<int64_t> completing;  // a second completion of one candidate is written alone
+  for (Transition* t : group) {
+    candidate_ids.insert(candidate_ids.end(), t->candidate_ids->begin(), t->candidate_ids->end());
+    leasable = leasable || t->leases;
+    if (t->lease != nullptr) {
+      leases.push_back(t);
+    } else if (t->complete != nullptr && completing.insert(t->complete->candidate_id).second) {
+      completions.push_back(t);
+    } else {
+      alone.push_back(t);
+    }
+  }
   const absl::Status status = RunOnce([&](dbtransaction& tx) -> absl::Status {
     CampaignLocks locks;
     CounterDeltas all;
-    locks.LockAll(tx, candidate_ids, leases);
-    bool open = false;  // a savepoint of a call that succeeded is still open
-    for (size_t i = 0; i < group.size(); ++i) {
-      // Each call under its own savepoint: a refusal or a failed statement rolls back that call
-      // alone. Errors that end the transaction (conflicts, a lost connection) are rethrown to
-      // RunOnce, which retries or answers every call of the group.
-      CounterDeltas mine;
-      TxContext cx;
-      cx.locks = &locks;
-      cx.deltas = &mine;
-      const CampaignLocks::Snapshot saved = locks.Save();
-      // The last call's savepoint is released with this one's start (one round trip).
-      tx.exec(open ? "RELEASE SAVEPOINT call; SAVEPOINT call" : "SAVEPOINT call");
-      open = true;
-      absl::Status answer;
-      try {
-        answer = (*group[i]->body)(tx, cx);
-      } catch (const pqxx::broken_connection&) {
-        throw;
-      } catch (const pqxx::transaction_rollback&) {
-        throw;
-      } catch (const pqxx::unique_violation& e) {
-        answer = absl::AlreadyExistsError(e.what());
-      } catch (const pqxx::sql_error& e) {
-        if (IsConnectionState(e.sqlstate())) throw;
-        answer = InternalWithId(
-            absl::StrCat("SQL error ", e.sqlstate(), ": ", e.what(), " in: ", e.query()));
-      } catch (const pqxx::in_doubt_error&) {
-        throw;
-      } catch (const std::exception& e) {
-        answer = InternalWithId(absl::StrCat("database error: ", e.what()));
-      }
-      if (answer.ok()) {
-        all.Merge(mine);
-      } else {
-        tx.exec("ROLLBACK TO SAVEPOINT call; RELEASE SAVEPOINT call");
-        open = false;
-        locks.Restore(saved);
-      }
-      answers[i] = std::move(answer);
-    }
-    if (open) tx.exec("RELEASE SAVEPOINT call");
-    all.Flush(tx);
+    TxContext cx;
+    cx.locks = &locks;
+    cx.deltas = &all;
+    locks.LockAll(tx, candidate_ids, leasable);
+    bool open = false;  // a savepoint of a part that succeeded is still open
+    WriteBatch(tx, cx, open, leases, [&](dbtransaction& t, TxContext& mine) {
+      std::vector<LeaseCall*> calls;
+      for (Transition* m : leases) calls.push_back(m->lease);
+      return LeaseBatch(t, mine, calls);
+    });
+    WriteBatch(tx, cx, open, completions, [&](dbtransaction& t, TxContext& mine) {
+      std::vector<CompleteCall*> calls;
+      for (Transition* m : completions) calls.push_back(m->complete);
+      return CompleteBatch(t, mine, calls);
+    });
+    for (Transition* t : alone) t->status = RunUnderSavepoint(tx, cx, open, *t->body);
+    all.Flush(tx, open ? "RELEASE SAVEPOINT call" : "");
     return absl::OkStatus();
   });
-  for (size_t i = 0; i < group.size(); ++i) {
-    group[i]->status = status.ok() ? answers[i] : status;
+  if (!status.ok()) {
+    for (Transition* t : group) t->status = status;
   }
+}
+
+void PgStore::WriteBatch(dbtransaction& tx, TxContext& group, bool& open,
+                         const std::vector<Transition*>& members, const TransitionBody& batch) {
+  if (members.empty()) return;
+  const absl::Status written = RunUnderSavepoint(tx, group, open, batch);
+  for (Transition* t : members) {
+    if (!written.ok()) {
+      t->status = RunUnderSavepoint(tx, group, open, *t->body);
+    } else {
+      t->status = t->lease != nullptr ? t->lease->answer : t->complete->answer;
+    }
+  }
+}
+
+absl::Status PgStore::RunUnderSavepoint(dbtransaction& tx, TxContext& group, bool& open,
+                                        const TransitionBody& run) {
+  CounterDeltas mine;
+  TxContext cx;
+  cx.locks = group.locks;
+  cx.deltas = &mine;
+  const CampaignLocks::Snapshot saved = group.locks->Save();
+  // The last part's savepoint is released with this one's start (one round trip).
+  tx.exec(open ? "RELEASE SAVEPOINT call; SAVEPOINT call" : "SAVEPOINT call");
+  open = true;
+  absl::Status answer;
+  try {
+    answer = run(tx, cx);
+  } catch (const pqxx::broken_connection&) {
+    throw;
+  } catch (const pqxx::transaction_rollback&) {
+    throw;
+  } catch (const pqxx::unique_violation& e) {
+    answer = absl::AlreadyExistsError(e.what());
+  } catch (const pqxx::sql_error& e) {
+    if (IsConnectionState(e.sqlstate())) throw;
+    answer = InternalWithId(
+        absl::StrCat("SQL error ", e.sqlstate(), ": ", e.what(), " in: ", e.query()));
+  } catch (const pqxx::in_doubt_error&) {
+    throw;
+  } catch (const std::exception& e) {
+    answer = InternalWithId(absl::StrCat("database error: ", e.what()));
+  }
+  if (answer.ok()) {
+    group.deltas->Merge(mine);
+  } else {
+    tx.exec("ROLLBACK TO SAVEPOINT call; RELEASE SAVEPOINT call");
+    open = false;
+    group.locks->Restore(saved);
+  }
+  return answer;
 }
 
 absl::Status PgStore::Migrate() {
@@ -1375,52 +1717,12 @@ absl::Status PgStore::InsertCandidates(int64_t campaign_id,
   const TallyArrays d(tally);
   const int64_t n = static_cast<int64_t>(candidates.size());
   absl::Status status = Run([&](dbtransaction& tx) -> absl::Status {
-    // The config only for a campaign with axes (its level counts check the candidates' levels).
-    pqxx::result c = tx.exec_params(
-        "SELECT state, issued, budget, priority, CASE WHEN config ? 'axes' THEN config::text END "
-        "FROM campaigns WHERE id = $1 FOR UPDATE",
-        campaign_id);
-    if (c.empty()) return absl::NotFoundError(absl::StrCat("campaign ", campaign_id, " not found"));
-    const auto state = static_cast<CampaignState>(c[0][0].as<int>());
-    const int64_t issued = c[0][1].as<int64_t>(), budget = c[0][2].as<int64_t>();
-    const int priority = c[0][3].as<int>();
-    if (IsFinal(state)) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("campaign ", campaign_id, " is ", CampaignStateName(state)));
-    }
-    if (issued + n > budget) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "campaign ", campaign_id, ": issuing ", n, " more candidates would exceed the budget of ",
-          budget, " (", issued, " issued)"));
-    }
-    std::vector<int> level_counts;
-    if (!c[0][4].is_null()) {
-      quartet::v1::CampaignConfig config;
-      QUARTET_RETURN_IF_ERROR(common::ParseMessage(c[0][4].c_str(), common::TextFormat::kJson,
-                                                   "campaigns.config", &config));
-      level_counts = AxisLevelCounts(config);
-    }
+    // Checked and inserted first, the campaign row locked only then: the insert, the longest
+    // step, does not hold up the campaign's lease transitions (the new rows are invisible to
+    // them until the commit). Under the lock the checks are made again.
+    QUARTET_ASSIGN_OR_RETURN(IssueTarget target, ReadIssueTarget(tx, campaign_id, n, false));
     for (const NewCandidate& nc : candidates) {
-      QUARTET_RETURN_IF_ERROR(CheckAxisLevels(nc, level_counts));
-    }
-    const Matched matched =
-        MoveCoverage(tx, campaign_id, tally, "", Column(CandidateState::kPending));
-    if (static_cast<size_t>(matched.families) != d.families.size()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("families: a family is not in the pool of campaign ", campaign_id));
-    }
-    if (static_cast<size_t>(matched.cells) != d.cell_n.size()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("levels: a level is not in the axes of campaign ", campaign_id));
-    }
-    if (!d.triple_a.empty()) {
-      tx.exec_params(
-          "INSERT INTO triple_coverage (campaign_id, family_a, family_b, family_c, issued) "
-          "SELECT $1, a, b, c, n FROM unnest($2::text[], $3::text[], $4::text[], $5::bigint[]) "
-          "AS d(a, b, c, n) ON CONFLICT (campaign_id, family_a, family_b, family_c) "
-          "DO UPDATE SET issued = triple_coverage.issued + EXCLUDED.issued",
-          campaign_id, TextArray(d.triple_a), TextArray(d.triple_b), TextArray(d.triple_c),
-          NumberArray(d.triple_n));
+      QUARTET_RETURN_IF_ERROR(CheckAxisLevels(nc, target.level_counts));
     }
     tx.exec_params(
         "WITH ins AS (INSERT INTO candidates (campaign_id, combo_rank, repeat, families, "
@@ -1433,7 +1735,13 @@ absl::Status PgStore::InsertCandidates(int64_t campaign_id,
         "INSERT INTO work_queue (candidate_id, campaign_id, priority) "
         "SELECT id, $1, $6 FROM ins",
         campaign_id, NumberArray(ranks), NumberArray(repeats), TextArray(joined), Epoch(now),
-        priority, NumberArray(memory), TextArray(joined_levels), TextArray(values_json));
+        target.priority, NumberArray(memory), TextArray(joined_levels), TextArray(values_json));
+    QUARTET_ASSIGN_OR_RETURN(IssueTarget locked, ReadIssueTarget(tx, campaign_id, n, true));
+    if (locked.priority != target.priority) {  // changed meanwhile
+      tx.exec_params("UPDATE work_queue SET priority = $2 WHERE campaign_id = $1", campaign_id,
+                     locked.priority);
+    }
+    QUARTET_RETURN_IF_ERROR(AddIssuedCoverage(tx, campaign_id, tally));
     tx.exec_params(
         "UPDATE campaigns SET issued = issued + $2, pending = pending + $2, updated_at = "
         "to_timestamp($3) WHERE id = $1",
@@ -1450,61 +1758,66 @@ absl::Status PgStore::InsertCandidates(int64_t campaign_id,
 
 absl::StatusOr<std::optional<LeaseGrant>> PgStore::LeaseNext(const std::string& worker_id,
                                                              absl::Time now, absl::Duration lease) {
-  std::optional<LeaseGrant> out;
-  QUARTET_RETURN_IF_ERROR(
-      RunTransition({}, /*leases=*/true, [&](dbtransaction& tx, TxContext& cx) -> absl::Status {
-        out.reset();
-        pqxx::result worker = tx.exec_params(
-            "SELECT array_to_json(families)::text, gpu_memory_bytes FROM workers WHERE id = $1",
-            worker_id);
-        if (worker.empty()) {
-          return absl::NotFoundError(absl::StrCat(
-              "worker '", worker_id, "' is not registered; call RegisterWorker first"));
-        }
-        // What this worker can take: the WorkerCanTake rule (records.h) in SQL.
-        const std::string can_families = TextArray(ParseTextArrayJson(worker[0][0]));
-        const int64_t can_memory = worker[0][1].as<int64_t>();
-        // The campaigns are locked already (LockAll, in id order); the claim locks the candidate
-        // and its queue row together and skips any another transaction holds, so leasers never wait
-        // on one queue head.
-        const std::vector<int64_t> running = cx.locks->Leasable(tx);
-        cx.deltas->Seen(worker_id, now);
-        if (running.empty()) return absl::OkStatus();
-        pqxx::result next = tx.exec_params(
-            absl::StrCat("SELECT q.candidate_id, q.campaign_id, k.lease_token FROM work_queue q "
-                         "JOIN candidates k ON k.id = q.candidate_id "
-                         "WHERE q.campaign_id = ANY($3::bigint[]) AND k.state = ",
-                         kPending,
-                         " AND (cardinality($1::text[]) = 0 OR k.families <@ $1::text[]) AND "
-                         "($2 = 0 OR k.est_memory_bytes <= $2) "
-                         "ORDER BY q.priority DESC, q.rung DESC, q.candidate_id LIMIT 1 "
-                         "FOR UPDATE OF q, k SKIP LOCKED"),
-            can_families, can_memory, NumberArray(running));
-        if (next.empty()) return absl::OkStatus();
-        const int64_t candidate_id = next[0][0].as<int64_t>();
-        const int64_t campaign_id = next[0][1].as<int64_t>();
-        const int64_t previous = next[0][2].as<int64_t>();
-        QUARTET_ASSIGN_OR_RETURN(CampaignLock * camp, cx.locks->Lock(tx, campaign_id));
-        tx.exec_params("DELETE FROM work_queue WHERE candidate_id = $1", candidate_id);
-        pqxx::result c = tx.exec_params(
-            absl::StrCat(
-                "UPDATE candidates SET state = ", kLeased,
-                ", attempt = attempt + 1, lease_token = $5, worker_id = $2, "
-                "lease_deadline = to_timestamp($3), cancel_requested = FALSE, started_at = "
-                "COALESCE(started_at, to_timestamp($4)) WHERE id = $1 RETURNING ",
-                kCandidateColumns),
-            candidate_id, worker_id, Epoch(now + lease), Epoch(now), NewLeaseToken(previous));
-        LeaseGrant grant;
-        QUARTET_ASSIGN_OR_RETURN(grant.candidate, ParseCandidate(c[0]));
-        QUARTET_RETURN_IF_ERROR(common::ParseMessage(camp->config_json.c_str(),
-                                                     common::TextFormat::kJson, "campaigns.config",
-                                                     &grant.config));
-        cx.deltas->Move(campaign_id, grant.candidate.families, grant.candidate.levels,
-                        CandidateState::kPending, CandidateState::kLeased, now);
-        out = std::move(grant);
-        return absl::OkStatus();
-      }));
-  return out;
+  LeaseCall call;
+  call.worker_id = worker_id;
+  call.now = now;
+  call.lease = lease;
+  const TransitionBody alone = [&](dbtransaction& tx, TxContext& cx) -> absl::Status {
+    QUARTET_RETURN_IF_ERROR(LeaseBatch(tx, cx, {&call}));
+    return call.answer;
+  };
+  QUARTET_RETURN_IF_ERROR(RunTransition({}, /*leases=*/true, alone, &call));
+  return std::move(call.grant);
+}
+
+absl::Status PgStore::LeaseBatch(dbtransaction& tx, TxContext& cx,
+                                 const std::vector<LeaseCall*>& calls) {
+  std::vector<std::string> worker_ids;
+  for (const LeaseCall* call : calls) worker_ids.push_back(call->worker_id);
+  const std::map<std::string, WorkerKind> kinds = ReadWorkerKinds(tx, worker_ids);
+  // The campaigns are locked already (LockAll, in id order).
+  const std::vector<int64_t> running = cx.locks->Leasable(tx);
+  std::map<WorkerKind, std::vector<LeaseCall*>> by_kind;
+  for (LeaseCall* call : calls) {
+    call->grant.reset();
+    auto kind = kinds.find(call->worker_id);
+    if (kind == kinds.end()) {
+      call->answer = absl::NotFoundError(absl::StrCat(
+          "worker '", call->worker_id, "' is not registered; call RegisterWorker first"));
+      continue;
+    }
+    call->answer = absl::OkStatus();
+    cx.deltas->Seen(call->worker_id, call->now);
+    if (!running.empty()) by_kind[kind->second].push_back(call);
+  }
+  for (const auto& [kind, holders] : by_kind) {
+    std::vector<std::string> workers;
+    std::vector<int64_t> tokens, spares;
+    std::vector<double> deadlines, starts;
+    for (const LeaseCall* call : holders) {
+      workers.push_back(call->worker_id);
+      tokens.push_back(NewLeaseToken(0));
+      spares.push_back(NewLeaseToken(tokens.back()));
+      deadlines.push_back(Epoch(call->now + call->lease));
+      starts.push_back(Epoch(call->now));
+    }
+    const pqxx::result rows =
+        ClaimAndLease(tx, kind, running, workers, tokens, spares, deadlines, starts);
+    for (const auto& r : rows) {
+      LeaseCall* call = holders.at(r[kCandidateColumnCount].as<size_t>());
+      LeaseGrant grant;
+      QUARTET_ASSIGN_OR_RETURN(grant.candidate, ParseCandidate(r));
+      const int64_t campaign_id = grant.candidate.campaign_id;
+      QUARTET_ASSIGN_OR_RETURN(CampaignLock * camp, cx.locks->Lock(tx, campaign_id));
+      QUARTET_ASSIGN_OR_RETURN(std::shared_ptr<const ParsedConfig> config,
+                               ConfigOf(campaign_id, camp->config_json));
+      grant.config = config->config;
+      cx.deltas->Move(campaign_id, grant.candidate.families, grant.candidate.levels,
+                      CandidateState::kPending, CandidateState::kLeased, call->now);
+      call->grant = std::move(grant);
+    }
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<LeaseRenewal> PgStore::RenewLease(int64_t candidate_id, int64_t token,
@@ -1545,16 +1858,43 @@ absl::Status PgStore::CompleteCandidate(int64_t candidate_id, int64_t token,
                                         const quartet::v1::Result& result,
                                         const std::vector<MetricRecord>& final_metrics,
                                         absl::Time now) {
-  return RunTransition(
-      {candidate_id}, /*leases=*/false, [&](dbtransaction& tx, TxContext& cx) -> absl::Status {
-        QUARTET_ASSIGN_OR_RETURN(LeaseRow row, CheckLease(tx, &cx, candidate_id, token, worker_id,
-                                                          LeaseUse::kComplete, now));
-        if (row.verdict == LeaseVerdict::kRepeat) return absl::OkStatus();
-        StoreCompletion(tx, cx, candidate_id, row, result, final_metrics,
-                        CandidateState::kSucceeded, token, now);
-        cx.deltas->CheckDone(row.campaign_id, now);
-        return absl::OkStatus();
-      });
+  CompleteCall call{candidate_id, token, &worker_id, &result, &final_metrics, now, {}};
+  const TransitionBody alone = [&](dbtransaction& tx, TxContext& cx) -> absl::Status {
+    QUARTET_RETURN_IF_ERROR(CompleteBatch(tx, cx, {&call}));
+    return call.answer;
+  };
+  return RunTransition({candidate_id}, /*leases=*/false, alone, nullptr, &call);
+}
+
+absl::Status PgStore::CompleteBatch(dbtransaction& tx, TxContext& cx,
+                                    const std::vector<CompleteCall*>& calls) {
+  std::vector<int64_t> ids;
+  for (const CompleteCall* call : calls) ids.push_back(call->candidate_id);
+  // Campaigns were locked first (LockAll); candidates in id order.
+  const pqxx::result rows = tx.exec_prepared(kLockLeaseRows, NumberArray(ids));
+  std::map<int64_t, pqxx::row> by_id;
+  for (const auto& r : rows) by_id.emplace(r[0].as<int64_t>(), r);
+  std::vector<LeaseRow> accepted;
+  accepted.reserve(calls.size());  // Completion points into it
+  std::vector<Completion> done;
+  for (CompleteCall* call : calls) {
+    auto it = by_id.find(call->candidate_id);
+    if (it == by_id.end()) {
+      call->answer =
+          absl::NotFoundError(absl::StrCat("candidate ", call->candidate_id, " not found"));
+      continue;
+    }
+    absl::StatusOr<LeaseRow> row = JudgeRow(tx, &cx, it->second, call->token, *call->worker_id,
+                                            LeaseUse::kComplete, call->now);
+    call->answer = row.status();
+    if (!row.ok() || row->verdict == LeaseVerdict::kRepeat) continue;
+    accepted.push_back(*std::move(row));
+    done.push_back({call->candidate_id, &accepted.back(), call->result, call->final_metrics,
+                    CandidateState::kSucceeded, call->token, call->now});
+  }
+  StoreCompletions(tx, cx, done);
+  for (const Completion& c : done) cx.deltas->CheckDone(c.row->campaign_id, c.now);
+  return absl::OkStatus();
 }
 
 absl::Status PgStore::CompleteRung(int64_t candidate_id, int64_t token,
@@ -1566,9 +1906,11 @@ absl::Status PgStore::CompleteRung(int64_t candidate_id, int64_t token,
         QUARTET_ASSIGN_OR_RETURN(LeaseRow row, CheckLease(tx, &cx, candidate_id, token, worker_id,
                                                           LeaseUse::kComplete, now));
         if (row.verdict == LeaseVerdict::kRepeat) return absl::OkStatus();
-        StoreCompletion(tx, cx, candidate_id, row, result, final_metrics,
-                        plan.last_rung ? CandidateState::kSucceeded : CandidateState::kStoppedEarly,
-                        token, now);
+        StoreCompletions(
+            tx, cx,
+            {{candidate_id, &row, &result, &final_metrics,
+              plan.last_rung ? CandidateState::kSucceeded : CandidateState::kStoppedEarly, token,
+              now}});
         tx.exec_params(
             "UPDATE candidates SET rung_results = rung_results || jsonb_build_array($2::jsonb) "
             "WHERE id = $1",
@@ -1811,7 +2153,7 @@ absl::Status PgStore::MarkArtifactsDeleted(const std::vector<int64_t>& artifact_
     // The lock order of every transaction: campaign rows (in id order), then candidates.
     tx.exec_params(
         "SELECT id FROM campaigns WHERE id IN (SELECT campaign_id FROM artifacts WHERE id = "
-        "ANY($1::bigint[])) ORDER BY id FOR UPDATE",
+        "ANY($1::bigint[])) ORDER BY id FOR NO KEY UPDATE",
         NumberArray(artifact_ids));
     // Candidates whose current checkpoint or export is deleted lose it.
     tx.exec_params(

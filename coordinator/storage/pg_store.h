@@ -13,11 +13,15 @@
 // CompleteCandidate, CompleteRung and FailCandidate are queued and written by one writer thread,
 // many calls to one transaction: a call that finds the writer idle is written at once; calls that
 // arrive while it writes wait at most the window for the next transaction. Each call still
-// returns only after the transaction holding it committed, with its own answer: every call runs
-// under its own savepoint, so a refusal (NOT_FOUND, FAILED_PRECONDITION, ...) rolls back that call
-// alone. An error that ends the whole transaction (a lost conflict after retries, a broken
-// connection, a commit whose outcome is unknown) is every call's answer, with the codes above.
-// Campaign counters and coverage rows are written once per transaction with the summed changes.
+// returns only after the transaction holding it committed, with its own answer. The leases of a
+// group are written together (one claim per kind of worker) and so are its completions (one read,
+// one update), each batch under one savepoint; the other calls run under a savepoint each. A
+// refusal (NOT_FOUND, FAILED_PRECONDITION, ...) changes nothing of its call; a batch that fails
+// otherwise is rolled back and written again a call at a time. An error that ends the whole
+// transaction (a lost conflict after retries, a broken connection, a commit whose outcome is
+// unknown) is every call's answer, with the codes above. Campaign counters, coverage rows and the
+// campaign's best are written once per transaction with the summed changes, in one round trip.
+// The statements of lease transitions are prepared on every pooled connection.
 // Lock order, in every transaction: campaign rows (a group locks all it needs first, by id), then
 // candidate rows, then work-queue rows; the claim skips queue rows another transaction holds.
 #ifndef QUARTET_COORDINATOR_STORAGE_PG_STORE_H_
@@ -25,6 +29,7 @@
 
 #include <deque>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <thread>
@@ -142,15 +147,43 @@ class PgStore : public Store {
   // Runs a lease transition: queued for the writer under group commit, else in a transaction of
   // its own. `candidate_ids` name the candidates whose campaigns it locks; `leases` says it claims
   // from the queue (it locks every RUNNING campaign with queued work).
+  // A LeaseNext call and a CompleteCandidate call. A group writes all its leases together
+  // (LeaseBatch: one claim per kind of worker) and all its completions together (CompleteBatch),
+  // each batch under one savepoint; a batch that fails is written again a call at a time.
+  struct LeaseCall;
+  struct CompleteCall;
+  // `lease` or `complete`, when set, is the call `body` runs alone (a batch of one).
   absl::Status RunTransition(std::vector<int64_t> candidate_ids, bool leases,
-                             const TransitionBody& body);
+                             const TransitionBody& body, LeaseCall* lease = nullptr,
+                             CompleteCall* complete = nullptr);
+  // Claims a candidate for each of `calls` (those of one transaction) and sets each call's answer.
+  // An error return is every call's answer.
+  absl::Status LeaseBatch(pqxx::dbtransaction& tx, TxContext& cx,
+                          const std::vector<LeaseCall*>& calls);
+  // Checks the lease of each of `calls` (distinct candidates) and stores the results of those it
+  // accepts; sets each call's answer. An error return is every call's answer.
+  absl::Status CompleteBatch(pqxx::dbtransaction& tx, TxContext& cx,
+                             const std::vector<CompleteCall*>& calls);
   // A transaction of one transition with its own locks and counters (no group).
   absl::Status RunAlone(const std::vector<int64_t>& candidate_ids, bool leases,
                         const TransitionBody& body);
+  // The transaction body of RunAlone (the arguments must outlive it).
+  static TxBody AloneBody(const std::vector<int64_t>& candidate_ids, bool leases,
+                          const TransitionBody& body);
   // The writer thread: takes queued transitions and writes them, a group per transaction.
   void WriteGroups();
   // One group in one transaction; sets every transition's status.
   void WriteGroup(const std::vector<Transition*>& group);
+  // Runs `run` under a savepoint of a group's transaction (`open`: the previous savepoint is still
+  // to be released); a refusal or a failed statement rolls back the savepoint alone, and locks
+  // and counters of the rolled-back part are dropped. Errors that end the transaction (conflicts,
+  // a lost connection) are thrown on.
+  absl::Status RunUnderSavepoint(pqxx::dbtransaction& tx, TxContext& group, bool& open,
+                                 const TransitionBody& run);
+  // Writes `members` (leases or completions of a group) with `batch` under one savepoint and sets
+  // each member's status; when the batch fails, each member is written alone.
+  void WriteBatch(pqxx::dbtransaction& tx, TxContext& group, bool& open,
+                  const std::vector<Transition*>& members, const TransitionBody& batch);
 
   absl::StatusOr<std::unique_ptr<pqxx::connection_base>> Connect();
   absl::StatusOr<std::string> CurrentUrl() const;
@@ -159,12 +192,19 @@ class PgStore : public Store {
   void Release(std::unique_ptr<pqxx::connection_base> conn, bool healthy);
   // Closes every idle pooled connection (after one was found broken).
   void DropIdle();
+  // The campaign's config parsed from its stored JSON `json`, parsed once per campaign and text.
+  struct ParsedConfig;
+  absl::StatusOr<std::shared_ptr<const ParsedConfig>> ConfigOf(int64_t campaign_id,
+                                                               const std::string& json);
 
   const Options options_;
   int schema_version_ = 0;
   absl::Mutex mu_;
   std::vector<std::unique_ptr<pqxx::connection_base>> idle_ ABSL_GUARDED_BY(mu_);
   int open_ ABSL_GUARDED_BY(mu_) = 0;
+
+  absl::Mutex config_mu_;
+  std::map<int64_t, std::shared_ptr<const ParsedConfig>> configs_ ABSL_GUARDED_BY(config_mu_);
 
   // Group commit: transitions waiting for the writer, oldest first.
   absl::Mutex queue_mu_;

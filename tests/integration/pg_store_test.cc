@@ -1,6 +1,7 @@
 // The Store conformance suite against a real PostgreSQL, plus what only PgStore has: migrations.
 #include <atomic>
 #include <pqxx/pqxx>
+#include <set>
 #include <thread>
 #include <vector>
 
@@ -246,6 +247,87 @@ TEST(PgStoreTest, ConcurrentCancelsLeasesAndReportsNeverDeadlock) {
   EXPECT_EQ(aborted.load(), 0);
   EXPECT_EQ(other_errors.load(), 0);
   EXPECT_EQ(DeadlocksSoFar(PgTestUrl()), deadlocks_before);
+}
+
+// Calls that share a group transaction are written in batches (every lease of a group in one
+// claim, every completion in one update), yet each gets its own answer: a lease for an unknown
+// worker NOT_FOUND, a completion under a stale token FAILED_PRECONDITION, one of an unknown
+// candidate NOT_FOUND, a repeated completion OK once stored; counters and the best match.
+TEST(PgStoreTest, BatchedCallsOfOneGroupEachGetTheirOwnAnswer) {
+  QUARTET_REQUIRE_PG_OR_SKIP();
+  // A long window, so calls arriving while a group is written share the next one.
+  auto store = MakeTestPgStore(absl::Milliseconds(50));
+  ASSERT_NE(store, nullptr);
+  constexpr int kWorkers = 12;
+  const absl::Time t0 = absl::Now();
+  for (int w = 0; w < kWorkers; ++w) {
+    WorkerRecord worker;
+    worker.id = "w" + std::to_string(w);
+    if (w % 2) worker.families = {"A", "B", "C"};  // two kinds of worker
+    ASSERT_TRUE(store->RegisterWorker(worker, t0).ok());
+  }
+  CampaignRecord r;
+  r.name = "batches";
+  r.k = 2;
+  r.budget = kWorkers;
+  for (const char* f : {"A", "B", "C", "D"}) r.config.add_pool(f);
+  auto campaign = store->CreateCampaign(r, t0);
+  ASSERT_TRUE(campaign.ok()) << campaign.status();
+  std::vector<NewCandidate> fresh;
+  for (int i = 0; i < kWorkers; ++i) fresh.push_back({0, i, {"A", "B"}});
+  ASSERT_TRUE(store->InsertCandidates(campaign->id, fresh, t0).ok());
+
+  // Every worker and one unregistered leases at once.
+  std::vector<absl::StatusOr<std::optional<LeaseGrant>>> grants(kWorkers + 1, std::nullopt);
+  std::vector<std::thread> threads;
+  for (int w = 0; w <= kWorkers; ++w) {
+    threads.emplace_back([&, w] {
+      grants[w] = store->LeaseNext(w < kWorkers ? "w" + std::to_string(w) : "nobody", t0,
+                                   absl::Seconds(30));
+    });
+  }
+  for (auto& t : threads) t.join();
+  threads.clear();
+  EXPECT_EQ(grants[kWorkers].status().code(), absl::StatusCode::kNotFound);
+  std::set<int64_t> leased;
+  for (int w = 0; w < kWorkers; ++w) {
+    ASSERT_TRUE(grants[w].ok()) << grants[w].status();
+    ASSERT_TRUE(grants[w]->has_value()) << "worker " << w;
+    EXPECT_EQ((*grants[w])->candidate.worker_id, "w" + std::to_string(w));
+    leased.insert((*grants[w])->candidate.id);
+  }
+  EXPECT_EQ(leased.size(), static_cast<size_t>(kWorkers));  // no candidate leased twice
+
+  // Each completes (worker 0 twice), plus a stale token and an unknown candidate, at once.
+  auto complete = [&](int w, int64_t token_delta, int64_t id_delta) {
+    const CandidateRecord& c = (*grants[w])->candidate;
+    quartet::v1::Result result;
+    result.set_test_accuracy(0.5 + 0.01 * w);
+    return store->CompleteCandidate(c.id + id_delta, c.lease_token + token_delta,
+                                    "w" + std::to_string(w), result, {}, t0);
+  };
+  std::vector<absl::Status> answers(kWorkers + 3);
+  for (int w = 0; w < kWorkers; ++w) {
+    threads.emplace_back([&, w] { answers[w] = complete(w, 0, 0); });
+  }
+  threads.emplace_back([&] { answers[kWorkers] = complete(0, 0, 0); });
+  threads.emplace_back([&] { answers[kWorkers + 1] = complete(1, 1, 0); });
+  threads.emplace_back([&] { answers[kWorkers + 2] = complete(2, 0, 1 << 30); });
+  for (auto& t : threads) t.join();
+  for (int w = 0; w < kWorkers; ++w) EXPECT_TRUE(answers[w].ok()) << w << ": " << answers[w];
+  EXPECT_TRUE(answers[kWorkers].ok()) << answers[kWorkers];
+  EXPECT_EQ(answers[kWorkers + 1].code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(answers[kWorkers + 2].code(), absl::StatusCode::kNotFound);
+
+  auto after = store->GetCampaign(campaign->id);
+  ASSERT_TRUE(after.ok()) << after.status();
+  EXPECT_EQ(after->counts.succeeded, kWorkers);
+  EXPECT_EQ(after->counts.leased, 0);
+  EXPECT_EQ(after->counts.pending, 0);
+  EXPECT_EQ(after->state, CampaignState::kDone);
+  EXPECT_EQ(after->best_candidate_id, (*grants[kWorkers - 1])->candidate.id);
+  EXPECT_DOUBLE_EQ(after->best_accuracy, 0.5 + 0.01 * (kWorkers - 1));
+  EXPECT_NEAR(after->succeeded_seconds, 0, 1e-9);
 }
 
 // The URL is asked for at every new connection: a database that moved is found again.
