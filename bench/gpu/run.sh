@@ -15,7 +15,7 @@
 # at tiny sizes (the ctest gpu_route_cpu_fallback).
 #
 #   bench/gpu/run.sh [--out=DIR] [--cpu] [--build-dir=DIR | --build[=DIR]] [--jobs=N]
-#                    [--debs=DIR] [--prefix=DIR] [--python=PYTHON]
+#                    [--debs=DIR] [--prefix=DIR] [--python=PYTHON] [--no-time-limits]
 #
 #   --build-dir=DIR  reuse the binaries of an existing build tree (no build step)
 #   --build[=DIR]    build into DIR (default /tmp/quartet-gpu-build); the default
@@ -30,13 +30,15 @@ readonly TARGETS=(quartet-train zoo train_throughput)
 readonly MOE4_FAMILIES=AirNet,ResNet,ShuffleNet,MobileNetV3
 # The whole run, build included, stays under 12 minutes; each step's cap below is also cut to
 # what is left of this, and a step with less than MIN_STEP_S left is skipped.
-readonly TOTAL_BUDGET_S=690
+# --no-time-limits lifts them all (a build at -j1 on a small machine).
+TOTAL_BUDGET_S=690
 readonly MIN_STEP_S=15
-readonly BUILD_CAP_S=330
-readonly PROTOCOL_CAP_S=240
-readonly SLOTS_CAP_S=45 # per slot count
-readonly ZOO_CAP_S=100
-readonly TRAINER_CAP_S=40
+BUILD_CAP_S=330
+PROTOCOL_CAP_S=240
+SLOTS_CAP_S=45 # per slot count
+ZOO_CAP_S=100
+TRAINER_CAP_S=40
+readonly NO_LIMIT_S=86400
 
 OUT_DIR="${OUT:-}"
 FORCE_CPU=0
@@ -65,6 +67,10 @@ parse_args() {
       --debs=*) DEBS="${arg#*=}" ;;
       --prefix=*) PREFIX="${arg#*=}" ;;
       --python=*) PYTHON="${arg#*=}" ;;
+      --no-time-limits)
+        TOTAL_BUDGET_S=${NO_LIMIT_S} BUILD_CAP_S=${NO_LIMIT_S} PROTOCOL_CAP_S=${NO_LIMIT_S}
+        SLOTS_CAP_S=${NO_LIMIT_S} ZOO_CAP_S=${NO_LIMIT_S} TRAINER_CAP_S=${NO_LIMIT_S}
+        ;;
       *) usage ;;
     esac
   done
@@ -161,10 +167,26 @@ unpack_debs() {
       (cd "${PREFIX}" && ar p "${deb}" "$(ar t "${deb}" | grep '^data\.tar')" | tar -x)
     fi
   done
+  relink_into_prefix
   DEPS_PREFIX="${PREFIX}/usr"
   export PATH="${DEPS_PREFIX}/bin:${PATH}"
-  export LD_LIBRARY_PATH="${DEPS_PREFIX}/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:${LD_LIBRARY_PATH}}"
+  add_loader_path "${PREFIX}"
   echo "run.sh: unpacked ${#debs[@]} packages into ${PREFIX}" >&2
+}
+
+# A package's absolute symbolic links (libz.so -> /lib/...) point into the prefix instead.
+relink_into_prefix() {
+  local link target
+  while IFS= read -r -d '' link; do
+    target="$(readlink "${link}")"
+    if [[ -e "${PREFIX}${target}" ]]; then ln -sfn "${PREFIX}${target}" "${link}"; fi
+  done < <(find "${PREFIX}" -type l -lname '/*' -print0)
+}
+
+# add_loader_path ROOT: the libraries unpacked under ROOT (usr/lib and lib) are found at run time.
+add_loader_path() {
+  local dirs="$1/usr/lib/x86_64-linux-gnu:$1/lib/x86_64-linux-gnu"
+  export LD_LIBRARY_PATH="${dirs}${LD_LIBRARY_PATH:+:${LD_LIBRARY_PATH}}"
 }
 
 # build TARGET...: the configure and build of the build step (run under run_step's timeout, in a
@@ -188,10 +210,8 @@ build() {
 
 # The loader path of a build tree made by an earlier --build (its unpacked packages).
 use_build_prefix() {
-  DEPS_PREFIX="$(sed -n 's/^QUARTET_DEPS_PREFIX:PATH=//p' "${BUILD_DIR}/CMakeCache.txt" 2>/dev/null)"
-  if [[ -n "${DEPS_PREFIX}" ]]; then
-    export LD_LIBRARY_PATH="${DEPS_PREFIX}/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:${LD_LIBRARY_PATH}}"
-  fi
+  DEPS_PREFIX="$(sed -n 's/^QUARTET_DEPS_PREFIX:PATH=//p' "${BUILD_DIR}/CMakeCache.txt" 2>/dev/null || true)"
+  if [[ -n "${DEPS_PREFIX}" ]]; then add_loader_path "${DEPS_PREFIX%/usr}"; fi
 }
 
 binary() {
