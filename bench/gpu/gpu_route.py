@@ -16,8 +16,6 @@ import subprocess
 import sys
 import time
 
-# The steps run.sh runs, in order; slots_scaling is one step per slot count.
-STEPS = ("build", "protocol", "slots_scaling", "zoo", "trainer")
 # The protocol's sides (train_throughput --sides) and their names in the report.
 PROTOCOL_SIDES = (("quartet", "Quartet (C++ trainer)"),
                   ("prebatched", "PyTorch eager, pre-batched tensors"),
@@ -129,17 +127,29 @@ def machine_and_versions(args):
 
 
 def protocol_figures(out):
-    j = read_json(os.path.join(out, "protocol.json"))
-    if not j or not j.get("sizes"):
+    """The sides' figures (protocol/<side>.json, one train_throughput run each) side by side."""
+    rates, fig = {}, None
+    for side, _ in PROTOCOL_SIDES:
+        j = read_json(os.path.join(out, "protocol", f"{side}.json"))
+        if not j or not j.get("sizes"):
+            continue
+        size = j["sizes"][0]
+        rate = size.get("samples_per_second", {}).get(side, {}).get("median")
+        if rate is None:
+            continue
+        rates[side] = rate
+        if fig is None:
+            fig = {"size": size["size"], "images": (size["steps"] + size["warmup"]) * j["batch"],
+                   "timed_images": size["steps"] * j["batch"], "batch": j["batch"], "epochs": 1,
+                   "families": j.get("families"), "parameters": {}}
+        params = size.get("parameters", {})
+        key = "quartet" if side == "quartet" else "pytorch"
+        fig["parameters"][key] = params.get(key)
+    if fig is None:
         return None
-    size = j["sizes"][0]
-    rates = {side: v["median"] for side, v in size.get("samples_per_second", {}).items()}
-    images = (size["steps"] + size["warmup"]) * j.get("batch", 32)
-    fig = {"size": size["size"], "images": images, "timed_images": size["steps"] * 32,
-           "batch": j.get("batch", 32), "epochs": 1, "families": j.get("families"),
-           "parameters": size.get("parameters"), "samples_per_second": rates}
+    fig["samples_per_second"] = rates
+    fig["epoch_seconds"] = {s: fig["images"] / r for s, r in rates.items() if r}
     if rates.get("quartet"):
-        fig["epoch_seconds"] = {s: images / r for s, r in rates.items() if r}
         fig["quartet_over"] = {s: rates["quartet"] / r for s, r in rates.items()
                                if s != "quartet" and r}
     return fig
@@ -277,8 +287,9 @@ def check_results(r, expect_build):
         if r.get(key) is None:
             problems.append(f"missing {key}")
     steps = r.get("steps") or {}
-    wanted = [s for s in STEPS if s != "slots_scaling"] + [
-        f"slots_scaling_{n}" for n in (r.get("slots_scaling") or {}).get("counts", [])]
+    counts = (r.get("slots_scaling") or {}).get("counts", [])
+    wanted = (["build"] + [f"protocol_{side}" for side, _ in PROTOCOL_SIDES]
+              + [f"slots_scaling_{n}" for n in counts] + ["zoo", "trainer"])
     for name in wanted:
         status = (steps.get(name) or {}).get("status")
         ok = ("ok", "skipped") if name == "build" and not expect_build else ("ok",)
