@@ -42,12 +42,6 @@
 #include <ATen/cuda/CUDAContext.h>
 #include <ATen/cuda/CUDAGeneratorImpl.h>
 #include <c10/cuda/CUDACachingAllocator.h>
-#include <torch/version.h>
-
-// LibTorch 2.4 replaced the CUDA-only autocast calls with per-device ones (the old ones are
-// deprecated, then removed).
-#define QUARTET_TORCH_DEVICE_AUTOCAST \
-  (TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4))
 #endif
 
 namespace quartet::worker::train {
@@ -84,6 +78,11 @@ int64_t PeakMemoryBytes(const torch::Device& device) {
   getrusage(RUSAGE_SELF, &usage);
   return static_cast<int64_t>(usage.ru_maxrss) * 1024;
 }
+
+// LibTorch 2.4 replaced the CUDA-only autocast calls with per-device ones (the old ones are
+// deprecated, then removed). TORCH_VERSION_* come with <torch/torch.h>.
+#define QUARTET_TORCH_DEVICE_AUTOCAST \
+  (TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4))
 
 // Mixed precision for one forward pass on CUDA (no-op elsewhere).
 class AutocastScope {
