@@ -195,7 +195,16 @@ add_loader_path() {
 # build TARGET...: the configure and build of the build step (run under run_step's timeout, in a
 # child bash: exported with export -f).
 build() {
-  local torch_prefix cuda_args=()
+  local torch_prefix cuda_args=() py_bin tool
+  # CMake and ninja may be Python packages beside that python3 rather than on PATH.
+  py_bin="$(dirname "$(command -v "${PYTHON}")")"
+  export PATH="${PATH}:${py_bin}"
+  for tool in cmake ninja; do
+    command -v "${tool}" >/dev/null || {
+      echo "run.sh: no ${tool} on PATH" >&2
+      return 1
+    }
+  done
   torch_prefix="$("${PYTHON}" -c 'import torch; print(torch.utils.cmake_prefix_path)')"
   if [[ "${MODE}" == gpu ]]; then
     [[ -x /usr/local/cuda/bin/nvcc ]] && export PATH="${PATH}:/usr/local/cuda/bin"
