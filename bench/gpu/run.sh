@@ -86,7 +86,7 @@ parse_args() {
   BUILD_DIR="$(realpath -m "${BUILD_DIR}")"
 }
 
-# GPU sizes (the published protocol) or CPU-fallback sizes (a few hundred 32-px images).
+# GPU sizes (the published protocol) or CPU-fallback sizes (a few batches of 32-px images).
 set_sizes() {
   if [[ "${MODE}" == gpu ]]; then
     DEVICE=cuda:0
