@@ -15,9 +15,16 @@ Fed two ways:
   prebatched  normalised float tensors at the input size prepared in memory up front; a step
               slices its batch.
 
-Prints one JSON object: {"mode", "size", "batch", "steps", "samples_per_second", "parameters"}.
+On CUDA (--device=cuda:N) both ways train as Quartet's trainer does there: cuDNN autotuning,
+channels-last batches, autocast to bfloat16 (float16 with loss scaling before compute capability 8).
+The pre-batched tensors are then built on the device, and the published way's batches are copied
+there from pinned memory.
+
+Prints one JSON object: {"mode", "size", "batch", "steps", "device", "amp", "samples_per_second",
+"parameters"}.
 """
 import argparse
+import contextlib
 import functools
 import json
 import math
@@ -138,6 +145,60 @@ class PilDataset(torch.utils.data.Dataset):
         return self.transform(Image.fromarray(self.images[i])), int(self.labels[i])
 
 
+# Images converted to float and resized per chunk when pre-batching (bounds the transient memory).
+PREBATCH_CHUNK = 1024
+
+
+def prebatched(images, labels, size, batch, device):
+    """Normalised float batches at `size`, prepared up front on `device`."""
+    src = torch.from_numpy(images).to(device)
+    x_all = torch.empty((len(images), 3, size, size), device=device)
+    mean = torch.tensor(MEAN, device=device).view(1, 3, 1, 1)
+    std = torch.tensor(STD, device=device).view(1, 3, 1, 1)
+    for i in range(0, len(images), PREBATCH_CHUNK):
+        # contiguous(): NCHW like the other two sides (the permuted view would otherwise carry
+        # channels-last strides into every convolution).
+        x = src[i:i + PREBATCH_CHUNK].permute(0, 3, 1, 2).contiguous().float().div(255)
+        if size != 32:
+            x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
+        x_all[i:i + PREBATCH_CHUNK] = (x - mean) / std
+    y_all = torch.from_numpy(labels).to(device)
+    return ((x_all[i:i + batch], y_all[i:i + batch]) for i in range(0, len(images), batch))
+
+
+class Accelerator:
+    """How a step uses the device: the memory format, autocast and loss scaling on CUDA."""
+
+    def __init__(self, device):
+        self.device = device
+        self.cuda = device.type == "cuda"
+        self.dtype = None
+        if self.cuda:
+            torch.backends.cudnn.benchmark = True
+            major, _ = torch.cuda.get_device_capability(device)
+            self.dtype = torch.bfloat16 if major >= 8 else torch.float16
+        # torch.amp.GradScaler from PyTorch 2.3 on; torch.cuda.amp's before.
+        scaler = getattr(torch.amp, "GradScaler", None)
+        enabled = self.dtype == torch.float16
+        self.scaler = (scaler("cuda", enabled=enabled) if scaler
+                       else torch.cuda.amp.GradScaler(enabled=enabled))
+
+    def batch(self, x, y):
+        x = x.to(self.device, non_blocking=True)
+        if self.cuda:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x, y.to(self.device, non_blocking=True)
+
+    def autocast(self):
+        if self.dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type="cuda", dtype=self.dtype)
+
+    def synchronize(self):
+        if self.cuda:
+            torch.cuda.synchronize(self.device)
+
+
 def lr_factor(step, total, warmup, start=0.1, floor=1e-3):
     if warmup > 0 and step < warmup:
         return start + (1 - start) * step / warmup
@@ -145,7 +206,7 @@ def lr_factor(step, total, warmup, start=0.1, floor=1e-3):
     return floor + (1 - floor) * (1 + math.cos(math.pi * t)) / 2
 
 
-def main():
+def parse_args():
     ap = argparse.ArgumentParser()
     ap.add_argument("--mode", choices=("published", "prebatched"), required=True)
     ap.add_argument("--size", type=int, default=32)
@@ -153,7 +214,12 @@ def main():
     ap.add_argument("--steps", type=int, default=20, help="timed steps")
     ap.add_argument("--warmup", type=int, default=3, help="untimed steps first")
     ap.add_argument("--threads", type=int, default=0)
-    args = ap.parse_args()
+    ap.add_argument("--device", default="cpu", help="cpu or cuda:N")
+    return ap.parse_args()
+
+
+def main():
+    args = parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -161,8 +227,9 @@ def main():
     n = (args.steps + args.warmup) * args.batch
     images = rng.integers(0, 256, size=(n, 32, 32, 3), dtype=np.uint8)  # CIFAR-10-shaped
     labels = rng.integers(0, 10, size=n)
+    acc = Accelerator(torch.device(args.device))
 
-    model = MoE4()
+    model = MoE4().to(acc.device)
     params = sum(p.numel() for p in model.parameters())
     lr, wd = 1e-3, 5e-4
     expert_params = [p for e in model.experts for p in e.parameters()]
@@ -177,45 +244,44 @@ def main():
 
     if args.mode == "published":
         loader = torch.utils.data.DataLoader(PilDataset(images, labels, args.size),
-                                             batch_size=args.batch, shuffle=True, num_workers=1)
+                                             batch_size=args.batch, shuffle=True, num_workers=1,
+                                             pin_memory=acc.cuda)
         batches = iter(loader)
     else:
-        # contiguous(): NCHW like the other two sides (the permuted view would otherwise carry
-        # channels-last strides into every convolution).
-        x_all = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous().float().div(255)
-        if args.size != 32:
-            x_all = F.interpolate(x_all, size=(args.size, args.size), mode="bilinear",
-                                  align_corners=False)
-        x_all = (x_all - torch.tensor(MEAN).view(1, 3, 1, 1)) / torch.tensor(STD).view(1, 3, 1, 1)
-        y_all = torch.from_numpy(labels)
-        batches = ((x_all[i:i + args.batch], y_all[i:i + args.batch])
-                   for i in range(0, n, args.batch))
+        batches = prebatched(images, labels, args.size, args.batch, acc.device)
 
     start = None
     for step in range(total):
         if step == args.warmup:
+            acc.synchronize()
             start = time.perf_counter()
-        x, y = next(batches)
+        x, y = acc.batch(*next(batches))
         for group, b in zip(opt.param_groups, base):
             group["lr"] = b * lr_factor(step, total, warmup_steps)
         lam = float(rng.beta(0.2, 0.2))
-        perm = torch.randperm(x.size(0))
+        perm = torch.randperm(x.size(0), device=acc.device)
         x = lam * x + (1 - lam) * x[perm]
-        logits, balance = model(x)
-        loss = (lam * F.cross_entropy(logits, y, label_smoothing=0.1)
-                + (1 - lam) * F.cross_entropy(logits, y[perm], label_smoothing=0.1)
-                + 0.01 * balance)
+        with acc.autocast():
+            logits, balance = model(x)
+            loss = (lam * F.cross_entropy(logits, y, label_smoothing=0.1)
+                    + (1 - lam) * F.cross_entropy(logits, y[perm], label_smoothing=0.1)
+                    + 0.01 * balance)
         if not math.isfinite(loss.item()):
             raise SystemExit("non-finite loss")
         opt.zero_grad()
-        loss.backward()
+        acc.scaler.scale(loss).backward()
+        acc.scaler.unscale_(opt)
         torch.nn.utils.clip_grad_norm_(all_params, 1.0)
-        opt.step()
+        acc.scaler.step(opt)
+        acc.scaler.update()
         with torch.no_grad():
             model.gate.temperature.clamp_(0.5, 5.0)
+    acc.synchronize()
     elapsed = time.perf_counter() - start
     print(json.dumps({"mode": args.mode, "size": args.size, "batch": args.batch,
                       "steps": args.steps, "threads": torch.get_num_threads(),
+                      "device": args.device, "amp": str(acc.dtype).replace("torch.", "") if
+                      acc.dtype else "off",
                       "samples_per_second": args.steps * args.batch / elapsed,
                       "parameters": params}))
 

@@ -4,6 +4,7 @@
 // that only starts LibTorch, to subtract.
 //
 //   ./build/bench/zoo [--all_variants] [--iterations=3] [--record]
+//   ./build/bench/zoo --device=cuda:0 --json=zoo.json      (bench/gpu/run.sh)
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -12,7 +13,9 @@
 #include <array>
 #include <chrono>
 #include <cstdio>
+#include <fstream>
 #include <iostream>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -20,6 +23,7 @@
 #include "absl/flags/parse.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
 #include "bench/bench_util.h"
 #include "common/catalog.h"
 #include "nlohmann/json.hpp"
@@ -30,6 +34,8 @@ ABSL_FLAG(int, iterations, 3, "Timed forward+backward passes per family (after o
 ABSL_FLAG(int, batch, 32, "Batch size.");
 ABSL_FLAG(int, threads, 0, "Intra-op threads (0 = all cores).");
 ABSL_FLAG(std::string, device, "cpu", "cpu or cuda:N (timing only).");
+ABSL_FLAG(std::string, families, "", "Only these families, comma-separated (default: all).");
+ABSL_FLAG(std::string, json, "", "Also write every figure to this JSON file.");
 ABSL_FLAG(std::string, one, "", "Internal: measure this model in this process and print JSON.");
 ABSL_FLAG(bool, record, false, "Append the table to bench/RESULTS.md.");
 
@@ -122,6 +128,53 @@ bool RunChild(const std::string& self, const std::string& name, nlohmann::json* 
   return true;
 }
 
+// One row of the table: the child's JSON with the family and its peak resident set.
+struct Row {
+  std::string family;
+  nlohmann::json result;
+  double peak_mib = 0;
+};
+
+void WriteJson(const std::vector<Row>& rows, double base_mib) {
+  nlohmann::json j;
+  j["device"] = absl::GetFlag(FLAGS_device);
+  j["batch"] = absl::GetFlag(FLAGS_batch);
+  j["iterations"] = absl::GetFlag(FLAGS_iterations);
+  j["baseline_peak_rss_mib"] = base_mib;
+  j["models"] = nlohmann::json::array();
+  for (const Row& r : rows) j["models"].push_back(r.result);
+  std::ofstream(absl::GetFlag(FLAGS_json)) << j.dump(2) << "\n";
+}
+
+// Measures each family's default variant (every variant with --all_variants), restricted to
+// --families; false when a child fails. --json is rewritten after every family, so a run cut
+// short still leaves what it measured.
+bool MeasureFamilies(const std::string& self, double base_mib, std::vector<Row>* rows) {
+  std::set<std::string> only;
+  for (absl::string_view f :
+       absl::StrSplit(absl::GetFlag(FLAGS_families), ',', absl::SkipEmpty())) {
+    only.insert(std::string(f));
+  }
+  for (const auto& family : FamilyCatalog::Get().families()) {
+    if (!only.empty() && only.count(std::string(family.name)) == 0) continue;
+    for (const auto& v : family.variants) {
+      if (!absl::GetFlag(FLAGS_all_variants) && &v != &family.default_variant()) continue;
+      std::cerr << "measuring " << v.name << "..." << std::endl;
+      Row row;
+      row.family = std::string(family.name);
+      if (!RunChild(self, std::string(v.name), &row.result, &row.peak_mib)) {
+        std::cerr << v.name << " failed\n";
+        return false;
+      }
+      row.result["family"] = row.family;
+      row.result["peak_rss_mib"] = row.peak_mib;
+      rows->push_back(std::move(row));
+      if (!absl::GetFlag(FLAGS_json).empty()) WriteJson(*rows, base_mib);
+    }
+  }
+  return !rows->empty();
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -136,25 +189,18 @@ int main(int argc, char** argv) {
     std::cerr << "baseline child failed\n";
     return 1;
   }
+  std::vector<Row> rows;
+  if (!MeasureFamilies(self, base_mib, &rows)) return 1;
   std::string table = absl::StrFormat(
       "| family | model | input | parameters | fwd+bwd ms / batch %d (median) | min | peak RSS "
       "MiB | above baseline MiB |\n|---|---|---|---|---|---|---|---|\n",
       absl::GetFlag(FLAGS_batch));
-  for (const auto& family : FamilyCatalog::Get().families()) {
-    for (const auto& v : family.variants) {
-      if (!absl::GetFlag(FLAGS_all_variants) && &v != &family.default_variant()) continue;
-      std::cerr << "measuring " << v.name << "..." << std::endl;
-      nlohmann::json r;
-      double mib = 0;
-      if (!RunChild(self, std::string(v.name), &r, &mib)) {
-        std::cerr << v.name << " failed\n";
-        return 1;
-      }
-      absl::StrAppendFormat(&table, "| %s | %s | %d | %d | %.1f | %.1f | %.0f | %.0f |\n",
-                            family.name, v.name, r["size"].get<int>(),
-                            r["parameters"].get<int64_t>(), r["ms_median"].get<double>(),
-                            r["ms_min"].get<double>(), mib, mib - base_mib);
-    }
+  for (const Row& row : rows) {
+    const nlohmann::json& r = row.result;
+    absl::StrAppendFormat(&table, "| %s | %s | %d | %d | %.1f | %.1f | %.0f | %.0f |\n", row.family,
+                          r["model"].get<std::string>(), r["size"].get<int>(),
+                          r["parameters"].get<int64_t>(), r["ms_median"].get<double>(),
+                          r["ms_min"].get<double>(), row.peak_mib, row.peak_mib - base_mib);
   }
   const std::string notes = absl::StrFormat(
       "\nTrain mode, cross-entropy backward, %s, %s threads, %d timed passes after one warm-up "

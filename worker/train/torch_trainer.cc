@@ -72,10 +72,10 @@ absl::Status Classified(absl::StatusCode code, ErrorClass cls, std::string messa
 int64_t PeakMemoryBytes(const torch::Device& device) {
 #ifdef QUARTET_WITH_CUDA
   if (device.is_cuda()) {
+    // StatType::AGGREGATE, index 0 in every LibTorch (the enum moved namespace in 2.x).
+    constexpr size_t kAggregateStat = 0;
     auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(device.index());
-    return stats
-        .allocated_bytes[static_cast<size_t>(c10::cuda::CUDACachingAllocator::StatType::AGGREGATE)]
-        .peak;
+    return stats.allocated_bytes[kAggregateStat].peak;
   }
 #endif
   (void)device;
@@ -84,14 +84,24 @@ int64_t PeakMemoryBytes(const torch::Device& device) {
   return static_cast<int64_t>(usage.ru_maxrss) * 1024;
 }
 
+// LibTorch 2.4 replaced the CUDA-only autocast calls with per-device ones (the old ones are
+// deprecated, then removed). TORCH_VERSION_* come with <torch/torch.h>.
+#define QUARTET_TORCH_DEVICE_AUTOCAST \
+  (TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4))
+
 // Mixed precision for one forward pass on CUDA (no-op elsewhere).
 class AutocastScope {
  public:
   AutocastScope(bool enabled, torch::ScalarType dtype) : enabled_(enabled) {
 #ifdef QUARTET_WITH_CUDA
     if (enabled_) {
+#if QUARTET_TORCH_DEVICE_AUTOCAST
+      at::autocast::set_autocast_dtype(at::kCUDA, dtype);
+      at::autocast::set_autocast_enabled(at::kCUDA, true);
+#else
       at::autocast::set_autocast_gpu_dtype(dtype);
       at::autocast::set_enabled(true);
+#endif
     }
 #else
     (void)dtype;
@@ -100,7 +110,11 @@ class AutocastScope {
   ~AutocastScope() {
 #ifdef QUARTET_WITH_CUDA
     if (enabled_) {
+#if QUARTET_TORCH_DEVICE_AUTOCAST
+      at::autocast::set_autocast_enabled(at::kCUDA, false);
+#else
       at::autocast::set_enabled(false);
+#endif
       at::autocast::clear_cache();
     }
 #endif
