@@ -1,8 +1,6 @@
 #!/usr/bin/env python3
 """Helpers of bench/gpu/run.sh (any python3; the standard library only).
 
-  slots      runs N training processes on one device at once (the slots-scaling approximation
-             until quartet-worker --slots is measured) and writes their combined figures;
   summarize  merges the steps' outputs into results.json and RESULTS.md;
   check      fails unless results.json holds every step and every figure, with sane values.
 """
@@ -14,7 +12,6 @@ import platform
 import re
 import subprocess
 import sys
-import time
 
 # The protocol's sides (train_throughput --sides) and their names in the report.
 PROTOCOL_SIDES = (("quartet", "Quartet (C++ trainer)"),
@@ -34,40 +31,6 @@ def write_json(path, value):
     with open(path, "w") as f:
         json.dump(value, f, indent=2)
         f.write("\n")
-
-
-# --------------------------------------------------------------------------------------------
-# slots
-# --------------------------------------------------------------------------------------------
-
-def cmd_slots(args):
-    """N processes of `command` at once; each writes its JSON to <dir>/slot-<i>.json."""
-    os.makedirs(args.dir, exist_ok=True)
-    procs = []
-    start = time.monotonic()
-    for i in range(args.slots):
-        out = os.path.join(args.dir, f"slot-{i}.json")
-        log = open(os.path.join(args.dir, f"slot-{i}.log"), "w")
-        procs.append((subprocess.Popen(args.command + [f"--json={out}"], stdout=log,
-                                       stderr=subprocess.STDOUT), out, log))
-    codes = [p.wait() for p, _, _ in procs]
-    wall = time.monotonic() - start
-    rates, samples = [], 0
-    for _, out, log in procs:
-        log.close()
-        size = (read_json(out) or {}).get("sizes", [{}])[0]
-        rate = size.get("samples_per_second", {}).get("quartet", {}).get("median")
-        if rate is not None:
-            rates.append(rate)
-            samples += (size["steps"] + size["warmup"]) * 32
-    ok = all(c == 0 for c in codes) and len(rates) == args.slots
-    write_json(os.path.join(args.dir, "slots.json"), {
-        "slots": args.slots, "method": "processes", "exit_codes": codes, "ok": ok,
-        "per_process_samples_per_second": rates,
-        "sum_samples_per_second": sum(rates),
-        "wall_seconds": wall,
-        "wall_samples_per_second": samples / wall if wall > 0 else 0})
-    return 0 if ok else 1
 
 
 # --------------------------------------------------------------------------------------------
@@ -156,14 +119,15 @@ def protocol_figures(out):
 
 
 def slots_figures(out, counts):
+    """One row per slot count from bench/slots_scaling's JSON (slots/<n>.json)."""
     rows = []
     for n in counts:
-        j = read_json(os.path.join(out, "slots", str(n), "slots.json"))
-        if j:
-            rows.append(j)
-    base = rows[0]["sum_samples_per_second"] if rows and rows[0]["slots"] == 1 else None
+        j = read_json(os.path.join(out, "slots", f"{n}.json"))
+        if j and j.get("levels"):
+            rows.append(j["levels"][0])
+    base = rows[0]["candidates_per_hour"] if rows and rows[0]["slots"] == 1 else None
     for r in rows:
-        r["speedup_over_one"] = r["sum_samples_per_second"] / base if base else None
+        r["speedup_over_one"] = r["candidates_per_hour"] / base if base else None
     return rows
 
 
@@ -196,7 +160,7 @@ def cmd_summarize(args):
         "versions": versions,
         "steps": steps,
         "protocol": protocol_figures(args.out),
-        "slots_scaling": {"method": "processes", "counts": counts,
+        "slots_scaling": {"method": "in-process slots", "counts": counts,
                           "rows": slots_figures(args.out, counts)},
         "zoo": read_json(os.path.join(args.out, "zoo.json")),
         "trainer": trainer_figures(args.out),
@@ -226,16 +190,17 @@ def markdown_protocol(p):
 
 
 def markdown_slots(rows):
-    lines = ["**Slots scaling** (N concurrent training processes on the device, MoE4, batch 32; "
-             "sum of each process's steady-state samples/s, and all samples over the wall time "
-             "including start-up):", "",
-             "| slots | samples/s (sum) | per slot | speed-up over 1 | samples/s (wall) |",
+    lines = ["**Slots scaling** (N whole candidates trained at once in one process, as "
+             "quartet-worker --slots=N runs them: benchmark MoE4, one epoch, batch 32; wall time "
+             "until every slot finished):", "",
+             "| slots | wall time s | candidates per hour | training samples/s (all slots) | "
+             "speed-up over 1 |",
              "|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r['slots']} | {fmt(r['sum_samples_per_second'])} | "
-                     f"{fmt(r['sum_samples_per_second'] / r['slots'])} | "
-                     f"{fmt(r['speedup_over_one'], '.2f')} | "
-                     f"{fmt(r['wall_samples_per_second'])} |")
+        lines.append(f"| {r['slots']} | {fmt(r['wall_seconds'])} | "
+                     f"{fmt(r['candidates_per_hour'], '.0f')} | "
+                     f"{fmt(r['samples_per_second'])} | "
+                     f"{fmt(r['speedup_over_one'], '.2f')} |")
     return lines + [""]
 
 
@@ -308,8 +273,8 @@ def check_results(r, expect_build):
     rows = (r.get("slots_scaling") or {}).get("rows") or []
     if [x["slots"] for x in rows] != (r.get("slots_scaling") or {}).get("counts"):
         problems.append("slots_scaling: a slot count has no figures")
-    problems += [f"slots_scaling {x['slots']}: no samples/s" for x in rows
-                 if not positive(x.get("sum_samples_per_second"))]
+    problems += [f"slots_scaling {x['slots']}: no candidates per hour" for x in rows
+                 if not positive(x.get("candidates_per_hour"))]
     models = (r.get("zoo") or {}).get("models") or []
     if not models or not all(positive(m.get("ms_median")) for m in models):
         problems.append("zoo: no models or a non-positive time")
@@ -331,10 +296,6 @@ def cmd_check(args):
 def main():
     ap = argparse.ArgumentParser()
     sub = ap.add_subparsers(dest="cmd", required=True)
-    s = sub.add_parser("slots")
-    s.add_argument("--slots", type=int, required=True)
-    s.add_argument("--dir", required=True)
-    s.add_argument("command", nargs=argparse.REMAINDER)
     m = sub.add_parser("summarize")
     for flag in ("--out", "--root", "--build-dir", "--mode", "--device", "--slots", "--command"):
         m.add_argument(flag, required=True)
@@ -343,10 +304,6 @@ def main():
     c.add_argument("results")
     c.add_argument("--expect-build", action="store_true")
     args = ap.parse_args()
-    if args.cmd == "slots":
-        if args.command and args.command[0] == "--":
-            args.command = args.command[1:]
-        return cmd_slots(args)
     return cmd_summarize(args) if args.cmd == "summarize" else cmd_check(args)
 
 

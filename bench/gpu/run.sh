@@ -7,7 +7,8 @@
 #   protocol_*      the published protocol (50,016 CIFAR-10-shaped images at 256 px, 1 epoch,
 #                   batch 32, the benchmark MoE4): Quartet's trainer against the same model in
 #                   PyTorch eager (pre-batched, and the published PIL + DataLoader pipeline);
-#   slots_scaling   1, 2, 4, 8 candidates on the GPU at once, as that many training processes;
+#   slots_scaling   1, 2, 4, 8 candidates trained at once in one process, as quartet-worker
+#                   --slots runs them (bench/slots_scaling: a CUDA stream per slot);
 #   zoo             every family's forward + backward on the device;
 #   trainer         one short quartet-train run on the device.
 # Writes results.json (every figure, the device, the versions) and RESULTS.md (a section for
@@ -26,7 +27,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 readonly ROOT
 readonly HELPER="${ROOT}/bench/gpu/gpu_route.py"
-readonly TARGETS=(quartet-train zoo train_throughput)
+readonly TARGETS=(quartet-train zoo train_throughput slots_scaling)
 # train_throughput --sides of the published protocol: Quartet's trainer, PyTorch eager fed
 # pre-batched tensors, PyTorch eager fed the published way (PIL, torchvision, a DataLoader).
 readonly PROTOCOL_SIDES=(quartet prebatched published)
@@ -91,13 +92,13 @@ set_sizes() {
   if [[ "${MODE}" == gpu ]]; then
     DEVICE=cuda:0
     PROTOCOL_SIZE=256 PROTOCOL_STEPS=1561 PROTOCOL_WARMUP=2 # 1,563 steps x 32 = 50,016 images
-    SLOT_COUNTS=(1 2 4 8) SLOTS_SIZE=256 SLOTS_STEPS=100 SLOTS_WARMUP=5
+    SLOT_COUNTS=(1 2 4 8) SLOTS_SIZE=256 SLOTS_IMAGES=2048 SLOTS_TEST_IMAGES=256
     ZOO_ARGS=(--batch=32 --iterations=3)
     TRAINER_ARGS=(--train_limit=2048 --test_limit=512 --input_size=256)
   else
     DEVICE=cpu
     PROTOCOL_SIZE=32 PROTOCOL_STEPS=1 PROTOCOL_WARMUP=1
-    SLOT_COUNTS=(1 2) SLOTS_SIZE=32 SLOTS_STEPS=1 SLOTS_WARMUP=1
+    SLOT_COUNTS=(1 2) SLOTS_SIZE=32 SLOTS_IMAGES=64 SLOTS_TEST_IMAGES=32
     ZOO_ARGS=("--families=AirNet,ShuffleNet" --batch=4 --iterations=1) # the MoE4's two fastest
     TRAINER_ARGS=(--train_limit=64 --test_limit=32 --input_size=32)
   fi
@@ -247,16 +248,16 @@ measure_protocol() {
   done
 }
 
-# Slots scaling, approximated by N training processes sharing the device (one candidate each)
-# until quartet-worker --slots=N can be measured here; the step names stay slots_scaling_N.
-measure_slots_processes() {
-  local n threads
+# Slots scaling: N whole candidates (one epoch of SLOTS_IMAGES images each) trained at once in one
+# process, a TorchTrainer per slot on a thread and CUDA stream of its own, as quartet-worker
+# --slots=N runs them; a step per N, so a step cut short leaves the others' figures.
+measure_slots() {
+  local n
+  mkdir -p "${OUT_DIR}/slots"
   for n in "${SLOT_COUNTS[@]}"; do
-    threads=$((JOBS / n > 0 ? JOBS / n : 1))
-    run_step "slots_scaling_${n}" "${SLOTS_CAP_S}" "${PYTHON}" "${HELPER}" slots --slots="${n}" \
-      --dir="${OUT_DIR}/slots/${n}" -- "$(binary train_throughput)" --device="${DEVICE}" \
-      --sides=quartet --sizes="${SLOTS_SIZE}" --steps_32="${SLOTS_STEPS}" \
-      --steps_large="${SLOTS_STEPS}" --warmup="${SLOTS_WARMUP}" --repeats=1 --threads="${threads}"
+    run_step "slots_scaling_${n}" "${SLOTS_CAP_S}" "$(binary slots_scaling)" --device="${DEVICE}" \
+      --slots="${n}" --size="${SLOTS_SIZE}" --train_images="${SLOTS_IMAGES}" \
+      --test_images="${SLOTS_TEST_IMAGES}" --json="${OUT_DIR}/slots/${n}.json"
   done
 }
 
@@ -300,7 +301,7 @@ main() {
       >"${OUT_DIR}/steps/build.json"
   fi
   measure_protocol
-  measure_slots_processes
+  measure_slots
   measure_zoo
   measure_trainer
   summarize
