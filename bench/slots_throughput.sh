@@ -8,7 +8,7 @@
 # of 4 of the quickstart's 6 families on a Fashion-MNIST subset, same seed, so the same
 # candidates); the figure is candidates over the wall time from submission to DONE. Appends a
 # section to bench/RESULTS.md.
-#   QUARTET_TEST_PG_URL=... bench/slots_throughput.sh [BUILD_DIR]
+#   QUARTET_TEST_PG_URL=... [SLOTS_ORDER="slots procs one"] bench/slots_throughput.sh [BUILD_DIR]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source bench/study_lib.sh
@@ -27,7 +27,7 @@ run() {
   local name=$1 workers=$2 out id start end pids_before
   shift 2
   pids_before=${#E2E_PIDS[@]}
-  for w in $(seq 1 "$workers"); do start_worker "$name-$w" --slots=1 "$@"; done
+  for w in $(seq 1 "$workers"); do start_worker "$name$w" --slots=1 "$@"; done
   start=$(date +%s.%N)
   out=$(ctl campaign submit --name="$name" --dataset=fashion-mnist --families="$FAMILIES" -k 4 \
     --sampler=pair-covering --budget="$BUDGET" --train-limit="$TRAIN" --test-limit=1000 \
@@ -46,12 +46,16 @@ run() {
 }
 
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
-run one 1 --threads="$cores"
-one_s=$RUN_S
-run procs "$cores" --threads=1
-procs_s=$RUN_S
-run slots 1 --slots="$cores" --threads=1
-slots_s=$RUN_S
+# SLOTS_ORDER: the order of the three ways (the machine drifts; run again in another order).
+order=${SLOTS_ORDER:-one procs slots}
+for way in $order; do
+  case $way in
+    one) run one 1 --threads="$cores"; one_s=$RUN_S ;;
+    procs) run procs "$cores" --threads=1; procs_s=$RUN_S ;;
+    slots) run slots 1 --slots="$cores" --threads=1; slots_s=$RUN_S ;;
+    *) e2e_fail "SLOTS_ORDER: unknown way '$way' (one, procs, slots)" ;;
+  esac
+done
 
 per_hour() { awk -v s="$1" -v n="$BUDGET" 'BEGIN { printf "%.0f", n * 3600 / s }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
@@ -67,8 +71,8 @@ echo "$table"
 {
   printf '\n## Candidates per hour: slots against threads and processes (Fashion-MNIST, CPU)\n\n'
   printf -- '- Machine: %s, %s cores, Debian 12\n- Date: %s\n' "$(study_cpu)" "$cores" "$(date -u +%F)"
-  printf -- '- Command: `QUARTET_TEST_PG_URL=... bench/slots_throughput.sh %s` (%s candidates of 4 of {%s}, pair-covering, seed 1, %s training and 1000 test images, 1 epoch, batch 32, lr 0.003; the same campaign each way, wall time from submission to DONE; load average before: %s)\n\n' \
-    "$build" "$BUDGET" "${FAMILIES//,/, }" "$TRAIN" "$load_before"
+  printf -- '- Command: `QUARTET_TEST_PG_URL=... bench/slots_throughput.sh %s` (%s candidates of 4 of {%s}, pair-covering, seed 1, %s training and 1000 test images, 1 epoch, batch 32, lr 0.003; the same campaign each way, run in the order %s, wall time from submission to DONE; load average before: %s)\n\n' \
+    "$build" "$BUDGET" "${FAMILIES//,/, }" "$TRAIN" "$order" "$load_before"
   echo "$table"
 } >> bench/RESULTS.md
 echo "appended to bench/RESULTS.md"
